@@ -1,0 +1,5 @@
+"""mmsearch: self-hosted multimodal catalog search."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

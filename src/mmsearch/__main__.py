@@ -1,0 +1,7 @@
+"""``python -m mmsearch`` runs the CLI."""
+
+from __future__ import annotations
+
+from mmsearch.cli import app
+
+app()

@@ -1,0 +1,88 @@
+"""The Item: one catalog record, normalised, with the provenance that traces it to its source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+AttributeValue = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem with one catalog row; written to the run's errors.jsonl."""
+
+    source: str
+    row: int
+    reason: str
+    field: str | None = None
+    item_id: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "row": self.row,
+            "item_id": self.item_id,
+            "field": self.field,
+            "reason": self.reason,
+        }
+
+    def describe(self) -> str:
+        where = f"{self.source}, row {self.row}"
+        if self.item_id:
+            where += f" (id {self.item_id!r})"
+        if self.field:
+            where += f", field {self.field!r}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A row as read from a catalog, before mapping and validation."""
+
+    source: str
+    row: int
+    data: dict[str, object]
+
+
+@dataclass
+class Item:
+    """A validated record. ``images`` hold resolved local paths in catalog order."""
+
+    id: str
+    title: str
+    texts: dict[str, str]
+    attributes: dict[str, AttributeValue]
+    images: list[str]
+    source: str
+    row: int
+    image_sha256: list[str] = field(default_factory=list)
+
+    @property
+    def search_text(self) -> str:
+        """What BM25 indexes: the title, then every text field."""
+        parts = [self.title, *self.texts.values()]
+        return "\n".join(part for part in parts if part)
+
+    @property
+    def semantic_text(self) -> str:
+        """What the text encoder embeds; the same fields, in the same order."""
+        return self.search_text
+
+    def content_sha256(self) -> str:
+        """Hash of everything that feeds the index, so unchanged rows can skip re-encoding."""
+        canonical = json.dumps(
+            {
+                "id": self.id,
+                "title": self.title,
+                "texts": self.texts,
+                "attributes": self.attributes,
+                "image_paths": self.images,
+                "image_sha256": self.image_sha256,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,302 @@
+"""The ``mmsearch`` command line: ingest, search, collections, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
+from mmsearch.config import Settings, load_settings
+from mmsearch.errors import MMSearchError
+from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows
+from mmsearch.media.images import ImageLimits, load_image
+from mmsearch.retrieval.search import Searcher, SearchRequest, SearchResult
+
+app = typer.Typer(
+    help="mmsearch: multimodal catalog search (images, text embeddings and keywords).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Workspace folder (default ./mmsearch-data or $MMSEARCH_HOME)."),
+]
+CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, the figure that tells whether an ingest is healthy."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} items/s" if speed else "- items/s", style="cyan")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(home: Path | None) -> Settings:
+    return load_settings(home)
+
+
+def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
+    total = estimate_rows(options.catalog.expanduser())
+    columns = [
+        SpinnerColumn(),
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=errors, disable=quiet, transient=False) as progress:
+        task = progress.add_task("ingest", total=total)
+        ingestor = Ingestor(settings, progress=lambda n: progress.advance(task, n))
+        return ingestor.run(options)
+
+
+def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    counts = report.counts
+    console.print(f"mapping: {report.mapping.describe()}", highlight=False)
+    kinds = ", ".join(f"{a.column}:{a.kind}" for a in report.attributes) or "-"
+    console.print(f"attribute types: {kinds}", highlight=False)
+    for error in report.errors[:20]:
+        errors.print(f"[yellow]skipped[/] {error.describe()}", highlight=False, soft_wrap=True)
+    if len(report.errors) > 20:
+        errors.print(f"... and {len(report.errors) - 20} more in {report.errors_path}")
+    verb = "created build" if report.new_build else "updated build"
+    console.print(
+        f"[bold]{report.collection}[/]: {verb} {report.build_id} — "
+        f"{counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, "
+        f"[{'red' if counts['failed'] else 'green'}]{counts['failed']} failed[/] "
+        f"({counts['items']} items in the collection)",
+        highlight=False,
+    )
+    if report.errors:
+        console.print(f"error report: {report.errors_path}", highlight=False)
+
+
+@app.command()
+def ingest(
+    catalog: Annotated[
+        Path, typer.Argument(help="JSONL, CSV or Parquet file, or a folder of images.")
+    ],
+    collection: CollectionOption,
+    mapping_file: Annotated[
+        Path | None, typer.Option("--mapping", help="TOML or YAML file naming field roles.")
+    ] = None,
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    title_field: Annotated[str | None, typer.Option("--title-field")] = None,
+    text_fields: Annotated[
+        list[str] | None, typer.Option("--text-field", help="Repeat for several.")
+    ] = None,
+    attributes: Annotated[
+        list[str] | None, typer.Option("--attribute", help="Repeat for several.")
+    ] = None,
+    image_fields: Annotated[
+        list[str] | None, typer.Option("--image-field", help="Repeat for several.")
+    ] = None,
+    images_root: Annotated[
+        Path | None, typer.Option("--images-root", help="Resolve relative image paths here.")
+    ] = None,
+    text_encoder: Annotated[str | None, typer.Option("--text-encoder")] = None,
+    image_encoder: Annotated[str | None, typer.Option("--image-encoder")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=4096)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail if any row fails.")] = False,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a catalog into a collection (upsert by id; unchanged rows are not re-encoded)."""
+    settings = _settings(home)
+    overrides = {
+        key: value
+        for key, value in {
+            "text_encoder": text_encoder,
+            "image_encoder": image_encoder,
+            "batch_size": batch_size,
+        }.items()
+        if value is not None
+    }
+    settings = settings.model_copy(update=overrides)
+    try:
+        mapping = load_mapping_file(mapping_file) if mapping_file else FieldMapping()
+        given: dict[str, Any] = {
+            "id": id_field,
+            "title": title_field,
+            "text": text_fields,
+            "attributes": attributes,
+            "images": image_fields,
+        }
+        mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
+        options = IngestOptions(catalog, collection, mapping, images_root)
+        report = run_ingest(settings, options, quiet=as_json)
+    except MMSearchError as exc:
+        raise _fail(str(exc)) from None
+    print_ingest_report(report, as_json=as_json)
+    if report.ingested + report.counts["unchanged"] == 0:
+        raise _fail("nothing was ingested", code=1)
+    if strict and report.errors:
+        raise _fail(f"{len(report.errors)} rows failed and --strict was given", code=1)
+
+
+@app.command()
+def search(
+    collection: CollectionOption,
+    query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Query image file.")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Attribute filter, e.g. \"category = 'Animals'\".")
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a collection by text, by image, or both."""
+    settings = _settings(home)
+    try:
+        query_image = (
+            load_image(image, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
+            if image
+            else None
+        )
+        searcher = Searcher(settings, collection)
+        result = searcher.search(SearchRequest(text=query, image=query_image, k=k, where=where))
+    except MMSearchError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(result.as_dict(), default=str))
+        return
+    print_result(result, title=_describe_query(query, image, where))
+
+
+def _describe_query(query: str | None, image: Path | None, where: str | None) -> str:
+    parts = []
+    if query:
+        parts.append(f"text {query!r}")
+    if image:
+        parts.append(f"image {image.name}")
+    if where:
+        parts.append(f"where {where}")
+    return " + ".join(parts)
+
+
+def print_result(result: SearchResult, *, title: str) -> None:
+    table = Table(title=f"{title}  [dim]({result.collection} / {result.build_id})[/]")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("title")
+    table.add_column("score", justify="right")
+    for signal in ("keyword", "text_vector", "image_vector"):
+        if signal in result.signals:
+            table.add_column(signal, justify="right")
+    for rank, hit in enumerate(result.hits, start=1):
+        cells = [str(rank), hit.id, hit.title, f"{hit.score:.4f}"]
+        for signal in ("keyword", "text_vector", "image_vector"):
+            if signal in result.signals:
+                found = hit.signals.get(signal)
+                cells.append(f"{found.score:.3f} (#{found.rank})" if found else "-")
+        table.add_row(*cells)
+    console.print(table)
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if not result.hits:
+        console.print("no results")
+
+
+@app.command()
+def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """List collections with item counts, build time and encoders."""
+    from mmsearch.workspace import Workspace
+
+    settings = _settings(home)
+    workspace = Workspace(settings.home)
+    rows = []
+    try:
+        for name in workspace.collection_names():
+            folder = workspace.collection(name)
+            live = folder.alias("live")
+            manifest = folder.manifest(live) if live else {}
+            rows.append(
+                {
+                    "name": name,
+                    "live_build": live,
+                    "items": manifest.get("counts", {}).get("items", 0),
+                    "built_at": manifest.get("created_at"),
+                    "updated_at": manifest.get("updated_at"),
+                    "encoders": {
+                        role: f"{e['spec']} ({e['version'][:48]})"
+                        for role, e in manifest.get("encoders", {}).items()
+                    },
+                }
+            )
+    except MMSearchError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if not rows:
+        console.print(f"no collections in {settings.home}")
+        return
+    table = Table(title=f"collections in {settings.home}")
+    for column in ("name", "items", "live build", "built", "updated", "encoders"):
+        table.add_column(column)
+    for row in rows:
+        encoders = "\n".join(f"{role}: {spec}" for role, spec in row["encoders"].items())
+        table.add_row(
+            row["name"],
+            str(row["items"]),
+            row["live_build"] or "-",
+            row["built_at"] or "-",
+            row["updated_at"] or "-",
+            encoders,
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "demo",
+    home: HomeOption = None,
+) -> None:
+    """Build a collection from the bundled emoji sample and run a few searches on it."""
+    from mmsearch.demo import run_demo
+
+    try:
+        run_demo(_settings(home), collection, console=console, progress_console=errors)
+    except MMSearchError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,65 @@
+"""``mmsearch demo``: the bundled emoji sample, ingested and searched, fully offline."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+from rich.console import Console
+
+from mmsearch.config import Settings
+from mmsearch.ingest import IngestOptions
+from mmsearch.media.images import load_image
+from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
+
+TEXT_QUERIES = ("red heart", "cheerful", "space travel", "something to eat")
+FILTERED_QUERY = ("face", "category = 'Animals & Nature'")
+IMAGE_QUERY_FILE = "1f436.png"  # dog face
+
+
+def degraded_copy(path: Path) -> Image.Image:
+    """A smaller, JPEG-compressed copy: the kind of photo a user would search with."""
+    image = load_image(path).convert("RGBA")
+    flat = Image.new("RGB", image.size, "white")
+    flat.paste(image, mask=image.getchannel("A"))
+    small = flat.resize((40, 40), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=70)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def run_demo(
+    settings: Settings, collection: str, *, console: Console, progress_console: Console
+) -> None:
+    from mmsearch.cli import print_ingest_report, print_result, run_ingest
+
+    catalog = sample_catalog_path()
+    console.print(f"[bold]Ingesting the emoji sample[/] ({catalog}) into '{collection}' ...")
+    report = run_ingest(settings, IngestOptions(catalog, collection), quiet=False)
+    print_ingest_report(report, as_json=False)
+
+    searcher = Searcher(settings, collection)
+    for query in TEXT_QUERIES:
+        print_result(searcher.search(SearchRequest(text=query, k=5)), title=f"text {query!r}")
+    text, where = FILTERED_QUERY
+    print_result(
+        searcher.search(SearchRequest(text=text, k=5, where=where)),
+        title=f"text {text!r} where {where}",
+    )
+    photo = degraded_copy(SAMPLE_EMOJI_DIR / "images" / IMAGE_QUERY_FILE)
+    print_result(
+        searcher.search(SearchRequest(image=photo, k=5)),
+        title=f"image: a 40px JPEG copy of {IMAGE_QUERY_FILE} (dog face)",
+    )
+    heart = load_image(SAMPLE_EMOJI_DIR / "images" / "2764-fe0f.png")
+    print_result(
+        searcher.search(SearchRequest(text="love", image=heart, k=5)),
+        title="text 'love' + image of a red heart",
+    )
+    console.print(
+        f'\nTry your own: mmsearch search "rocket" --collection {collection}'
+        + (f" --home {settings.home}" if settings.home != Path("./mmsearch-data") else "")
+    )

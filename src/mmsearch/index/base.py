@@ -1,0 +1,47 @@
+"""What a search index must do, whatever engine holds it (LanceDB embedded, Milvus later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Match:
+    """One row found by one retriever; ``score`` is higher-is-better for every retriever."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class VectorField:
+    column: str
+    dim: int
+
+
+class BuildIndex(Protocol):
+    """The table(s) of one build: rows in, matches out, filters applied inside the engine."""
+
+    def row_count(self) -> int: ...
+
+    def content_hashes(self) -> dict[str, str]: ...
+
+    def upsert(self, rows: pa.Table) -> None: ...
+
+    def delete(self, ids: list[str]) -> None: ...
+
+    def refresh_indexes(self) -> dict[str, Any]: ...
+
+    def vector_search(
+        self, column: str, vector: np.ndarray, k: int, where: str | None = None
+    ) -> list[Match]: ...
+
+    def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]: ...
+
+    def get(self, ids: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]: ...
+
+    def version(self) -> int: ...

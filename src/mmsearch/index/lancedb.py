@@ -1,0 +1,161 @@
+"""The embedded default index: one LanceDB table per build, in the collection's folder.
+
+Filters go into LanceDB as SQL with ``prefilter=True`` so that access and attribute
+filters shape the candidate set itself, never a post-filtered top-k. Each upsert is
+a new table version, so a bad batch can be undone. Exact vector search is used
+until a column holds ``ann_min_rows`` vectors; then an IVF-HNSW index is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LANCE_LOG", "error")  # keep Rust-side notices out of CLI output
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS, BTree, IvfHnswSq
+
+from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.index.base import Match, VectorField
+from mmsearch.index.schema import KEYWORD_COLUMN
+
+logging.getLogger("lance").setLevel(logging.ERROR)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LanceBuildIndex:
+    """A build's table. Opened by name; created once with the build's schema."""
+
+    def __init__(self, table: Any, vectors: list[VectorField], ann_min_rows: int):
+        self._table = table
+        self._vectors = vectors
+        self._ann_min_rows = ann_min_rows
+
+    @classmethod
+    def create(
+        cls, db_dir: Path, table_name: str, schema: pa.Schema, ann_min_rows: int
+    ) -> LanceBuildIndex:
+        db = lancedb.connect(str(db_dir))
+        table = db.create_table(table_name, schema=schema, mode="create")
+        return cls(table, _vector_fields(schema), ann_min_rows)
+
+    @classmethod
+    def open(cls, db_dir: Path, table_name: str, ann_min_rows: int) -> LanceBuildIndex:
+        db = lancedb.connect(str(db_dir))
+        try:
+            table = db.open_table(table_name)
+        except (ValueError, FileNotFoundError) as exc:
+            raise MMSearchError(f"The index table {table_name} is missing in {db_dir}.") from exc
+        return cls(table, _vector_fields(table.schema), ann_min_rows)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._table.schema
+
+    def row_count(self) -> int:
+        return int(self._table.count_rows())
+
+    def version(self) -> int:
+        return int(self._table.version)
+
+    def content_hashes(self) -> dict[str, str]:
+        """id → record hash of every row, read as two columns only."""
+        data = self._table.to_lance().to_table(columns=["id", "record_sha256"])
+        return dict(zip(data["id"].to_pylist(), data["record_sha256"].to_pylist(), strict=True))
+
+    def upsert(self, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        (
+            self._table.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(rows)
+        )
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self._table.delete(f"id IN ({', '.join(_quote(i) for i in ids)})")
+
+    def refresh_indexes(self) -> dict[str, Any]:
+        """Bring the keyword, id and vector indexes up to date with the rows."""
+        existing = {index.columns[0]: index for index in self._table.list_indices()}
+        created: list[str] = []
+        rows = self.row_count()
+        if "id" not in existing:
+            self._table.create_index("id", config=BTree())
+            created.append("id:btree")
+        if KEYWORD_COLUMN not in existing:
+            self._table.create_index(KEYWORD_COLUMN, config=FTS(stem=True, remove_stop_words=True))
+            created.append(f"{KEYWORD_COLUMN}:fts")
+        for vector in self._vectors:
+            if vector.column not in existing and rows >= self._ann_min_rows:
+                self._table.create_index(vector.column, config=IvfHnswSq(distance_type="cosine"))
+                created.append(f"{vector.column}:ivf_hnsw_sq")
+        if existing:
+            self._table.optimize()  # folds new rows into the indexes that already existed
+        names = sorted({index.columns[0] for index in self._table.list_indices()})
+        return {"created": created, "indexed_columns": names, "rows": rows}
+
+    def ann_columns(self) -> list[str]:
+        vector_columns = {v.column for v in self._vectors}
+        return sorted(
+            i.columns[0] for i in self._table.list_indices() if i.columns[0] in vector_columns
+        )
+
+    def vector_search(
+        self, column: str, vector: np.ndarray, k: int, where: str | None = None
+    ) -> list[Match]:
+        query = (
+            self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
+            .distance_type("cosine")
+            .select(["id", "_distance"])
+            .limit(k)
+        )
+        if where:
+            query = query.where(where, prefilter=True)
+        rows = self._run(query, where)
+        return [Match(r["id"], 1.0 - float(r["_distance"])) for r in rows]
+
+    def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]:
+        search = self._table.search(query, query_type="fts", fts_columns=KEYWORD_COLUMN)
+        search = search.select(["id", "_score"]).limit(k)
+        if where:
+            search = search.where(where, prefilter=True)
+        rows = self._run(search, where)
+        return [Match(r["id"], float(r["_score"])) for r in rows]
+
+    def get(self, ids: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        query = self._table.search().where(f"id IN ({', '.join(_quote(i) for i in ids)})")
+        if columns:
+            query = query.select(columns)
+        rows = query.limit(len(ids)).to_list()
+        by_id = {row["id"]: row for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    @staticmethod
+    def _run(query: Any, where: str | None) -> list[dict[str, Any]]:
+        try:
+            return query.to_list()
+        except Exception as exc:  # lance raises ValueError/RuntimeError with a parser message
+            if where:
+                raise QueryError(f"The filter {where!r} cannot be applied: {exc}") from exc
+            raise
+
+
+def _vector_fields(schema: pa.Schema) -> list[VectorField]:
+    return [
+        VectorField(field.name, field.type.list_size)
+        for field in schema
+        if pa.types.is_fixed_size_list(field.type)
+    ]

@@ -1,0 +1,152 @@
+"""The workspace on disk: collections, their builds, aliases and manifests.
+
+Layout::
+
+    <home>/collections/<name>/collection.json         aliases (live, previous)
+    <home>/collections/<name>/lancedb/                 the LanceDB database (one table per build)
+    <home>/collections/<name>/builds/<build>/manifest.json
+    <home>/collections/<name>/builds/<build>/runs/<run>/errors.jsonl
+
+Manifests are plain JSON so that operators can read them without mmsearch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mmsearch.errors import CollectionNotFound, MMSearchError
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_id(prefix: str) -> str:
+    """Sortable, unique ids: time first, then randomness."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}-{stamp}-{os.urandom(3).hex()}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a manifest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+    ) as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MMSearchError(f"Cannot read {path}: {exc}") from exc
+
+
+class Workspace:
+    def __init__(self, home: Path):
+        self.home = home
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.home / "collections"
+
+    def collection_names(self) -> list[str]:
+        if not self.collections_dir.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.collections_dir.iterdir() if (p / "collection.json").is_file()
+        )
+
+    def collection(self, name: str) -> CollectionDir:
+        check_collection_name(name)
+        folder = self.collections_dir / name
+        if not (folder / "collection.json").is_file():
+            known = ", ".join(self.collection_names()) or "none yet"
+            raise CollectionNotFound(
+                f"No collection named '{name}' in {self.home} (collections: {known}). "
+                f"Create it with: mmsearch ingest CATALOG --collection {name}"
+            )
+        return CollectionDir(folder)
+
+    def create_or_open(self, name: str) -> CollectionDir:
+        check_collection_name(name)
+        folder = self.collections_dir / name
+        if not (folder / "collection.json").is_file():
+            write_json_atomic(
+                folder / "collection.json", {"name": name, "created_at": utc_now(), "aliases": {}}
+            )
+        return CollectionDir(folder)
+
+
+def check_collection_name(name: str) -> None:
+    if not COLLECTION_NAME.match(name):
+        raise MMSearchError(
+            f"Invalid collection name {name!r}: use letters, digits, '_' or '-' "
+            "(at most 64 characters, starting with a letter or digit)."
+        )
+
+
+class CollectionDir:
+    """One collection's folder: aliases in collection.json, one folder per build."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.name = folder.name
+
+    @property
+    def lancedb_dir(self) -> Path:
+        return self.folder / "lancedb"
+
+    def build_dir(self, build_id: str) -> Path:
+        return self.folder / "builds" / build_id
+
+    def _state(self) -> dict[str, Any]:
+        return read_json(self.folder / "collection.json")
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._state().get("aliases", {}))
+
+    def alias(self, name: str) -> str | None:
+        return self.aliases().get(name)
+
+    def set_live(self, build_id: str) -> None:
+        """Point ``live`` at a build; the old live build becomes ``previous`` for rollback."""
+        state = self._state()
+        aliases = state.setdefault("aliases", {})
+        current = aliases.get("live")
+        if current and current != build_id:
+            aliases["previous"] = current
+        aliases["live"] = build_id
+        write_json_atomic(self.folder / "collection.json", state)
+
+    def manifest(self, build_id: str) -> dict[str, Any]:
+        path = self.build_dir(build_id) / "manifest.json"
+        if not path.is_file():
+            raise MMSearchError(f"Build {build_id} of collection '{self.name}' has no manifest.")
+        return read_json(path)
+
+    def write_manifest(self, build_id: str, manifest: dict[str, Any]) -> Path:
+        path = self.build_dir(build_id) / "manifest.json"
+        write_json_atomic(path, manifest)
+        return path
+
+    def live_manifest(self) -> dict[str, Any]:
+        build_id = self.alias("live")
+        if build_id is None:
+            raise MMSearchError(
+                f"Collection '{self.name}' has no live build yet; ingest a catalog into it first."
+            )
+        return self.manifest(build_id)

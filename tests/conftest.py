@@ -1,0 +1,191 @@
+"""Shared fixtures: deterministic fake encoders and tiny catalogs with real image files.
+
+The fake encoders are registered in the same registry users' encoders use, so the
+whole pipeline (ingest, LanceDB, search) runs for real, only without model weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmsearch.config import Settings
+from mmsearch.encoders.base import (
+    clear_encoder_cache,
+    l2_normalise,
+    register,
+    unsupported_modality,
+)
+
+FAKE_DIM = 64
+
+
+class FakeTextEncoder:
+    """Bag of hashed words: texts sharing words get similar vectors."""
+
+    name = "fake-text"
+    version = "fake-text-v1"
+    dim = FAKE_DIM
+    modalities = frozenset({"text"})
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts_seen = 0
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_seen += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                bucket = int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim
+                out[row, bucket] += 1.0
+        return l2_normalise(out)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        raise unsupported_modality(self, "image")
+
+
+class FakeImageEncoder:
+    """Downsampled pixels: identical images match exactly, similar colours match well."""
+
+    name = "fake-image"
+    version = "fake-image-v1"
+    dim = 48
+    modalities = frozenset({"image"})
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.images_seen = 0
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        self.calls += 1
+        self.images_seen += len(images)
+        rows = [
+            np.asarray(image.convert("RGB").resize((4, 4)), dtype=np.float32).reshape(-1) + 1.0
+            for image in images
+        ]
+        return l2_normalise(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        raise unsupported_modality(self, "text")
+
+
+class BrokenTextEncoder(FakeTextEncoder):
+    """Loads, then fails at query time, like a model whose runtime broke."""
+
+    name = "broken-text"
+    version = "broken-text-v1"
+    fail = False
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if BrokenTextEncoder.fail:
+            raise RuntimeError("model runtime crashed")
+        return super().encode_texts(texts)
+
+
+FAKES: dict[str, object] = {}
+
+
+@register("fake-text")
+def _fake_text(argument: str | None) -> FakeTextEncoder:
+    encoder = FakeTextEncoder()
+    FAKES["text"] = encoder
+    return encoder
+
+
+@register("fake-image")
+def _fake_image(argument: str | None) -> FakeImageEncoder:
+    encoder = FakeImageEncoder()
+    FAKES["image"] = encoder
+    return encoder
+
+
+@register("broken-text")
+def _broken_text(argument: str | None) -> BrokenTextEncoder:
+    return BrokenTextEncoder()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_encoders() -> None:
+    """Each test gets new fake encoders, so call counts belong to that test."""
+    for spec in ("fake-text", "fake-image", "broken-text"):
+        from mmsearch.encoders import base
+
+        base._CACHE.pop(spec, None)
+    FAKES.clear()
+    BrokenTextEncoder.fail = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clear_cache_at_end() -> None:
+    yield
+    clear_encoder_cache()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "workspace",
+        text_encoder="fake-text",
+        image_encoder="fake-image",
+        batch_size=8,
+        write_batch_rows=16,
+    )
+
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "black": (10, 10, 10),
+}
+
+
+def save_image(path: Path, colour: tuple[int, int, int], size: int = 16) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (size, size), colour)
+    image.putpixel((0, 0), (255, 255, 255))
+    image.save(path)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object] | str]) -> Path:
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_catalog(tmp_path: Path) -> Callable[..., Path]:
+    """A JSONL catalog of coloured things with one real PNG each."""
+
+    def build(extra_rows: list[dict[str, object] | str] | None = None, name: str = "cat") -> Path:
+        folder = tmp_path / name
+        rows: list[dict[str, object] | str] = []
+        for index, (colour, rgb) in enumerate(COLOURS.items()):
+            save_image(folder / "img" / f"{colour}.png", rgb)
+            rows.append(
+                {
+                    "id": f"item-{index}",
+                    "title": f"{colour} ceramic mug",
+                    "description": f"A {colour} mug for coffee and tea",
+                    "tags": ["kitchen", colour],
+                    "category": "kitchen" if index % 2 == 0 else "office",
+                    "price": 5.0 + index,
+                    "in_stock": index != 3,
+                    "image": f"img/{colour}.png",
+                }
+            )
+        rows.extend(extra_rows or [])
+        return write_jsonl(folder / "catalog.jsonl", rows)
+
+    return build

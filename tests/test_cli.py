@@ -1,0 +1,121 @@
+"""The CLI in-process (Typer's runner) with fake encoders: exit codes, JSON, messages."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from mmsearch.cli import app
+
+from conftest import write_jsonl
+
+runner = CliRunner()
+FAKE = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_ingest_search_and_collections_in_json(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    catalog = make_catalog()
+    result = invoke("ingest", str(catalog), "-c", "shop", "--home", home, "--json", *FAKE)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"]["added"] == 5
+    assert report["mapping"]["images"] == ["image"]
+
+    found = invoke("search", "blue", "-c", "shop", "--home", home, "--json", "--k", "2")
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout)["hits"]
+    assert hits[0]["id"] == "item-2"
+    assert set(hits[0]["signals"]) == {"keyword", "text_vector"}
+
+    listed = json.loads(invoke("collections", "--home", home, "--json").stdout)
+    assert listed[0]["name"] == "shop" and listed[0]["items"] == 5
+    assert set(listed[0]["encoders"]) == {"text", "image"}
+
+
+def test_image_search_and_where_from_the_command_line(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    catalog = make_catalog()
+    invoke("ingest", str(catalog), "-c", "shop", "--home", home, *FAKE)
+    image = catalog.parent / "img" / "black.png"
+    result = invoke(
+        "search", "--image", str(image), "-c", "shop", "--home", home, "--json",
+        "--where", "category = 'kitchen'",
+    )  # fmt: skip
+    hits = json.loads(result.stdout)["hits"]
+    assert hits[0]["id"] == "item-4"
+    assert all(h["attributes"]["category"] == "kitchen" for h in hits)
+
+
+def test_table_output_shows_every_signal(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    invoke("ingest", str(make_catalog()), "-c", "shop", "--home", home, *FAKE)
+    result = invoke("search", "red mug", "-c", "shop", "--home", home)
+    assert result.exit_code == 0
+    assert "red ceramic mug" in result.stdout
+    assert "keyword" in result.stdout and "text_vector" in result.stdout
+
+
+def test_partial_failure_exits_zero_but_strict_fails(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    catalog = make_catalog(["{broken"])
+    relaxed = invoke("ingest", str(catalog), "-c", "a", "--home", home, *FAKE)
+    assert relaxed.exit_code == 0
+    assert "1 failed" in relaxed.stdout
+    assert "invalid JSON" in relaxed.stderr
+    strict = invoke("ingest", str(catalog), "-c", "b", "--home", home, "--strict", *FAKE)
+    assert strict.exit_code == 1
+    assert "--strict" in strict.stderr
+
+
+def test_nothing_ingested_is_a_failure(tmp_path):
+    catalog = write_jsonl(tmp_path / "c.jsonl", [{"id": "x", "title": "t", "image": "gone.png"}])
+    result = invoke("ingest", str(catalog), "-c", "x", "--home", str(tmp_path / "ws"), *FAKE)
+    assert result.exit_code == 1
+    assert "nothing was ingested" in result.stderr
+
+
+def test_user_errors_print_a_message_not_a_traceback(tmp_path):
+    home = str(tmp_path / "ws")
+    missing = invoke("search", "x", "-c", "ghost", "--home", home)
+    assert missing.exit_code == 2
+    assert "No collection named 'ghost'" in missing.stderr
+    assert "Traceback" not in missing.output
+
+    bad_format = tmp_path / "c.txt"
+    bad_format.write_text("hello")
+    unknown = invoke("ingest", str(bad_format), "-c", "x", "--home", home, *FAKE)
+    assert unknown.exit_code == 2 and "Cannot tell the format" in unknown.stderr
+
+    bad_name = invoke("ingest", str(bad_format), "-c", "../etc", "--home", home, *FAKE)
+    assert bad_name.exit_code == 2 and "Invalid collection name" in bad_name.stderr
+
+
+def test_mapping_file_and_options(tmp_path):
+    catalog = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"sku": "1", "label": "wing spar", "notes": "carbon", "plant": "Toulouse"}],
+    )
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('id = "sku"\ntitle = "label"\n')
+    home = str(tmp_path / "ws")
+    result = invoke(
+        "ingest", str(catalog), "-c", "parts", "--home", home, "--mapping", str(mapping),
+        "--text-field", "notes", "--json", *FAKE,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    mapping_used = json.loads(result.stdout)["mapping"]
+    assert mapping_used["id"] == "sku" and mapping_used["text"] == ["notes"]
+    assert mapping_used["attributes"] == ["plant"]
+    hits = json.loads(invoke("search", "carbon", "-c", "parts", "--home", home, "--json").stdout)
+    assert hits["hits"][0]["id"] == "1"
+
+
+def test_collections_when_empty(tmp_path):
+    result = invoke("collections", "--home", str(tmp_path / "none"))
+    assert result.exit_code == 0 and "no collections" in result.stdout

@@ -1,0 +1,120 @@
+"""End to end, as a user runs it: the real CLI in a subprocess, the real MiniLM model,
+LanceDB on disk, and the bundled emoji sample catalog."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsearch.encoders.base import create_encoder
+from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
+
+pytestmark = pytest.mark.integration
+
+
+def mmsearch(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "mmsearch", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(f"mmsearch {args} failed:\n{completed.stdout}\n{completed.stderr}")
+    return completed
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("demo-home")
+    completed = mmsearch("demo", home=home)
+    assert "red heart" in completed.stdout
+    assert "400 added" in completed.stdout
+    return home
+
+
+def search_ids(home: Path, *args: str) -> list[str]:
+    completed = mmsearch("search", *args, "-c", "demo", "--json", home=home)
+    return [hit["id"] for hit in json.loads(completed.stdout)["hits"]]
+
+
+def test_red_heart_query_puts_a_red_heart_in_the_top_three(demo_home):
+    assert "2764-FE0F" in search_ids(demo_home, "red heart", "--k", "3")
+
+
+@pytest.mark.parametrize("emoji", ["1F680", "1F436", "1F355", "2764-FE0F", "1F600", "1F98E"])
+def test_an_emojis_own_image_finds_it_first(demo_home, emoji):
+    image = SAMPLE_EMOJI_DIR / "images" / f"{emoji.lower()}.png"
+    assert search_ids(demo_home, "--image", str(image), "--k", "3")[0] == emoji
+
+
+def test_filters_and_collections_listing(demo_home):
+    ids = search_ids(demo_home, "face", "--where", "category = 'Animals & Nature'", "--k", "10")
+    catalog = {
+        row["id"]: row
+        for row in map(json.loads, sample_catalog_path().read_text(encoding="utf-8").splitlines())
+    }
+    assert ids and all(catalog[i]["category"] == "Animals & Nature" for i in ids)
+    listed = json.loads(mmsearch("collections", "--json", home=demo_home).stdout)
+    assert listed[0]["items"] == 400
+    assert listed[0]["encoders"]["text"].startswith("minilm (sentence-transformers/all-MiniLM")
+
+
+def test_reingesting_the_sample_changes_nothing(demo_home):
+    completed = mmsearch(
+        "ingest", str(sample_catalog_path()), "-c", "demo", "--json", home=demo_home
+    )
+    counts = json.loads(completed.stdout)["counts"]
+    assert counts["unchanged"] == 400 and counts["added"] == counts["updated"] == 0
+    assert counts["items"] == 400
+
+
+def test_broken_catalog_ingests_good_rows_and_reports_bad_ones(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = sample_catalog_path().read_text(encoding="utf-8").splitlines()[:12]
+    for row in rows:
+        name = json.loads(row)["image"]
+        shutil.copy(SAMPLE_EMOJI_DIR / name, images / Path(name).name)
+    (images / "empty.png").write_bytes(b"")
+    whole = (SAMPLE_EMOJI_DIR / json.loads(rows[0])["image"]).read_bytes()
+    (images / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    broken = [
+        '{"id": "bad-json", "name": ',
+        json.dumps({"name": "no id", "image": "images/empty.png"}),
+        json.dumps({"id": "zero", "name": "zero bytes", "image": "images/empty.png"}),
+        json.dumps({"id": "half", "name": "truncated", "image": "images/truncated.png"}),
+        json.dumps({"id": "gone", "name": "missing", "image": "images/missing.png"}),
+        json.dumps({"id": "weird", "name": {"en": "object"}, "image": "images/empty.png"}),
+    ]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("\n".join(rows + broken) + "\n", encoding="utf-8")
+    home = tmp_path / "ws"
+
+    completed = mmsearch("ingest", str(catalog), "-c", "broken", "--json", home=home)
+    report = json.loads(completed.stdout)
+    assert report["counts"]["added"] == 12
+    assert report["counts"]["failed"] == 6
+    errors = [json.loads(line) for line in Path(report["errors_file"]).read_text().splitlines()]
+    assert [e["row"] for e in errors] == [13, 14, 15, 16, 17, 18]
+    assert {e["item_id"] for e in errors} == {None, "zero", "half", "gone", "weird"}
+    assert all(e["reason"] for e in errors)
+
+    strict = mmsearch("ingest", str(catalog), "-c", "broken", "--strict", home=home, check=False)
+    assert strict.returncode == 1
+
+
+def test_minilm_encoder_is_offline_normalised_and_versioned():
+    encoder = create_encoder("minilm")
+    vectors = encoder.encode_texts(["a car", "an automobile", "a banana"])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    assert encoder.version.startswith("sentence-transformers/all-MiniLM-L6-v2@sha256:")
+    assert len(encoder.version.rsplit(":", 1)[1]) == 64
