@@ -32,6 +32,14 @@ def test_text_query_fuses_keyword_and_text_vector(searcher):
     assert {"keyword", "text_vector", "encode_text", "fusion"} <= set(result.timings_ms)
 
 
+def test_signals_can_be_narrowed_for_comparisons(searcher):
+    only_keyword = searcher.search(SearchRequest(text="blue mug", k=3, signals=["keyword"]))
+    assert only_keyword.signals == ["keyword"]
+    assert "encode_text" not in only_keyword.timings_ms
+    with pytest.raises(QueryError, match="image_vector"):
+        searcher.search(SearchRequest(text="blue", signals=["image_vector"]))
+
+
 def test_image_query_finds_the_same_picture_first(searcher):
     query = Image.new("RGB", (16, 16), COLOURS["yellow"])
     query.putpixel((0, 0), (255, 255, 255))
@@ -95,7 +103,10 @@ def test_failing_text_model_falls_back_to_keywords_and_says_so(settings, make_ca
     result = Searcher(broken, "fragile").search(SearchRequest(text="yellow", k=3))
     assert result.signals == ["keyword"]
     assert result.hits[0].id == "item-3"
-    assert result.warnings and "keywords only" in result.warnings[0]
+    assert result.warnings == [
+        "text_vector skipped (the encoder 'broken-text' failed: model runtime crashed); "
+        "results come from keyword only"
+    ]
 
 
 def test_image_query_on_text_only_collection_is_refused(settings, tmp_path):

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
+from mmsearch.commands import register_all
 from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows
@@ -292,6 +293,9 @@ def demo(
         run_demo(_settings(home), collection, console=console, progress_console=errors)
     except MMSearchError as exc:
         raise _fail(str(exc)) from None
+
+
+register_all(app)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from mmsearch.config import Settings
@@ -19,13 +20,12 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.index.base import Match
 from mmsearch.index.lancedb import LanceBuildIndex
-from mmsearch.index.schema import vector_column
 from mmsearch.retrieval.fusion import fusion_by_name, order_by_score
+from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.workspace import Workspace
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
-KEYWORD, TEXT_VECTOR, IMAGE_VECTOR = "keyword", "text_vector", "image_vector"
 HIT_COLUMNS = ["id", "title", "images", "texts_json"]
 
 
@@ -36,6 +36,8 @@ class SearchRequest:
     k: int = 10
     where: str | None = None
     fusion: str = "rrf"
+    signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
+    candidates: int | None = None  # per-retriever depth; settings.candidates when None
 
 
 @dataclass
@@ -85,37 +87,41 @@ class Searcher:
         text = _validate(request)
         timings: dict[str, float] = {}
         warnings: list[str] = []
-        depth = max(self.settings.candidates, request.k)
+        depth = max(request.candidates or self.settings.candidates, request.k)
+        plans = plan_retrievers(
+            has_text=text is not None,
+            has_image=request.image is not None,
+            encoders=self.manifest["encoders"],
+            only=request.signals,
+        )
+        queries: dict[str, Any] = {"text": text, "image": request.image}
+        embeddings: dict[tuple[str, str], np.ndarray | None] = {}
+        failures: dict[tuple[str, str], str] = {}
+        skipped: list[str] = []
         ranked: dict[str, list[Match]] = {}
-
-        if text:
-            ranked[KEYWORD] = self._timed(
-                timings, KEYWORD, lambda: self.index.keyword_search(text, depth, request.where)
+        for plan in plans:
+            if plan.kind == "keyword":
+                tick = time.perf_counter()
+                ranked[plan.name] = self.index.keyword_search(text or "", depth, request.where)
+                timings[plan.name] = _ms(tick)
+                continue
+            key = (plan.role or "", plan.query_modality)
+            if key not in embeddings:
+                query = queries[plan.query_modality]
+                embeddings[key] = self._encode(timings, *key, query, failures)
+            vector = embeddings[key]
+            if vector is None:
+                skipped.append(f"{plan.name} skipped ({failures[key]})")
+                continue
+            tick = time.perf_counter()
+            ranked[plan.name] = self.index.vector_search(
+                plan.column or "", vector, depth, request.where
             )
-            vector = self._encode(timings, "text", text, warnings)
-            if vector is not None:
-                ranked[TEXT_VECTOR] = self._timed(
-                    timings,
-                    TEXT_VECTOR,
-                    lambda: self.index.vector_search(
-                        vector_column("text"), vector, depth, request.where
-                    ),
-                )
-        if request.image is not None:
-            if "image" not in self.manifest["encoders"]:
-                raise QueryError(
-                    f"Collection '{self.collection}' has no image vectors; search it by text."
-                )
-            vector = self._encode(timings, "image", request.image, warnings)
-            if vector is not None:
-                ranked[IMAGE_VECTOR] = self._timed(
-                    timings,
-                    IMAGE_VECTOR,
-                    lambda: self.index.vector_search(
-                        vector_column("image"), vector, depth, request.where
-                    ),
-                )
+            timings[plan.name] = _ms(tick)
 
+        if skipped:
+            remaining = ", ".join(sorted(ranked)) or "no signal"
+            warnings.append(f"{'; '.join(skipped)}; results come from {remaining} only")
         tick = time.perf_counter()
         fuse = fusion_by_name(request.fusion)
         fused = fuse(
@@ -129,34 +135,32 @@ class Searcher:
         timings["fetch"] = _ms(tick)
         return SearchResult(self.collection, self.build_id, hits, sorted(ranked), timings, warnings)
 
-    def _encode(self, timings: dict[str, float], role: str, query: Any, warnings: list[str]) -> Any:
-        """Embed the query; a failing model becomes a warning, not a failed search."""
+    def _encode(
+        self,
+        timings: dict[str, float],
+        role: str,
+        modality: str,
+        query: Any,
+        failures: dict[tuple[str, str], str],
+    ) -> np.ndarray | None:
+        """Embed the query; a failing text model becomes a warning, not a failed search."""
         tick = time.perf_counter()
         spec = self.manifest["encoders"][role]["spec"]
         try:
             encoder = create_encoder(spec)
-            if role == "text":
+            if modality == "text":
                 vector = encoder.encode_texts([query])[0]
             else:
                 vector = encoder.encode_images([query])[0]
         except Exception as exc:
-            if role == "image":
+            if modality == "image":
                 raise MMSearchError(f"The image encoder '{spec}' failed: {exc}") from exc
-            warnings.append(
-                f"text_vector skipped: the text encoder '{spec}' failed ({exc}); "
-                "results come from keywords only"
-            )
+            failures[(role, modality)] = f"the encoder '{spec}' failed: {exc}"
             return None
         finally:
-            timings[f"encode_{role}"] = _ms(tick)
+            label = modality if role == modality else f"{modality}_with_{role}_encoder"
+            timings[f"encode_{label}"] = _ms(tick)
         return vector
-
-    @staticmethod
-    def _timed(timings: dict[str, float], name: str, run: Any) -> list[Match]:
-        tick = time.perf_counter()
-        result = run()
-        timings[name] = _ms(tick)
-        return result
 
     def _hits(
         self, top: list[str], fused: dict[str, float], ranked: dict[str, list[Match]]

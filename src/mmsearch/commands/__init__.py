@@ -1,0 +1,18 @@
+"""CLI command groups beyond the core ones in ``mmsearch.cli``.
+
+Every module in this package defines ``register(app: typer.Typer) -> None``; the CLI
+discovers them at start-up, so a new area of functionality adds its commands without
+touching the core CLI module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+
+def register_all(app: typer.Typer) -> None:
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{module.name}").register(app)
