@@ -286,10 +286,15 @@ def test_row_with_only_text_is_an_item() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://x.test/a.jpg", "HTTPS://x.test/a.jpg"])
-def test_image_url_is_a_row_error(url: str) -> None:
+def test_image_url_is_kept_as_given_for_the_fetcher(url: str) -> None:
+    item = _item(_normalise({"id": "p1", "title": "Mug", "image": url}))
+    assert item.images == [url]
+
+
+def test_overlong_image_url_is_a_row_error() -> None:
+    url = "https://x.test/" + "a" * 3000
     error = _error(_normalise({"id": "p1", "title": "Mug", "image": url}))
     assert error.field == "image"
-    assert error.item_id == "p1"
     assert "URL" in error.reason
 
 
@@ -303,10 +308,17 @@ def test_relative_image_paths_resolve_against_images_root(tmp_path: Path) -> Non
     ]
 
 
-def test_absolute_image_path_is_kept(tmp_path: Path) -> None:
+def test_absolute_image_path_inside_the_root_is_kept(tmp_path: Path) -> None:
     absolute = tmp_path / "elsewhere" / "a.jpg"
-    item = _item(_normalise({"id": "p1", "image": str(absolute)}, images_root=Path("/nowhere")))
+    item = _item(_normalise({"id": "p1", "image": str(absolute)}, images_root=tmp_path))
     assert item.images == [str(absolute.resolve())]
+
+
+def test_absolute_image_path_outside_the_root_is_a_row_error(tmp_path: Path) -> None:
+    absolute = tmp_path / "elsewhere" / "a.jpg"
+    error = _error(_normalise({"id": "p1", "image": str(absolute)}, images_root=Path("/nowhere")))
+    assert error.field == "image"
+    assert "outside the allowed image roots" in error.reason
 
 
 def test_images_from_several_fields_keep_catalog_order(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmsearch.catalog.mapping import FieldMapping
@@ -49,7 +50,9 @@ def test_ingest_lands_every_good_row_with_provenance(settings, make_catalog):
     assert len(row["image_sha256"]) == 1 and len(row["image_sha256"][0]) == 64
     assert row["images"] == [str((catalog.parent / "img" / "blue.png").resolve())]
     assert row["price"] == 7.0
-    assert len(row["vector_text"]) == 64 and len(row["vector_image"]) == 48
+    assert len(row["vector_text"]) == 64
+    # one image vector per image (a multivector column)
+    assert len(row["vector_image"]) == 1 and len(row["vector_image"][0]) == 48
 
 
 def test_manifest_records_encoders_sources_counts_and_version(settings, make_catalog):
@@ -241,7 +244,17 @@ def test_ann_index_is_built_once_the_collection_is_large_enough(settings, tmp_pa
     write_jsonl(catalog, rows)
     report = ingest(large, catalog, name="parts")
     assert "vector_text:ivf_hnsw_sq" in report_indexes(report)
-    assert open_index(large, "parts").ann_columns() == ["vector_text"]
+    index = open_index(large, "parts")
+    assert index.ann_columns() == ["vector_text"]
+
+    # Scores through the ANN index are true cosine similarities, equal to exact numpy ones.
+    data = index._table.to_arrow().select(["id", "vector_text"]).to_pylist()
+    vectors = {row["id"]: np.asarray(row["vector_text"], dtype=np.float32) for row in data}
+    query = vectors["7"]
+    matches = index.vector_search("vector_text", query, 5)
+    assert matches[0].id == "7" and matches[0].score == pytest.approx(1.0, abs=1e-4)
+    for match in matches:
+        assert match.score == pytest.approx(float(vectors[match.id] @ query), abs=1e-3)
 
 
 def report_indexes(report) -> list[str]:

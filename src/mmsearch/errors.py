@@ -25,3 +25,7 @@ class CollectionNotFound(MMSearchError):
 
 class QueryError(MMSearchError):
     """The query cannot be run as given (empty, bad filter, wrong modality)."""
+
+
+class EvaluationError(MMSearchError):
+    """Evaluation inputs are unusable (malformed queries or judgments, unknown config keys)."""

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from mmsearch import __version__
 from mmsearch.catalog.item import Item, RawRecord, RowError
@@ -26,11 +27,14 @@ from mmsearch.catalog.normalise import AttributeSpec, infer_attribute_specs, nor
 from mmsearch.catalog.readers import catalog_format, read_catalog
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, create_encoder
+from mmsearch.encoders.hashes import ImageHashes, image_hashes
 from mmsearch.errors import CatalogError, ImageError, MMSearchError
 from mmsearch.index.base import VectorField
 from mmsearch.index.lancedb import LanceBuildIndex
-from mmsearch.index.schema import KEYWORD_COLUMN, build_schema, vector_column
+from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
+from mmsearch.media.fetch import FetchPolicy, ImageFetcher
 from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
+from mmsearch.media.paths import ImageRoots, is_url
 from mmsearch.workspace import (
     CollectionDir,
     Workspace,
@@ -39,6 +43,9 @@ from mmsearch.workspace import (
     utc_now,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from mmsearch.encoders.ocr import ImageTextReader
 
 SAMPLE_ROWS = 1000
 ProgressCallback = Callable[[int], None]
@@ -153,8 +160,28 @@ class Ingestor:
         self.settings = settings
         self.progress = progress or (lambda done: None)
         self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        self._fetcher: ImageFetcher | None = None
+
+    @property
+    def fetcher(self) -> ImageFetcher:
+        """Created on the first image URL, so local-only catalogs never open the URL cache."""
+        if self._fetcher is None:
+            cache_dir = Path(self.settings.home) / "cache" / "images"
+            self._fetcher = ImageFetcher(cache_dir, FetchPolicy.from_settings(self.settings))
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
 
     def run(self, options: IngestOptions) -> IngestReport:
+        try:
+            return self._run(options)
+        finally:
+            self.close()
+
+    def _run(self, options: IngestOptions) -> IngestReport:
         check_collection_name(options.collection)
         catalog = options.catalog.expanduser().resolve()
         timings = dict.fromkeys(
@@ -182,7 +209,10 @@ class Ingestor:
             collection, mapping, specs, encoders
         )
         run_id = new_id("run")
-        images_root = options.images_root or (catalog if catalog.is_dir() else catalog.parent)
+        images_root = ImageRoots.of(
+            options.images_root or (catalog if catalog.is_dir() else catalog.parent),
+            self.settings.image_roots,
+        )
         writer = _BatchWriter(self, index, encoders, run_id, timings)
         known = index.content_hashes()
         counts = {"rows": 0, "added": 0, "updated": 0, "unchanged": 0, "failed": 0}
@@ -198,7 +228,7 @@ class Ingestor:
                 result = (
                     row
                     if isinstance(row, RowError)
-                    else normalise_record(row, mapping, specs, Path(images_root))
+                    else normalise_record(row, mapping, specs, images_root)
                 )
                 if isinstance(result, RowError):
                     errors.append(result)
@@ -215,6 +245,7 @@ class Ingestor:
                     )
                     continue
                 seen[result.id] = result.row
+                result.ocr = self.settings.ocr and bool(result.images)
                 loaded = self._read_images(result, mapping, errors)
                 if loaded is None:
                     continue
@@ -284,11 +315,16 @@ class Ingestor:
     def _read_images(
         self, item: Item, mapping: FieldMapping, errors: list[RowError]
     ) -> list[bytes] | None:
-        """Read image bytes (for hashing); a missing or oversized file rejects the row."""
+        """Read image bytes (for hashing); a missing, refused or oversized image rejects the row.
+
+        URLs come through the fetcher (address guard, limits, cache)."""
         loaded: list[bytes] = []
         for path in item.images:
             try:
-                data = read_image_bytes(Path(path), self.limits)
+                if is_url(path):
+                    data = self.fetcher.fetch(path).data
+                else:
+                    data = read_image_bytes(Path(path), self.limits)
             except ImageError as exc:
                 errors.append(_image_row_error(item, mapping, exc))
                 return None
@@ -309,13 +345,20 @@ class Ingestor:
         live = collection.alias("live")
         if live is not None:
             manifest = collection.manifest(live)
-            if manifest["encoders"] == described and manifest["attributes"] == attributes:
+            if (
+                manifest["encoders"] == described
+                and manifest["attributes"] == attributes
+                and manifest.get("schema_version", 1) == SCHEMA_VERSION
+            ):
                 index = LanceBuildIndex.open(
                     collection.lancedb_dir, manifest["table"], self.settings.ann_min_rows
                 )
                 return live, index, manifest, False
         build_id = new_id("build")
-        vectors = [VectorField(vector_column(role), d["dim"]) for role, d in described.items()]
+        vectors = [
+            VectorField(vector_column(role), d["dim"], multi=role in image_roles(encoders))
+            for role, d in described.items()
+        ]
         table = f"build_{build_id.replace('-', '_')}"
         index = LanceBuildIndex.create(
             collection.lancedb_dir, table, build_schema(specs, vectors), self.settings.ann_min_rows
@@ -325,6 +368,7 @@ class Ingestor:
             "build_id": build_id,
             "created_at": utc_now(),
             "mmsearch_version": __version__,
+            "schema_version": SCHEMA_VERSION,
             "table": table,
             "store": {"backend": "lancedb", "path": str(collection.lancedb_dir)},
             "encoders": described,
@@ -332,7 +376,7 @@ class Ingestor:
             "attributes": attributes,
             "keyword_column": KEYWORD_COLUMN,
             "config": self.settings.model_dump(
-                mode="json", include={"candidates", "rrf_k", "ann_min_rows", "batch_size"}
+                mode="json", include={"candidates", "rrf_k", "ann_min_rows", "batch_size", "ocr"}
             ),
             "sources": [],
             "runs": [],
@@ -357,11 +401,12 @@ class _BatchWriter:
         self.encoders = encoders
         self.run_id = run_id
         self.timings = timings
+        self._reader: ImageTextReader | None = None
 
     def write(self, pending: list[tuple[Item, list[bytes]]], errors: list[RowError]) -> list[Item]:
         tick = time.perf_counter()
         items: list[Item] = []
-        primary_images = []
+        images: list[list[Image.Image]] = []
         for item, blobs in pending:
             try:
                 decoded = [
@@ -372,23 +417,40 @@ class _BatchWriter:
                 errors.append(_image_row_error(item, None, exc))
                 continue
             items.append(item)
-            primary_images.append(decoded[0] if decoded else None)
+            images.append(decoded)
+        hashes = [[image_hashes(image) for image in decoded] for decoded in images]
         self.timings["decode"] += time.perf_counter() - tick
         if not items:
             return []
+        if self.ingestor.settings.ocr:
+            tick = time.perf_counter()
+            reader = self._ocr_reader()
+            for item, decoded in zip(items, images, strict=True):
+                item.image_text = reader.read_all(decoded)
+            self.timings["ocr"] = self.timings.get("ocr", 0.0) + time.perf_counter() - tick
 
         tick = time.perf_counter()
         text_vectors = self._encode_texts([item.semantic_text for item in items])
         self.timings["encode_text"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        image_vectors = self._encode_images(primary_images)
+        image_vectors = {
+            role: self._encode_images(self.encoders.encoders[role], images)
+            for role in image_roles(self.encoders)
+        }
         self.timings["encode_image"] += time.perf_counter() - tick
 
         tick = time.perf_counter()
-        table = self._to_arrow(items, text_vectors, image_vectors)
+        table = self._to_arrow(items, hashes, text_vectors, image_vectors)
         self.index.upsert(table)
         self.timings["write"] += time.perf_counter() - tick
         return items
+
+    def _ocr_reader(self) -> ImageTextReader:
+        from mmsearch.encoders.ocr import ImageTextReader
+
+        if self._reader is None:
+            self._reader = ImageTextReader()
+        return self._reader
 
     def _encode_texts(self, texts: list[str]) -> list[np.ndarray | None]:
         present = [i for i, text in enumerate(texts) if text.strip()]
@@ -401,30 +463,33 @@ class _BatchWriter:
                 vectors[position] = vector
         return vectors
 
-    def _encode_images(self, images: list[Any]) -> list[np.ndarray | None]:
-        vectors: list[np.ndarray | None] = [None] * len(images)
-        encoder = self.encoders.get("image")
-        if encoder is None:
-            return vectors
-        present = [i for i, image in enumerate(images) if image is not None]
+    def _encode_images(
+        self, encoder: Encoder, images: list[list[Image.Image]]
+    ) -> list[np.ndarray | None]:
+        """Every image of every item, batched across items; (n_images, dim) per item."""
+        flat = [(position, image) for position, decoded in enumerate(images) for image in decoded]
+        per_item: list[list[np.ndarray]] = [[] for _ in images]
         batch = self.ingestor.settings.batch_size
-        for start in range(0, len(present), batch):
-            positions = present[start : start + batch]
-            encoded = encoder.encode_images([images[i] for i in positions])
-            for position, vector in zip(positions, encoded, strict=True):
-                vectors[position] = vector
-        return vectors
+        for start in range(0, len(flat), batch):
+            part = flat[start : start + batch]
+            encoded = encoder.encode_images([image for _position, image in part])
+            for (position, _image), vector in zip(part, encoded, strict=True):
+                per_item[position].append(vector)
+        return [np.stack(vectors) if vectors else None for vectors in per_item]
 
     def _to_arrow(
         self,
         items: list[Item],
+        hashes: list[list[ImageHashes]],
         text_vectors: list[np.ndarray | None],
-        image_vectors: list[np.ndarray | None],
+        image_vectors: dict[str, list[np.ndarray | None]],
     ) -> pa.Table:
         now = utc_now()
         schema = self.index.schema
         records = []
-        for item, text_vector, image_vector in zip(items, text_vectors, image_vectors, strict=True):
+        for position, (item, item_hashes, text_vector) in enumerate(
+            zip(items, hashes, text_vectors, strict=True)
+        ):
             record: dict[str, Any] = {
                 "id": item.id,
                 "title": item.title,
@@ -432,6 +497,9 @@ class _BatchWriter:
                 "texts_json": json.dumps(item.texts, ensure_ascii=False),
                 "images": item.images,
                 "image_sha256": item.image_sha256,
+                "image_phash": [h.phash for h in item_hashes],
+                "image_dhash": [h.dhash for h in item_hashes],
+                "image_text": item.image_text or None,
                 "source_file": item.source,
                 "source_row": item.row,
                 "record_sha256": item.content_sha256(),
@@ -440,12 +508,20 @@ class _BatchWriter:
                 **item.attributes,
                 vector_column("text"): None if text_vector is None else text_vector.tolist(),
             }
-            if self.encoders.get("image") is not None:
-                record[vector_column("image")] = (
-                    None if image_vector is None else image_vector.tolist()
-                )
+            for role, vectors in image_vectors.items():
+                found = vectors[position]
+                record[vector_column(role)] = None if found is None else found.tolist()
             records.append(record)
         return pa.Table.from_pylist(records, schema=schema)
+
+
+def image_roles(encoders: EncoderSet) -> list[str]:
+    """Roles whose vectors come from the item's images: stored one vector per image."""
+    return [
+        role
+        for role, encoder in encoders.encoders.items()
+        if role != "text" and "image" in encoder.modalities
+    ]
 
 
 def _image_row_error(item: Item, mapping: FieldMapping | None, exc: ImageError) -> RowError:

@@ -58,11 +58,15 @@ class Item:
     source: str
     row: int
     image_sha256: list[str] = field(default_factory=list)
+    # Text read from the images by OCR (filled at ingest when OCR is on); ``ocr`` says
+    # it was asked for, so that turning OCR on re-processes rows that were indexed without.
+    image_text: str = ""
+    ocr: bool = False
 
     @property
     def search_text(self) -> str:
-        """What BM25 indexes: the title, then every text field."""
-        parts = [self.title, *self.texts.values()]
+        """What BM25 indexes: the title, then every text field, then text found in images."""
+        parts = [self.title, *self.texts.values(), self.image_text]
         return "\n".join(part for part in parts if part)
 
     @property
@@ -80,6 +84,8 @@ class Item:
                 "attributes": self.attributes,
                 "image_paths": self.images,
                 "image_sha256": self.image_sha256,
+                # Only present when on, so hashes of rows ingested without OCR stay valid.
+                **({"ocr": True} if self.ocr else {}),
             },
             sort_keys=True,
             ensure_ascii=False,

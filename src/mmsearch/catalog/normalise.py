@@ -15,6 +15,7 @@ from typing import Literal
 
 from mmsearch.catalog.item import AttributeValue, Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping, attribute_column
+from mmsearch.media.paths import MAX_URL_CHARS, ImageRoots, PathRefused, is_url
 
 AttributeKind = Literal["string", "int", "float", "bool"]
 TRUE_WORDS = frozenset({"true", "yes", "1"})
@@ -168,24 +169,30 @@ def _image_refs(field: str, value: object) -> list[str]:
     return [r.strip() for r in refs if r.strip()]
 
 
-def resolve_image(field: str, ref: str, images_root: Path) -> str:
-    if ref.lower().startswith(("http://", "https://")):
-        raise _Invalid(field, f"image URLs are not supported yet ({ref}); give a local path")
-    path = Path(ref).expanduser()
-    if not path.is_absolute():
-        path = images_root / path
-    return str(path.resolve())
+def resolve_image(field: str, ref: str, images_root: Path | ImageRoots) -> str:
+    """A URL as given (fetched later, behind the address guard) or a path inside the roots."""
+    if is_url(ref):
+        if len(ref) > MAX_URL_CHARS:
+            raise _Invalid(field, f"image URL is longer than {MAX_URL_CHARS} characters")
+        return ref
+    roots = images_root if isinstance(images_root, ImageRoots) else ImageRoots.of(images_root)
+    try:
+        return roots.resolve(ref)
+    except PathRefused as exc:
+        raise _Invalid(field, str(exc)) from None
 
 
 def normalise_record(
     record: RawRecord,
     mapping: FieldMapping,
     specs: list[AttributeSpec],
-    images_root: Path,
+    images_root: Path | ImageRoots,
 ) -> Item | RowError:
     """Validate one row; every problem names the field so the user can fix the catalog."""
     data = record.data
     item_id: str | None = None
+    if not isinstance(images_root, ImageRoots):
+        images_root = ImageRoots.of(images_root)
     try:
         item_id = _id_of(mapping, data)
         title = _text_of(mapping.title, data.get(mapping.title)) if mapping.title else ""

@@ -88,7 +88,7 @@ def clear_encoder_cache() -> None:
 
 def _load_builtin_families() -> None:
     # Imported lazily so that importing mmsearch does not import torch.
-    from mmsearch.encoders import text, visual  # noqa: F401
+    from mmsearch.encoders import clip_hf, clip_open, text, visual  # noqa: F401
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmsearch.encoders.base import l2_normalise, register, sha256_of_files, unsupported_modality
+from mmsearch.encoders.device import device_from_env
 from mmsearch.errors import EncoderError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _load_sentence_transformer(path_or_name: str) -> SentenceTransformer:
     transformers_logging.disable_progress_bar()  # a load bar per query would clutter the CLI
     transformers_logging.set_verbosity_error()
     try:
-        return SentenceTransformer(path_or_name, device="cpu")
+        return SentenceTransformer(path_or_name, device=device_from_env())
     except Exception as exc:  # the library raises many kinds: OSError, ValueError, HTTP errors
         raise EncoderError(
             f"Cannot load sentence-transformers model '{path_or_name}': {exc}. "

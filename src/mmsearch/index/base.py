@@ -19,8 +19,11 @@ class Match:
 
 @dataclass(frozen=True)
 class VectorField:
+    """A vector column; ``multi`` holds one vector per image of the item (MaxSim search)."""
+
     column: str
     dim: int
+    multi: bool = False
 
 
 class BuildIndex(Protocol):
@@ -42,6 +45,8 @@ class BuildIndex(Protocol):
 
     def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]: ...
 
-    def get(self, ids: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]: ...
+    def get(
+        self, ids: list[str], columns: list[str] | None = None, where: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def version(self) -> int: ...

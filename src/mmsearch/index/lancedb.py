@@ -22,9 +22,10 @@ from lancedb.index import FTS, BTree, IvfHnswSq
 
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.index.base import Match, VectorField
-from mmsearch.index.schema import KEYWORD_COLUMN
+from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
 logging.getLogger("lance").setLevel(logging.ERROR)
+ANN_REFINE_FACTOR = 4
 
 
 def _quote(value: str) -> str:
@@ -38,6 +39,7 @@ class LanceBuildIndex:
         self._table = table
         self._vectors = vectors
         self._ann_min_rows = ann_min_rows
+        self._ann_cache: frozenset[str] | None = None
 
     @classmethod
     def create(
@@ -59,6 +61,14 @@ class LanceBuildIndex:
     @property
     def schema(self) -> pa.Schema:
         return self._table.schema
+
+    @property
+    def vector_fields(self) -> list[VectorField]:
+        return list(self._vectors)
+
+    def scan(self, columns: list[str]) -> pa.Table:
+        """Every row, only ``columns`` (whole-collection jobs such as duplicate finding)."""
+        return self._table.to_lance().to_table(columns=columns)
 
     def row_count(self) -> int:
         return int(self._table.count_rows())
@@ -102,6 +112,7 @@ class LanceBuildIndex:
                 created.append(f"{vector.column}:ivf_hnsw_sq")
         if existing:
             self._table.optimize()  # folds new rows into the indexes that already existed
+        self._ann_cache = None
         names = sorted({index.columns[0] for index in self._table.list_indices()})
         return {"created": created, "indexed_columns": names, "rows": rows}
 
@@ -120,10 +131,19 @@ class LanceBuildIndex:
             .select(["id", "_distance"])
             .limit(k)
         )
+        if column in self._ann_indexed():
+            # The quantised index reports approximate squared-L2 distances; re-scoring the
+            # shortlist exactly restores true cosine distances (and the exact order).
+            query = query.refine_factor(ANN_REFINE_FACTOR)
         if where:
             query = query.where(where, prefilter=True)
         rows = self._run(query, where)
         return [Match(r["id"], 1.0 - float(r["_distance"])) for r in rows]
+
+    def _ann_indexed(self) -> frozenset[str]:
+        if self._ann_cache is None:
+            self._ann_cache = frozenset(self.ann_columns())
+        return self._ann_cache
 
     def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]:
         search = self._table.search(query, query_type="fts", fts_columns=KEYWORD_COLUMN)
@@ -133,10 +153,14 @@ class LanceBuildIndex:
         rows = self._run(search, where)
         return [Match(r["id"], float(r["_score"])) for r in rows]
 
-    def get(self, ids: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
+    def get(
+        self, ids: list[str], columns: list[str] | None = None, where: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows by id, in the order asked; ``where`` further restricts them (e.g. pinned items)."""
         if not ids:
             return []
-        query = self._table.search().where(f"id IN ({', '.join(_quote(i) for i in ids)})")
+        condition = f"id IN ({', '.join(_quote(i) for i in ids)})"
+        query = self._table.search().where(f"({condition}) AND ({where})" if where else condition)
         if columns:
             query = query.select(columns)
         rows = query.limit(len(ids)).to_list()
@@ -154,8 +178,5 @@ class LanceBuildIndex:
 
 
 def _vector_fields(schema: pa.Schema) -> list[VectorField]:
-    return [
-        VectorField(field.name, field.type.list_size)
-        for field in schema
-        if pa.types.is_fixed_size_list(field.type)
-    ]
+    """Single-vector and multivector (one vector per image) columns alike."""
+    return [found for field in schema if (found := vector_field_of(field)) is not None]

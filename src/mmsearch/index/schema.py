@@ -1,4 +1,10 @@
-"""The Arrow schema of a build: fixed columns, typed attributes, one vector per encoder role."""
+"""The Arrow schema of a build: fixed columns, typed attributes, one vector per encoder role.
+
+Image-side roles store a *multivector* (a list of fixed-size vectors, one per image
+of the item, in catalog order): LanceDB scores such a column by MaxSim, which for a
+single query vector is the best image's cosine similarity. Perceptual hashes are
+stored per image in the same order (``image_phash``, ``image_dhash``: int64 lists).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.index.base import VectorField
 
 KEYWORD_COLUMN = "search_text"
+# Bumped when the column layout changes; a live build of another version is not reused.
+SCHEMA_VERSION = 2
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int": pa.int64(),
@@ -28,6 +36,9 @@ def build_schema(attributes: list[AttributeSpec], vectors: list[VectorField]) ->
         pa.field("texts_json", pa.string()),
         pa.field("images", pa.list_(pa.string())),
         pa.field("image_sha256", pa.list_(pa.string())),
+        pa.field("image_phash", pa.list_(pa.int64())),
+        pa.field("image_dhash", pa.list_(pa.int64())),
+        pa.field("image_text", pa.string()),
         pa.field("source_file", pa.string()),
         pa.field("source_row", pa.int64()),
         pa.field("record_sha256", pa.string()),
@@ -35,5 +46,20 @@ def build_schema(attributes: list[AttributeSpec], vectors: list[VectorField]) ->
         pa.field("ingested_at", pa.string()),
     ]
     fields += [pa.field(spec.column, ARROW_TYPES[spec.kind]) for spec in attributes]
-    fields += [pa.field(v.column, pa.list_(pa.float32(), v.dim)) for v in vectors]
+    fields += [pa.field(v.column, vector_type(v)) for v in vectors]
     return pa.schema(fields)
+
+
+def vector_type(field: VectorField) -> pa.DataType:
+    single = pa.list_(pa.float32(), field.dim)
+    return pa.list_(single) if field.multi else single
+
+
+def vector_field_of(field: pa.Field) -> VectorField | None:
+    """The VectorField a schema field stores, or None when it is not a vector column."""
+    kind = field.type
+    if pa.types.is_fixed_size_list(kind):
+        return VectorField(field.name, kind.list_size)
+    if pa.types.is_list(kind) and pa.types.is_fixed_size_list(kind.value_type):
+        return VectorField(field.name, kind.value_type.list_size, multi=True)
+    return None
