@@ -1,0 +1,77 @@
+"""``mmsearch bench``: query latency per search mode on an existing collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from mmsearch.config import load_settings
+from mmsearch.errors import MMSearchError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench(
+        collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+        queries: Annotated[
+            int, typer.Option("--queries", min=1, max=100_000, help="Queries per mode.")
+        ] = 200,
+        k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the query sample.")] = 0,
+        home: Annotated[
+            Path | None, typer.Option("--home", help="Workspace folder (default ./mmsearch-data).")
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Machine-readable JSON output.")
+        ] = False,
+    ) -> None:
+        """Measure search latency (p50/p95/p99) per mode, in process, and peak memory."""
+        from mmsearch.evaluation.latency import measure_latency
+
+        settings = load_settings(home)
+        try:
+            with Progress(
+                "bench",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=errors,
+                disable=as_json,
+            ) as progress:
+                task = progress.add_task("bench", total=None)
+                result = measure_latency(
+                    settings,
+                    collection,
+                    queries=queries,
+                    k=k,
+                    seed=seed,
+                    progress=lambda n: progress.advance(task, n),
+                )
+        except MMSearchError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        if as_json:
+            console.print_json(json.dumps(result))
+            return
+        table = Table(
+            title=f"search latency: {collection} ({result['items']:,} items, k={k}) in ms"
+        )
+        for column in ("mode", "queries", "p50", "p95", "p99", "mean"):
+            table.add_column(column, justify="left" if column == "mode" else "right")
+        for mode, stats in result["modes"].items():
+            table.add_row(
+                mode,
+                str(int(stats["count"])),
+                *(f"{stats[key]:.2f}" for key in ("p50", "p95", "p99", "mean")),
+            )
+        console.print(table)
+        console.print(f"peak memory (RSS): {result['peak_rss_mb']:.0f} MB", highlight=False)

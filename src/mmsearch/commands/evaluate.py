@@ -1,0 +1,133 @@
+"""``mmsearch eval``: compare retrieval configurations on judged queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from mmsearch.config import load_settings
+from mmsearch.errors import MMSearchError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a user error without a traceback (the style of the core CLI)."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A Rich bar on stderr; yields ``start(total) -> advance(n)``."""
+    with Progress(
+        label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors, disable=quiet
+    ) as progress:
+
+        def start(total: int) -> Callable[[int], None]:
+            task = progress.add_task(label, total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield start
+
+
+def print_summary(data: dict, metrics: list[str]) -> None:
+    significance = data["significance"]
+    from mmsearch.evaluation.report import results_of
+
+    details = data["details"]
+    table = Table(title=f"evaluation of {details['experiment']['collection']}")
+    table.add_column("configuration")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("answered", justify="right")
+    for name, values in results_of(data).items():
+        comparison = significance["comparisons"].get(name, {})
+        cells = []
+        for metric in metrics:
+            value = values[metric]
+            cell = "-" if value is None else f"{value:.4f}"
+            if comparison.get(metric, {}).get("significant"):
+                cell += " *"
+            cells.append(cell)
+        table.add_row(name, *cells, str(details["configurations"][name]["answered"]))
+    console.print(table)
+    console.print(
+        f"{details['queries']['evaluated']} judged queries; * = significantly different from "
+        f"'{significance['baseline']}' (p < 0.05, {significance['test']})",
+        highlight=False,
+    )
+    if details["queries"]["without_judgments"]:
+        errors.print(
+            f"[yellow]warning:[/] {details['queries']['without_judgments']} queries have no "
+            "judgments and were not scored",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def evaluate(
+        collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+        queries: Annotated[Path, typer.Option("--queries", help="Queries file (JSONL).")],
+        qrels: Annotated[
+            Path, typer.Option("--qrels", help="Judgments: TREC qrels, or JSONL if *.jsonl.")
+        ],
+        config: Annotated[
+            list[Path] | None,
+            typer.Option("--config", help="Configuration file (TOML/YAML); repeat for several."),
+        ] = None,
+        k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Ranking depth.")] = 100,
+        stat_test: Annotated[
+            str, typer.Option("--stat-test", help="Paired test: student (t-test) or fisher.")
+        ] = "student",
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", help="Folder for results.json, per-query files and reports."),
+        ] = None,
+        home: Annotated[
+            Path | None, typer.Option("--home", help="Workspace folder (default ./mmsearch-data).")
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Machine-readable JSON output.")
+        ] = False,
+    ) -> None:
+        """Evaluate retrieval configurations: nDCG@10, Recall@10/100, MRR@10, MAP, p-values."""
+        from mmsearch.evaluation.experiment import run_evaluation
+
+        settings = load_settings(home)
+        try:
+            with progress_bar("eval", quiet=as_json) as start:
+                outcome = run_evaluation(
+                    settings,
+                    collection,
+                    queries,
+                    qrels,
+                    config_paths=config or [],
+                    k=k,
+                    stat_test=stat_test,
+                    out=out,
+                    progress=start,
+                )
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        data = outcome.summary
+        if as_json:
+            console.print_json(json.dumps(data, default=str))
+            return
+        print_summary(data, outcome.evaluation.metrics)
+        if outcome.files:
+            console.print(
+                f"reports: {outcome.files['markdown']}, {outcome.files['html']}; "
+                f"per-query results in {outcome.files['per_query']}",
+                highlight=False,
+            )

@@ -1,0 +1,88 @@
+"""One experiment end to end: inputs → runs → metrics → files.
+
+Kept apart from the CLI so benchmarks and tests run the very same code path as
+``mmsearch eval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmsearch.config import Settings
+from mmsearch.evaluation.configs import (
+    RetrievalConfig,
+    builtin_configs,
+    check_unique_names,
+    load_config_file,
+)
+from mmsearch.evaluation.judgments import Judgments, load_judgments
+from mmsearch.evaluation.metrics import Evaluation, evaluate_runs
+from mmsearch.evaluation.queries import EvalQuery, load_queries
+from mmsearch.evaluation.report import ExperimentInfo, summary, write_outputs
+from mmsearch.evaluation.runner import ConfigRun, run_experiment
+from mmsearch.workspace import Workspace, utc_now
+
+
+@dataclass
+class ExperimentOutcome:
+    summary: dict[str, Any]
+    runs: list[ConfigRun]
+    evaluation: Evaluation
+    files: dict[str, Path]
+
+
+def default_configs(
+    settings: Settings, collection: str, queries: list[EvalQuery]
+) -> list[RetrievalConfig]:
+    manifest = Workspace(settings.home).collection(collection).live_manifest()
+    return builtin_configs(
+        has_text=any("text" in q.modalities for q in queries),
+        has_image=any("image" in q.modalities for q in queries),
+        has_image_vectors="image" in manifest["encoders"],
+    )
+
+
+def run_evaluation(
+    settings: Settings,
+    collection: str,
+    queries_path: Path,
+    judgments_path: Path,
+    *,
+    config_paths: list[Path] | None = None,
+    configs: list[RetrievalConfig] | None = None,
+    k: int = 100,
+    stat_test: str = "student",
+    out: Path | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
+) -> ExperimentOutcome:
+    """Evaluate configurations (files, given objects, or the built-in set) on a collection.
+
+    ``progress(total)`` returns a callback advanced once per (configuration, query).
+    """
+    queries = load_queries(queries_path)
+    judgments: Judgments = load_judgments(judgments_path)
+    chosen = list(configs or [])
+    chosen += [load_config_file(path) for path in config_paths or []]
+    if not chosen:
+        chosen = default_configs(settings, collection, queries)
+    check_unique_names(chosen)
+    advance = progress(len(chosen) * len(queries)) if progress else None
+    runs = run_experiment(settings, collection, queries, chosen, k=k, progress=advance)
+    evaluation = evaluate_runs(judgments, runs, stat_test=stat_test)
+    manifest = Workspace(settings.home).collection(collection).live_manifest()
+    info = ExperimentInfo(
+        collection=collection,
+        build_id=manifest["build_id"],
+        queries_file=str(queries_path),
+        judgments_file=str(judgments_path),
+        k=k,
+        created_at=utc_now(),
+        extra={"encoders": {role: e["spec"] for role, e in manifest["encoders"].items()}},
+    )
+    files: dict[str, Path] = {}
+    if out is not None:
+        files = write_outputs(out, info, queries, runs, evaluation, judgments)
+    return ExperimentOutcome(summary(info, runs, evaluation), runs, evaluation, files)

@@ -1,0 +1,109 @@
+"""Run every configuration over the same queries against one collection.
+
+Each configuration sees exactly the same queries, images and filters, in the same
+order, against the same build, so differences between their metrics come from the
+configuration alone. A configuration that cannot answer a query (an image-only
+signal for a text query) gets an empty ranking for it: the query still counts, with
+a score of 0, and the report says how many queries each configuration answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from mmsearch.config import Settings
+from mmsearch.errors import QueryError
+from mmsearch.evaluation.configs import RetrievalConfig
+from mmsearch.evaluation.queries import EvalQuery
+from mmsearch.media.images import ImageLimits, load_image
+from mmsearch.retrieval.planner import plan_retrievers
+from mmsearch.retrieval.search import Searcher
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class RankedHit:
+    id: str
+    score: float
+
+
+@dataclass
+class ConfigRun:
+    """One configuration's rankings, keyed by query id, with per-query latency."""
+
+    config: RetrievalConfig
+    rankings: dict[str, list[RankedHit]] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    unanswered: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def answered(self) -> int:
+        return len(self.rankings) - len(self.unanswered)
+
+    def ranx_run(self) -> dict[str, dict[str, float]]:
+        """Scores ranx can sort: by our rank, not raw score, so ties keep mmsearch's order."""
+        return {
+            query_id: {hit.id: float(len(hits) - position) for position, hit in enumerate(hits)}
+            for query_id, hits in self.rankings.items()
+        }
+
+
+def can_answer(config: RetrievalConfig, query: EvalQuery, encoders: dict[str, Any]) -> bool:
+    """Whether the planner would give this configuration any retriever for this query."""
+    try:
+        plans = plan_retrievers(
+            has_text="text" in query.modalities,
+            has_image="image" in query.modalities,
+            encoders=encoders,
+            only=config.signals,
+        )
+    except QueryError:
+        return False
+    return bool(plans)
+
+
+def run_experiment(
+    settings: Settings,
+    collection: str,
+    queries: list[EvalQuery],
+    configs: list[RetrievalConfig],
+    *,
+    k: int = 100,
+    progress: ProgressCallback | None = None,
+) -> list[ConfigRun]:
+    """Search every query with every configuration; returns one ConfigRun per configuration."""
+    searcher = Searcher(settings, collection)
+    encoders = searcher.manifest["encoders"]
+    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    images: dict[str, Image.Image] = {}
+    advance = progress or (lambda done: None)
+    runs = []
+    for config in configs:
+        run = ConfigRun(config)
+        for query in queries:
+            if not can_answer(config, query, encoders):
+                run.rankings[query.id] = []
+                run.unanswered.append(query.id)
+                advance(1)
+                continue
+            image = None
+            if query.image is not None:
+                if query.id not in images:
+                    images[query.id] = load_image(query.image, limits)
+                image = images[query.id]
+            request = config.request(text=query.text, image=image, k=k, where=query.where)
+            tick = time.perf_counter()
+            result = searcher.search(request)
+            run.latency_ms[query.id] = (time.perf_counter() - tick) * 1000.0
+            run.rankings[query.id] = [RankedHit(hit.id, float(hit.score)) for hit in result.hits]
+            run.warnings.extend(f"{query.id}: {warning}" for warning in result.warnings)
+            advance(1)
+        runs.append(run)
+    return runs
