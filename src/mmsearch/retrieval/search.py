@@ -9,8 +9,9 @@ result says which signal was dropped and why.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -20,8 +21,20 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.index.base import Match
 from mmsearch.index.lancedb import LanceBuildIndex
-from mmsearch.retrieval.fusion import fusion_by_name, order_by_score
-from mmsearch.retrieval.planner import plan_retrievers
+from mmsearch.ranking.explain import Explanation
+from mmsearch.ranking.features import Retrieved
+from mmsearch.ranking.pipeline import RankingStage
+from mmsearch.retrieval.fusion import FusionParams
+from mmsearch.retrieval.image_hits import (
+    DuplicateKind,
+    ImageSignal,
+    MatchedImage,
+    QueryImage,
+    best_images,
+    duplicate_of_query,
+)
+from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, plan_retrievers
+from mmsearch.retrieval.query_cache import QueryEmbeddingCache, image_key, text_key
 from mmsearch.workspace import Workspace
 
 MAX_QUERY_CHARS = 2000
@@ -35,9 +48,18 @@ class SearchRequest:
     image: Image.Image | None = None
     k: int = 10
     where: str | None = None
-    fusion: str = "rrf"
+    fusion: str | None = None  # rrf | weighted | dbsf; settings.fusion when None
     signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
     candidates: int | None = None  # per-retriever depth; settings.candidates when None
+    image_sha256: str | None = None  # of the query image's bytes: exact duplicates by content
+    weights: dict[str, float] | None = None  # per-signal fusion weights; signals not named get 1
+    normalisation: Literal["minmax", "zscore"] | None = None  # weighted fusion; settings default
+    rrf_k: int | None = None  # settings.rrf_k when None
+    explain: bool = False  # attach a per-hit Explanation (signals, reranker, rules)
+    reranker: str | Path | None = None  # model folder; settings.ranker when None; "none" = off
+    rules: str | Path | None = None  # rules file; settings.rules when None; "none" = off
+    # Weight of the image in the text_image blend (CLIP-family builds only), in [0, 1].
+    image_weight: float = DEFAULT_IMAGE_WEIGHT
 
 
 @dataclass
@@ -54,6 +76,11 @@ class Hit:
     signals: dict[str, SignalScore]
     images: list[str] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
+    matched_image: MatchedImage | None = None  # the item's image that scored best
+    duplicate: DuplicateKind | None = None  # query by image: "exact" or "near" copy
+    duplicate_distance: int | None = None  # smallest pHash Hamming distance to the query
+    rules: list[str] = field(default_factory=list)  # names of the business rules that touched it
+    explanation: Explanation | None = None  # with SearchRequest.explain
 
 
 @dataclass
@@ -64,6 +91,9 @@ class SearchResult:
     signals: list[str]
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    fusion: str = "rrf"
+    reranker: str | None = None  # the model that ranked the hits, when one did
+    rules_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,8 +102,15 @@ class SearchResult:
 class Searcher:
     """Opens a collection's live build once and answers many queries against it."""
 
-    def __init__(self, settings: Settings, collection: str):
+    def __init__(
+        self,
+        settings: Settings,
+        collection: str,
+        query_cache: QueryEmbeddingCache | None = None,
+    ):
         self.settings = settings
+        # The service shares one cache across Searchers; alone, a Searcher keeps its own.
+        self.query_cache = query_cache or QueryEmbeddingCache(settings.query_cache_size)
         folder = Workspace(settings.home).collection(collection)
         self.collection = collection
         self.manifest = folder.live_manifest()
@@ -82,9 +119,46 @@ class Searcher:
             folder.lancedb_dir, self.manifest["table"], settings.ann_min_rows
         )
         self.attribute_columns = [a["column"] for a in self.manifest["attributes"]]
+        self.ranking = RankingStage(settings, self.manifest, self.index)
 
     def search(self, request: SearchRequest) -> SearchResult:
+        retrieved = self.retrieve(request)
+        fusion = request.fusion or self.settings.fusion
+        ranked = self.ranking.rank(
+            retrieved,
+            k=request.k,
+            fusion=fusion,
+            params=_fusion_params(request, self.settings),
+            reranker=request.reranker,
+            rules=request.rules,
+            explain=request.explain,
+        )
+        tick = time.perf_counter()
+        hits = self._hits(ranked.top, ranked.scores, retrieved.ranked)
+        self._annotate_images(hits, retrieved, request)
+        for hit in hits:
+            hit.rules = list(dict.fromkeys(a.rule for a in ranked.rules.get(hit.id, [])))
+            hit.explanation = ranked.explanations.get(hit.id)
+        retrieved.timings["fetch"] = _ms(tick)
+        return SearchResult(
+            self.collection,
+            self.build_id,
+            hits,
+            sorted(retrieved.ranked),
+            retrieved.timings,
+            retrieved.warnings + ranked.warnings,
+            fusion=fusion,
+            reranker=ranked.reranker,
+            rules_version=ranked.rules_version,
+        )
+
+    def retrieve(self, request: SearchRequest) -> Retrieved:
+        """Run every planned retriever to depth ``candidates``; no fusion, no cut."""
         text = _validate(request)
+        # Business-rule filters and blocks go into the store query with the request's filter.
+        request = replace(
+            request, where=self.ranking.store_filter(request.where, text, request.rules)
+        )
         timings: dict[str, float] = {}
         warnings: list[str] = []
         depth = max(request.candidates or self.settings.candidates, request.k)
@@ -93,6 +167,7 @@ class Searcher:
             has_image=request.image is not None,
             encoders=self.manifest["encoders"],
             only=request.signals,
+            image_weight=request.image_weight,
         )
         queries: dict[str, Any] = {"text": text, "image": request.image}
         embeddings: dict[tuple[str, str], np.ndarray | None] = {}
@@ -105,14 +180,16 @@ class Searcher:
                 ranked[plan.name] = self.index.keyword_search(text or "", depth, request.where)
                 timings[plan.name] = _ms(tick)
                 continue
-            key = (plan.role or "", plan.query_modality)
-            if key not in embeddings:
-                query = queries[plan.query_modality]
-                embeddings[key] = self._encode(timings, *key, query, failures)
-            vector = embeddings[key]
-            if vector is None:
-                skipped.append(f"{plan.name} skipped ({failures[key]})")
+            for key in plan.embeddings:
+                if key not in embeddings:
+                    embeddings[key] = self._encode(timings, *key, queries[key[1]], failures)
+            missing = [key for key in plan.embeddings if embeddings[key] is None]
+            if missing:
+                skipped.append(f"{plan.name} skipped ({failures[missing[0]]})")
                 continue
+            parts = [v for key in plan.embeddings if (v := embeddings[key]) is not None]
+            vector = plan.query_vector(parts, request.image_weight)
+            embeddings[(plan.role or "", plan.query_modality)] = vector
             tick = time.perf_counter()
             ranked[plan.name] = self.index.vector_search(
                 plan.column or "", vector, depth, request.where
@@ -122,18 +199,23 @@ class Searcher:
         if skipped:
             remaining = ", ".join(sorted(ranked)) or "no signal"
             warnings.append(f"{'; '.join(skipped)}; results come from {remaining} only")
-        tick = time.perf_counter()
-        fuse = fusion_by_name(request.fusion)
-        fused = fuse(
-            {name: [m.id for m in matches] for name, matches in ranked.items()},
-            k=self.settings.rrf_k,
+        query_vectors = {
+            plan.name: vector
+            for plan in plans
+            if plan.kind == "vector"
+            and (vector := embeddings.get((plan.role or "", plan.query_modality))) is not None
+        }
+        return Retrieved(
+            text=text,
+            image=request.image,
+            where=request.where,
+            ranked=ranked,
+            query_vectors=query_vectors,
+            depth=depth,
+            planned=[plan.name for plan in plans],
+            warnings=warnings,
+            timings=timings,
         )
-        top = order_by_score(fused)[: request.k]
-        timings["fusion"] = _ms(tick)
-        tick = time.perf_counter()
-        hits = self._hits(top, fused, ranked)
-        timings["fetch"] = _ms(tick)
-        return SearchResult(self.collection, self.build_id, hits, sorted(ranked), timings, warnings)
 
     def _encode(
         self,
@@ -146,12 +228,19 @@ class Searcher:
         """Embed the query; a failing text model becomes a warning, not a failed search."""
         tick = time.perf_counter()
         spec = self.manifest["encoders"][role]["spec"]
+        version = str(self.manifest["encoders"][role].get("version", ""))
         try:
+            # Keyed by spec and version: a changed model never answers from the cache.
+            key = (text_key if modality == "text" else image_key)(spec, version, query)
+            cached = self.query_cache.get(key)
+            if cached is not None:
+                return cached
             encoder = create_encoder(spec)
             if modality == "text":
                 vector = encoder.encode_texts([query])[0]
             else:
                 vector = encoder.encode_images([query])[0]
+            self.query_cache.put(key, vector)
         except Exception as exc:
             if modality == "image":
                 raise MMSearchError(f"The image encoder '{spec}' failed: {exc}") from exc
@@ -187,6 +276,53 @@ class Searcher:
                 )
             )
         return hits
+
+    def _annotate_images(
+        self, hits: list[Hit], retrieved: Retrieved, request: SearchRequest
+    ) -> None:
+        """Say which image of each hit matched, and which hits copy the query image."""
+        multi = {v.column for v in self.index.vector_fields if v.multi}
+        plans = plan_retrievers(
+            has_text=retrieved.text is not None,
+            has_image=retrieved.image is not None,
+            encoders=self.manifest["encoders"],
+            image_weight=request.image_weight,
+        )
+        signals = [
+            ImageSignal(plan.name, plan.column, retrieved.query_vectors[plan.name])
+            for plan in sorted(plans, key=lambda plan: plan.query_modality != "image")
+            if plan.column in multi and plan.name in retrieved.query_vectors
+        ]
+        check_duplicates = request.image is not None and "image_phash" in self.index.schema.names
+        if not hits or (not signals and not check_duplicates):
+            return
+        columns = ["id", "images", *dict.fromkeys(signal.column for signal in signals)]
+        if check_duplicates:
+            columns += ["image_phash", "image_sha256"]
+        rows = {row["id"]: row for row in self.index.get([hit.id for hit in hits], columns)}
+        matched = best_images(rows, signals)
+        query = QueryImage.of(request.image, request.image_sha256) if check_duplicates else None
+        for hit in hits:
+            hit.matched_image = matched.get(hit.id)
+            if query is not None and hit.id in rows:
+                hit.duplicate, hit.duplicate_distance = duplicate_of_query(
+                    query,
+                    rows[hit.id],
+                    hit.matched_image,
+                    max_distance=self.settings.dupe_max_distance,
+                    min_cosine=self.settings.dupe_min_cosine,
+                )
+
+
+def _fusion_params(request: SearchRequest, settings: Settings) -> FusionParams:
+    k = request.rrf_k if request.rrf_k is not None else settings.rrf_k
+    if k < 1:
+        raise QueryError("The RRF constant k must be at least 1.")
+    return FusionParams(
+        k=k,
+        weights=request.weights,
+        normalisation=request.normalisation or settings.fusion_normalisation,
+    )
 
 
 def _validate(request: SearchRequest) -> str | None:

@@ -1,0 +1,62 @@
+"""Command-line helpers for ranking options: ``--weight`` parsing and explanation printing."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+
+from mmsearch.errors import QueryError
+from mmsearch.ranking.explain import Explanation
+
+
+def parse_weights(values: list[str] | None) -> dict[str, float] | None:
+    """``["keyword=0.3", "image_vector=0.7"]`` → ``{"keyword": 0.3, "image_vector": 0.7}``."""
+    if not values:
+        return None
+    weights: dict[str, float] = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        name = name.strip()
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = math.nan
+        if not sep or not name or not math.isfinite(weight):
+            raise QueryError(
+                f"--weight {value!r} is not SIGNAL=NUMBER, e.g. --weight keyword=0.3 "
+                "--weight text_vector=0.7."
+            )
+        if name in weights:
+            raise QueryError(f"--weight names '{name}' twice; give each signal once.")
+        weights[name] = weight
+    return weights
+
+
+def print_explanation(console: Console, rank: int, hit_id: str, explanation: Explanation) -> None:
+    """A compact per-hit breakdown: signals, reranker top features, rules."""
+    console.print(
+        f"[bold]#{rank} {hit_id}[/]  {explanation.fusion} {explanation.fused_score:.4f}"
+        f" → final {explanation.final_score:.4f}",
+        highlight=False,
+    )
+    for signal, part in sorted(explanation.signals.items()):
+        console.print(
+            f"    {signal:<14} raw {part.score:.4f}  #{part.rank:<4} norm {part.normalised:.4f}"
+            f"  x w {part.weight:.3g} = {part.contribution:.4f}",
+            highlight=False,
+        )
+    if explanation.reranker is not None:
+        top = ", ".join(
+            f"{f.feature} {f.contribution:+.3f}" for f in explanation.reranker.features[:5]
+        )
+        console.print(
+            f"    reranker {explanation.reranker.score:+.4f} (base "
+            f"{explanation.reranker.base_value:+.4f}): {top}",
+            highlight=False,
+        )
+    for rule in explanation.rules:
+        console.print(
+            f"    rule {rule.rule} ({rule.kind}, v{explanation.rules_version}): {rule.detail}",
+            highlight=False,
+        )

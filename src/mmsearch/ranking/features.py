@@ -1,0 +1,211 @@
+"""Per-candidate features for the learned reranker.
+
+The feature list is a function of the build (its retrievers, attribute columns and
+whether it has a perceptual-hash column), never of the query, so that a model trained
+on one build can be checked for compatibility with another by comparing names.
+Absence is explicit: a candidate a retriever did not return gets score 0, rank
+``depth + 1`` and ``found = 0``; a missing attribute is NaN (LightGBM learns where
+NaN goes at each split).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from mmsearch.errors import QueryError
+from mmsearch.index.base import Match
+from mmsearch.retrieval.planner import plan_retrievers
+
+NUMERIC_KINDS = {"int", "float", "bool"}
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Retrieved:
+    """What the retrievers returned for one query: the input of fusion and reranking."""
+
+    text: str | None
+    image: Image.Image | None
+    where: str | None
+    ranked: dict[str, list[Match]]
+    query_vectors: dict[str, np.ndarray]  # vector signal -> query embedding
+    depth: int
+    planned: list[str] = field(default_factory=list)  # retrievers planned, including skipped ones
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def phash_columns(schema: pa.Schema) -> list[str]:
+    """Perceptual-hash columns are recognised by name (``phash``, ``image_phash``...)."""
+    return [f.name for f in schema if "phash" in f.name.lower()]
+
+
+def all_signals(encoders: dict[str, Any]) -> dict[str, str | None]:
+    """Every retriever this build can run → its vector column (None for keyword)."""
+    try:
+        plans = plan_retrievers(has_text=True, has_image=True, encoders=encoders)
+    except QueryError:
+        plans = plan_retrievers(has_text=True, has_image=False, encoders=encoders)
+    return {plan.name: plan.column for plan in plans}
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """The features a build supports, in a fixed order."""
+
+    signals: tuple[str, ...]
+    vector_columns: tuple[tuple[str, str], ...]  # (signal, column)
+    numeric: tuple[str, ...]
+    strings: tuple[str, ...]
+    phash: str | None
+
+    @classmethod
+    def for_build(cls, manifest: dict[str, Any], schema: pa.Schema) -> FeatureSpace:
+        signals = all_signals(manifest["encoders"])
+        attributes = manifest.get("attributes", [])
+        hashes = phash_columns(schema)
+        return cls(
+            signals=tuple(sorted(signals)),
+            vector_columns=tuple(sorted((s, c) for s, c in signals.items() if c)),
+            numeric=tuple(a["column"] for a in attributes if a["kind"] in NUMERIC_KINDS),
+            strings=tuple(a["column"] for a in attributes if a["kind"] == "string"),
+            phash=hashes[0] if hashes else None,
+        )
+
+    def names(self) -> list[str]:
+        names: list[str] = []
+        for signal in self.signals:
+            names += [f"{signal}:score", f"{signal}:rank", f"{signal}:found"]
+        names += [f"{signal}:cosine" for signal, _ in self.vector_columns]
+        names += ["text:title_overlap", "text:body_overlap", "attr:string_match"]
+        names += [f"attr:{column}" for column in self.numeric]
+        if self.phash:
+            names.append("image:phash_distance")
+        names += ["query:terms", "query:has_image", "query:has_filter"]
+        return names
+
+    def columns(self) -> list[str]:
+        """Columns to fetch for the candidates (one store query)."""
+        cols = ["id", "title", "search_text", *self.strings, *self.numeric]
+        cols += [column for _, column in self.vector_columns]
+        if self.phash:
+            cols.append(self.phash)
+        return cols
+
+
+def _terms(text: str | None) -> set[str]:
+    return set(_WORD.findall((text or "").lower()))
+
+
+def _overlap(query: set[str], text: str | None) -> float:
+    if not query:
+        return 0.0
+    return len(query & _terms(text)) / len(query)
+
+
+def hamming(a: Any, b: Any) -> int:
+    """Bits that differ between two hashes given as hex strings or integers."""
+    x = int(a, 16) if isinstance(a, str) else int(a)
+    y = int(b, 16) if isinstance(b, str) else int(b)
+    return ((x ^ y) & 0xFFFFFFFFFFFFFFFF).bit_count()  # int64 storage: compare the 64 bits
+
+
+def hashes_of(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [v for v in value if v not in (None, "")]
+    return [value] if value != "" else []
+
+
+def query_phash(image: Image.Image | None) -> int | None:
+    """The query image's pHash, computed the way ingest hashes catalog images."""
+    if image is None:
+        return None
+    from mmsearch.encoders.hashes import image_hashes
+
+    return image_hashes(image).phash
+
+
+def item_vectors(value: Any) -> np.ndarray | None:
+    """A vector cell as a 2-D array: one row, or one row per image for multivector columns."""
+    if value is None:
+        return None
+    array = np.asarray(
+        [np.asarray(v, np.float32) for v in value] if _is_multi(value) else [value], np.float32
+    )
+    return array if array.size else None
+
+
+def _is_multi(value: Any) -> bool:
+    first = value[0] if len(value) else None
+    return first is not None and hasattr(first, "__len__")
+
+
+def cosine(value: Any, query: np.ndarray | None) -> float:
+    """Cosine of unit vectors; for several images, the best one (MaxSim, as the store does)."""
+    vectors = item_vectors(value)
+    if vectors is None or query is None:
+        return float("nan")
+    return float(np.max(vectors @ np.asarray(query, np.float32)))
+
+
+def feature_matrix(
+    space: FeatureSpace,
+    retrieved: Retrieved,
+    ids: list[str],
+    rows: dict[str, dict[str, Any]],
+) -> np.ndarray:
+    """One row per candidate id, columns in ``space.names()`` order (float64, NaN = missing)."""
+    positions = {
+        signal: {m.id: (rank, m.score) for rank, m in enumerate(matches, start=1)}
+        for signal, matches in retrieved.ranked.items()
+    }
+    query = _terms(retrieved.text)
+    text_lower = (retrieved.text or "").lower()
+    qhash = query_phash(retrieved.image) if space.phash else None
+    out = np.full((len(ids), len(space.names())), np.nan, dtype=np.float64)
+    for i, item_id in enumerate(ids):
+        row = rows.get(item_id, {})
+        values: list[float] = []
+        for signal in space.signals:
+            rank, score = positions.get(signal, {}).get(item_id, (retrieved.depth + 1, 0.0))
+            values += [score, float(rank), float(item_id in positions.get(signal, {}))]
+        for signal, column in space.vector_columns:
+            values.append(cosine(row.get(column), retrieved.query_vectors.get(signal)))
+        values.append(_overlap(query, row.get("title")))
+        values.append(_overlap(query, row.get("search_text")))
+        values.append(
+            float(
+                sum(
+                    1
+                    for column in space.strings
+                    if isinstance(row.get(column), str)
+                    and len(row[column]) >= 3
+                    and row[column].lower() in text_lower
+                )
+            )
+        )
+        for column in space.numeric:
+            value = row.get(column)
+            values.append(np.nan if value is None else float(value))
+        if space.phash:
+            item_hashes = hashes_of(row.get(space.phash))
+            values.append(
+                float(min(hamming(qhash, h) for h in item_hashes))
+                if qhash is not None and item_hashes
+                else np.nan
+            )
+        values += [
+            float(len(query)),
+            float(retrieved.image is not None),
+            float(bool(retrieved.where)),
+        ]
+        out[i] = values
+    return out
