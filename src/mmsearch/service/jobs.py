@@ -1,0 +1,107 @@
+"""Background ingest jobs with progress, for ``POST /v1/collections/{name}/ingest``.
+
+Jobs run one at a time on a single worker thread: ingest is CPU- and disk-bound,
+and two ingests into one collection would race on its manifest anyway. Progress is
+the Ingestor's own callback (rows read), against the cheap row estimate the CLI's
+progress bar uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.errors import MMSearchError
+from mmsearch.ingest import IngestOptions, Ingestor, estimate_rows
+from mmsearch.service.errors import NotFound
+from mmsearch.service.state import ServiceState
+from mmsearch.workspace import new_id, utc_now
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+MAX_JOBS_KEPT = 200
+
+
+@dataclass
+class Job:
+    id: str
+    collection: str
+    catalog: str
+    status: JobStatus = "queued"
+    processed: int = 0
+    total: int | None = None
+    created_at: str = field(default_factory=utc_now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["progress"] = round(min(self.processed / self.total, 1.0), 4) if self.total else None
+        return data
+
+
+class JobManager:
+    def __init__(self, state: ServiceState):
+        self.state = state
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmsearch-ingest")
+
+    def submit(
+        self,
+        collection: str,
+        catalog: Path,
+        mapping: FieldMapping | None = None,
+        images_root: Path | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        job = Job(job_id or new_id("job"), collection, str(catalog))
+        job.total = estimate_rows(catalog)
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_JOBS_KEPT:
+                oldest = next(iter(self._jobs))
+                if self._jobs[oldest].status in ("queued", "running"):
+                    break
+                del self._jobs[oldest]
+        options = IngestOptions(catalog, collection, mapping or FieldMapping(), images_root)
+        self._pool.submit(self._run, job, options)
+        return job
+
+    def _run(self, job: Job, options: IngestOptions) -> None:
+        job.status, job.started_at = "running", utc_now()
+
+        def advance(rows: int) -> None:
+            job.processed += rows
+
+        try:
+            with self.state.write_lock(job.collection):
+                report = Ingestor(self.state.settings, progress=advance).run(options)
+            job.report = report.as_dict()
+            job.status = "succeeded"
+        except MMSearchError as exc:
+            job.error, job.status = str(exc), "failed"
+        except Exception as exc:  # a job must always end in a state the caller can see
+            job.error, job.status = f"unexpected error: {exc}", "failed"
+        finally:
+            job.finished_at = utc_now()
+            self.state.forget(job.collection)
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"No ingest job '{job_id}' (jobs are kept until the server restarts).")
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return list(reversed(self._jobs.values()))  # insertion order: newest first
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""One router per domain: search, collections and items, ingest jobs, feedback, health, UI."""

@@ -1,0 +1,111 @@
+"""Ingest jobs: start from a server path or an uploaded catalog file; poll their progress."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.errors import QueryError
+from mmsearch.service.errors import UnsupportedMediaType
+from mmsearch.service.jobs import JobManager
+from mmsearch.service.schemas import IngestBody
+from mmsearch.service.state import ServiceState
+from mmsearch.workspace import check_collection_name, new_id
+
+router = APIRouter(tags=["ingest"])
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+CATALOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/IngestBody"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "mapping": {"type": "string", "description": "FieldMapping as JSON"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+@router.post(
+    "/v1/collections/{name}/ingest",
+    status_code=202,
+    openapi_extra=_BODY_DOC,
+    summary="Start a background ingest from a server path or an uploaded catalog",
+)
+async def start_ingest(name: str, request: Request) -> dict[str, Any]:
+    check_collection_name(name)
+    state: ServiceState = request.app.state.mmsearch
+    jobs = _jobs(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=5)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise QueryError("Attach the catalog as the 'file' form field.")
+        filename = SAFE_NAME.sub("_", Path(upload.filename).name)
+        if not filename.lower().endswith(CATALOG_SUFFIXES):
+            raise UnsupportedMediaType(
+                f"Upload a catalog file ({', '.join(CATALOG_SUFFIXES)}), not {upload.filename}."
+            )
+        job_id = new_id("job")
+        folder = state.uploads_dir / "catalogs" / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / filename
+        with target.open("wb") as handle:
+            while chunk := await upload.read(1 << 20):
+                handle.write(chunk)
+        raw_mapping = form.get("mapping")
+        mapping = _mapping(
+            json.loads(raw_mapping) if isinstance(raw_mapping, str) and raw_mapping else None
+        )
+        job = jobs.submit(name, target, mapping, None, job_id=job_id)
+    else:
+        body = IngestBody.model_validate(await request.json())
+        catalog = state.check_allowed(Path(body.catalog), "catalog")
+        if not catalog.exists():
+            raise QueryError(f"The catalog {catalog} does not exist on the server.")
+        images_root = (
+            state.check_allowed(Path(body.images_root), "images root") if body.images_root else None
+        )
+        job = jobs.submit(name, catalog, _mapping(body.mapping), images_root)
+    return {**job.as_dict(), "url": f"/v1/jobs/{job.id}"}
+
+
+def _mapping(data: dict[str, Any] | None) -> FieldMapping | None:
+    if not data:
+        return None
+    try:
+        return FieldMapping(**data)
+    except (TypeError, ValidationError) as exc:
+        raise QueryError(f"The mapping is invalid: {exc}") from None
+
+
+@router.get("/v1/jobs", summary="Ingest jobs, newest first")
+def list_jobs(request: Request) -> dict[str, Any]:
+    return {"jobs": [job.as_dict() for job in _jobs(request).list()]}
+
+
+@router.get("/v1/jobs/{job_id}", summary="One ingest job's status and progress")
+def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    return _jobs(request).get(job_id).as_dict()

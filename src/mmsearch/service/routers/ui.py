@@ -1,0 +1,145 @@
+"""The web UI: search, item and admin pages (Jinja2), the API reference, static assets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from mmsearch import __version__
+from mmsearch.errors import MMSearchError
+from mmsearch.service.charts import bucket_by_minute, latency_svg, volume_svg
+from mmsearch.service.errors import NotFound
+from mmsearch.service.items import get_item
+from mmsearch.service.routers.collections import summary
+from mmsearch.service.state import ServiceState
+
+router = APIRouter(include_in_schema=False)
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+MAX_REPORTS = 50
+
+
+def mount_static(app: FastAPI, folder: Path) -> None:
+    app.mount("/static", StaticFiles(directory=str(folder)), name="static")
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.mmsearch
+    return state
+
+
+def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    context.setdefault("version", __version__)
+    return TEMPLATES.TemplateResponse(request, template, context)
+
+
+@router.get("/", response_class=HTMLResponse)
+def search_page(request: Request, collection: str | None = None) -> HTMLResponse:
+    names = _state(request).workspace.collection_names()
+    current = collection if collection in names else (names[0] if names else None)
+    return _page(request, "search.html", collections=names, collection=current)
+
+
+@router.get("/items/{collection}/{item_id}", response_class=HTMLResponse)
+def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
+    item = get_item(_state(request), collection, item_id)
+    provenance = {
+        key: item.get(key)
+        for key in ("source_file", "source_row", "record_sha256", "ingest_run", "ingested_at")
+    }
+    attributes = {
+        spec["field"]: item.get(spec["column"])
+        for spec in summary(_state(request), collection)["attributes"]
+    }
+    return _page(
+        request,
+        "item.html",
+        collection=collection,
+        item=item,
+        attributes=attributes,
+        provenance=provenance,
+    )
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request) -> HTMLResponse:
+    state = _state(request)
+    collections = []
+    for name in state.workspace.collection_names():
+        try:
+            info = summary(state, name)
+            folder = state.workspace.collection(name)
+            info["build_manifests"] = [
+                _build_row(folder.manifest(build)) for build in reversed(info["builds"])
+            ]
+        except MMSearchError as exc:
+            info = {"name": name, "error": str(exc), "build_manifests": []}
+        collections.append(info)
+    buckets = bucket_by_minute(state.metrics.history.samples(), time.time())
+    total = sum(b.count for b in buckets)
+    zero = sum(b.zero for b in buckets)
+    return _page(
+        request,
+        "admin.html",
+        collections=collections,
+        reports=_reports(state.reports_dir),
+        volume_svg=volume_svg(buckets),
+        latency_svg=latency_svg(buckets),
+        last_hour={"searches": total, "zero": zero, "cache": state.query_cache.stats()},
+    )
+
+
+def _build_row(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "build_id": manifest.get("build_id"),
+        "created_at": manifest.get("created_at"),
+        "updated_at": manifest.get("updated_at"),
+        "items": manifest.get("counts", {}).get("items"),
+        "encoders": {r: e.get("spec") for r, e in manifest.get("encoders", {}).items()},
+        "runs": len(manifest.get("runs", [])),
+        "errors": manifest.get("errors", {}).get("count", 0),
+        "json": json.dumps(
+            {k: v for k, v in manifest.items() if k != "runs"}, indent=2, default=str
+        ),
+    }
+
+
+def _reports(folder: Path) -> list[dict[str, Any]]:
+    if not folder.is_dir():
+        return []
+    files = sorted(
+        (p for p in folder.rglob("*") if p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )[:MAX_REPORTS]
+    return [
+        {
+            "path": p.relative_to(folder).as_posix(),
+            "bytes": p.stat().st_size,
+            "modified": time.strftime("%Y-%m-%d %H:%M", time.gmtime(p.stat().st_mtime)),
+        }
+        for p in files
+    ]
+
+
+@router.get("/admin/reports/{path:path}")
+def report_file(path: str, request: Request) -> Response:
+    folder = _state(request).reports_dir.resolve()
+    target = (folder / path).resolve()
+    if folder not in target.parents or not target.is_file():
+        raise NotFound(f"No report '{path}' under {folder}.")
+    media = (
+        "text/plain; charset=utf-8" if target.suffix in {".md", ".jsonl", ".txt", ".csv"} else None
+    )
+    return FileResponse(target, media_type=media)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> HTMLResponse:
+    return _page(request, "docs.html")

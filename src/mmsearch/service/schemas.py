@@ -1,0 +1,111 @@
+"""Request and response bodies of the JSON API (pydantic, so /openapi.json documents them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TEXT = 2000
+MAX_RESULTS = 1000
+Scalar = str | int | float | bool
+
+
+class RangeFilter(BaseModel):
+    """Numeric bounds, both inclusive; either may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: float | None = None
+    max: float | None = None
+
+
+FilterValue = Scalar | list[Scalar] | RangeFilter
+
+
+class SearchBody(BaseModel):
+    """A search. Give ``text``, ``image`` (base64) or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    image: str | None = Field(default=None, description="query image, base64 (data: URL allowed)")
+    k: int = Field(default=10, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=MAX_RESULTS - 1)
+    where: str | None = Field(default=None, max_length=MAX_TEXT, description="SQL filter")
+    filters: dict[str, FilterValue] | None = Field(
+        default=None,
+        description="attribute → value, list of values, or {min, max}; ANDed with where",
+    )
+    mode: Literal["text", "image", "hybrid"] | None = Field(
+        default=None, description="which parts of the query to use; default: all given"
+    )
+    signals: list[str] | None = Field(default=None, max_length=16)
+    fusion: str | None = Field(default=None, max_length=64)
+    weights: dict[str, float] | None = None
+    normalisation: Literal["minmax", "zscore"] | None = None
+    rrf_k: int | None = Field(default=None, ge=1, le=10_000)
+    image_weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    explain: bool = False
+    reranker: str | None = Field(default=None, max_length=200)
+    rules: Any = None
+    candidates: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class SignalOut(BaseModel):
+    score: float
+    rank: int
+
+
+class HitOut(BaseModel):
+    rank: int
+    id: str
+    title: str
+    score: float
+    signals: dict[str, SignalOut]
+    image_urls: list[str]
+    item_url: str
+    attributes: dict[str, Any]
+    explanation: Any = None
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="other hit fields (matched_image, duplicate, ...)"
+    )
+
+
+class SearchResponse(BaseModel):
+    query_id: str
+    collection: str
+    build_id: str
+    k: int
+    offset: int
+    hits: list[HitOut]
+    signals: list[str]
+    timings_ms: dict[str, float]
+    warnings: list[str]
+
+
+class ImageUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: str = Field(description="image bytes, base64")
+    filename: str | None = Field(default=None, max_length=200)
+
+
+class ItemBody(BaseModel):
+    """A catalog record as it would appear in a JSONL catalog, plus optional image uploads."""
+
+    model_config = ConfigDict(extra="forbid")
+    record: dict[str, Any]
+    images: list[ImageUpload] = Field(default_factory=list, max_length=16)
+
+
+class IngestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    catalog: str = Field(description="path on the server, under an allowed root")
+    images_root: str | None = None
+    mapping: dict[str, Any] | None = None
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query_id: str = Field(max_length=100)
+    item_id: str = Field(max_length=512)
+    position: int | None = Field(default=None, ge=1, le=MAX_RESULTS)

@@ -1,0 +1,254 @@
+"""Running one API search: body → ``SearchRequest`` → ``Searcher`` → response, observed.
+
+The API accepts every option the retrieval layer may offer (fusion, weights,
+explanations, rerankers, rules); only the ones the installed ``SearchRequest``
+actually has are passed on, and an option that had to be ignored is reported as a
+warning instead of silently changing what the caller asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from PIL import Image
+
+from mmsearch.config import Settings
+from mmsearch.errors import QueryError
+from mmsearch.media.images import ImageLimits, decode_image
+from mmsearch.monitoring.logs import request_id_var
+from mmsearch.monitoring.querylog import QueryRecord
+from mmsearch.monitoring.tracing import now_ns
+from mmsearch.retrieval.search import Hit, SearchRequest, SearchResult
+from mmsearch.service.errors import PayloadTooLarge
+from mmsearch.service.schemas import MAX_RESULTS, FilterValue, RangeFilter, SearchBody
+from mmsearch.service.state import ServiceState
+
+PASS_THROUGH = (
+    "fusion",
+    "weights",
+    "normalisation",
+    "rrf_k",
+    "image_weight",
+    "explain",
+    "reranker",
+    "rules",
+    "candidates",
+)
+HIT_CORE_FIELDS = {"id", "title", "score", "signals", "images", "attributes", "explanation"}
+
+
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+
+
+@dataclass(frozen=True)
+class QueryImage:
+    """A decoded query image and the sha256 of its bytes (exact-duplicate detection)."""
+
+    image: Image.Image
+    sha256: str
+
+
+def decode_query_image(data: bytes, source: str, settings: Settings) -> QueryImage:
+    image = decode_image(data, source=source, limits=image_limits(settings))
+    return QueryImage(image, hashlib.sha256(data).hexdigest())
+
+
+def decode_base64_image(encoded: str, settings: Settings) -> QueryImage:
+    """A base64 (or ``data:`` URL) image, size-checked before and after decoding."""
+    if encoded.startswith("data:"):
+        encoded = encoded.partition(",")[2]
+    if len(encoded) * 3 // 4 > settings.max_image_bytes:
+        raise PayloadTooLarge(
+            f"The query image is over the limit of {settings.max_image_bytes} bytes."
+        )
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise QueryError("The image is not valid base64.") from None
+    return decode_query_image(data, "query image", settings)
+
+
+def compile_filters(filters: dict[str, FilterValue], attributes: list[dict[str, Any]]) -> str:
+    """Structured filters → a SQL predicate over known attribute columns, values quoted."""
+    by_name = {a["field"]: a for a in attributes} | {a["column"]: a for a in attributes}
+    clauses = []
+    for name, value in filters.items():
+        spec = by_name.get(name)
+        if spec is None:
+            known = ", ".join(sorted(a["field"] for a in attributes)) or "none"
+            raise QueryError(f"Unknown filter attribute '{name}'; attributes: {known}.")
+        column, kind = spec["column"], spec["kind"]
+        if isinstance(value, RangeFilter):
+            if kind not in {"int", "float"}:
+                raise QueryError(f"A min/max filter needs a numeric attribute; '{name}' is {kind}.")
+            if value.min is not None:
+                clauses.append(f"{column} >= {_number(value.min)}")
+            if value.max is not None:
+                clauses.append(f"{column} <= {_number(value.max)}")
+        elif isinstance(value, list):
+            if value:
+                literals = ", ".join(_literal(v, kind, name) for v in value)
+                clauses.append(f"{column} IN ({literals})")
+        else:
+            clauses.append(f"{column} = {_literal(value, kind, name)}")
+    return " AND ".join(clauses)
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise QueryError("Filter bounds must be finite numbers.")
+    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _literal(value: object, kind: str, name: str) -> str:
+    if kind == "bool":
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if str(value).lower() in {"true", "false"}:
+            return str(value).lower()
+    elif kind in {"int", "float"}:
+        try:
+            return _number(float(value))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    else:
+        return "'" + str(value).replace("'", "''") + "'"
+    raise QueryError(f"The filter value {value!r} does not fit attribute '{name}' ({kind}).")
+
+
+def build_request(
+    body: SearchBody, image: QueryImage | None, attributes: list[dict[str, Any]]
+) -> tuple[SearchRequest, list[str]]:
+    """The SearchRequest for a body; options the retrieval layer lacks become warnings."""
+    text = body.text if body.mode in (None, "text", "hybrid") else None
+    query_image = image if body.mode in (None, "image", "hybrid") else None
+    if body.mode == "text" and not (text or "").strip():
+        raise QueryError("mode 'text' needs a text query.")
+    if body.mode == "image" and query_image is None:
+        raise QueryError("mode 'image' needs a query image.")
+    if body.k + body.offset > MAX_RESULTS:
+        raise QueryError(f"offset + k must be at most {MAX_RESULTS}.")
+    where_parts = [f"({body.where})"] if body.where else []
+    if body.filters:
+        compiled = compile_filters(body.filters, attributes)
+        if compiled:
+            where_parts.append(compiled)
+    fields = {f.name for f in dataclasses.fields(SearchRequest)}
+    kwargs: dict[str, Any] = {
+        "text": text,
+        "image": query_image.image if query_image else None,
+        "k": body.k + body.offset,  # fetch k + offset, then slice
+        "where": " AND ".join(where_parts) or None,
+        "signals": body.signals,
+    }
+    if query_image is not None and "image_sha256" in fields:
+        kwargs["image_sha256"] = query_image.sha256
+    if "offset" in fields:
+        kwargs["k"] = body.k
+        kwargs["offset"] = body.offset
+    warnings = []
+    for name in PASS_THROUGH:
+        value = getattr(body, name)
+        if value is None or value is False:
+            continue
+        if name in fields:
+            kwargs[name] = value
+        else:
+            warnings.append(f"'{name}' is not supported by this server and was ignored")
+    return SearchRequest(**kwargs), warnings
+
+
+def image_url(collection: str, item_id: str, n: int) -> str:
+    return f"/v1/collections/{quote(collection)}/items/{quote(item_id, safe='')}/images/{n}"
+
+
+def item_url(collection: str, item_id: str) -> str:
+    return f"/items/{quote(collection)}/{quote(item_id, safe='')}"
+
+
+def hit_payload(collection: str, hit: Hit, rank: int, explain: bool) -> dict[str, Any]:
+    data = dataclasses.asdict(hit)
+    extra = {k: v for k, v in data.items() if k not in HIT_CORE_FIELDS}
+    return {
+        "rank": rank,
+        "id": hit.id,
+        "title": hit.title,
+        "score": hit.score,
+        "signals": data["signals"],
+        "image_urls": [image_url(collection, hit.id, n) for n in range(len(hit.images))],
+        "item_url": item_url(collection, hit.id),
+        "attributes": hit.attributes,
+        "explanation": data.get("explanation") if explain else None,
+        "extra": extra,
+    }
+
+
+def run_search(
+    state: ServiceState, collection: str, body: SearchBody, image: QueryImage | None
+) -> dict[str, Any]:
+    """Search, then record metrics, a trace and a query-log line; return the response body."""
+    searcher = state.searcher(collection)
+    request, warnings = build_request(body, image, searcher.manifest["attributes"])
+    started_ns, tick = now_ns(), time.perf_counter()
+    result: SearchResult = searcher.search(request)
+    seconds = time.perf_counter() - tick
+    hits = result.hits if "offset" in _request_fields() else result.hits[body.offset :]
+    hits = hits[: body.k]
+    query_id = uuid.uuid4().hex
+    all_warnings = [*result.warnings, *warnings]
+    state.metrics.observe_search(
+        collection, result.timings_ms, seconds, len(hits), len(result.warnings)
+    )
+    state.tracer.record_search(
+        started_ns=started_ns,
+        ended_ns=started_ns + int(seconds * 1e9),
+        timings_ms=result.timings_ms,
+        attributes={
+            "mmsearch.collection": collection,
+            "mmsearch.build_id": result.build_id,
+            "mmsearch.query_id": query_id,
+            "mmsearch.hits": len(hits),
+            "mmsearch.has_image": request.image is not None,
+        },
+    )
+    state.query_log.write(
+        QueryRecord(
+            query_id=query_id,
+            collection=collection,
+            build_id=result.build_id,
+            text=request.text,
+            has_image=request.image is not None,
+            filters=request.where,
+            latency_ms=round(seconds * 1000.0, 3),
+            hit_ids=[h.id for h in hits],
+            request_id=request_id_var.get(),
+        )
+    )
+    return {
+        "query_id": query_id,
+        "collection": collection,
+        "build_id": result.build_id,
+        "k": body.k,
+        "offset": body.offset,
+        "hits": [
+            hit_payload(collection, hit, body.offset + i + 1, body.explain)
+            for i, hit in enumerate(hits)
+        ],
+        "signals": result.signals,
+        "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
+        "warnings": all_warnings,
+    }
+
+
+def _request_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(SearchRequest)}

@@ -1,0 +1,113 @@
+"""What one running service holds: open searchers, caches, logs, metrics and write locks.
+
+A ``Searcher`` is reused across requests (opening a table per query would dominate
+latency) and replaced when the collection's live alias or its manifest changes, so an
+ingest by the CLI or a rollback is picked up on the next request without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmsearch.config import Settings
+from mmsearch.errors import MMSearchError
+from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
+from mmsearch.monitoring.querylog import ClickLog, QueryLog
+from mmsearch.monitoring.tracing import SearchTracer
+from mmsearch.retrieval.query_cache import QueryEmbeddingCache
+from mmsearch.retrieval.search import Searcher
+from mmsearch.service.errors import Forbidden
+from mmsearch.workspace import Workspace
+
+
+@dataclass
+class _OpenSearcher:
+    key: tuple[str, int]
+    searcher: Searcher
+
+
+class ServiceState:
+    def __init__(self, settings: Settings, tracer: SearchTracer | None = None):
+        self.settings = settings
+        self.workspace = Workspace(settings.home)
+        self.query_cache = QueryEmbeddingCache(settings.query_cache_size)
+        self.metrics = ServiceMetrics(self.query_cache, self.collection_infos)
+        self.tracer = tracer or SearchTracer.from_setting(settings.tracing)
+        logs = settings.home / "logs"
+        self.query_log = QueryLog(
+            logs / "queries.jsonl", settings.query_log_max_bytes, settings.query_log_backups
+        )
+        self.click_log = ClickLog(logs / "clicks.jsonl")
+        self.uploads_dir = settings.home / "uploads"
+        self.reports_dir = settings.home / "reports"
+        self._searchers: dict[str, _OpenSearcher] = {}
+        self._lock = threading.Lock()
+        self._write_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def searcher(self, collection: str) -> Searcher:
+        """The open searcher of the collection's live build, reopened when the build changed."""
+        folder = self.workspace.collection(collection)
+        build_id = folder.alias("live")
+        if build_id is None:
+            raise MMSearchError(
+                f"Collection '{collection}' has no live build yet; ingest a catalog into it first."
+            )
+        manifest = folder.build_dir(build_id) / "manifest.json"
+        try:
+            key = (build_id, manifest.stat().st_mtime_ns)
+        except FileNotFoundError:
+            raise MMSearchError(f"Build {build_id} of '{collection}' has no manifest.") from None
+        with self._lock:
+            current = self._searchers.get(collection)
+            if current is not None and current.key == key:
+                return current.searcher
+        searcher = Searcher(self.settings, collection, query_cache=self.query_cache)
+        with self._lock:
+            self._searchers[collection] = _OpenSearcher(key, searcher)
+        return searcher
+
+    def forget(self, collection: str) -> None:
+        with self._lock:
+            self._searchers.pop(collection, None)
+
+    def write_lock(self, collection: str) -> threading.Lock:
+        """One writer per collection: manifests are read-modify-written by each write."""
+        with self._lock:
+            return self._write_locks[collection]
+
+    def collection_infos(self) -> list[CollectionInfo]:
+        infos = []
+        for name in self.workspace.collection_names():
+            try:
+                folder = self.workspace.collection(name)
+                live = folder.alias("live")
+                if live is None:
+                    continue
+                manifest = folder.manifest(live)
+            except (MMSearchError, OSError):
+                continue
+            items = int(manifest.get("counts", {}).get("items", 0))
+            infos.append(CollectionInfo(name, live, items))
+        return infos
+
+    def allowed_roots(self) -> list[Path]:
+        return [self.settings.home.resolve(), *(p.resolve() for p in self.settings.allowed_roots)]
+
+    def check_allowed(self, path: Path, what: str) -> Path:
+        """Resolve a server path and refuse anything outside the allowed roots."""
+        resolved = path.expanduser().resolve()
+        for root in self.allowed_roots():
+            if resolved == root or root in resolved.parents:
+                return resolved
+        roots = ", ".join(str(r) for r in self.allowed_roots())
+        raise Forbidden(
+            f"The {what} {path} is not under an allowed folder ({roots}); "
+            "set MMSEARCH_ALLOWED_ROOTS to allow more."
+        )
+
+    def close(self) -> None:
+        self.query_log.close()
+        self.tracer.shutdown()

@@ -1,0 +1,149 @@
+"""The web UI in a real headless Chromium (Playwright), against a real uvicorn server.
+
+Screenshots land in ``test-artifacts/`` for a human to look at. Chromium is Debian's
+(``/usr/bin/chromium``); the test is skipped where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
+from mmsearch.service.app import create_app
+from service_support import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROCKET, DOG = "1F680", "1F436"
+ROWS = 60
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A 60-emoji collection (fake encoders) behind uvicorn on 127.0.0.1."""
+    from mmsearch.config import Settings
+
+    tmp = tmp_path_factory.mktemp("ui")
+    rows = [json.loads(line) for line in sample_catalog_path().read_text("utf-8").splitlines()]
+    chosen = [r for r in rows if r["id"] in {ROCKET, DOG}] + [
+        r for r in rows[:ROWS] if r["id"] not in {ROCKET, DOG}
+    ]
+    catalog = tmp / "emoji.jsonl"
+    catalog.write_text("\n".join(json.dumps(r) for r in chosen) + "\n", encoding="utf-8")
+    settings = Settings(
+        home=tmp / "workspace", text_encoder="fake-text", image_encoder="fake-image"
+    )
+    Ingestor(settings).run(IngestOptions(catalog, "emoji", images_root=SAMPLE_EMOJI_DIR))
+    with running_server(create_app(settings)) as url:
+        yield url, settings
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.requested = requested  # type: ignore[attr-defined]
+        yield page
+        context.close()
+
+
+def first_card(page):
+    return page.locator("#results .card").first
+
+
+def test_text_search_renders_the_expected_top_result(server, page):
+    base_url, _ = server
+    page.goto(f"{base_url}/?collection=emoji")
+    page.wait_for_selector("#facets select")  # filters built from the attributes
+    options = page.locator("#facets select").first.locator("option").all_text_contents()
+    assert any("Travel & Places" in option for option in options)
+    page.fill("#query", "rocket")
+    page.press("#query", "Enter")
+    page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+    assert first_card(page).get_attribute("data-id") == ROCKET
+    assert first_card(page).locator(".card-title").inner_text() == "rocket"
+    first_card(page).locator("summary").click()
+    explanation = first_card(page).locator(".explain").inner_text()
+    assert "keywords (BM25)" in explanation
+    page.screenshot(path=str(ARTIFACTS / "ui-text-search.png"), full_page=True)
+
+
+def test_image_upload_search_renders_the_same_picture_first(server, page):
+    base_url, _ = server
+    page.goto(f"{base_url}/?collection=emoji")
+    page.set_input_files("#image-input", str(SAMPLE_EMOJI_DIR / "images" / "1f436.png"))
+    page.wait_for_selector(f'#results .card[data-id="{DOG}"]')
+    assert first_card(page).get_attribute("data-id") == DOG
+    assert first_card(page).locator(".card-title").inner_text() == "dog face"
+    assert page.locator("#image-chip").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "ui-image-search.png"), full_page=True)
+
+
+def test_result_click_opens_the_item_page_logs_the_click_and_shows_more_like_this(server, page):
+    base_url, settings = server
+    page.goto(f"{base_url}/?collection=emoji")
+    page.fill("#query", "rocket")
+    page.press("#query", "Enter")
+    page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+    first_card(page).locator(".card-title").click()
+    page.wait_for_url(f"**/items/emoji/{ROCKET}")
+    assert page.locator("h1").inner_text() == "rocket"
+    page.wait_for_selector("#results .card")
+    similar = page.locator("#results .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+    assert ROCKET not in similar and len(similar) > 0
+    page.screenshot(path=str(ARTIFACTS / "ui-item.png"), full_page=True)
+    clicks = settings.home / "logs" / "clicks.jsonl"
+    for _ in range(100):  # the click is sent with sendBeacon, after navigation started
+        if clicks.is_file() and clicks.read_text().strip():
+            break
+        time.sleep(0.05)
+    line = json.loads(clicks.read_text().splitlines()[-1])
+    assert line["query"] == "rocket" and line["clicked"] == ROCKET
+
+
+def test_admin_page_shows_builds_charts_and_no_external_requests(server, page):
+    base_url, _ = server
+    page.goto(f"{base_url}/admin")
+    assert page.locator("svg.chart rect.bar").count() >= 1
+    assert "live" in page.locator(".collection-card").first.inner_text()
+    page.wait_for_selector("#jobs tbody tr")
+    page.screenshot(path=str(ARTIFACTS / "ui-admin.png"), full_page=True)
+    page.goto(f"{base_url}/docs")
+    page.wait_for_selector(".endpoint")
+    assert "/v1/collections/{name}/search" in page.locator("#api").inner_text()
+    outside = [
+        url
+        for url in page.requested  # type: ignore[attr-defined]
+        if not url.startswith((base_url, "data:", "blob:"))
+    ]
+    assert outside == []
