@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -25,9 +25,11 @@ from rich.text import Text
 from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
 from mmsearch.commands import register_all
 from mmsearch.config import Settings, load_settings
-from mmsearch.errors import MMSearchError
-from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows
+from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows, file_sha256
 from mmsearch.media.images import ImageLimits, load_image
+from mmsearch.ranking.cli_support import parse_weights, print_explanation
+from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, SIGNALS
 from mmsearch.retrieval.search import Searcher, SearchRequest, SearchResult
 
 app = typer.Typer(
@@ -131,6 +133,13 @@ def ingest(
     image_encoder: Annotated[str | None, typer.Option("--image-encoder")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=4096)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail if any row fails.")] = False,
+    ocr: Annotated[
+        bool, typer.Option("--ocr", help="Read text in images into the searchable image_text.")
+    ] = False,
+    refetch_urls: Annotated[
+        bool,
+        typer.Option("--refetch-urls", help="Revalidate image URLs already in the cache."),
+    ] = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -142,6 +151,8 @@ def ingest(
             "text_encoder": text_encoder,
             "image_encoder": image_encoder,
             "batch_size": batch_size,
+            "ocr": ocr or None,
+            "refetch_image_urls": refetch_urls or None,
         }.items()
         if value is not None
     }
@@ -176,6 +187,38 @@ def search(
     where: Annotated[
         str | None, typer.Option("--where", help="Attribute filter, e.g. \"category = 'Animals'\".")
     ] = None,
+    image_weight: Annotated[
+        float,
+        typer.Option(
+            "--image-weight",
+            min=0.0,
+            max=1.0,
+            help="Text+image queries on a CLIP-family build: weight of the image in the "
+            "blended query vector (0 = text only, 1 = image only).",
+        ),
+    ] = DEFAULT_IMAGE_WEIGHT,
+    fusion: Annotated[
+        str | None, typer.Option("--fusion", help="rrf, weighted or dbsf (default: settings).")
+    ] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option("--weight", help="Signal weight, e.g. keyword=0.3; repeat per signal."),
+    ] = None,
+    normalisation: Annotated[
+        str | None, typer.Option("--normalisation", help="weighted fusion: minmax or zscore.")
+    ] = None,
+    candidates: Annotated[
+        int | None, typer.Option("--candidates", min=1, max=10_000, help="Depth per retriever.")
+    ] = None,
+    ranker: Annotated[
+        str | None, typer.Option("--ranker", help="Reranker model folder ('none' = off).")
+    ] = None,
+    rules: Annotated[
+        str | None, typer.Option("--rules", help="Business rules YAML/TOML ('none' = off).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
+    ] = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -188,13 +231,38 @@ def search(
             else None
         )
         searcher = Searcher(settings, collection)
-        result = searcher.search(SearchRequest(text=query, image=query_image, k=k, where=where))
+        result = searcher.search(
+            SearchRequest(
+                text=query,
+                image=query_image,
+                k=k,
+                where=where,
+                image_weight=image_weight,
+                image_sha256=file_sha256(image) if image else None,
+                fusion=fusion,
+                weights=parse_weights(weights),
+                normalisation=_normalisation(normalisation),
+                candidates=candidates,
+                reranker=ranker,
+                rules=rules,
+                explain=explain,
+            )
+        )
     except MMSearchError as exc:
         raise _fail(str(exc)) from None
     if as_json:
         console.print_json(json.dumps(result.as_dict(), default=str))
         return
     print_result(result, title=_describe_query(query, image, where))
+    for rank, hit in enumerate(result.hits, start=1):
+        if hit.explanation is not None:
+            print_explanation(console, rank, hit.id, hit.explanation)
+
+
+def _normalisation(value: str | None) -> Literal["minmax", "zscore"] | None:
+    if value is None or value in ("minmax", "zscore"):
+        return value  # type: ignore[return-value]
+    raise QueryError(f"--normalisation must be minmax or zscore, not {value!r}.")
 
 
 def _describe_query(query: str | None, image: Path | None, where: str | None) -> str:
@@ -214,15 +282,31 @@ def print_result(result: SearchResult, *, title: str) -> None:
     table.add_column("id")
     table.add_column("title")
     table.add_column("score", justify="right")
-    for signal in ("keyword", "text_vector", "image_vector"):
+    for signal in SIGNALS:
         if signal in result.signals:
             table.add_column(signal, justify="right")
+    # Which image matched only matters when some hit has several images.
+    show_match = any(hit.matched_image and len(hit.images) > 1 for hit in result.hits)
+    show_duplicate = any(hit.duplicate for hit in result.hits)
+    if show_match:
+        table.add_column("matched image")
+    if show_duplicate:
+        table.add_column("duplicate")
     for rank, hit in enumerate(result.hits, start=1):
         cells = [str(rank), hit.id, hit.title, f"{hit.score:.4f}"]
-        for signal in ("keyword", "text_vector", "image_vector"):
+        for signal in SIGNALS:
             if signal in result.signals:
                 found = hit.signals.get(signal)
                 cells.append(f"{found.score:.3f} (#{found.rank})" if found else "-")
+        if show_match:
+            matched = hit.matched_image
+            cells.append(f"#{matched.index} {Path(matched.path).name}" if matched else "-")
+        if show_duplicate:
+            cells.append(
+                f"{hit.duplicate} (d={hit.duplicate_distance})"
+                if hit.duplicate and hit.duplicate_distance is not None
+                else hit.duplicate or "-"
+            )
         table.add_row(*cells)
     console.print(table)
     for warning in result.warnings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,14 @@ class Settings(BaseSettings):
     write_batch_rows: int = Field(default=2048, ge=1)
     candidates: int = Field(default=100, ge=1, le=10_000)
     rrf_k: int = Field(default=60, ge=1)
+    fusion: str = Field(default="rrf", description="fusion method: rrf, weighted or dbsf")
+    fusion_normalisation: Literal["minmax", "zscore"] = Field(
+        default="minmax", description="per-list score normalisation of the weighted fusion"
+    )
+    ranker: Path | None = Field(
+        default=None, description="reranker model folder (mmsearch train-ranker) used by default"
+    )
+    rules: Path | None = Field(default=None, description="business rules file used by default")
     ann_min_rows: int = Field(
         default=50_000,
         ge=256,
@@ -27,6 +36,46 @@ class Settings(BaseSettings):
     )
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="extra folders local image paths may resolve into (JSON list in the env)",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="allow image URLs on private, loopback and link-local addresses",
+    )
+    url_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks image URLs may use even when private addresses are refused",
+    )
+    refetch_image_urls: bool = Field(
+        default=False, description="revalidate cached image URLs instead of reusing them"
+    )
+    fetch_connect_timeout_s: float = Field(default=5.0, gt=0)
+    fetch_read_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_total_timeout_s: float = Field(default=30.0, gt=0)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+    ocr: bool = Field(default=False, description="read text in images into image_text")
+    dupe_max_distance: int = Field(
+        default=8, ge=0, le=32, description="pHash Hamming distance that counts as near-duplicate"
+    )
+    dupe_min_cosine: float = Field(
+        default=0.9, ge=-1.0, le=1.0, description="image-vector cosine that confirms a pHash match"
+    )
+    # Serving (mmsearch serve): caches, bounds and observability.
+    query_cache_size: int = Field(
+        default=1024, ge=0, description="query embeddings kept in the LRU cache; 0 turns it off"
+    )
+    max_upload_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="largest request body the API accepts"
+    )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="server folders the API may read catalogs and images from (besides home)",
+    )
+    tracing: str = Field(default="off", description="OpenTelemetry exporter: off, console, otlp")
+    query_log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    query_log_backups: int = Field(default=5, ge=0)
 
 
 def load_settings(home: Path | None = None) -> Settings:
