@@ -119,3 +119,9 @@ def test_mapping_file_and_options(tmp_path):
 def test_collections_when_empty(tmp_path):
     result = invoke("collections", "--home", str(tmp_path / "none"))
     assert result.exit_code == 0 and "no collections" in result.stdout
+
+
+def test_ingest_progress_shows_items_and_images_per_second(tmp_path, make_catalog):
+    result = invoke("ingest", str(make_catalog()), "-c", "shop", "--home", str(tmp_path), *FAKE)
+    assert result.exit_code == 0
+    assert "items/s" in result.stderr and "images/s" in result.stderr

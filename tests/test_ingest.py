@@ -259,3 +259,13 @@ def test_ann_index_is_built_once_the_collection_is_large_enough(settings, tmp_pa
 
 def report_indexes(report) -> list[str]:
     return json.loads(report.manifest_path.read_text())["indexes"]["created"]
+
+
+def test_progress_reports_rows_and_embedded_images(settings, make_catalog):
+    rows: list[int] = []
+    images: list[int] = []
+    Ingestor(settings, progress=rows.append, image_progress=images.append).run(
+        IngestOptions(make_catalog(["{broken"]), "shop")
+    )
+    assert sum(rows) == 6  # every row read, the broken one included
+    assert sum(images) == 5  # only images that were embedded

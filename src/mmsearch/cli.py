@@ -50,11 +50,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 
 
 class RateColumn(ProgressColumn):
-    """Items per second, the figure that tells whether an ingest is healthy."""
+    """Items (or images) per second, the figure that tells whether an ingest is healthy."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} items/s" if speed else "- items/s", style="cyan")
+        unit = task.fields.get("unit", "items")
+        return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -70,15 +71,25 @@ def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> In
     total = estimate_rows(options.catalog.expanduser())
     columns = [
         SpinnerColumn(),
-        TextColumn("ingest"),
+        TextColumn("{task.description:<6}"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=errors, disable=quiet, transient=False) as progress:
-        task = progress.add_task("ingest", total=total)
-        ingestor = Ingestor(settings, progress=lambda n: progress.advance(task, n))
+        task = progress.add_task("ingest", total=total, unit="items")
+        images = progress.add_task("images", total=None, unit="images", visible=False)
+
+        def advance_images(count: int) -> None:
+            if count:
+                progress.update(images, advance=count, visible=True)
+
+        ingestor = Ingestor(
+            settings,
+            progress=lambda n: progress.advance(task, n),
+            image_progress=advance_images,
+        )
         return ingestor.run(options)
 
 

@@ -156,9 +156,16 @@ def estimate_rows(path: Path) -> int | None:
 class Ingestor:
     """Runs one ingest of one catalog into one collection."""
 
-    def __init__(self, settings: Settings, progress: ProgressCallback | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        progress: ProgressCallback | None = None,
+        image_progress: ProgressCallback | None = None,
+    ):
         self.settings = settings
         self.progress = progress or (lambda done: None)
+        # Images embedded per chunk: the figure that bounds ingest with a CLIP encoder.
+        self.image_progress = image_progress or (lambda done: None)
         self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
         self._fetcher: ImageFetcher | None = None
 
@@ -258,6 +265,7 @@ class Ingestor:
             for item in written:
                 counts["updated" if item.id in known else "added"] += 1
             self.progress(len(chunk))
+            self.image_progress(sum(len(item.images) for item in written))
 
         tick = time.perf_counter()
         index_info = index.refresh_indexes()
