@@ -125,3 +125,14 @@ def test_ingest_progress_shows_items_and_images_per_second(tmp_path, make_catalo
     result = invoke("ingest", str(make_catalog()), "-c", "shop", "--home", str(tmp_path), *FAKE)
     assert result.exit_code == 0
     assert "items/s" in result.stderr and "images/s" in result.stderr
+
+
+def test_catalog_text_that_looks_like_markup_prints_as_written(tmp_path):
+    catalog = write_jsonl(
+        tmp_path / "c.jsonl", [{"id": "[b]1", "title": "[red] shirt", "tags": ["[x]"]}]
+    )
+    home = str(tmp_path / "ws")
+    ingested = invoke("ingest", str(catalog), "-c", "m", "--home", home, *FAKE)
+    assert "text=[tags]" in ingested.stdout
+    found = invoke("search", "shirt", "-c", "m", "--home", home)
+    assert "[red] shirt" in found.stdout and "[b]1" in found.stdout

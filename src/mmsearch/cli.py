@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +31,7 @@ from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.cli_support import parse_weights, print_explanation
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, SIGNALS
 from mmsearch.retrieval.search import Searcher, SearchRequest, SearchResult
+from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
 app = typer.Typer(
     help="mmsearch: multimodal catalog search (images, text embeddings and keywords).",
@@ -38,15 +39,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", help="Workspace folder (default ./mmsearch-data or $MMSEARCH_HOME)."),
-]
-CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
 class RateColumn(ProgressColumn):
@@ -54,13 +46,10 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed  # too few samples for Rich's own estimate
         unit = task.fields.get("unit", "items")
         return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _settings(home: Path | None) -> Settings:
@@ -98,11 +87,13 @@ def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
         console.print_json(json.dumps(report.as_dict()))
         return
     counts = report.counts
-    console.print(f"mapping: {report.mapping.describe()}", highlight=False)
+    console.print(f"mapping: {report.mapping.describe()}", highlight=False, markup=False)
     kinds = ", ".join(f"{a.column}:{a.kind}" for a in report.attributes) or "-"
     console.print(f"attribute types: {kinds}", highlight=False)
     for error in report.errors[:20]:
-        errors.print(f"[yellow]skipped[/] {error.describe()}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[yellow]skipped[/] {escape(error.describe())}", highlight=False, soft_wrap=True
+        )
     if len(report.errors) > 20:
         errors.print(f"... and {len(report.errors) - 20} more in {report.errors_path}")
     verb = "created build" if report.new_build else "updated build"
@@ -181,12 +172,12 @@ def ingest(
         options = IngestOptions(catalog, collection, mapping, images_root)
         report = run_ingest(settings, options, quiet=as_json)
     except MMSearchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     print_ingest_report(report, as_json=as_json)
     if report.ingested + report.counts["unchanged"] == 0:
-        raise _fail("nothing was ingested", code=1)
+        raise fail("nothing was ingested", code=1)
     if strict and report.errors:
-        raise _fail(f"{len(report.errors)} rows failed and --strict was given", code=1)
+        raise fail(f"{len(report.errors)} rows failed and --strict was given", code=1)
 
 
 @app.command()
@@ -260,7 +251,7 @@ def search(
             )
         )
     except MMSearchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         console.print_json(json.dumps(result.as_dict(), default=str))
         return
@@ -288,7 +279,7 @@ def _describe_query(query: str | None, image: Path | None, where: str | None) ->
 
 
 def print_result(result: SearchResult, *, title: str) -> None:
-    table = Table(title=f"{title}  [dim]({result.collection} / {result.build_id})[/]")
+    table = Table(title=f"{escape(title)}  [dim]({result.collection} / {result.build_id})[/]")
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("title")
@@ -304,7 +295,8 @@ def print_result(result: SearchResult, *, title: str) -> None:
     if show_duplicate:
         table.add_column("duplicate")
     for rank, hit in enumerate(result.hits, start=1):
-        cells = [str(rank), hit.id, hit.title, f"{hit.score:.4f}"]
+        # Catalog text is data, never Rich markup: "[red] shirt" must print as written.
+        cells = [str(rank), escape(hit.id), escape(hit.title), f"{hit.score:.4f}"]
         for signal in SIGNALS:
             if signal in result.signals:
                 found = hit.signals.get(signal)
@@ -321,7 +313,7 @@ def print_result(result: SearchResult, *, title: str) -> None:
         table.add_row(*cells)
     console.print(table)
     for warning in result.warnings:
-        errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if not result.hits:
         console.print("no results")
 
@@ -353,7 +345,7 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
                 }
             )
     except MMSearchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -387,7 +379,7 @@ def demo(
     try:
         run_demo(_settings(home), collection, console=console, progress_console=errors)
     except MMSearchError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 register_all(app)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-
-console = Console()
-errors = Console(stderr=True)
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +23,8 @@ def register(app: typer.Typer) -> None:
         ] = 200,
         k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the query sample.")] = 0,
-        home: Annotated[
-            Path | None, typer.Option("--home", help="Workspace folder (default ./mmsearch-data).")
-        ] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Machine-readable JSON output.")
-        ] = False,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Measure search latency (p50/p95/p99) per mode, in process, and peak memory."""
         from mmsearch.evaluation.latency import measure_latency
@@ -57,8 +49,7 @@ def register(app: typer.Typer) -> None:
                     progress=lambda n: progress.advance(task, n),
                 )
         except MMSearchError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
         if as_json:
             console.print_json(json.dumps(result))
             return

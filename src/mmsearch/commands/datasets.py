@@ -8,21 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from mmsearch.errors import MMSearchError
-
-console = Console()
-errors = Console(stderr=True)
+from mmsearch.terminal import console, fail
 
 SourceArgument = Annotated[Path, typer.Argument(help="Folder holding the original files.")]
 OutArgument = Annotated[Path, typer.Argument(help="Folder to write the benchmark into.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _done(out: Path, stats: dict, as_json: bool, next_steps: list[str]) -> None:
@@ -67,7 +59,7 @@ def register(app: typer.Typer) -> None:
                 source, out, limit_queries=limit, extra_documents=distractors if limit else 0
             )
         except MMSearchError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         _done(
             out,
             asdict(stats),
@@ -119,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 limit=limit,
             )
         except MMSearchError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         _done(
             out,
             asdict(stats),

@@ -7,22 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.lancedb import LanceBuildIndex
 from mmsearch.retrieval.duplicates import DuplicateReport, collection_duplicates
+from mmsearch.terminal import HomeOption, JsonOption, console, fail
 from mmsearch.workspace import Workspace
-
-console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def find_duplicates(
@@ -89,18 +81,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         limit: Annotated[int, typer.Option("--limit", min=1, help="Clusters to print.")] = 50,
-        home: Annotated[
-            Path | None, typer.Option("--home", help="Workspace folder (default ./mmsearch-data).")
-        ] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Machine-readable JSON output.")
-        ] = False,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """List clusters of near-duplicate items (perceptual hash, confirmed by image vectors)."""
         try:
             report = find_duplicates(home, collection, max_distance, min_cosine)
         except MMSearchError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         if as_json:
             console.print_json(json.dumps(report.as_dict()))
             return

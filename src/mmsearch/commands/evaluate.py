@@ -9,21 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-
-console = Console()
-errors = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a user error without a traceback (the style of the core CLI)."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
 
 @contextmanager
@@ -94,12 +85,8 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--out", help="Folder for results.json, per-query files and reports."),
         ] = None,
-        home: Annotated[
-            Path | None, typer.Option("--home", help="Workspace folder (default ./mmsearch-data).")
-        ] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Machine-readable JSON output.")
-        ] = False,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Evaluate retrieval configurations: nDCG@10, Recall@10/100, MRR@10, MAP, p-values."""
         from mmsearch.evaluation.experiment import run_evaluation

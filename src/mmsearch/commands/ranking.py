@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -15,9 +14,7 @@ from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.training import Judgments, TrainingQuery, TrainingReport, train_ranker
-
-console = Console()
-errors = Console(stderr=True)
+from mmsearch.terminal import console, errors, fail
 
 
 def _queries_from_files(
@@ -153,8 +150,7 @@ def register(app: typer.Typer) -> None:
                 )
             model.save(target)
         except MMSearchError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
         if as_json:
             console.print_json(
                 json.dumps({"model": str(target), "meta": model.meta.__dict__}, default=str)
