@@ -7,14 +7,13 @@ field names; the guess is printed so the user can see and correct it.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from mmsearch.errors import CatalogError
+from mmsearch.table_files import read_table_file
 
 ID_NAMES = ("id", "item_id", "itemid", "sku", "uid", "_id", "key")
 TITLE_NAMES = ("title", "name", "product_name", "label")
@@ -69,19 +68,7 @@ class FieldMapping(BaseModel):
 
 def load_mapping_file(path: Path) -> FieldMapping:
     """Read a mapping from TOML or YAML (chosen by suffix)."""
-    if not path.is_file():
-        raise CatalogError(f"Mapping file {path} does not exist.")
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        elif path.suffix.lower() in {".yaml", ".yml"}:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        else:
-            raise CatalogError(f"Mapping file {path} must end in .toml, .yaml or .yml.")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise CatalogError(f"Mapping file {path} is not valid: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CatalogError(f"Mapping file {path} must hold a table of keys.")
+    data = read_table_file(path, "Mapping file", CatalogError)
     for key in ("text", "attributes", "images"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]

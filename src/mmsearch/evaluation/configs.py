@@ -17,16 +17,14 @@ Example (TOML)::
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmsearch.errors import EvaluationError
 from mmsearch.retrieval import fusion as fusion_module
 from mmsearch.retrieval.search import SearchRequest
+from mmsearch.table_files import read_table_file
 
 # Set per query by the experiment, never by a configuration.
 QUERY_OWNED_FIELDS = frozenset({"text", "image", "k", "where"})
@@ -102,20 +100,7 @@ def make_config(name: str, options: dict[str, Any], source: str = "built-in") ->
 
 def load_config_file(path: Path) -> RetrievalConfig:
     """Read one configuration from TOML or YAML (by suffix); the file stem names it by default."""
-    if not path.is_file():
-        raise EvaluationError(f"Configuration file {path} does not exist.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        elif suffix in {".yaml", ".yml"}:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        else:
-            raise EvaluationError(f"Configuration file {path} must end in .toml, .yaml or .yml.")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise EvaluationError(f"Configuration file {path} is not valid: {exc}") from exc
-    if not isinstance(data, dict):
-        raise EvaluationError(f"Configuration file {path} must hold a table of keys.")
+    data = read_table_file(path, "Configuration file", EvaluationError)
     options = dict(data)
     name = options.pop("name", path.stem)
     return make_config(name, options, source=str(path))
