@@ -157,19 +157,9 @@ def _from_folder(open_clip: Any, spec: str, folder: Path) -> OpenClipEncoder:
             f"{config_path} is not a valid open_clip config (needs model_cfg.embed_dim): {exc}"
         ) from exc
     checkpoint = _folder_checkpoint(open_clip, folder)
-    name = f"{LOCAL_DIR_PREFIX}{folder}"
-    model, preprocess = _create(open_clip, spec, name, None)
-    tokenizer = _tokenizer(open_clip, spec, name)
     config_digest = hashlib.sha256(raw).hexdigest()[:12]
-    return OpenClipEncoder(
-        name=spec,
-        model_id=f"open_clip:{LOCAL_DIR_PREFIX}{folder.name}#config-{config_digest}",
-        model=model,
-        preprocess=preprocess,
-        tokenizer=tokenizer,
-        dim=dim,
-        weights=[checkpoint],
-    )
+    model_id = f"open_clip:{LOCAL_DIR_PREFIX}{folder.name}#config-{config_digest}"
+    return _build(open_clip, spec, f"{LOCAL_DIR_PREFIX}{folder}", None, model_id, dim, checkpoint)
 
 
 def _folder_checkpoint(open_clip: Any, folder: Path) -> Path:
@@ -190,16 +180,8 @@ def _from_file(
 ) -> OpenClipEncoder:
     if not path.is_file():
         raise EncoderError(f"open_clip weights file {path} does not exist. {HOW_TO_SUPPLY}")
-    model, preprocess = _create(open_clip, spec, arch, str(path))
-    return OpenClipEncoder(
-        name=spec,
-        model_id=f"open_clip:{arch}",
-        model=model,
-        preprocess=preprocess,
-        tokenizer=_tokenizer(open_clip, spec, arch),
-        dim=int(config["embed_dim"]),
-        weights=[path],
-    )
+    dim = int(config["embed_dim"])
+    return _build(open_clip, spec, arch, str(path), f"open_clip:{arch}", dim, path)
 
 
 def _from_tag(
@@ -224,15 +206,29 @@ def _from_tag(
         ) from exc
     if not checkpoint:
         raise EncoderError(f"open_clip has no download location for {arch} ({tag}).")
-    model, preprocess = _create(open_clip, spec, arch, tag)
+    dim = int(config["embed_dim"])
+    return _build(open_clip, spec, arch, tag, f"open_clip:{arch}:{tag}", dim, Path(checkpoint))
+
+
+def _build(
+    open_clip: Any,
+    spec: str,
+    name: str,
+    pretrained: str | None,
+    model_id: str,
+    dim: int,
+    checkpoint: Path,
+) -> OpenClipEncoder:
+    """Model, transform and tokenizer for ``name``, wrapped; ``checkpoint`` is what gets hashed."""
+    model, preprocess = _create(open_clip, spec, name, pretrained)
     return OpenClipEncoder(
         name=spec,
-        model_id=f"open_clip:{arch}:{tag}",
+        model_id=model_id,
         model=model,
         preprocess=preprocess,
-        tokenizer=_tokenizer(open_clip, spec, arch),
-        dim=int(config["embed_dim"]),
-        weights=[Path(checkpoint)],
+        tokenizer=_tokenizer(open_clip, spec, name),
+        dim=dim,
+        weights=[checkpoint],
     )
 
 
