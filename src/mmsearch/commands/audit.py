@@ -1,0 +1,122 @@
+"""``mmsearch audit verify|show``: check and read the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mmsearch.config import load_settings
+from mmsearch.errors import MMSearchError
+from mmsearch.governance.audit import AuditError, AuditLog
+from mmsearch.governance.keys import parse_duration
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``24h`` / ``7d`` (that long ago) or an ISO date or time (UTC unless it says)."""
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except MMSearchError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AuditError(
+            f"Cannot read --since {text!r}: give a date (2026-01-31), a time "
+            "(2026-01-31T08:00) or a span back from now (90m, 24h, 7d, 1w)."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _summary(event: dict[str, Any]) -> str:
+    parts = []
+    if event.get("detail"):
+        parts.append(str(event["detail"]))
+    if event.get("counts"):
+        parts.append(", ".join(f"{k}={v}" for k, v in event["counts"].items()))
+    if event.get("items"):
+        shown = ", ".join(event["items"][:5])
+        total = event.get("item_count") or len(event["items"])
+        parts.append(f"items: {shown}" + (f" (+{total - 5})" if total > 5 else ""))
+    return "; ".join(parts) or "-"
+
+
+def register(app: typer.Typer) -> None:
+    audit_app = typer.Typer(help="The audit trail of writes and admin acts (verify, show).")
+    app.add_typer(audit_app, name="audit")
+
+    @audit_app.command("verify")
+    def verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
+        """Check the hash chain; exit 1 and list the lines when the log was tampered with."""
+        log = AuditLog(load_settings(home).home)
+        report = log.verify()
+        if as_json:
+            console.print_json(json.dumps(report.as_dict()))
+        elif report.ok:
+            console.print(
+                f"[green]audit log intact[/]: {report.events} events, chain and head agree",
+                highlight=False,
+            )
+        else:
+            errors.print(
+                f"[bold red]audit log damaged[/]: {len(report.problems)} problem(s) in "
+                f"{report.lines} lines ({log.path})",
+                highlight=False,
+            )
+            for problem in report.problems:
+                where = f"line {problem.line}" if problem.line else log.head_path.name
+                errors.print(
+                    f"  {where}: [red]{problem.kind}[/] — {escape(problem.detail)}",
+                    highlight=False,
+                )
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @audit_app.command("show")
+    def show(
+        since: Annotated[
+            str | None,
+            typer.Option("--since", help="From a date (2026-01-01) or a span ago (24h, 7d)."),
+        ] = None,
+        collection: Annotated[
+            str | None, typer.Option("--collection", "-c", help="Only this collection's events.")
+        ] = None,
+        limit: Annotated[int, typer.Option("--limit", min=1, help="Newest events to show.")] = 50,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Show the newest audit events (oldest of them first)."""
+        try:
+            start = parse_since(since) if since else None
+            events = AuditLog(load_settings(home).home).read(start, collection, limit)
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        if as_json:
+            console.print_json(json.dumps(events))
+            return
+        if not events:
+            console.print("no audit events match")
+            return
+        table = Table()
+        for column in ("seq", "time (UTC)", "key", "action"):
+            table.add_column(column, no_wrap=True)
+        for column in ("collection", "outcome", "detail"):
+            table.add_column(column)
+        for event in events:
+            outcome = event.get("outcome", "?")
+            colour = "green" if outcome == "ok" else "red"
+            table.add_row(
+                str(event["seq"]),
+                str(event.get("time", "-"))[:19].replace("T", " "),
+                escape(str(event.get("key_id", "-"))),
+                escape(str(event.get("action", "-"))),
+                escape(event.get("collection") or "-"),
+                f"[{colour}]{escape(str(outcome))}[/]",
+                escape(_summary(event)),
+            )
+        console.print(table)
