@@ -138,6 +138,8 @@ def settings(tmp_path: Path) -> Settings:
         image_encoder="fake-image",
         batch_size=8,
         write_batch_rows=16,
+        # FastAPI's TestClient sends "Host: testserver"; real servers are reached on loopback.
+        allowed_hosts=["testserver", "127.0.0.1", "localhost"],
     )
 
 

@@ -136,3 +136,43 @@ def test_catalog_text_that_looks_like_markup_prints_as_written(tmp_path):
     assert "text=[tags]" in ingested.stdout
     found = invoke("search", "shirt", "-c", "m", "--home", home)
     assert "[red] shirt" in found.stdout and "[b]1" in found.stdout
+
+
+def test_bad_where_prints_the_filter_error_without_internals(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    invoke("ingest", str(make_catalog()), "-c", "shop", "--home", home, *FAKE)
+    result = invoke("search", "mug", "-c", "shop", "--home", home, "--where", "size = 3")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "not allowed at position 1 ('size'): unknown attribute" in message
+    assert "attributes of this collection: category, in_stock, price" in message
+    for internal in ("search_text", "texts_json", "record_sha256", "vector_text", "SELECT"):
+        assert internal not in result.output
+    assert "Traceback" not in result.output
+    syntax = invoke("search", "mug", "-c", "shop", "--home", home, "--where", "price <")
+    assert syntax.exit_code == 2 and "syntax error at position 7" in syntax.stderr
+    empty = invoke("search", "-c", "shop", "--home", home)
+    assert empty.exit_code == 2 and "Give a text query, an image, or both." in empty.stderr
+    assert "--image" not in empty.stderr
+
+
+def test_groups_search_as_a_caller_with_those_acl_groups(tmp_path):
+    rows = [
+        {"id": "open", "title": "open mug", "price": 1},
+        {"id": "staff", "title": "staff mug", "price": 2, "acl": ["staff"]},
+        {"id": "nobody", "title": "hidden mug", "price": 3, "acl": []},
+    ]
+    catalog = write_jsonl(tmp_path / "acl.jsonl", rows)
+    home = str(tmp_path / "ws")
+    ingested = invoke("ingest", str(catalog), "-c", "acl", "--home", home, *FAKE)
+    assert ingested.exit_code == 0, ingested.output
+
+    def ids(*extra: str) -> set[str]:
+        found = invoke("search", "mug", "-c", "acl", "--home", home, "--json", *extra)
+        assert found.exit_code == 0, found.output
+        return {hit["id"] for hit in json.loads(found.stdout)["hits"]}
+
+    assert ids() == {"open", "staff", "nobody"}  # the operator is unrestricted
+    assert ids("--groups", "staff") == {"open", "staff"}
+    assert ids("--groups", "") == {"open"}
+    assert ids("--groups", "other,staff", "--where", "price > 1") == {"staff"}

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
+from mmsearch.errors import EvaluationError
 from mmsearch.evaluation.configs import make_config
 from mmsearch.evaluation.experiment import run_evaluation
 from mmsearch.evaluation.metrics import evaluate_runs
@@ -194,3 +195,42 @@ def test_paths_in_the_report_header_point_to_inputs(experiment, tmp_path):
     assert Path(info["queries_file"]) == queries and Path(info["judgments_file"]) == qrels
     assert info["extra"]["encoders"] == {"text": "fake-text", "image": "fake-image"}
     assert outcome.files == {}
+
+
+def test_groups_run_every_query_as_that_caller(settings, make_catalog, tmp_path):
+    secret = {
+        "id": "secret",
+        "title": "blue secret mug",
+        "category": "office",
+        "price": 9.5,
+        "in_stock": True,
+        "acl": ["staff"],
+    }
+    Ingestor(settings).run(IngestOptions(make_catalog([secret]), "shop"))
+    queries = write_jsonl(
+        tmp_path / "q.jsonl", [{"id": "s", "text": "secret"}, {"id": "b", "text": "blue"}]
+    )
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("s 0 secret 1\nb 0 item-2 1\n")
+    kw = [make_config("kw", {"signals": ["keyword"]})]
+
+    def recall(groups):
+        outcome = run_evaluation(settings, "shop", queries, qrels, configs=kw, groups=groups)
+        return outcome.evaluation.per_query["kw"]["s"]["recall@10"]
+
+    assert recall(None) == 1.0  # the operator sees everything
+    assert recall([]) == 0.0
+    assert recall(["staff"]) == 1.0
+    assert recall(["other"]) == 0.0
+
+
+def test_a_bad_where_in_the_queries_file_names_the_query_before_searching(experiment, tmp_path):
+    settings, _, qrels = experiment
+    queries = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"id": "fine", "text": "blue"}, {"id": "typo", "text": "red", "where": "size = 3"}],
+    )
+    with pytest.raises(EvaluationError) as raised:
+        run_evaluation(settings, "shop", queries, qrels, k=10)
+    assert str(raised.value).startswith("Query 'typo': The filter is not allowed at position 1")
+    assert "search_text" not in str(raised.value)

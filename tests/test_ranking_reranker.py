@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
+from mmsearch.filters.expr import And, Compare, Visible
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ranking.model import RankerModel
 from mmsearch.ranking.training import TrainingQuery, query_folds, train_ranker
@@ -76,6 +77,31 @@ def test_missing_signals_are_encoded_explicitly(searcher):
     assert values["keyword:rank"] == retrieved.depth + 1 == 4
     assert values["attr:popularity"] == float(int(not_found[1:]) % 4)
     assert 0.0 <= values["text_vector:cosine"] <= 1.0001  # computed even when not retrieved
+
+
+def test_the_has_filter_feature_follows_the_users_filter_not_access_or_rules(searcher, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nfilters: [{conditions: [{attribute: popularity, op: '>=', value: 0}]}]\n"
+    )
+    column = searcher.ranking.space.names().index("query:has_filter")
+
+    def has_filter(**request) -> float:
+        retrieved = searcher.retrieve(SearchRequest(text="teapot", k=3, **request))
+        ids = [m.id for m in retrieved.ranked["keyword"]][:2]
+        assert ids
+        return float(searcher.ranking.features(retrieved, ids)[0][column])
+
+    assert has_filter() == 0.0
+    assert has_filter(access=Visible(frozenset({"g"}), True)) == 0.0
+    assert has_filter(rules=str(rules)) == 0.0
+    assert has_filter(where="popularity >= 0") == 1.0
+    assert has_filter(filter=Compare("popularity", ">=", 0)) == 1.0
+    access = Visible(frozenset({"g"}), True)
+    retrieved = searcher.retrieve(
+        SearchRequest(text="teapot", where="popularity > 1", access=access)
+    )
+    assert retrieved.where == And((Compare("popularity", ">", 1), access))
 
 
 def test_query_folds_partition_queries_reproducibly():

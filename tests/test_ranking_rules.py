@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmsearch.filters.expr import And, Compare, InList, Not, Visible
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ranking.apply_rules import apply_rules
-from mmsearch.ranking.rules import Condition, RulesError, RuleSet, combine_where, load_rules
+from mmsearch.ranking.rules import Condition, RulesError, RuleSet, load_rules
 from mmsearch.retrieval.search import Searcher, SearchRequest
 
 RULES_YAML = """
@@ -78,22 +79,24 @@ def test_missing_rules_file_is_a_user_error(tmp_path):
         load_rules(tmp_path / "nope.yaml")
 
 
-def test_conditions_compile_to_quoted_sql_and_evaluate_on_rows():
+def test_conditions_become_filter_nodes_and_evaluate_on_rows():
     condition = Condition(attribute="brand", op="in", value=["O'Neil", "Acme"])
-    assert condition.to_sql() == "brand IN ('O''Neil', 'Acme')"
+    assert condition.to_filter() == InList("brand", ("O'Neil", "Acme"))
     assert condition.matches({"brand": "Acme"}) and not condition.matches({"brand": None})
-    assert Condition(attribute="in_stock", value=True).to_sql() == "in_stock = true"
+    excluded = Condition(attribute="brand", op="not in", value=["Acme"])
+    assert excluded.to_filter() == InList("brand", ("Acme",), negated=True)
+    assert not excluded.matches({"brand": None}) and excluded.matches({"brand": "Other"})
+    assert Condition(attribute="in_stock", value=True).to_filter() == Compare("in_stock", "=", True)
     assert not Condition(attribute="price", op="<", value=3).matches({"price": "cheap"})
 
 
 def test_store_filter_combines_scoped_filters_and_blocks():
     ruleset = load_rules_text(RULES_YAML)
-    assert ruleset.store_filter("office chairs") == (
-        "((category = 'office')) AND (id NOT IN ('item-3'))"
+    blocked = Not(InList("id", ("item-3",)))
+    assert ruleset.store_filter("office chairs") == And(
+        (Compare("category", "=", "office"), blocked)
     )
-    assert ruleset.store_filter("mug") == "(id NOT IN ('item-3'))"
-    assert combine_where("price < 5", None, "  ") == "price < 5"
-    assert combine_where("a = 1", "b = 2") == "(a = 1) AND (b = 2)"
+    assert ruleset.store_filter("mug") == blocked
 
 
 def load_rules_text(text: str) -> RuleSet:
@@ -224,6 +227,26 @@ def test_pinned_item_outside_the_candidates_is_fetched_if_it_passes_the_filter(s
         SearchRequest(text="red", k=3, signals=["keyword"], rules=path, where="price < 6")
     )
     assert "item-4" not in [hit.id for hit in filtered.hits]
+
+
+def test_pinned_items_are_fetched_only_if_the_caller_may_see_them(settings, make_catalog, tmp_path):
+    staff_only = {"id": "item-9", "title": "staff kettle", "category": "office", "price": 1.0}
+    catalog = make_catalog([{**staff_only, "in_stock": True, "acl": ["staff"]}])
+    Ingestor(settings).run(IngestOptions(catalog, "acl"))
+    searcher = Searcher(settings, "acl")
+    path = write(
+        tmp_path,
+        "version: 3\npins: [{query: {pattern: red}, items: [{id: item-9, position: 1}]}]\n",
+    )
+
+    def top(**request) -> list[str]:
+        found = searcher.search(SearchRequest(text="red", k=3, signals=["keyword"], **request))
+        return [hit.id for hit in found.hits]
+
+    assert top(rules=path)[0] == "item-9"  # unrestricted operator
+    assert top(rules=path, access=Visible(frozenset({"staff"}), True))[0] == "item-9"
+    assert "item-9" not in top(rules=path, access=Visible(frozenset({"other"}), True))
+    assert "item-9" not in top(rules=path, filter=Compare("price", ">", 2))
 
 
 def test_rules_on_unknown_columns_are_refused(searcher, tmp_path):

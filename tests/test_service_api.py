@@ -153,7 +153,7 @@ def test_structured_filters_compile_to_a_store_filter(client):
         ({"image": "not base64!"}, 400, "QueryError"),
         ({"image": base64.b64encode(png_bytes((9, 9, 9), 64)[:60]).decode()}, 400, "ImageError"),
         ({"image": base64.b64encode(b"plain text, no image").decode()}, 415, "ImageError"),
-        ({"text": "mug", "where": "no_such_column = 1"}, 400, "QueryError"),
+        ({"text": "mug", "where": "no_such_column = 1"}, 400, "FilterError"),
         ({"text": "mug", "fusion": "nope"}, 400, "QueryError"),
     ],
 )

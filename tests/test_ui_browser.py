@@ -49,7 +49,10 @@ def server(tmp_path_factory):
     catalog = tmp / "emoji.jsonl"
     catalog.write_text("\n".join(json.dumps(r) for r in chosen) + "\n", encoding="utf-8")
     settings = Settings(
-        home=tmp / "workspace", text_encoder="fake-text", image_encoder="fake-image"
+        home=tmp / "workspace",
+        text_encoder="fake-text",
+        image_encoder="fake-image",
+        auth="off",  # the sign-in test adds a key to this workspace; these pages stay open
     )
     Ingestor(settings).run(IngestOptions(catalog, "emoji", images_root=SAMPLE_EMOJI_DIR))
     with running_server(create_app(settings)) as url:
@@ -123,7 +126,7 @@ def test_result_click_opens_the_item_page_logs_the_click_and_shows_more_like_thi
     assert ROCKET not in similar and len(similar) > 0
     page.screenshot(path=str(ARTIFACTS / "ui-item.png"), full_page=True)
     clicks = settings.home / "logs" / "clicks.jsonl"
-    for _ in range(100):  # the click is sent with sendBeacon, after navigation started
+    for _ in range(100):  # the click is sent (fetch keepalive) after navigation started
         if clicks.is_file() and clicks.read_text().strip():
             break
         time.sleep(0.05)
@@ -147,3 +150,33 @@ def test_admin_page_shows_builds_charts_and_no_external_requests(server, page):
         if not url.startswith((base_url, "data:", "blob:"))
     ]
     assert outside == []
+
+
+def test_sign_in_with_a_key_then_search_with_the_session_and_csrf_token(server, page):
+    """With keys, pages redirect to the sign-in page; the key buys a session cookie and
+    the search page's POSTs carry the CSRF token, so searching works as before."""
+    from mmsearch.governance.keys import KeyStore
+
+    _, settings = server
+    secret = KeyStore(settings.home).create("reader", name="browser")[1]
+    locked = settings.model_copy(update={"auth": "on"})
+    with running_server(create_app(locked)) as base_url:
+        page.goto(f"{base_url}/?collection=emoji")
+        page.wait_for_url("**/login?next=*")
+        page.fill("#api-key", "mms_not_a_key")
+        page.click("#login-button")
+        page.wait_for_selector("#login-error:not([hidden])")
+        assert "not valid" in page.locator("#login-error").inner_text()
+        page.fill("#api-key", secret)
+        page.click("#login-button")
+        page.wait_for_url(f"{base_url}/?collection=emoji")
+        page.fill("#query", "rocket")
+        page.press("#query", "Enter")
+        page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+        assert first_card(page).get_attribute("data-id") == ROCKET
+        cookies = page.context.cookies(base_url)
+        session = next(c for c in cookies if c["name"] == "mmsearch_session")
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        page.screenshot(path=str(ARTIFACTS / "ui-signed-in-search.png"), full_page=True)
+        page.click("#sign-out")
+        page.wait_for_url("**/login")

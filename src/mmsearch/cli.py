@@ -26,6 +26,8 @@ from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mapp
 from mmsearch.commands import register_all
 from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.filters.groups import parse_groups
+from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
 from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows, file_sha256
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.cli_support import parse_weights, print_explanation
@@ -131,6 +133,17 @@ def ingest(
     images_root: Annotated[
         Path | None, typer.Option("--images-root", help="Resolve relative image paths here.")
     ] = None,
+    acl_field: Annotated[
+        str | None,
+        typer.Option("--acl-field", help="Field with the item's ACL groups (list or tenant id)."),
+    ] = None,
+    default_access: Annotated[
+        str | None,
+        typer.Option(
+            "--default-access",
+            help="Who sees items without an ACL in this collection: public or private.",
+        ),
+    ] = None,
     text_encoder: Annotated[str | None, typer.Option("--text-encoder")] = None,
     image_encoder: Annotated[str | None, typer.Option("--image-encoder")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=4096)] = None,
@@ -167,17 +180,33 @@ def ingest(
             "text": text_fields,
             "attributes": attributes,
             "images": image_fields,
+            "acl": acl_field,
         }
         mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
         options = IngestOptions(catalog, collection, mapping, images_root)
+        if default_access is not None:
+            _set_default_access(settings, collection, default_access)
         report = run_ingest(settings, options, quiet=as_json)
+        audit_ingest(settings.home, collection, report, strict=strict)
     except MMSearchError as exc:
+        audit_ingest_failure(settings.home, collection, exc)
         raise fail(str(exc)) from None
+    except BaseException as exc:  # a crash or Ctrl-C is a failed run for the audit trail too
+        audit_ingest_failure(settings.home, collection, exc)
+        raise
     print_ingest_report(report, as_json=as_json)
     if report.ingested + report.counts["unchanged"] == 0:
         raise fail("nothing was ingested", code=1)
     if strict and report.errors:
         raise fail(f"{len(report.errors)} rows failed and --strict was given", code=1)
+
+
+def _set_default_access(settings: Settings, collection: str, access: str) -> None:
+    from mmsearch.workspace import Workspace
+
+    if access not in ("public", "private"):
+        raise MMSearchError(f"--default-access must be public or private, not {access!r}.")
+    Workspace(settings.home).create_or_open(collection).set_default_access(access)
 
 
 @app.command()
@@ -187,7 +216,20 @@ def search(
     image: Annotated[Path | None, typer.Option("--image", help="Query image file.")] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     where: Annotated[
-        str | None, typer.Option("--where", help="Attribute filter, e.g. \"category = 'Animals'\".")
+        str | None,
+        typer.Option(
+            "--where",
+            help="Filter on attribute columns, e.g. \"category = 'Animals' AND price < 10\" "
+            "(comparisons, IN, BETWEEN, LIKE, IS NULL, AND/OR/NOT).",
+        ),
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            "--groups",
+            help='Search as a caller with these ACL groups (comma-separated; "" for none) '
+            "to check what they see; without it the search is unrestricted.",
+        ),
     ] = None,
     image_weight: Annotated[
         float,
@@ -233,12 +275,14 @@ def search(
             else None
         )
         searcher = Searcher(settings, collection)
+        caller_groups = parse_groups(groups)
         result = searcher.search(
             SearchRequest(
                 text=query,
                 image=query_image,
                 k=k,
                 where=where,
+                access=searcher.access_for(caller_groups) if caller_groups is not None else None,
                 image_weight=image_weight,
                 image_sha256=file_sha256(image) if image else None,
                 fusion=fusion,
@@ -255,7 +299,10 @@ def search(
     if as_json:
         console.print_json(json.dumps(result.as_dict(), default=str))
         return
-    print_result(result, title=_describe_query(query, image, where))
+    title = _describe_query(query, image, where)
+    if groups is not None:
+        title += f" (as groups: {', '.join(sorted(parse_groups(groups) or [])) or 'none'})"
+    print_result(result, title=title)
     for rank, hit in enumerate(result.hits, start=1):
         if hit.explanation is not None:
             print_explanation(console, rank, hit.id, hit.explanation)

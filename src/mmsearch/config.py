@@ -76,6 +76,34 @@ class Settings(BaseSettings):
     tracing: str = Field(default="off", description="OpenTelemetry exporter: off, console, otlp")
     query_log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     query_log_backups: int = Field(default=5, ge=0)
+    # Access control (mmsearch serve): who may call, from where, how often.
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="API keys: on, off, or auto (on once any key exists); serve decides by bind",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values the service answers (loopback names when empty; '*' any)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to send writes besides the service's own origin",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins granted CORS (off when empty)"
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="requests per minute per key (or client); 0 = no limit"
+    )
+    rate_limit_burst: int = Field(default=60, ge=1, description="requests allowed in a burst")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=1, description="failed logins per minute per client before 429"
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="web UI login lifetime")
+    default_access: Literal["public", "private"] = Field(
+        default="public",
+        description="who sees items without an acl in collections that do not say otherwise",
+    )
 
 
 def load_settings(home: Path | None = None) -> Settings:

@@ -29,8 +29,8 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, create_encoder
 from mmsearch.encoders.hashes import ImageHashes, image_hashes
 from mmsearch.errors import CatalogError, ImageError, MMSearchError
-from mmsearch.index.base import VectorField
-from mmsearch.index.lancedb import LanceBuildIndex
+from mmsearch.index.base import BuildIndex, VectorField
+from mmsearch.index.open import create_build_index, open_build_index, store_description
 from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
 from mmsearch.media.fetch import FetchPolicy, ImageFetcher
 from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
@@ -346,7 +346,7 @@ class Ingestor:
         mapping: FieldMapping,
         specs: list[AttributeSpec],
         encoders: EncoderSet,
-    ) -> tuple[str, LanceBuildIndex, dict[str, Any], bool]:
+    ) -> tuple[str, BuildIndex, dict[str, Any], bool]:
         """Reuse the live build when the schema and encoders match; else start a new build."""
         described = encoders.describe()
         attributes = [vars(spec) for spec in specs]
@@ -358,9 +358,7 @@ class Ingestor:
                 and manifest["attributes"] == attributes
                 and manifest.get("schema_version", 1) == SCHEMA_VERSION
             ):
-                index = LanceBuildIndex.open(
-                    collection.lancedb_dir, manifest["table"], self.settings.ann_min_rows
-                )
+                index = open_build_index(collection, manifest, self.settings)
                 return live, index, manifest, False
         build_id = new_id("build")
         vectors = [
@@ -368,9 +366,7 @@ class Ingestor:
             for role, d in described.items()
         ]
         table = f"build_{build_id.replace('-', '_')}"
-        index = LanceBuildIndex.create(
-            collection.lancedb_dir, table, build_schema(specs, vectors), self.settings.ann_min_rows
-        )
+        index = create_build_index(collection, table, build_schema(specs, vectors), self.settings)
         manifest = {
             "collection": collection.name,
             "build_id": build_id,
@@ -378,7 +374,7 @@ class Ingestor:
             "mmsearch_version": __version__,
             "schema_version": SCHEMA_VERSION,
             "table": table,
-            "store": {"backend": "lancedb", "path": str(collection.lancedb_dir)},
+            "store": store_description(collection),
             "encoders": described,
             "mapping": mapping.model_dump(),
             "attributes": attributes,
@@ -399,7 +395,7 @@ class _BatchWriter:
     def __init__(
         self,
         ingestor: Ingestor,
-        index: LanceBuildIndex,
+        index: BuildIndex,
         encoders: EncoderSet,
         run_id: str,
         timings: dict[str, float],
@@ -513,6 +509,7 @@ class _BatchWriter:
                 "record_sha256": item.content_sha256(),
                 "ingest_run": self.run_id,
                 "ingested_at": now,
+                "acl": item.acl,
                 **item.attributes,
                 vector_column("text"): None if text_vector is None else text_vector.tolist(),
             }

@@ -132,6 +132,19 @@ class CollectionDir:
         aliases["live"] = build_id
         write_json_atomic(self.folder / "collection.json", state)
 
+    def default_access(self, fallback: str = "public") -> str:
+        """Who sees items without an ACL: "public" (everyone) or "private" (no one but
+        unrestricted callers). Kept per collection so one workspace can host both."""
+        value = self._state().get("default_access", fallback)
+        return value if value in ("public", "private") else "private"
+
+    def set_default_access(self, access: str) -> None:
+        if access not in ("public", "private"):
+            raise MMSearchError(f"Default access must be public or private, not {access!r}.")
+        state = self._state()
+        state["default_access"] = access
+        write_json_atomic(self.folder / "collection.json", state)
+
     def manifest(self, build_id: str) -> dict[str, Any]:
         path = self.build_dir(build_id) / "manifest.json"
         if not path.is_file():

@@ -62,6 +62,8 @@ class Item:
     # it was asked for, so that turning OCR on re-processes rows that were indexed without.
     image_text: str = ""
     ocr: bool = False
+    # ACL groups; None means "no acl given": the collection's default access applies.
+    acl: list[str] | None = None
 
     @property
     def search_text(self) -> str:
@@ -86,6 +88,7 @@ class Item:
                 "image_sha256": self.image_sha256,
                 # Only present when on, so hashes of rows ingested without OCR stay valid.
                 **({"ocr": True} if self.ocr else {}),
+                **({"acl": self.acl} if self.acl is not None else {}),
             },
             sort_keys=True,
             ensure_ascii=False,

@@ -19,6 +19,9 @@ ID_NAMES = ("id", "item_id", "itemid", "sku", "uid", "_id", "key")
 TITLE_NAMES = ("title", "name", "product_name", "label")
 TEXT_NAMES = ("description", "text", "body", "summary", "content", "abstract", "tags", "keywords")
 IMAGE_NAMES = ("image", "image_path", "images", "image_paths", "image_url", "image_urls", "img")
+# Per-item permissions are never guessed from loose names like "groups": a wrong guess
+# would expose or hide items. Only a field literally called "acl" is taken by default.
+ACL_NAMES = ("acl",)
 
 # Columns the index owns; attributes may not take these names.
 RESERVED_COLUMNS = frozenset(
@@ -37,6 +40,7 @@ RESERVED_COLUMNS = frozenset(
         "record_sha256",
         "ingest_run",
         "ingested_at",
+        "acl",
     }
 )
 VECTOR_COLUMN_PREFIX = "vector_"
@@ -54,6 +58,9 @@ class FieldMapping(BaseModel):
     text: list[str] = Field(default_factory=list)
     attributes: list[str] | None = None
     images: list[str] = Field(default_factory=list)
+    # ACL groups of the item (a list of group names, or one tenant id); stored per item
+    # and applied inside every read query.
+    acl: str | None = None
 
     model_config = {"extra": "forbid"}
 
@@ -62,7 +69,7 @@ class FieldMapping(BaseModel):
         return (
             f"id={self.id or '-'}  title={self.title or '-'}  "
             f"text=[{', '.join(self.text)}]  attributes=[{attributes}]  "
-            f"images=[{', '.join(self.images)}]"
+            f"images=[{', '.join(self.images)}]" + (f"  acl={self.acl}" if self.acl else "")
         )
 
 
@@ -105,7 +112,8 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
     title = given.title or pick(TITLE_NAMES)
     text = given.text or [by_lower[c] for c in TEXT_NAMES if c in by_lower]
     images = given.images or [by_lower[c] for c in IMAGE_NAMES if c in by_lower]
-    taken = {id_field, title, *text, *images}
+    acl = given.acl or pick(ACL_NAMES)
+    taken = {id_field, title, *text, *images, acl}
     if given.attributes is not None:
         attributes = given.attributes
     else:
@@ -115,7 +123,7 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
             if n not in taken and n in scalar_names and not is_reserved(attribute_column(n))
         ]
     mapping = FieldMapping(
-        id=id_field, title=title, text=text, attributes=attributes, images=images
+        id=id_field, title=title, text=text, attributes=attributes, images=images, acl=acl
     )
     validate_mapping(mapping)
     return mapping
@@ -126,6 +134,10 @@ def validate_mapping(mapping: FieldMapping) -> None:
         raise CatalogError(
             "No id field found. Name it with --id-field (or 'id' in the mapping file); "
             f"fields recognised as ids: {', '.join(ID_NAMES)}."
+        )
+    if mapping.acl and mapping.acl in (mapping.attributes or []):
+        raise CatalogError(
+            f"Field '{mapping.acl}' is the ACL field; it cannot also be an attribute."
         )
     columns: dict[str, str] = {}
     for name in mapping.attributes or []:

@@ -23,6 +23,8 @@ FALSE_WORDS = frozenset({"false", "no", "0"})
 MAX_ID_LENGTH = 512
 IMAGE_LIST_SEPARATOR = "|"  # several images in one CSV cell or string
 MAX_TEXT_CHARS = 1_000_000
+MAX_ACL_GROUPS = 64
+MAX_GROUP_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,25 @@ def _image_refs(field: str, value: object) -> list[str]:
     return [r.strip() for r in refs if r.strip()]
 
 
+def _acl_of(field: str, value: object) -> list[str] | None:
+    """ACL groups: a list of names, or one name (a tenant id). Missing means "default access"."""
+    if value is None:
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        raise _Invalid(field, f"expected a group name or a list of group names, got {value!r}")
+    groups = sorted({str(v).strip() for v in value if str(v).strip()})
+    if len(groups) > MAX_ACL_GROUPS:
+        raise _Invalid(field, f"at most {MAX_ACL_GROUPS} ACL groups per item")
+    long = [g for g in groups if len(g) > MAX_GROUP_CHARS]
+    if long:
+        raise _Invalid(field, f"ACL group names are at most {MAX_GROUP_CHARS} characters")
+    return groups
+
+
 def resolve_image(field: str, ref: str, images_root: Path | ImageRoots) -> str:
     """A URL as given (fetched later, behind the address guard) or a path inside the roots."""
     if is_url(ref):
@@ -203,6 +224,7 @@ def normalise_record(
             for field in mapping.images
             for ref in _image_refs(field, data.get(field))
         ]
+        acl = _acl_of(mapping.acl, data.get(mapping.acl)) if mapping.acl else None
     except _Invalid as exc:
         return RowError(record.source, record.row, str(exc), field=exc.field, item_id=item_id)
     if not title and not any(texts.values()) and not images:
@@ -210,4 +232,4 @@ def normalise_record(
             record.source, record.row, "row has no title, text or image to search", item_id=item_id
         )
     texts = {field: text for field, text in texts.items() if text}
-    return Item(item_id, title, texts, attributes, images, record.source, record.row)
+    return Item(item_id, title, texts, attributes, images, record.source, record.row, acl=acl)

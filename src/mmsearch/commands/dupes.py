@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.index.lancedb import LanceBuildIndex
+from mmsearch.index.open import open_build_index
 from mmsearch.retrieval.duplicates import DuplicateReport, collection_duplicates
 from mmsearch.terminal import HomeOption, JsonOption, console, fail
 from mmsearch.workspace import Workspace
@@ -23,7 +23,7 @@ def find_duplicates(
     settings = load_settings(home)
     folder = Workspace(settings.home).collection(collection)
     manifest = folder.live_manifest()
-    index = LanceBuildIndex.open(folder.lancedb_dir, manifest["table"], settings.ann_min_rows)
+    index = open_build_index(folder, manifest, settings)
     return collection_duplicates(
         index,
         max_distance=settings.dupe_max_distance if max_distance is None else max_distance,

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
+from mmsearch.filters.groups import parse_groups
 from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
 
@@ -85,6 +86,14 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--out", help="Folder for results.json, per-query files and reports."),
         ] = None,
+        groups: Annotated[
+            str | None,
+            typer.Option(
+                "--groups",
+                help="Run every query as a caller with these ACL groups (comma-separated); "
+                "default: unrestricted.",
+            ),
+        ] = None,
         home: HomeOption = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -104,6 +113,7 @@ def register(app: typer.Typer) -> None:
                     stat_test=stat_test,
                     out=out,
                     progress=start,
+                    groups=parse_groups(groups),
                 )
         except MMSearchError as exc:
             raise fail(str(exc)) from None

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
+from mmsearch.filters.groups import parse_groups
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.training import Judgments, TrainingQuery, TrainingReport, train_ranker
 from mmsearch.terminal import console, errors, fail
@@ -106,6 +107,14 @@ def register(app: typer.Typer) -> None:
             float, typer.Option("--eta", min=0.0, help="Position-bias exponent for clicks.")
         ] = 1.0,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split.")] = 13,
+        groups: Annotated[
+            str | None,
+            typer.Option(
+                "--groups",
+                help="Search as a caller with these ACL groups (comma-separated); "
+                "default: unrestricted.",
+            ),
+        ] = None,
         home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
@@ -147,6 +156,7 @@ def register(app: typer.Typer) -> None:
                     candidates=candidates,
                     source=source,
                     progress=lambda n: progress.advance(task, n),
+                    groups=parse_groups(groups),
                 )
             model.save(target)
         except MMSearchError as exc:

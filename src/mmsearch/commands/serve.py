@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -37,8 +41,20 @@ def register(app: typer.Typer) -> None:
         tracing: Annotated[
             str | None, typer.Option("--tracing", help="off, console or otlp")
         ] = None,
+        insecure_no_auth: Annotated[
+            bool,
+            typer.Option(
+                "--insecure-no-auth",
+                help="Serve without API keys even on a non-loopback address (anyone may do "
+                "anything).",
+            ),
+        ] = False,
     ) -> None:
-        """Serve the search API and web UI (JSON logs on stderr, metrics at /metrics)."""
+        """Serve the search API and web UI (JSON logs on stderr, metrics at /metrics).
+
+        On a loopback address, API keys are required as soon as one exists. On any other
+        address they are always required, and the server refuses to start without an
+        admin key unless --insecure-no-auth is given."""
         import uvicorn
 
         from mmsearch.config import load_settings
@@ -54,13 +70,22 @@ def register(app: typer.Typer) -> None:
         settings = load_settings()
         try:
             make_exporter(settings.tracing)  # fail now, not in every worker
+            auth = auth_mode(host, settings.home, insecure_no_auth)
         except MMSearchError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        os.environ["MMSEARCH_AUTH"] = auth
+        if not settings.allowed_hosts and not is_loopback(host):
+            os.environ["MMSEARCH_ALLOWED_HOSTS"] = json.dumps(served_hosts(host))
         configure_json_logging(log_level)
+        if auth == "off":
+            logging.getLogger("mmsearch.security").warning(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach "
+                f"{host}:{port} may read, write and administer every collection"
+            )
         typer.echo(
             f"mmsearch serving {settings.home} on http://{host}:{port} "
-            f"(UI /, API /docs, metrics /metrics)",
+            f"(UI /, API /docs, metrics /metrics; API keys: {auth})",
             err=True,
         )
         uvicorn.run(
@@ -74,3 +99,43 @@ def register(app: typer.Typer) -> None:
             timeout_keep_alive=5,
             limit_concurrency=1024,
         )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: treat it as reachable from the network
+
+
+def auth_mode(host: str, home: Path, insecure_no_auth: bool) -> str:
+    """on / off / auto for the workers, refusing an open server on a network address."""
+    from mmsearch.errors import MMSearchError
+    from mmsearch.governance.keys import KeyStore
+
+    if insecure_no_auth:
+        return "off"
+    if is_loopback(host):
+        return "auto"
+    if not KeyStore(home).has_admin():
+        raise MMSearchError(
+            f"Refusing to serve on {host} without API keys: create an admin key first "
+            "(mmsearch keys create --role admin), or pass --insecure-no-auth to serve "
+            "without authentication."
+        )
+    return "on"
+
+
+def served_hosts(host: str) -> list[str]:
+    """Host names a non-loopback server answers unless MMSEARCH_ALLOWED_HOSTS says otherwise."""
+    import socket
+
+    from mmsearch.service.guard import default_hosts
+
+    hostname = socket.gethostname()
+    names = [*default_hosts(host), hostname.lower(), socket.getfqdn().lower()]
+    with contextlib.suppress(OSError):
+        names += socket.gethostbyname_ex(hostname)[2]  # the machine's own addresses
+    return list(dict.fromkeys(names))

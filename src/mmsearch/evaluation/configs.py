@@ -26,8 +26,9 @@ from mmsearch.retrieval import fusion as fusion_module
 from mmsearch.retrieval.search import SearchRequest
 from mmsearch.table_files import read_table_file
 
-# Set per query by the experiment, never by a configuration.
-QUERY_OWNED_FIELDS = frozenset({"text", "image", "k", "where"})
+# Set per query (or per run, like the caller's access) by the experiment, never by a
+# configuration.
+QUERY_OWNED_FIELDS = frozenset({"text", "image", "k", "where", "filter", "access"})
 # Keys of the results JSON besides the configuration names.
 RESERVED_NAMES = frozenset({"significance", "details"})
 
@@ -71,7 +72,7 @@ def make_config(name: str, options: dict[str, Any], source: str = "built-in") ->
     owned = sorted(set(options) & QUERY_OWNED_FIELDS)
     if owned:
         raise EvaluationError(
-            f"{source}: {', '.join(owned)} come from each query or from --k, "
+            f"{source}: {', '.join(owned)} come from each query or from the run (k, groups), "
             "not from a configuration; remove them."
         )
     unknown = sorted(set(options) - set(allowed))

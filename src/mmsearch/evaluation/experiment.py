@@ -6,7 +6,7 @@ Kept apart from the CLI so benchmarks and tests run the very same code path as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,14 @@ def run_evaluation(
     stat_test: str = "student",
     out: Path | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    groups: Iterable[str] | None = None,
 ) -> ExperimentOutcome:
     """Evaluate configurations (files, given objects, or the built-in set) on a collection.
 
     ``progress(total)`` returns a callback advanced once per (configuration, query).
+    ``groups``: search as a caller with these ACL groups (None: unrestricted operator).
     """
+    caller_groups = None if groups is None else sorted(set(groups))
     queries = load_queries(queries_path)
     judgments: Judgments = load_judgments(judgments_path)
     chosen = list(configs or [])
@@ -70,7 +73,9 @@ def run_evaluation(
         chosen = default_configs(settings, collection, queries)
     check_unique_names(chosen)
     advance = progress(len(chosen) * len(queries)) if progress else None
-    runs = run_experiment(settings, collection, queries, chosen, k=k, progress=advance)
+    runs = run_experiment(
+        settings, collection, queries, chosen, k=k, progress=advance, groups=caller_groups
+    )
     evaluation = evaluate_runs(judgments, runs, stat_test=stat_test)
     manifest = Workspace(settings.home).collection(collection).live_manifest()
     info = ExperimentInfo(
@@ -80,7 +85,10 @@ def run_evaluation(
         judgments_file=str(judgments_path),
         k=k,
         created_at=utc_now(),
-        extra={"encoders": {role: e["spec"] for role, e in manifest["encoders"].items()}},
+        extra={
+            "encoders": {role: e["spec"] for role, e in manifest["encoders"].items()},
+            **({"groups": caller_groups} if caller_groups is not None else {}),
+        },
     )
     files: dict[str, Path] = {}
     if out is not None:

@@ -5,21 +5,27 @@ order, against the same build, so differences between their metrics come from th
 configuration alone. A configuration that cannot answer a query (an image-only
 signal for a text query) gets an empty ranking for it: the query still counts, with
 a score of 0, and the report says how many queries each configuration answered.
+
+Each query's ``where`` goes through the same parser as a search's; every one is checked
+before the first search, so a typo in line 90 does not waste the first 89 queries.
+With ``groups``, every query runs as a caller with those ACL groups (what they may see
+under the collection's default access); without, as the unrestricted operator.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from mmsearch.config import Settings
-from mmsearch.errors import QueryError
+from mmsearch.errors import EvaluationError, QueryError
 from mmsearch.evaluation.configs import RetrievalConfig
 from mmsearch.evaluation.queries import EvalQuery
+from mmsearch.filters.parse import FilterError, parse_where
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.search import Searcher
@@ -69,6 +75,16 @@ def can_answer(config: RetrievalConfig, query: EvalQuery, encoders: dict[str, An
     return bool(plans)
 
 
+def check_filters(queries: list[EvalQuery], columns: dict[str, str]) -> None:
+    """Parse every query's ``where`` as a search would; the first bad one names its query."""
+    for query in queries:
+        if query.where and query.where.strip():
+            try:
+                parse_where(query.where, columns)
+            except FilterError as exc:
+                raise EvaluationError(f"Query {query.id!r}: {exc}") from None
+
+
 def run_experiment(
     settings: Settings,
     collection: str,
@@ -77,9 +93,15 @@ def run_experiment(
     *,
     k: int = 100,
     progress: ProgressCallback | None = None,
+    groups: Iterable[str] | None = None,
 ) -> list[ConfigRun]:
-    """Search every query with every configuration; returns one ConfigRun per configuration."""
+    """Search every query with every configuration; returns one ConfigRun per configuration.
+
+    ``groups``: run every query as a caller with these ACL groups (None: unrestricted).
+    """
     searcher = Searcher(settings, collection)
+    check_filters(queries, searcher.attribute_kinds)
+    access = searcher.access_for(groups) if groups is not None else None
     encoders = searcher.manifest["encoders"]
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
     images: dict[str, Image.Image] = {}
@@ -98,7 +120,9 @@ def run_experiment(
                 if query.id not in images:
                     images[query.id] = load_image(query.image, limits)
                 image = images[query.id]
-            request = config.request(text=query.text, image=image, k=k, where=query.where)
+            request = config.request(
+                text=query.text, image=image, k=k, where=query.where, access=access
+            )
             tick = time.perf_counter()
             result = searcher.search(request)
             run.latency_ms[query.id] = (time.perf_counter() - tick) * 1000.0

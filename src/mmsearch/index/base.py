@@ -8,6 +8,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from mmsearch.filters.expr import Filter
+
 
 @dataclass(frozen=True)
 class Match:
@@ -27,7 +29,20 @@ class VectorField:
 
 
 class BuildIndex(Protocol):
-    """The table(s) of one build: rows in, matches out, filters applied inside the engine."""
+    """The table(s) of one build: rows in, matches out, filters applied inside the engine.
+
+    Every read that takes a ``filter`` applies it in the engine, before any top-k cut
+    (a prefilter), so that access and attribute filters shape the candidates
+    themselves. Filters are ``mmsearch.filters`` trees; each engine compiles them to
+    its own language and quotes the values itself. A filter the engine cannot apply
+    is a ``QueryError`` that names no internal column.
+    """
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    @property
+    def vector_fields(self) -> list[VectorField]: ...
 
     def row_count(self) -> int: ...
 
@@ -40,13 +55,17 @@ class BuildIndex(Protocol):
     def refresh_indexes(self) -> dict[str, Any]: ...
 
     def vector_search(
-        self, column: str, vector: np.ndarray, k: int, where: str | None = None
+        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
     ) -> list[Match]: ...
 
-    def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]: ...
+    def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]: ...
 
     def get(
-        self, ids: list[str], columns: list[str] | None = None, where: str | None = None
+        self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
     ) -> list[dict[str, Any]]: ...
+
+    def count(self, filter: Filter | None = None) -> int: ...
+
+    def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table: ...
 
     def version(self) -> int: ...

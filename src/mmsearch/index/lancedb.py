@@ -1,9 +1,10 @@
 """The embedded default index: one LanceDB table per build, in the collection's folder.
 
-Filters go into LanceDB as SQL with ``prefilter=True`` so that access and attribute
-filters shape the candidate set itself, never a post-filtered top-k. Each upsert is
-a new table version, so a bad batch can be undone. Exact vector search is used
-until a column holds ``ann_min_rows`` vectors; then an IVF-HNSW index is built.
+Filters arrive as ``mmsearch.filters`` trees, are compiled by ``lance_filter.to_lance_sql``
+and applied with ``prefilter=True``, so that access and attribute filters shape the
+candidate set itself, never a post-filtered top-k. Each upsert is a new table version,
+so a bad batch can be undone. Exact vector search is used until a column holds
+``ann_min_rows`` vectors; then an IVF-HNSW index is built.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ import pyarrow as pa
 from lancedb.index import FTS, BTree, IvfHnswSq
 
 from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.filters.expr import Filter, InList, all_of
 from mmsearch.index.base import Match, VectorField
+from mmsearch.index.lance_filter import CANNOT_APPLY, to_lance_sql
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
 logging.getLogger("lance").setLevel(logging.ERROR)
+log = logging.getLogger("mmsearch.index")
 ANN_REFINE_FACTOR = 4
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class LanceBuildIndex:
@@ -66,12 +66,23 @@ class LanceBuildIndex:
     def vector_fields(self) -> list[VectorField]:
         return list(self._vectors)
 
-    def scan(self, columns: list[str]) -> pa.Table:
-        """Every row, only ``columns`` (whole-collection jobs such as duplicate finding)."""
-        return self._table.to_lance().to_table(columns=columns)
+    def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table:
+        """Every row passing ``filter``, only ``columns`` (duplicate finding, facets)."""
+        where = self._sql(filter)
+        dataset = self._table.to_lance()
+        if where is None:
+            return dataset.to_table(columns=columns)
+        return self._checked(lambda: dataset.to_table(columns=columns, filter=where), where)
 
     def row_count(self) -> int:
         return int(self._table.count_rows())
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Rows passing ``filter`` (all rows without one)."""
+        where = self._sql(filter)
+        if where is None:
+            return self.row_count()
+        return int(self._checked(lambda: self._table.count_rows(where), where))
 
     def version(self) -> int:
         return int(self._table.version)
@@ -93,7 +104,7 @@ class LanceBuildIndex:
 
     def delete(self, ids: list[str]) -> None:
         if ids:
-            self._table.delete(f"id IN ({', '.join(_quote(i) for i in ids)})")
+            self._table.delete(to_lance_sql(InList("id", tuple(ids)), self.schema))
 
     def refresh_indexes(self) -> dict[str, Any]:
         """Bring the keyword, id and vector indexes up to date with the rows."""
@@ -123,7 +134,7 @@ class LanceBuildIndex:
         )
 
     def vector_search(
-        self, column: str, vector: np.ndarray, k: int, where: str | None = None
+        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
     ) -> list[Match]:
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
@@ -135,7 +146,8 @@ class LanceBuildIndex:
             # The quantised index reports approximate squared-L2 distances; re-scoring the
             # shortlist exactly restores true cosine distances (and the exact order).
             query = query.refine_factor(ANN_REFINE_FACTOR)
-        if where:
+        where = self._sql(filter)
+        if where is not None:
             query = query.where(where, prefilter=True)
         rows = self._run(query, where)
         return [Match(r["id"], 1.0 - float(r["_distance"])) for r in rows]
@@ -145,36 +157,47 @@ class LanceBuildIndex:
             self._ann_cache = frozenset(self.ann_columns())
         return self._ann_cache
 
-    def keyword_search(self, query: str, k: int, where: str | None = None) -> list[Match]:
+    def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]:
         search = self._table.search(query, query_type="fts", fts_columns=KEYWORD_COLUMN)
         search = search.select(["id", "_score"]).limit(k)
-        if where:
+        where = self._sql(filter)
+        if where is not None:
             search = search.where(where, prefilter=True)
         rows = self._run(search, where)
         return [Match(r["id"], float(r["_score"])) for r in rows]
 
     def get(
-        self, ids: list[str], columns: list[str] | None = None, where: str | None = None
+        self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
     ) -> list[dict[str, Any]]:
-        """Rows by id, in the order asked; ``where`` further restricts them (e.g. pinned items)."""
+        """Rows by id, in the order asked; ``filter`` further restricts them (pinned items)."""
         if not ids:
             return []
-        condition = f"id IN ({', '.join(_quote(i) for i in ids)})"
-        query = self._table.search().where(f"({condition}) AND ({where})" if where else condition)
+        combined = all_of(InList("id", tuple(dict.fromkeys(ids))), filter)
+        where = self._sql(combined) or "true"
+        query = self._table.search().where(where)
         if columns:
             query = query.select(columns)
-        rows = query.limit(len(ids)).to_list()
+        rows = self._run(query.limit(len(ids)), where if filter is not None else None)
         by_id = {row["id"]: row for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    def _sql(self, filter: Filter | None) -> str | None:
+        return None if filter is None else to_lance_sql(filter, self.schema)
+
     @staticmethod
     def _run(query: Any, where: str | None) -> list[dict[str, Any]]:
+        return LanceBuildIndex._checked(query.to_list, where)
+
+    @staticmethod
+    def _checked(call: Any, where: str | None) -> Any:
+        """Run a store call; a filter LanceDB refuses is a QueryError without its internals."""
         try:
-            return query.to_list()
+            return call()
         except Exception as exc:  # lance raises ValueError/RuntimeError with a parser message
-            if where:
-                raise QueryError(f"The filter {where!r} cannot be applied: {exc}") from exc
-            raise
+            if where is None:
+                raise
+            log.debug("LanceDB refused the filter %s: %s", where, exc)
+            raise QueryError(CANNOT_APPLY) from None
 
 
 def _vector_fields(schema: pa.Schema) -> list[VectorField]:

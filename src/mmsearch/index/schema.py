@@ -14,8 +14,10 @@ from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.index.base import VectorField
 
 KEYWORD_COLUMN = "search_text"
+ACL_COLUMN = "acl"
 # Bumped when the column layout changes; a live build of another version is not reused.
-SCHEMA_VERSION = 2
+# 3: the per-item ``acl`` column.
+SCHEMA_VERSION = 3
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int": pa.int64(),
@@ -44,6 +46,8 @@ def build_schema(attributes: list[AttributeSpec], vectors: list[VectorField]) ->
         pa.field("record_sha256", pa.string()),
         pa.field("ingest_run", pa.string()),
         pa.field("ingested_at", pa.string()),
+        # ACL groups of the item; NULL = the collection's default access (public/private).
+        pa.field(ACL_COLUMN, pa.list_(pa.string())),
     ]
     fields += [pa.field(spec.column, ARROW_TYPES[spec.kind]) for spec in attributes]
     fields += [pa.field(v.column, vector_type(v)) for v in vectors]

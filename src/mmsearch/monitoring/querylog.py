@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Any
 
 from mmsearch.workspace import utc_now
 
@@ -39,6 +40,10 @@ class QueryRecord:
     hit_ids: list[str]
     request_id: str | None = None
     ts: str = field(default_factory=utc_now)
+    key_id: str | None = None  # the API key that searched (never its secret)
+    # The API's structured filters as the caller sent them (``filters`` holds the
+    # caller's ``where`` text); never the filter the store was given.
+    structured_filters: dict[str, Any] | None = None
 
 
 class QueryLog:

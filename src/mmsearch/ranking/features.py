@@ -19,6 +19,7 @@ import pyarrow as pa
 from PIL import Image
 
 from mmsearch.errors import QueryError
+from mmsearch.filters.expr import Filter
 from mmsearch.index.base import Match
 from mmsearch.retrieval.planner import plan_retrievers
 
@@ -32,10 +33,16 @@ class Retrieved:
 
     text: str | None
     image: Image.Image | None
-    where: str | None
+    # Everything the store applied (user filter, rules, blocks, access): pinned items
+    # fetched from outside the candidates must pass it too.
+    where: Filter | None
     ranked: dict[str, list[Match]]
     query_vectors: dict[str, np.ndarray]  # vector signal -> query embedding
     depth: int
+    # Whether the user filtered (``where`` or structured filters). The reranker feature
+    # reads this, not ``where``, so that it does not change with who asks (access) or
+    # with the rules in force.
+    user_filtered: bool = False
     planned: list[str] = field(default_factory=list)  # retrievers planned, including skipped ones
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -205,7 +212,7 @@ def feature_matrix(
         values += [
             float(len(query)),
             float(retrieved.image is not None),
-            float(bool(retrieved.where)),
+            float(retrieved.user_filtered),
         ]
         out[i] = values
     return out

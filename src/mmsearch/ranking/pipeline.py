@@ -19,7 +19,8 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
-from mmsearch.index.lancedb import LanceBuildIndex
+from mmsearch.filters.expr import Filter
+from mmsearch.index.base import BuildIndex
 from mmsearch.ranking.apply_rules import active_pins, apply_rules
 from mmsearch.ranking.explain import (
     Explanation,
@@ -35,7 +36,7 @@ from mmsearch.ranking.features import (
     item_vectors,
 )
 from mmsearch.ranking.model import RankerError, RankerModel
-from mmsearch.ranking.rules import RulesError, RuleSet, check_columns, combine_where, load_rules
+from mmsearch.ranking.rules import RulesError, RuleSet, check_columns, load_rules
 from mmsearch.retrieval.fusion import FusionParams, FusionResult, fuse, order_by_score
 
 OFF = {"", "none", "off"}
@@ -65,7 +66,7 @@ def _choice(value: str | Path | None, default: Path | None) -> Path | None:
 
 
 class RankingStage:
-    def __init__(self, settings: Settings, manifest: dict[str, Any], index: LanceBuildIndex):
+    def __init__(self, settings: Settings, manifest: dict[str, Any], index: BuildIndex):
         self.settings = settings
         self.manifest = manifest
         self.index = index
@@ -98,12 +99,10 @@ class RankingStage:
         self._rules[path] = (mtime, rules)
         return rules
 
-    def store_filter(
-        self, where: str | None, text: str | None, rules: str | Path | None
-    ) -> str | None:
-        """The request's filter AND the rules' filters and blocks for this query."""
+    def store_filter(self, text: str | None, rules: str | Path | None) -> Filter | None:
+        """The rules' filters and blocks for this query (the Searcher ANDs them with the rest)."""
         ruleset = self.rules_for(rules)
-        return combine_where(where, ruleset.store_filter(text) if ruleset else None)
+        return ruleset.store_filter(text) if ruleset else None
 
     def reranker_for(self, value: str | Path | None, warnings: list[str]) -> RankerModel | None:
         path = _choice(value, self.settings.ranker)
@@ -184,13 +183,15 @@ class RankingStage:
         return out
 
     def _pinned_outside(
-        self, pool: list[str], pins: list[tuple[str, int, str]], where: str | None
+        self, pool: list[str], pins: list[tuple[str, int, str]], where: Filter | None
     ) -> list[str]:
-        """Pinned ids the retrievers did not return, if they exist and pass the filter."""
+        """Pinned ids the retrievers did not return, if they exist and pass the whole filter
+        (the user's, the rules', and what the caller may see): they come from outside the
+        filtered candidates, so the filter is applied to them here."""
         missing = [item_id for item_id, _, _ in pins if item_id not in set(pool)]
         if not missing:
             return []
-        found = {row["id"] for row in self.index.get(missing, ["id"], where=where)}
+        found = {row["id"] for row in self.index.get(missing, ["id"], filter=where)}
         return [item_id for item_id in missing if item_id in found]
 
     def _columns(self, model: RankerModel | None, ruleset: RuleSet | None) -> list[str]:

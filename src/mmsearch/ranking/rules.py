@@ -8,7 +8,7 @@ seen in a log can be traced to the rules that produced it.
 Example (YAML)::
 
     version: "2024-06-shop-1"
-    filters:                       # pushed into the store query (AND with --where)
+    filters:                       # pushed into the store query (AND with the user's filter)
       - name: in-stock
         conditions: [{attribute: in_stock, op: "=", value: true}]
     boosts:                        # on candidate rows after fusion / reranking
@@ -30,6 +30,7 @@ Example (YAML)::
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -39,6 +40,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmsearch.errors import MMSearchError
+from mmsearch.filters.evaluate import matches
+from mmsearch.filters.expr import Compare, Filter, InList, Not, all_of
 
 Scalar = str | int | float | bool
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in"]
@@ -69,46 +72,22 @@ class Condition(_Strict):
     def _list_only_for_in(self) -> Condition:
         if (self.op in {"in", "not in"}) != isinstance(self.value, list):
             raise ValueError(f"op {self.op!r} needs {'a list' if 'in' in self.op else 'one value'}")
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if not values:
+            raise ValueError(f"op {self.op!r} needs at least one value")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError("values must be finite numbers")
         return self
 
     def matches(self, row: dict[str, Any]) -> bool:
         """Evaluate on a fetched row; a missing value never matches (SQL NULL semantics)."""
-        actual = row.get(self.attribute)
-        if actual is None:
-            return False
-        value = self.value
-        try:
-            if self.op == "in":
-                return actual in value  # type: ignore[operator]
-            if self.op == "not in":
-                return actual not in value  # type: ignore[operator]
-            if self.op == "=":
-                return bool(actual == value)
-            if self.op == "!=":
-                return bool(actual != value)
-            if self.op == "<":
-                return bool(actual < value)  # type: ignore[operator]
-            if self.op == "<=":
-                return bool(actual <= value)  # type: ignore[operator]
-            if self.op == ">":
-                return bool(actual > value)  # type: ignore[operator]
-            return bool(actual >= value)  # type: ignore[operator]
-        except TypeError:
-            return False
+        return matches(self.to_filter(), row)
 
-    def to_sql(self) -> str:
+    def to_filter(self) -> Filter:
+        """The condition as a filter node (the store quotes the value itself)."""
         if isinstance(self.value, list):
-            values = ", ".join(sql_literal(v) for v in self.value)
-            return f"{self.attribute} {self.op.upper()} ({values})"
-        return f"{self.attribute} {self.op} {sql_literal(self.value)}"
-
-
-def sql_literal(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+            return InList(self.attribute, tuple(self.value), negated=self.op == "not in")
+        return Compare(self.attribute, self.op, self.value)  # type: ignore[arg-type]
 
 
 class QueryPattern(_Strict):
@@ -143,8 +122,8 @@ class _Scoped(_Strict):
 class FilterRule(_Scoped):
     conditions: list[Condition] = Field(min_length=1)
 
-    def to_sql(self) -> str:
-        return " AND ".join(f"({c.to_sql()})" for c in self.conditions)
+    def to_filter(self) -> Filter | None:
+        return all_of(*(c.to_filter() for c in self.conditions))
 
 
 class BoostRule(_Scoped):
@@ -220,24 +199,16 @@ class RuleSet(_Strict):
             names.add(self.diversity.max_per_value.attribute)
         return names
 
-    def store_filter(self, text: str | None) -> str | None:
-        """Filters and blocks that apply to this query, as one SQL expression for the store."""
-        parts = [rule.to_sql() for rule in self.filters if rule.applies_to(text)]
+    def store_filter(self, text: str | None) -> Filter | None:
+        """Filters and blocks that apply to this query, as one filter for the store."""
+        parts = [rule.to_filter() for rule in self.filters if rule.applies_to(text)]
         blocked = self.blocked(text)
         if blocked:
-            parts.append(f"id NOT IN ({', '.join(sql_literal(i) for i in sorted(blocked))})")
-        return " AND ".join(f"({p})" for p in parts) or None
+            parts.append(Not(InList("id", tuple(sorted(blocked)))))
+        return all_of(*parts)
 
     def blocked(self, text: str | None) -> set[str]:
         return {i for rule in self.blocks if rule.applies_to(text) for i in rule.ids}
-
-
-def combine_where(*parts: str | None) -> str | None:
-    """AND of the non-empty filters, each parenthesised so precedence cannot leak."""
-    given = [p.strip() for p in parts if p and p.strip()]
-    if len(given) <= 1:
-        return given[0] if given else None
-    return " AND ".join(f"({p})" for p in given)
 
 
 def rule_name(rule: BaseModel, kind: str, index: int) -> str:

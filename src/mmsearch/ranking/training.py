@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from mmsearch.filters.parse import FilterError
 from mmsearch.ranking.model import RankerMeta, RankerModel, encoder_signature, fit_lambdamart
 from mmsearch.retrieval.fusion import FusionParams, fuse, order_by_score
 from mmsearch.retrieval.search import Searcher, SearchRequest
@@ -72,21 +73,30 @@ def collect_pools(
     *,
     candidates: int | None = None,
     progress: Callable[[int], None] | None = None,
+    groups: Iterable[str] | None = None,
 ) -> tuple[list[QueryPool], list[str]]:
-    """Search every query once (rules and reranker off) and build its feature rows."""
+    """Search every query once (rules and reranker off) and build its feature rows.
+
+    ``groups``: search as a caller with these ACL groups (None: unrestricted operator).
+    """
     pools: list[QueryPool] = []
     skipped: list[str] = []
     params = FusionParams(k=searcher.settings.rrf_k)
+    access = searcher.access_for(groups) if groups is not None else None
     for query in queries:
         request = SearchRequest(
             text=query.text,
             image=query.image,
             where=query.where,
+            access=access,
             candidates=candidates,
             rules="none",
             reranker="none",
         )
-        retrieved = searcher.retrieve(request)
+        try:
+            retrieved = searcher.retrieve(request)
+        except FilterError as exc:
+            raise FilterError(f"Query {query.id!r}: {exc}") from None
         rrf = fuse("rrf", retrieved.ranked, params).scores
         ids = order_by_score(rrf)
         if progress:
@@ -186,10 +196,14 @@ def train_ranker(
     params: dict[str, Any] | None = None,
     source: str = "qrels",
     progress: Callable[[int], None] | None = None,
+    groups: Iterable[str] | None = None,
 ) -> tuple[RankerModel, TrainingReport]:
-    """Cross-validate (when ``folds`` >= 2), then fit on every query; returns model + report."""
+    """Cross-validate (when ``folds`` >= 2), then fit on every query; returns model + report.
+
+    ``groups``: collect candidates as a caller with these ACL groups (None: unrestricted).
+    """
     pools, skipped = collect_pools(
-        searcher, queries, judgments, candidates=candidates, progress=progress
+        searcher, queries, judgments, candidates=candidates, progress=progress, groups=groups
     )
     report = TrainingReport(queries=len(pools), skipped=skipped)
     if folds >= 2 and len(pools) >= folds:

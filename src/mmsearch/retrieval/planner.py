@@ -70,7 +70,7 @@ def blend_query_vectors(text: np.ndarray, image: np.ndarray, image_weight: float
     norm = float(np.linalg.norm(mixed))
     if norm <= 1e-12:  # opposite unit vectors at w = 0.5: no direction is preferred
         raise QueryError(
-            "The text and image of this query cancel out at this --image-weight; "
+            "The text and image of this query cancel out at this image_weight; "
             "choose a weight closer to 0 or 1."
         )
     return (mixed / norm).astype(np.float32)
@@ -84,11 +84,11 @@ def is_cross_modal(encoders: dict[str, dict[str, Any]]) -> bool:
 
 def check_image_weight(image_weight: float, encoders: dict[str, dict[str, Any]]) -> None:
     if not (math.isfinite(image_weight) and 0.0 <= image_weight <= 1.0):
-        raise QueryError(f"--image-weight must be between 0 and 1, got {image_weight}.")
+        raise QueryError(f"image_weight must be between 0 and 1, got {image_weight}.")
     if image_weight != DEFAULT_IMAGE_WEIGHT and not is_cross_modal(encoders):
         raise QueryError(
-            "--image-weight blends text and image embeddings in one space, which needs a "
-            "CLIP-family image encoder (ingest with --image-encoder open_clip:... or hf:...). "
+            "image_weight blends text and image embeddings in one space, which needs a "
+            "CLIP-family image encoder (open_clip:... or hf:..., chosen at ingest). "
             "This collection's image encoder embeds images only; weigh the signals in "
             "fusion instead (per-signal fusion weights)."
         )

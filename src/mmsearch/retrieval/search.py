@@ -9,7 +9,8 @@ result says which signal was dropped and why.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,8 +20,10 @@ from PIL import Image
 from mmsearch.config import Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.index.base import Match
-from mmsearch.index.lancedb import LanceBuildIndex
+from mmsearch.filters.expr import Filter, Visible, all_of
+from mmsearch.filters.parse import parse_where
+from mmsearch.index.base import BuildIndex, Match
+from mmsearch.index.open import open_build_index
 from mmsearch.ranking.explain import Explanation
 from mmsearch.ranking.features import Retrieved
 from mmsearch.ranking.pipeline import RankingStage
@@ -44,10 +47,17 @@ HIT_COLUMNS = ["id", "title", "images", "texts_json"]
 
 @dataclass
 class SearchRequest:
+    """One query. Filters: ``where`` is the user's text (parsed against the build's
+    attribute columns), ``filter`` already-built nodes (the API's structured filters),
+    ``access`` what the caller may see (None: an unrestricted operator). All of them,
+    and the business rules' filters, are ANDed and applied inside every retriever."""
+
     text: str | None = None
     image: Image.Image | None = None
     k: int = 10
     where: str | None = None
+    filter: Filter | None = None
+    access: Visible | None = None
     fusion: str | None = None  # rrf | weighted | dbsf; settings.fusion when None
     signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
     candidates: int | None = None  # per-retriever depth; settings.candidates when None
@@ -112,14 +122,26 @@ class Searcher:
         # The service shares one cache across Searchers; alone, a Searcher keeps its own.
         self.query_cache = query_cache or QueryEmbeddingCache(settings.query_cache_size)
         folder = Workspace(settings.home).collection(collection)
+        self.folder = folder
         self.collection = collection
         self.manifest = folder.live_manifest()
         self.build_id: str = self.manifest["build_id"]
-        self.index = LanceBuildIndex.open(
-            folder.lancedb_dir, self.manifest["table"], settings.ann_min_rows
-        )
+        self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
         self.attribute_columns = [a["column"] for a in self.manifest["attributes"]]
+        # What a user's ``where`` may name: the attribute columns and their kinds, only.
+        self.attribute_kinds = {a["column"]: a["kind"] for a in self.manifest["attributes"]}
         self.ranking = RankingStage(settings, self.manifest, self.index)
+
+    def access_for(self, groups: Iterable[str]) -> Visible:
+        """The access node of a caller with these ACL groups, under the collection's default."""
+        fallback = str(getattr(self.settings, "default_access", "public"))
+        return Visible(frozenset(groups), self.folder.default_access(fallback) == "public")
+
+    def user_filter(self, request: SearchRequest) -> Filter | None:
+        """The caller's own filter: the parsed ``where`` AND the structured ``filter``."""
+        where = request.where.strip() if request.where else ""
+        parsed = parse_where(where, self.attribute_kinds) if where else None
+        return all_of(parsed, request.filter)
 
     def search(self, request: SearchRequest) -> SearchResult:
         retrieved = self.retrieve(request)
@@ -155,9 +177,11 @@ class Searcher:
     def retrieve(self, request: SearchRequest) -> Retrieved:
         """Run every planned retriever to depth ``candidates``; no fusion, no cut."""
         text = _validate(request)
-        # Business-rule filters and blocks go into the store query with the request's filter.
-        request = replace(
-            request, where=self.ranking.store_filter(request.where, text, request.rules)
+        user_filter = self.user_filter(request)
+        # One tree for every retriever: the user's filter, the business rules' filters and
+        # blocks, and what the caller may see. The store applies it before any top-k cut.
+        combined = all_of(
+            user_filter, self.ranking.store_filter(text, request.rules), request.access
         )
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -177,7 +201,7 @@ class Searcher:
         for plan in plans:
             if plan.kind == "keyword":
                 tick = time.perf_counter()
-                ranked[plan.name] = self.index.keyword_search(text or "", depth, request.where)
+                ranked[plan.name] = self.index.keyword_search(text or "", depth, combined)
                 timings[plan.name] = _ms(tick)
                 continue
             for key in plan.embeddings:
@@ -191,9 +215,7 @@ class Searcher:
             vector = plan.query_vector(parts, request.image_weight)
             embeddings[(plan.role or "", plan.query_modality)] = vector
             tick = time.perf_counter()
-            ranked[plan.name] = self.index.vector_search(
-                plan.column or "", vector, depth, request.where
-            )
+            ranked[plan.name] = self.index.vector_search(plan.column or "", vector, depth, combined)
             timings[plan.name] = _ms(tick)
 
         if skipped:
@@ -208,7 +230,8 @@ class Searcher:
         return Retrieved(
             text=text,
             image=request.image,
-            where=request.where,
+            where=combined,
+            user_filtered=user_filter is not None,
             ranked=ranked,
             query_vectors=query_vectors,
             depth=depth,
@@ -328,7 +351,7 @@ def _fusion_params(request: SearchRequest, settings: Settings) -> FusionParams:
 def _validate(request: SearchRequest) -> str | None:
     text = (request.text or "").strip() or None
     if text is None and request.image is None:
-        raise QueryError("Give a text query, an image (--image), or both.")
+        raise QueryError("Give a text query, an image, or both.")
     if text is not None and len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"The query is longer than {MAX_QUERY_CHARS} characters.")
     if not 1 <= request.k <= MAX_K:

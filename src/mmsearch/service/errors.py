@@ -7,11 +7,12 @@ module only decides their status code, so the library code stays HTTP-free.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmsearch.errors import (
@@ -22,6 +23,8 @@ from mmsearch.errors import (
     MMSearchError,
     QueryError,
 )
+from mmsearch.governance.keys import UnknownKey
+from mmsearch.governance.registry import NotRegistered
 
 log = logging.getLogger("mmsearch.service")
 
@@ -50,8 +53,55 @@ class NotReady(MMSearchError):
     """A model or the store cannot be used right now."""
 
 
+class Unauthorized(MMSearchError):
+    """No valid API key or session."""
+
+
+class TooManyRequests(MMSearchError):
+    """The caller spent its request budget; ``retry_after`` seconds until the next token."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"type", "message"}}``."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "bad request: the query, filter, body or Host is not usable",
+    401: "no valid API key or session",
+    403: "the key's role or collections do not allow this, or the origin is not allowed",
+    404: "no such collection, item, image, build, job or route (or not visible to this key)",
+    405: "the route does not take this method",
+    409: "the write does not fit the live build",
+    413: "the body, upload or image is over the size limit",
+    415: "the body or upload has a media type this route does not take",
+    422: "the body does not match the schema",
+    429: "too many requests; see Retry-After",
+    503: "a model or the store cannot answer right now",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for the error statuses a route can return."""
+    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
 def status_for(exc: MMSearchError) -> int:
-    if isinstance(exc, NotFound | CollectionNotFound):
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, TooManyRequests):
+        return 429
+    if isinstance(exc, NotFound | CollectionNotFound | UnknownKey | NotRegistered):
         return 404
     if isinstance(exc, PayloadTooLarge):
         return 413
@@ -82,7 +132,16 @@ def error_body(kind: str, message: str) -> dict[str, dict[str, str]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MMSearchError)
     async def _mmsearch(request: Request, exc: MMSearchError) -> JSONResponse:
-        return JSONResponse(error_body(type(exc).__name__, str(exc)), status_code=status_for(exc))
+        headers = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(
+            error_body(type(exc).__name__, str(exc)),
+            status_code=status_for(exc),
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,7 +157,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = f"No route {request.url.path}; see /docs for the API."
-        return JSONResponse(error_body(kind, message), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow must name every method of the path, not one route's
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(error_body(kind, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -107,6 +169,18 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("InternalError", "An internal error occurred; see the server log."),
             status_code=500,
         )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Methods some route serves at this path (each route object holds one method)."""
+    from starlette.routing import Match
+
+    found: set[str] = set()
+    for route in getattr(request.app.state, "routes", []):
+        for method in getattr(route, "methods", None) or ():
+            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
+                found.add(method)
+    return sorted(found)
 
 
 def _describe(errors: list[object]) -> str:

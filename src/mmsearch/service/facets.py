@@ -1,44 +1,67 @@
 """Filter controls for a collection: distinct values of small string attributes, numeric ranges.
 
 Computed from the live table's attribute columns only (a columnar read, no vectors)
-and cached per build and table version, so the search page gets its filters cheaply
-and sees new values after an ingest.
+and cached per build, table version and filter, so the search page gets its filters
+cheaply and sees new values after an ingest. The optional filter (typically what the
+caller may see) is applied by the store, so facets never reveal values of items the
+caller cannot find.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmsearch.config import Settings
+from mmsearch.filters.expr import Filter
+from mmsearch.index.base import BuildIndex
+from mmsearch.index.open import open_build_index
 from mmsearch.workspace import CollectionDir
 
 MAX_DROPDOWN_VALUES = 50
+MAX_CACHED = 256
 
-_CACHE: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+_CACHE: OrderedDict[tuple[str, str, int, Filter | None], list[dict[str, Any]]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def collection_facets(folder: CollectionDir, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per attribute: ``{field, column, kind, values | min/max}``."""
-    key = (folder.name, manifest["build_id"], int(manifest.get("table_version", 0)))
+def collection_facets(
+    source: BuildIndex | CollectionDir,
+    manifest: dict[str, Any],
+    filter: Filter | None = None,
+    settings: Settings | None = None,
+) -> list[dict[str, Any]]:
+    """One entry per attribute: ``{field, column, kind, values | min/max}``, over the rows
+    that pass ``filter`` (all rows without one).
+
+    ``source`` is the build's open index (the service passes its Searcher's) or the
+    collection folder, from which the build of ``manifest`` is opened.
+    """
+    collection = str(manifest.get("collection") or getattr(source, "name", ""))
+    key = (collection, manifest["build_id"], int(manifest.get("table_version", 0)), filter)
     with _LOCK:
         if key in _CACHE:
+            _CACHE.move_to_end(key)
             return _CACHE[key]
     attributes = manifest.get("attributes", [])
     columns = [a["column"] for a in attributes]
-    table = (
-        lancedb.connect(str(folder.lancedb_dir)).open_table(manifest["table"]).to_lance()
-        if columns
-        else None
-    )
-    data = table.to_table(columns=columns) if table is not None else pa.table({})
+    data = pa.table({})
+    if columns:
+        index = (
+            open_build_index(source, manifest, settings)
+            if isinstance(source, CollectionDir)
+            else source
+        )
+        data = index.scan(columns, filter)
     facets = [_facet(spec, data.column(spec["column"])) for spec in attributes]
     with _LOCK:
         _CACHE[key] = facets
+        while len(_CACHE) > MAX_CACHED:
+            _CACHE.popitem(last=False)
     return facets
 
 

@@ -23,11 +23,12 @@ from PIL import Image
 
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
-from mmsearch.errors import QueryError
-from mmsearch.index.lancedb import LanceBuildIndex
+from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.media.images import decode_image
-from mmsearch.service.errors import Conflict, NotFound, PayloadTooLarge
+from mmsearch.service.access import Caller
+from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
 from mmsearch.service.schemas import ItemBody
 from mmsearch.service.searching import image_limits, image_url
 from mmsearch.service.state import ServiceState
@@ -36,25 +37,57 @@ from mmsearch.workspace import utc_now
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
 
 
-def get_item(state: ServiceState, collection: str, item_id: str) -> dict[str, Any]:
-    """Every stored field of an item except its vectors, with image URLs."""
-    searcher = state.searcher(collection)
-    columns = [f.name for f in searcher.index.schema if not f.name.startswith("vector_")]
-    rows = searcher.index.get([item_id], columns)
+def _visible_row(
+    state: ServiceState, collection: str, item_id: str, caller: Caller, columns: list[str]
+) -> dict[str, Any]:
+    """The item's row if this caller may see it; otherwise the same 404 as a missing item,
+    so that nobody learns that an item they may not see exists."""
+    access = state.access_filter(caller, collection)
+    rows = state.searcher(collection).index.get([item_id], columns, access)
     if not rows:
         raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
-    row = rows[0]
+    return rows[0]
+
+
+def get_item(state: ServiceState, collection: str, item_id: str, caller: Caller) -> dict[str, Any]:
+    """Every stored field of an item except its vectors, with image URLs.
+
+    Server paths are shown relative to the folder they were ingested from (or the
+    configured roots), never as absolute paths of the server."""
+    searcher = state.searcher(collection)
+    columns = [f.name for f in searcher.index.schema if not f.name.startswith("vector_")]
+    row = _visible_row(state, collection, item_id, caller, columns)
     row["texts"] = json.loads(row.pop("texts_json", None) or "{}")
     row["image_urls"] = [image_url(collection, item_id, n) for n in range(len(row["images"] or []))]
+    roots = _display_roots(state, row.get("source_file"))
+    row["images"] = [display_path(p, roots) for p in row.get("images") or []]
+    if row.get("source_file"):
+        row["source_file"] = Path(row["source_file"]).name
     row["build_id"] = searcher.build_id
     return row
 
 
-def item_image_path(state: ServiceState, collection: str, item_id: str, n: int) -> Path:
+def display_path(path: str, roots: list[Path]) -> str:
+    """A path as the catalog named it: relative to the first root holding it; URLs as given."""
+    if "://" in path:
+        return path
+    candidate = Path(path)
+    for root in roots:
+        if candidate.is_relative_to(root):
+            return candidate.relative_to(root).as_posix()
+    return candidate.name
+
+
+def _display_roots(state: ServiceState, source_file: str | None) -> list[Path]:
+    roots = [Path(source_file).parent] if source_file else []
+    return [*roots, *state.allowed_roots(), *state.settings.image_roots, state.uploads_dir]
+
+
+def item_image_path(
+    state: ServiceState, collection: str, item_id: str, n: int, caller: Caller
+) -> Path:
     """The n-th image file of this item, and only files listed for it."""
-    rows = state.searcher(collection).index.get([item_id], ["id", "images"])
-    if not rows:
-        raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
+    rows = [_visible_row(state, collection, item_id, caller, ["id", "images"])]
     images = list(rows[0].get("images") or [])
     if not 0 <= n < len(images):
         raise NotFound(f"Item '{item_id}' has {len(images)} image(s); there is no image {n}.")
@@ -64,13 +97,14 @@ def item_image_path(state: ServiceState, collection: str, item_id: str, n: int) 
     return path
 
 
-def delete_item(state: ServiceState, collection: str, item_id: str) -> dict[str, Any]:
+def delete_item(
+    state: ServiceState, collection: str, item_id: str, caller: Caller
+) -> dict[str, Any]:
+    _visible_row(state, collection, item_id, caller, ["id"])
     with state.write_lock(collection):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
-        index = LanceBuildIndex.open(
-            folder.lancedb_dir, manifest["table"], state.settings.ann_min_rows
-        )
+        index = open_build_index(folder, manifest, state.settings)
         if not index.get([item_id], ["id"]):
             raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
         index.delete([item_id])
@@ -79,16 +113,44 @@ def delete_item(state: ServiceState, collection: str, item_id: str) -> dict[str,
         manifest["updated_at"] = utc_now()
         folder.write_manifest(manifest["build_id"], manifest)
     state.forget(collection)
+    state.audit(caller.key_id, "item.delete", collection=collection, items=[item_id])
     return {"deleted": item_id, "build_id": manifest["build_id"], "items": index.row_count()}
 
 
 def upsert_item(
-    state: ServiceState, collection: str, item_id: str, body: ItemBody
+    state: ServiceState, collection: str, item_id: str, body: ItemBody, caller: Caller
+) -> dict[str, Any]:
+    try:
+        result = _upsert_item(state, collection, item_id, body, caller)
+    except MMSearchError as exc:
+        state.audit(
+            caller.key_id,
+            "item.put",
+            collection=collection,
+            items=[item_id],
+            outcome="failed",
+            detail=str(exc)[:300],
+        )
+        raise
+    state.audit(
+        caller.key_id,
+        "item.put",
+        collection=collection,
+        items=[item_id],
+        detail=result["status"],
+    )
+    return result
+
+
+def _upsert_item(
+    state: ServiceState, collection: str, item_id: str, body: ItemBody, caller: Caller
 ) -> dict[str, Any]:
     with state.write_lock(collection):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
         mapping = FieldMapping(**manifest["mapping"])
+        if not caller.unrestricted:
+            _check_restricted_write(state, collection, item_id, body, mapping, caller)
         record = _prepare_record(state, collection, item_id, body, mapping, manifest)
         settings = state.settings.model_copy(
             update={
@@ -96,7 +158,7 @@ def upsert_item(
                 "image_encoder": manifest["encoders"]
                 .get("image", {})
                 .get("spec", state.settings.image_encoder),
-                "image_roots": state.allowed_roots(),
+                "image_roots": [*state.allowed_roots(), state.uploads_dir / "images"],
             }
         )
         state.uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +172,26 @@ def upsert_item(
     counts = report.counts
     status = "unchanged" if counts["unchanged"] else "updated" if counts["updated"] else "added"
     return {"id": item_id, "status": status, "build_id": report.build_id, "run_id": report.run_id}
+
+
+def _check_restricted_write(
+    state: ServiceState,
+    collection: str,
+    item_id: str,
+    body: ItemBody,
+    mapping: FieldMapping,
+    caller: Caller,
+) -> None:
+    """A key bound by ACLs may overwrite only items it can see, and label items only with
+    its own groups: it can neither take over nor plant items in other groups."""
+    searcher = state.searcher(collection)
+    exists = bool(searcher.index.get([item_id], ["id"]))
+    if exists:
+        _visible_row(state, collection, item_id, caller, ["id"])
+    value = body.record.get(mapping.acl) if mapping.acl else None
+    groups = [value] if isinstance(value, str | int) else value
+    if isinstance(groups, list) and not caller.may_grant([str(g) for g in groups]):
+        raise Forbidden("This key may label items only with its own ACL groups.")
 
 
 def _prepare_record(
@@ -127,13 +209,7 @@ def _prepare_record(
         raise QueryError(f"The record's {id_field} '{given}' differs from the URL's '{item_id}'.")
     record[id_field] = item_id
     _coerce_attributes(record, manifest["attributes"])
-    if body.images:
-        if not mapping.images:
-            raise QueryError(f"Collection '{collection}' has no image field; it is text-only.")
-        record[mapping.images[0]] = [
-            str(_save_upload(state, collection, n, upload.data))
-            for n, upload in enumerate(body.images)
-        ]
+    # Paths the caller named must lie in the configured roots; uploads are saved below.
     for field in mapping.images:
         value = record.get(field)
         refs = value if isinstance(value, list) else [value] if isinstance(value, str) else []
@@ -145,6 +221,13 @@ def _prepare_record(
             checked.append(str(state.check_allowed(Path(ref), "image")))
         if refs:
             record[field] = checked
+    if body.images:
+        if not mapping.images:
+            raise QueryError(f"Collection '{collection}' has no image field; it is text-only.")
+        record[mapping.images[0]] = [
+            str(_save_upload(state, collection, n, upload.data))
+            for n, upload in enumerate(body.images)
+        ]
     return record
 
 

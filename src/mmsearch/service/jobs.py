@@ -38,6 +38,7 @@ class Job:
     finished_at: str | None = None
     report: dict[str, Any] | None = None
     error: str | None = None
+    key_id: str = "local"  # who started it, for the audit trail
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -59,8 +60,10 @@ class JobManager:
         mapping: FieldMapping | None = None,
         images_root: Path | None = None,
         job_id: str | None = None,
+        key_id: str = "local",
     ) -> Job:
-        job = Job(job_id or new_id("job"), collection, str(catalog))
+        job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
+        self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
         job.total = estimate_rows(catalog)
         with self._lock:
             self._jobs[job.id] = job
@@ -91,6 +94,15 @@ class JobManager:
         finally:
             job.finished_at = utc_now()
             self.state.forget(job.collection)
+            counts = (job.report or {}).get("counts")
+            self.state.audit(
+                job.key_id,
+                "ingest",
+                collection=job.collection,
+                counts=counts,
+                outcome="ok" if job.status == "succeeded" else "failed",
+                detail=job.id if job.error is None else f"{job.id}: {job.error}"[:500],
+            )
 
     def get(self, job_id: str) -> Job:
         with self._lock:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from mmsearch.workspace import COLLECTION_NAME
 
 MAX_TEXT = 2000
 MAX_RESULTS = 1000
+
+# Path parameters, constrained in the schema so that clients (and fuzzers) know the shape.
+CollectionName = Annotated[
+    str, Path(pattern=COLLECTION_NAME.pattern, description="collection name")
+]
+ItemId = Annotated[str, Path(min_length=1, max_length=512, description="item id")]
+ImageIndex = Annotated[int, Path(ge=0, le=10_000, description="image position, from 0")]
+RegistryName = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="registered name")
+]
+KeyId = Annotated[str, Path(pattern=r"^k_[0-9a-f]{10}$", description="API key id")]
+JobId = Annotated[str, Path(min_length=1, max_length=100, description="ingest job id")]
 Scalar = str | int | float | bool
 
 
@@ -31,7 +46,12 @@ class SearchBody(BaseModel):
     image: str | None = Field(default=None, description="query image, base64 (data: URL allowed)")
     k: int = Field(default=10, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=MAX_RESULTS - 1)
-    where: str | None = Field(default=None, max_length=MAX_TEXT, description="SQL filter")
+    where: str | None = Field(
+        default=None,
+        max_length=MAX_TEXT,
+        description="filter over attribute columns: comparisons, IN, BETWEEN, LIKE, IS NULL, "
+        "AND/OR/NOT, e.g. price < 10 AND category IN ('mugs', 'cups')",
+    )
     filters: dict[str, FilterValue] | None = Field(
         default=None,
         description="attribute → value, list of values, or {min, max}; ANDed with where",
@@ -46,8 +66,14 @@ class SearchBody(BaseModel):
     rrf_k: int | None = Field(default=None, ge=1, le=10_000)
     image_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     explain: bool = False
-    reranker: str | None = Field(default=None, max_length=200)
-    rules: Any = None
+    reranker: str | None = Field(
+        default=None, max_length=64, description="a registered reranker's name, or 'none'"
+    )
+    rules: str | None = Field(
+        default=None,
+        max_length=64,
+        description="registered rules' name; 'none' (admin keys) switches the default off",
+    )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
 
 

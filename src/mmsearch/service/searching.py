@@ -12,10 +12,10 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-import math
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,13 +23,18 @@ from PIL import Image
 
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
+from mmsearch.filters.structured import structured_filter
+from mmsearch.governance.registry import Registry, RegistryError
+from mmsearch.governance.roles import Role
 from mmsearch.media.images import ImageLimits, decode_image
 from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
+from mmsearch.ranking.pipeline import OFF
 from mmsearch.retrieval.search import Hit, SearchRequest, SearchResult
-from mmsearch.service.errors import PayloadTooLarge
-from mmsearch.service.schemas import MAX_RESULTS, FilterValue, RangeFilter, SearchBody
+from mmsearch.service.access import Caller
+from mmsearch.service.errors import Forbidden, PayloadTooLarge
+from mmsearch.service.schemas import MAX_RESULTS, FilterValue, SearchBody
 from mmsearch.service.state import ServiceState
 
 PASS_THROUGH = (
@@ -39,10 +44,8 @@ PASS_THROUGH = (
     "rrf_k",
     "image_weight",
     "explain",
-    "reranker",
-    "rules",
     "candidates",
-)
+)  # rules and reranker are names resolved through the registry by run_search
 HIT_CORE_FIELDS = {"id", "title", "score", "signals", "images", "attributes", "explanation"}
 
 
@@ -78,58 +81,14 @@ def decode_base64_image(encoded: str, settings: Settings) -> QueryImage:
     return decode_query_image(data, "query image", settings)
 
 
-def compile_filters(filters: dict[str, FilterValue], attributes: list[dict[str, Any]]) -> str:
-    """Structured filters → a SQL predicate over known attribute columns, values quoted."""
-    by_name = {a["field"]: a for a in attributes} | {a["column"]: a for a in attributes}
-    clauses = []
-    for name, value in filters.items():
-        spec = by_name.get(name)
-        if spec is None:
-            known = ", ".join(sorted(a["field"] for a in attributes)) or "none"
-            raise QueryError(f"Unknown filter attribute '{name}'; attributes: {known}.")
-        column, kind = spec["column"], spec["kind"]
-        if isinstance(value, RangeFilter):
-            if kind not in {"int", "float"}:
-                raise QueryError(f"A min/max filter needs a numeric attribute; '{name}' is {kind}.")
-            if value.min is not None:
-                clauses.append(f"{column} >= {_number(value.min)}")
-            if value.max is not None:
-                clauses.append(f"{column} <= {_number(value.max)}")
-        elif isinstance(value, list):
-            if value:
-                literals = ", ".join(_literal(v, kind, name) for v in value)
-                clauses.append(f"{column} IN ({literals})")
-        else:
-            clauses.append(f"{column} = {_literal(value, kind, name)}")
-    return " AND ".join(clauses)
-
-
-def _number(value: float) -> str:
-    if not math.isfinite(value):
-        raise QueryError("Filter bounds must be finite numbers.")
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _literal(value: object, kind: str, name: str) -> str:
-    if kind == "bool":
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if str(value).lower() in {"true", "false"}:
-            return str(value).lower()
-    elif kind in {"int", "float"}:
-        try:
-            return _number(float(value))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            pass
-    else:
-        return "'" + str(value).replace("'", "''") + "'"
-    raise QueryError(f"The filter value {value!r} does not fit attribute '{name}' ({kind}).")
-
-
 def build_request(
     body: SearchBody, image: QueryImage | None, attributes: list[dict[str, Any]]
 ) -> tuple[SearchRequest, list[str]]:
-    """The SearchRequest for a body; options the retrieval layer lacks become warnings."""
+    """The SearchRequest for a body; options the retrieval layer lacks become warnings.
+
+    No query text is built here: ``where`` travels as the caller wrote it (the Searcher
+    parses it against the build's attributes) and ``filters`` become filter nodes.
+    """
     text = body.text if body.mode in (None, "text", "hybrid") else None
     query_image = image if body.mode in (None, "image", "hybrid") else None
     if body.mode == "text" and not (text or "").strip():
@@ -138,17 +97,13 @@ def build_request(
         raise QueryError("mode 'image' needs a query image.")
     if body.k + body.offset > MAX_RESULTS:
         raise QueryError(f"offset + k must be at most {MAX_RESULTS}.")
-    where_parts = [f"({body.where})"] if body.where else []
-    if body.filters:
-        compiled = compile_filters(body.filters, attributes)
-        if compiled:
-            where_parts.append(compiled)
     fields = {f.name for f in dataclasses.fields(SearchRequest)}
     kwargs: dict[str, Any] = {
         "text": text,
         "image": query_image.image if query_image else None,
         "k": body.k + body.offset,  # fetch k + offset, then slice
-        "where": " AND ".join(where_parts) or None,
+        "where": body.where,
+        "filter": structured_filter(body.filters, attributes),
         "signals": body.signals,
     }
     if query_image is not None and "image_sha256" in fields:
@@ -194,11 +149,22 @@ def hit_payload(collection: str, hit: Hit, rank: int, explain: bool) -> dict[str
 
 
 def run_search(
-    state: ServiceState, collection: str, body: SearchBody, image: QueryImage | None
+    state: ServiceState,
+    collection: str,
+    body: SearchBody,
+    image: QueryImage | None,
+    caller: Caller,
 ) -> dict[str, Any]:
-    """Search, then record metrics, a trace and a query-log line; return the response body."""
+    """Search as ``caller`` (its ACL goes into the store query), then record metrics, a
+    trace and a query-log line; return the response body."""
     searcher = state.searcher(collection)
     request, warnings = build_request(body, image, searcher.manifest["attributes"])
+    request = dataclasses.replace(
+        request,
+        access=state.access_filter(caller, collection),
+        rules=resolve_rules(state, collection, body.rules, caller),
+        reranker=resolve_ranker(state, body.reranker),
+    )
     started_ns, tick = now_ns(), time.perf_counter()
     result: SearchResult = searcher.search(request)
     seconds = time.perf_counter() - tick
@@ -228,10 +194,12 @@ def run_search(
             build_id=result.build_id,
             text=request.text,
             has_image=request.image is not None,
-            filters=request.where,
+            filters=body.where,
+            structured_filters=_filters_json(body.filters),
             latency_ms=round(seconds * 1000.0, 3),
             hit_ids=[h.id for h in hits],
             request_id=request_id_var.get(),
+            key_id=caller.key_id,
         )
     )
     return {
@@ -247,6 +215,49 @@ def run_search(
         "signals": result.signals,
         "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
         "warnings": all_warnings,
+    }
+
+
+def resolve_rules(
+    state: ServiceState, collection: str, name: str | None, caller: Caller
+) -> Path | str | None:
+    """A request names registered rules, or none: never a server path.
+
+    Without a name, the collection's default rules apply (else the server's setting).
+    Switching a default off is a policy decision, so only admins may ask for "none"."""
+    registry = Registry(state.settings.home)
+    default = registry.default_rules(collection)
+    if name is None:
+        return registry.rules_path(default) if default else None
+    if name.strip().lower() in OFF:
+        if (default or state.settings.rules) and caller.role != Role.ADMIN:
+            raise Forbidden("Only an admin key may switch this collection's default rules off.")
+        return "none"
+    try:
+        return registry.rules_path(name)
+    except RegistryError:
+        raise QueryError(f"No rules named '{name}' are registered on this server.") from None
+
+
+def resolve_ranker(state: ServiceState, name: str | None) -> Path | str | None:
+    """A registered reranker by name, "none" for plain fusion, or the server's default."""
+    if name is None:
+        return None
+    if name.strip().lower() in OFF:
+        return "none"
+    try:
+        return Registry(state.settings.home).ranker_path(name)
+    except RegistryError:
+        raise QueryError(f"No reranker named '{name}' is registered on this server.") from None
+
+
+def _filters_json(filters: dict[str, FilterValue] | None) -> dict[str, Any] | None:
+    """The structured filters as the caller sent them, JSON-ready, for the query log."""
+    if not filters:
+        return None
+    return {
+        name: value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+        for name, value in filters.items()
     }
 
 

@@ -7,6 +7,7 @@ ingest by the CLI or a rollback is picked up on the next request without a resta
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -14,13 +15,18 @@ from pathlib import Path
 
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.filters.expr import Visible
+from mmsearch.governance.audit import AuditEvent, AuditLog
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
 from mmsearch.monitoring.querylog import ClickLog, QueryLog
 from mmsearch.monitoring.tracing import SearchTracer
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.search import Searcher
+from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden
 from mmsearch.workspace import Workspace
+
+log = logging.getLogger("mmsearch.service")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class ServiceState:
             logs / "queries.jsonl", settings.query_log_max_bytes, settings.query_log_backups
         )
         self.click_log = ClickLog(logs / "clicks.jsonl")
+        self.audit_log = AuditLog(settings.home)
         self.uploads_dir = settings.home / "uploads"
         self.reports_dir = settings.home / "reports"
         self._searchers: dict[str, _OpenSearcher] = {}
@@ -69,6 +76,14 @@ class ServiceState:
             self._searchers[collection] = _OpenSearcher(key, searcher)
         return searcher
 
+    def access_filter(self, caller: Caller, collection: str) -> Visible | None:
+        """The access node for this caller's reads of this collection (None: sees all)."""
+        if caller.unrestricted:
+            return None
+        folder = self.workspace.collection(collection)
+        default = folder.default_access(self.settings.default_access)
+        return caller.visibility(default_public=default == "public")
+
     def forget(self, collection: str) -> None:
         with self._lock:
             self._searchers.pop(collection, None)
@@ -94,18 +109,56 @@ class ServiceState:
         return infos
 
     def allowed_roots(self) -> list[Path]:
-        return [self.settings.home.resolve(), *(p.resolve() for p in self.settings.allowed_roots)]
+        """Server folders the API may read catalogs and images from: only those configured."""
+        return [p.expanduser().resolve() for p in self.settings.allowed_roots]
 
     def check_allowed(self, path: Path, what: str) -> Path:
-        """Resolve a server path and refuse anything outside the allowed roots."""
+        """Resolve a server path; refuse anything outside the configured roots or in the
+        workspace itself (its logs, keys and caches must never become a catalog)."""
         resolved = path.expanduser().resolve()
+        home = self.settings.home.expanduser().resolve()
+        inside_home = resolved == home or home in resolved.parents
         for root in self.allowed_roots():
-            if resolved == root or root in resolved.parents:
+            if not inside_home and (resolved == root or root in resolved.parents):
                 return resolved
-        roots = ", ".join(str(r) for r in self.allowed_roots())
         raise Forbidden(
-            f"The {what} {path} is not under an allowed folder ({roots}); "
-            "set MMSEARCH_ALLOWED_ROOTS to allow more."
+            f"The {what} '{path}' is not under a folder this server ingests from; "
+            "the operator lists those folders in MMSEARCH_ALLOWED_ROOTS."
+        )
+
+    def audit(
+        self,
+        key_id: str,
+        action: str,
+        *,
+        collection: str | None = None,
+        items: list[str] | None = None,
+        counts: dict[str, int] | None = None,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> None:
+        """Append one line to the hash-chained audit trail; a failure to audit is logged."""
+        try:
+            self.audit_log.append(
+                AuditEvent(
+                    key_id=key_id,
+                    action=action,
+                    collection=collection,
+                    items=items,
+                    counts=counts,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+        except Exception:  # the trail must not take the service down; the log says why
+            log.exception("audit append failed", extra={"action": action})
+
+    def audit_refusal(self, key_id: str, method: str, path: str, status: int, kind: str) -> None:
+        self.audit(
+            key_id,
+            "request.refused",
+            outcome="refused",
+            detail=f"{method} {path} -> {status} {kind}",
         )
 
     def close(self) -> None:

@@ -11,10 +11,19 @@ from fastapi.responses import FileResponse
 
 from mmsearch.errors import MMSearchError
 from mmsearch.media.images import read_image_bytes
-from mmsearch.service.errors import NotFound
+from mmsearch.service.access import Caller, request_caller
+from mmsearch.service.errors import NotFound, error_responses
 from mmsearch.service.facets import collection_facets
 from mmsearch.service.items import delete_item, get_item, item_image_path, upsert_item
-from mmsearch.service.schemas import ItemBody, SearchBody, SearchResponse
+from mmsearch.service.requests import read_model
+from mmsearch.service.schemas import (
+    CollectionName,
+    ImageIndex,
+    ItemBody,
+    ItemId,
+    SearchBody,
+    SearchResponse,
+)
 from mmsearch.service.searching import decode_query_image, image_limits, run_search
 from mmsearch.service.state import ServiceState
 
@@ -27,20 +36,27 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
-def summary(state: ServiceState, name: str) -> dict[str, Any]:
-    """What a client needs to know about a collection, without the run history."""
+def summary(state: ServiceState, name: str, caller: Caller) -> dict[str, Any]:
+    """What a client needs to know about a collection, without the run history.
+
+    The item count is what this caller may see: a total would reveal hidden items."""
     folder = state.workspace.collection(name)
     aliases = folder.aliases()
     live = aliases.get("live")
     manifest = folder.manifest(live) if live else {}
     builds_dir = folder.folder / "builds"
     builds = sorted(p.name for p in builds_dir.iterdir()) if builds_dir.is_dir() else []
+    items = manifest.get("counts", {}).get("items", 0)
+    access = state.access_filter(caller, name)
+    if live and access is not None:
+        items = state.searcher(name).index.count(access)
     return {
         "name": name,
         "aliases": aliases,
         "builds": builds,
         "live_build": live,
-        "items": manifest.get("counts", {}).get("items", 0),
+        "default_access": folder.default_access(state.settings.default_access),
+        "items": items,
         "created_at": manifest.get("created_at"),
         "updated_at": manifest.get("updated_at"),
         "encoders": manifest.get("encoders", {}),
@@ -51,61 +67,108 @@ def summary(state: ServiceState, name: str) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/collections", summary="List collections")
+READ_ERRORS = (401, 403, 404, 429)
+
+
+@router.get(
+    "/v1/collections",
+    summary="List the collections this key may use",
+    responses=error_responses(401, 403, 429),
+)
 def list_collections(request: Request) -> dict[str, Any]:
     state = _state(request)
+    caller = request_caller(request)
     out = []
     for name in state.workspace.collection_names():
+        if not caller.may_use(name):
+            continue
         try:
-            out.append(summary(state, name))
+            out.append(summary(state, name, caller))
         except MMSearchError as exc:
             out.append({"name": name, "error": str(exc)})
     return {"collections": out}
 
 
-@router.get("/v1/collections/{name}", summary="A collection's live build: manifest summary")
-def get_collection(name: str, request: Request) -> dict[str, Any]:
-    return summary(_state(request), name)
+@router.get(
+    "/v1/collections/{name}",
+    summary="A collection's live build: manifest summary",
+    responses=error_responses(400, *READ_ERRORS),
+)
+def get_collection(name: CollectionName, request: Request) -> dict[str, Any]:
+    return summary(_state(request), name, request_caller(request))
 
 
-@router.get("/v1/collections/{name}/builds/{build_id}", summary="A build's full manifest")
-def get_build(name: str, build_id: str, request: Request) -> dict[str, Any]:
+@router.get(
+    "/v1/collections/{name}/builds/{build_id}",
+    summary="A build's full manifest (admin keys)",
+    responses=error_responses(400, *READ_ERRORS),
+)
+def get_build(name: CollectionName, build_id: str, request: Request) -> dict[str, Any]:
     folder = _state(request).workspace.collection(name)
     if build_id not in (p.name for p in (folder.folder / "builds").iterdir()):
         raise NotFound(f"No build '{build_id}' in collection '{name}'.")
     return folder.manifest(build_id)
 
 
-@router.get("/v1/collections/{name}/facets", summary="Filter controls from the attributes")
-def get_facets(name: str, request: Request) -> dict[str, Any]:
+@router.get(
+    "/v1/collections/{name}/facets",
+    summary="Filter controls from the attributes (over the items this key may see)",
+    responses=error_responses(400, *READ_ERRORS),
+)
+def get_facets(name: CollectionName, request: Request) -> dict[str, Any]:
     state = _state(request)
     folder = state.workspace.collection(name)
     manifest = folder.live_manifest()
-    return {"collection": name, "facets": collection_facets(folder, manifest)}
+    index = state.searcher(name).index
+    access = state.access_filter(request_caller(request), name)
+    return {"collection": name, "facets": collection_facets(index, manifest, access)}
 
 
-@router.get("/v1/collections/{name}/items/{item_id}", summary="One item's stored fields")
-def read_item(name: str, item_id: str, request: Request) -> dict[str, Any]:
-    return get_item(_state(request), name, item_id)
+@router.get(
+    "/v1/collections/{name}/items/{item_id}",
+    summary="One item's stored fields",
+    responses=error_responses(400, *READ_ERRORS),
+)
+def read_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
+    return get_item(_state(request), name, item_id, request_caller(request))
 
 
-@router.put("/v1/collections/{name}/items/{item_id}", summary="Insert or replace one item")
-def put_item(name: str, item_id: str, body: ItemBody, request: Request) -> dict[str, Any]:
-    return upsert_item(_state(request), name, item_id, body)
+@router.put(
+    "/v1/collections/{name}/items/{item_id}",
+    summary="Insert or replace one item",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ItemBody"}}},
+        }
+    },
+    responses=error_responses(400, *READ_ERRORS, 409, 413, 415, 422, 503),
+)
+async def put_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
+    body = await read_model(request, ItemBody)
+    caller = request_caller(request)
+    return await run_in_threadpool(upsert_item, _state(request), name, item_id, body, caller)
 
 
-@router.delete("/v1/collections/{name}/items/{item_id}", summary="Delete one item")
-def remove_item(name: str, item_id: str, request: Request) -> dict[str, Any]:
-    return delete_item(_state(request), name, item_id)
+@router.delete(
+    "/v1/collections/{name}/items/{item_id}",
+    summary="Delete one item",
+    responses=error_responses(400, *READ_ERRORS),
+)
+def remove_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
+    return delete_item(_state(request), name, item_id, request_caller(request))
 
 
 @router.get(
     "/v1/collections/{name}/items/{item_id}/images/{n}",
     summary="An image file of an item",
     response_class=FileResponse,
+    responses=error_responses(400, *READ_ERRORS, 422),
 )
-def item_image(name: str, item_id: str, n: int, request: Request) -> FileResponse:
-    path = item_image_path(_state(request), name, item_id, n)
+def item_image(
+    name: CollectionName, item_id: ItemId, n: ImageIndex, request: Request
+) -> FileResponse:
+    path = item_image_path(_state(request), name, item_id, n, request_caller(request))
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(
         path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"}
@@ -116,34 +179,38 @@ def item_image(name: str, item_id: str, n: int, request: Request) -> FileRespons
     "/v1/collections/{name}/items/{item_id}/similar",
     response_model=SearchResponse,
     summary="More like this: by look (image vector) or by meaning (text vector)",
+    responses=error_responses(400, *READ_ERRORS, 422, 503),
 )
 async def similar(
-    name: str,
-    item_id: str,
+    name: CollectionName,
+    item_id: ItemId,
     request: Request,
     by: Literal["look", "meaning"] = "look",
     k: int = Query(default=10, ge=1, le=100),
 ) -> dict[str, Any]:
     state = _state(request)
-    return await run_in_threadpool(_similar, state, name, item_id, by, k)
+    caller = request_caller(request)
+    return await run_in_threadpool(_similar, state, name, item_id, by, k, caller)
 
 
-def _similar(state: ServiceState, name: str, item_id: str, by: str, k: int) -> dict[str, Any]:
-    item = get_item(state, name, item_id)
+def _similar(
+    state: ServiceState, name: str, item_id: str, by: str, k: int, caller: Caller
+) -> dict[str, Any]:
+    item = get_item(state, name, item_id, caller)
     if by == "look":
         if not item.get("images"):
             raise NotFound(f"Item '{item_id}' has no image to compare by look.")
-        path = item_image_path(state, name, item_id, 0)
+        path = item_image_path(state, name, item_id, 0, caller)
         data = read_image_bytes(path, image_limits(state.settings))
-        image = decode_query_image(data, str(path), state.settings)
+        image = decode_query_image(data, f"image 0 of item '{item_id}'", state.settings)
         body = SearchBody(k=k + 1, mode="image")
-        result = run_search(state, name, body, image)
+        result = run_search(state, name, body, image, caller)
     else:
         text = " ".join([item.get("title") or "", *item.get("texts", {}).values()]).strip()
         if not text:
             raise NotFound(f"Item '{item_id}' has no text to compare by meaning.")
         body = SearchBody(text=text[:MAX_SIMILAR_TEXT], k=k + 1, signals=["text_vector"])
-        result = run_search(state, name, body, None)
+        result = run_search(state, name, body, None, caller)
     hits = [hit for hit in result["hits"] if hit["id"] != item_id][:k]
     for rank, hit in enumerate(hits, start=1):
         hit["rank"] = rank

@@ -8,17 +8,37 @@ from fastapi import APIRouter, Request
 
 from mmsearch.errors import QueryError
 from mmsearch.monitoring.querylog import ClickRecord
-from mmsearch.service.errors import NotFound
+from mmsearch.service.access import request_caller
+from mmsearch.service.errors import NotFound, error_responses
+from mmsearch.service.requests import read_model
 from mmsearch.service.schemas import FeedbackBody
 from mmsearch.service.state import ServiceState
 
 router = APIRouter(tags=["feedback"])
 
 
-@router.post("/v1/feedback", status_code=201, summary="Record a click on a search result")
-def feedback(body: FeedbackBody, request: Request) -> dict[str, Any]:
+@router.post(
+    "/v1/feedback",
+    status_code=201,
+    summary="Record a click on a search result",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackBody"}}
+            },
+        }
+    },
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429),
+)
+async def feedback(request: Request) -> dict[str, Any]:
     state: ServiceState = request.app.state.mmsearch
+    body = await read_model(request, FeedbackBody)
+    caller = request_caller(request)
     query = state.query_log.recent(body.query_id)
+    # A click counts only for the key that searched: no key can read or skew another's log.
+    if query is not None and not caller.unrestricted and query.key_id != caller.key_id:
+        query = None
     if query is None:
         raise NotFound(
             f"Unknown query id '{body.query_id}': feedback must follow a search on this server."

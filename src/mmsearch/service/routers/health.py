@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mmsearch.encoders.base import create_encoder
+from mmsearch.governance.roles import Permission
+from mmsearch.service.access import request_caller
+from mmsearch.service.errors import error_responses
 from mmsearch.service.state import ServiceState
 
 router = APIRouter(tags=["operations"])
@@ -19,14 +22,27 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Every collection's encoders load and its store answers")
+@router.get(
+    "/readyz",
+    summary="Every collection's encoders load and its store answers",
+    responses={503: {"description": "a collection's encoders or store cannot answer"}},
+)
 def readyz(request: Request) -> JSONResponse:
-    """Ready only when a search could be answered: models created, table readable."""
+    """Ready only when a search could be answered: models created, table readable.
+
+    A collection without a live build (new, or every row of its first ingest failed)
+    has nothing to answer with, so it is reported as empty and does not make the
+    service unready. Details per collection are shown only to callers who may list
+    collections; anyone else (a load balancer) gets the status alone."""
     state: ServiceState = request.app.state.mmsearch
+    caller = request_caller(request)
     collections: dict[str, Any] = {}
     ready = True
     for name in state.workspace.collection_names():
         try:
+            if state.workspace.collection(name).alias("live") is None:
+                collections[name] = {"status": "empty"}
+                continue
             searcher = state.searcher(name)
             for role, encoder in searcher.manifest["encoders"].items():
                 create_encoder(encoder["spec"])
@@ -38,12 +54,20 @@ def readyz(request: Request) -> JSONResponse:
             ready = False
             collections.setdefault(name, {})["error"] = str(exc)
     status = "ready" if ready else "not ready"
-    return JSONResponse(
-        {"status": status, "collections": collections}, status_code=200 if ready else 503
-    )
+    body: dict[str, Any] = {"status": status}
+    if caller.may(Permission.READ_COLLECTIONS):
+        body["collections"] = {
+            name: info for name, info in collections.items() if caller.may_use(name)
+        }
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin keys)",
+    response_class=Response,
+    responses=error_responses(401, 403, 429),
+)
 def metrics(request: Request) -> Response:
     state: ServiceState = request.app.state.mmsearch
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

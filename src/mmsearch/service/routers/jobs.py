@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,11 @@ from starlette.datastructures import UploadFile
 
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.errors import QueryError
-from mmsearch.service.errors import UnsupportedMediaType
+from mmsearch.service.access import request_caller
+from mmsearch.service.errors import NotFound, UnsupportedMediaType, error_responses
 from mmsearch.service.jobs import JobManager
-from mmsearch.service.schemas import IngestBody
+from mmsearch.service.requests import parse_json_object, read_model
+from mmsearch.service.schemas import CollectionName, IngestBody, JobId
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import check_collection_name, new_id
 
@@ -31,6 +32,7 @@ _BODY_DOC: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
+                    "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "mapping": {"type": "string", "description": "FieldMapping as JSON"},
@@ -52,11 +54,13 @@ def _jobs(request: Request) -> JobManager:
     status_code=202,
     openapi_extra=_BODY_DOC,
     summary="Start a background ingest from a server path or an uploaded catalog",
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429),
 )
-async def start_ingest(name: str, request: Request) -> dict[str, Any]:
+async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]:
     check_collection_name(name)
     state: ServiceState = request.app.state.mmsearch
     jobs = _jobs(request)
+    caller = request_caller(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=5)
@@ -77,18 +81,20 @@ async def start_ingest(name: str, request: Request) -> dict[str, Any]:
                 handle.write(chunk)
         raw_mapping = form.get("mapping")
         mapping = _mapping(
-            json.loads(raw_mapping) if isinstance(raw_mapping, str) and raw_mapping else None
+            parse_json_object(raw_mapping, "The 'mapping' form field")
+            if isinstance(raw_mapping, str) and raw_mapping
+            else None
         )
-        job = jobs.submit(name, target, mapping, None, job_id=job_id)
+        job = jobs.submit(name, target, mapping, None, job_id=job_id, key_id=caller.key_id)
     else:
-        body = IngestBody.model_validate(await request.json())
+        body = await read_model(request, IngestBody)
         catalog = state.check_allowed(Path(body.catalog), "catalog")
         if not catalog.exists():
             raise QueryError(f"The catalog {catalog} does not exist on the server.")
         images_root = (
             state.check_allowed(Path(body.images_root), "images root") if body.images_root else None
         )
-        job = jobs.submit(name, catalog, _mapping(body.mapping), images_root)
+        job = jobs.submit(name, catalog, _mapping(body.mapping), images_root, key_id=caller.key_id)
     return {**job.as_dict(), "url": f"/v1/jobs/{job.id}"}
 
 
@@ -101,11 +107,24 @@ def _mapping(data: dict[str, Any] | None) -> FieldMapping | None:
         raise QueryError(f"The mapping is invalid: {exc}") from None
 
 
-@router.get("/v1/jobs", summary="Ingest jobs, newest first")
+@router.get(
+    "/v1/jobs",
+    summary="Ingest jobs, newest first (of the collections this key may use)",
+    responses=error_responses(401, 403, 429),
+)
 def list_jobs(request: Request) -> dict[str, Any]:
-    return {"jobs": [job.as_dict() for job in _jobs(request).list()]}
+    caller = request_caller(request)
+    jobs = [job for job in _jobs(request).list() if caller.may_use(job.collection)]
+    return {"jobs": [job.as_dict() for job in jobs]}
 
 
-@router.get("/v1/jobs/{job_id}", summary="One ingest job's status and progress")
-def get_job(job_id: str, request: Request) -> dict[str, Any]:
-    return _jobs(request).get(job_id).as_dict()
+@router.get(
+    "/v1/jobs/{job_id}",
+    summary="One ingest job's status and progress",
+    responses=error_responses(401, 403, 404, 429),
+)
+def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
+    job = _jobs(request).get(job_id)
+    if not request_caller(request).may_use(job.collection):
+        raise NotFound(f"No ingest job '{job_id}' (jobs are kept until the server restarts).")
+    return job.as_dict()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from mmsearch.errors import QueryError
-from mmsearch.service.errors import PayloadTooLarge, UnsupportedMediaType
-from mmsearch.service.schemas import SearchBody, SearchResponse
+from mmsearch.service.access import request_caller
+from mmsearch.service.errors import PayloadTooLarge, UnsupportedMediaType, error_responses
+from mmsearch.service.requests import parse_json_object, read_json_object
+from mmsearch.service.schemas import CollectionName, SearchBody, SearchResponse
 from mmsearch.service.searching import (
     QueryImage,
     decode_base64_image,
@@ -30,14 +30,17 @@ _BODY_DOC: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
+                    "additionalProperties": False,
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         "query": {
                             "type": "string",
                             "description": "the JSON search body, without the image",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/SearchBody"},
                         },
-                        "text": {"type": "string"},
-                        "k": {"type": "integer"},
+                        "text": {"type": "string", "maxLength": 2000},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 100},
                     },
                 }
             },
@@ -57,18 +60,15 @@ def _state(request: Request) -> ServiceState:
     response_model=SearchResponse,
     openapi_extra=_BODY_DOC,
     summary="Search a collection by text, image or both",
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
 )
-async def search(name: str, request: Request) -> dict[str, Any]:
+async def search(name: CollectionName, request: Request) -> dict[str, Any]:
     state = _state(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         body, image = await _from_form(request, state)
     elif content_type.startswith("application/json") or not content_type:
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise QueryError("The request body is not valid JSON.") from None
-        body = SearchBody.model_validate(payload)
+        body = SearchBody.model_validate(await read_json_object(request))
         image = None
         if body.image is not None:
             image = await run_in_threadpool(decode_base64_image, body.image, state.settings)
@@ -76,7 +76,8 @@ async def search(name: str, request: Request) -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"Send the search as application/json or multipart/form-data, not {content_type}."
         )
-    return await run_in_threadpool(run_search, state, name, body, image)
+    caller = request_caller(request)
+    return await run_in_threadpool(run_search, state, name, body, image, caller)
 
 
 async def _from_form(request: Request, state: ServiceState) -> tuple[SearchBody, QueryImage | None]:
@@ -84,12 +85,7 @@ async def _from_form(request: Request, state: ServiceState) -> tuple[SearchBody,
     fields: dict[str, Any] = {}
     raw = form.get("query")
     if isinstance(raw, str) and raw.strip():
-        try:
-            fields = json.loads(raw)
-        except json.JSONDecodeError:
-            raise QueryError("The 'query' form field is not valid JSON.") from None
-        if not isinstance(fields, dict):
-            raise QueryError("The 'query' form field must be a JSON object.")
+        fields = parse_json_object(raw, "The 'query' form field")
     for key in ("text", "k", "offset", "where", "mode", "fusion"):
         value = form.get(key)
         if isinstance(value, str) and value != "":

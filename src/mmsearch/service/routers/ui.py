@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from mmsearch import __version__
 from mmsearch.errors import MMSearchError
+from mmsearch.service.access import SESSION_COOKIE, AccessControl, request_caller
 from mmsearch.service.charts import bucket_by_minute, latency_svg, volume_svg
 from mmsearch.service.errors import NotFound
 from mmsearch.service.items import get_item
@@ -34,30 +35,40 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
-def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    """Render a page; a signed-in page carries the CSRF token its scripts send with writes."""
     context.setdefault("version", __version__)
-    return TEMPLATES.TemplateResponse(request, template, context)
+    access: AccessControl = request.app.state.access
+    token = request.cookies.get(SESSION_COOKIE)
+    caller = request_caller(request)
+    if token and caller.via == "session":
+        context["csrf_token"] = access.sessions.csrf_token(token)
+        context["signed_in"] = caller.key_id
+    return TEMPLATES.TemplateResponse(
+        request, template, context, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
 def search_page(request: Request, collection: str | None = None) -> HTMLResponse:
-    names = _state(request).workspace.collection_names()
+    caller = request_caller(request)
+    names = [n for n in _state(request).workspace.collection_names() if caller.may_use(n)]
     current = collection if collection in names else (names[0] if names else None)
-    return _page(request, "search.html", collections=names, collection=current)
+    return page(request, "search.html", collections=names, collection=current)
 
 
 @router.get("/items/{collection}/{item_id}", response_class=HTMLResponse)
 def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
-    item = get_item(_state(request), collection, item_id)
+    item = get_item(_state(request), collection, item_id, request_caller(request))
     provenance = {
         key: item.get(key)
         for key in ("source_file", "source_row", "record_sha256", "ingest_run", "ingested_at")
     }
     attributes = {
         spec["field"]: item.get(spec["column"])
-        for spec in summary(_state(request), collection)["attributes"]
+        for spec in summary(_state(request), collection, request_caller(request))["attributes"]
     }
-    return _page(
+    return page(
         request,
         "item.html",
         collection=collection,
@@ -73,7 +84,7 @@ def admin_page(request: Request) -> HTMLResponse:
     collections = []
     for name in state.workspace.collection_names():
         try:
-            info = summary(state, name)
+            info = summary(state, name, request_caller(request))
             folder = state.workspace.collection(name)
             info["build_manifests"] = [
                 _build_row(folder.manifest(build)) for build in reversed(info["builds"])
@@ -84,7 +95,7 @@ def admin_page(request: Request) -> HTMLResponse:
     buckets = bucket_by_minute(state.metrics.history.samples(), time.time())
     total = sum(b.count for b in buckets)
     zero = sum(b.zero for b in buckets)
-    return _page(
+    return page(
         request,
         "admin.html",
         collections=collections,
@@ -142,4 +153,4 @@ def report_file(path: str, request: Request) -> Response:
 
 @router.get("/docs", response_class=HTMLResponse)
 def api_docs(request: Request) -> HTMLResponse:
-    return _page(request, "docs.html")
+    return page(request, "docs.html")

@@ -19,8 +19,23 @@ mm.el = function (tag, attrs, ...children) {
   return node;
 };
 
+// Writes made with the login cookie carry the page's CSRF token (a cross-site page cannot read it).
+mm.csrf = function () {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+};
+
 mm.api = async function (url, options) {
+  options = Object.assign({}, options);
+  const method = (options.method || "GET").toUpperCase();
+  if (method !== "GET" && method !== "HEAD" && mm.csrf()) {
+    options.headers = Object.assign({}, options.headers, { "x-csrf-token": mm.csrf() });
+  }
   const response = await fetch(url, options);
+  if (response.status === 401 && !url.startsWith("/v1/session")) {
+    window.location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    throw new Error("sign in first");
+  }
   const type = response.headers.get("content-type") || "";
   const body = type.includes("application/json") ? await response.json() : await response.text();
   if (!response.ok) {
@@ -79,11 +94,10 @@ mm.explanation = function (hit) {
 mm.sendFeedback = function (queryId, itemId, position) {
   if (!queryId) return;
   const body = JSON.stringify({ query_id: queryId, item_id: itemId, position });
-  if (navigator.sendBeacon) {
-    navigator.sendBeacon("/v1/feedback", new Blob([body], { type: "application/json" }));
-  } else {
-    fetch("/v1/feedback", { method: "POST", headers: { "content-type": "application/json" }, body, keepalive: true });
-  }
+  // fetch, not sendBeacon: a beacon cannot carry the CSRF header.
+  const headers = { "content-type": "application/json" };
+  if (mm.csrf()) headers["x-csrf-token"] = mm.csrf();
+  fetch("/v1/feedback", { method: "POST", headers, body, keepalive: true }).catch(() => {});
 };
 
 mm.card = function (hit, response, handlers) {
@@ -125,3 +139,14 @@ mm.renderStatus = function (node, response) {
     mm.el("span", { class: "muted", text: ` — ${stages}` }),
     ...response.warnings.map((w) => mm.el("div", { class: "warning", text: w })));
 };
+
+// The sign-out link of the top bar (shown only with a session).
+document.addEventListener("DOMContentLoaded", () => {
+  const link = document.getElementById("sign-out");
+  if (!link) return;
+  link.addEventListener("click", async (event) => {
+    event.preventDefault();
+    await mm.api("/v1/session", { method: "DELETE" }).catch(() => {});
+    window.location.href = "/login";
+  });
+});

@@ -1,0 +1,214 @@
+"""Admin API: keys, the rules/rankers registry, collection default rules, the audit trail.
+
+Every route here needs an admin key (see ``service/permissions.py``); every change is
+appended to the audit trail with the acting key's id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmsearch.errors import QueryError
+from mmsearch.governance.keys import KeyStore, parse_duration
+from mmsearch.governance.registry import Registry
+from mmsearch.service.access import request_caller
+from mmsearch.service.errors import error_responses
+from mmsearch.service.requests import read_model
+from mmsearch.service.schemas import CollectionName, KeyId, RegistryName
+from mmsearch.service.state import ServiceState
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+ADMIN_ERRORS = (401, 403, 429)
+MAX_RULES_CHARS = 256 * 1024
+
+
+class KeyCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["reader", "writer", "admin"]
+    collections: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    groups: list[str] = Field(default_factory=list, max_length=64)
+    expires: str | None = Field(
+        default=None, pattern=r"^[1-9][0-9]{0,5}[mhdw]$", description="e.g. 30d, 12h, 90m, 1w"
+    )
+    name: str | None = Field(default=None, max_length=100)
+
+
+class RulesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=MAX_RULES_CHARS, description="the rules file's content")
+    format: Literal["yaml", "toml"] = "yaml"
+
+
+class DefaultRulesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: str | None = Field(description="a registered rules name, or null for none")
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.mmsearch
+    return state
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def _keys(request: Request) -> KeyStore:
+    keys: KeyStore = request.app.state.access.keys
+    return keys
+
+
+@router.get(
+    "/keys", summary="API keys (never their secrets)", responses=error_responses(*ADMIN_ERRORS)
+)
+def list_keys(request: Request) -> dict[str, Any]:
+    return {"keys": [key.public_dict() for key in _keys(request).list()]}
+
+
+@router.post(
+    "/keys",
+    status_code=201,
+    summary="Create an API key; the secret is in this response only",
+    openapi_extra=_body_doc(KeyCreateBody),
+    responses=error_responses(400, *ADMIN_ERRORS, 413, 415, 422),
+)
+async def create_key(request: Request) -> dict[str, Any]:
+    body = await read_model(request, KeyCreateBody)
+    key, secret = _keys(request).create(
+        body.role,
+        collections=body.collections,
+        groups=body.groups,
+        expires_in=parse_duration(body.expires) if body.expires else None,
+        name=body.name,
+    )
+    _state(request).audit(
+        request_caller(request).key_id,
+        "keys.create",
+        detail=f"{key.key_id} role={key.role}",
+    )
+    return {**key.public_dict(), "secret": secret}
+
+
+@router.delete(
+    "/keys/{key_id}",
+    summary="Revoke an API key (its sessions end too)",
+    responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
+)
+def revoke_key(key_id: KeyId, request: Request) -> dict[str, Any]:
+    key = _keys(request).revoke(key_id)
+    _state(request).audit(request_caller(request).key_id, "keys.revoke", detail=key.key_id)
+    return key.public_dict()
+
+
+@router.get("/rules", summary="Registered business rules", responses=error_responses(*ADMIN_ERRORS))
+def list_rules(request: Request) -> dict[str, Any]:
+    registry = Registry(_state(request).settings.home)
+    return {"rules": registry.rules(), "rankers": registry.rankers()}
+
+
+@router.put(
+    "/rules/{rules_name}",
+    summary="Register (or replace) named business rules from their YAML/TOML text",
+    openapi_extra=_body_doc(RulesBody),
+    responses=error_responses(400, *ADMIN_ERRORS, 413, 415, 422),
+)
+async def put_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
+    body = await read_model(request, RulesBody)
+    entry = Registry(_state(request).settings.home).add_rules_text(
+        rules_name, body.text, body.format
+    )
+    _state(request).audit(request_caller(request).key_id, "rules.add", detail=rules_name)
+    return entry
+
+
+@router.delete(
+    "/rules/{rules_name}",
+    summary="Remove named business rules",
+    responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
+)
+def delete_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
+    entry = Registry(_state(request).settings.home).remove_rules(rules_name)
+    _state(request).audit(request_caller(request).key_id, "rules.remove", detail=rules_name)
+    return entry
+
+
+@router.put(
+    "/collections/{name}/default-rules",
+    summary="Set (or clear) the rules a collection's searches use by default",
+    openapi_extra=_body_doc(DefaultRulesBody),
+    responses=error_responses(400, *ADMIN_ERRORS, 404, 413, 415, 422),
+)
+async def put_default_rules(name: CollectionName, request: Request) -> dict[str, Any]:
+    body = await read_model(request, DefaultRulesBody)
+    state = _state(request)
+    state.workspace.collection(name)  # 404 for a collection that does not exist
+    previous = Registry(state.settings.home).set_default_rules(name, body.rules)
+    state.audit(
+        request_caller(request).key_id,
+        "rules.default",
+        collection=name,
+        detail=f"{previous} -> {body.rules}",
+    )
+    return {"collection": name, "default_rules": body.rules, "previous": previous}
+
+
+@router.get(
+    "/rankers", summary="Registered reranker models", responses=error_responses(*ADMIN_ERRORS)
+)
+def list_rankers(request: Request) -> dict[str, Any]:
+    return {"rankers": Registry(_state(request).settings.home).rankers()}
+
+
+@router.delete(
+    "/rankers/{ranker_name}",
+    summary="Remove a registered reranker model",
+    responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
+)
+def delete_ranker(ranker_name: RegistryName, request: Request) -> dict[str, Any]:
+    entry = Registry(_state(request).settings.home).remove_ranker(ranker_name)
+    _state(request).audit(request_caller(request).key_id, "rankers.remove", detail=ranker_name)
+    return entry
+
+
+@router.get(
+    "/audit",
+    summary="The audit trail, newest last",
+    responses=error_responses(400, *ADMIN_ERRORS, 422),
+)
+def read_audit(
+    request: Request,
+    since: str | None = Query(
+        default=None,
+        pattern=r"^[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+        r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?(Z|[+-]\d{2}:\d{2})?$",
+        description="ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z",
+    ),
+    collection: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=100, ge=1, le=10_000),
+) -> dict[str, Any]:
+    try:
+        start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+    except ValueError:
+        raise QueryError(f"'since' is not a date or time: {since!r}.") from None
+    events = _state(request).audit_log.read(since=start, collection=collection, limit=limit)
+    return {"events": events}
+
+
+@router.get(
+    "/audit/verify",
+    summary="Check the audit trail's hash chain: edited, deleted or reordered lines",
+    responses=error_responses(*ADMIN_ERRORS),
+)
+def verify_audit(request: Request) -> dict[str, Any]:
+    return _state(request).audit_log.verify().as_dict()

@@ -1,0 +1,101 @@
+"""Web-UI sign-in: trade an API key for an HttpOnly, SameSite=Strict session cookie.
+
+The browser never stores the key: the cookie holds a signed session token, and the
+pages carry the CSRF token derived from it, which the guard requires on every write
+made with the cookie. API clients keep using ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmsearch.service.access import SESSION_COOKIE, AccessControl
+from mmsearch.service.errors import TooManyRequests, Unauthorized, error_responses
+from mmsearch.service.requests import read_model
+from mmsearch.service.state import ServiceState
+
+router = APIRouter(tags=["session"])
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1, max_length=200, description="an API key's secret")
+
+
+class SessionOut(BaseModel):
+    key_id: str
+    role: str
+    csrf_token: str
+    expires_in_s: int
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    from mmsearch.service.routers.ui import page
+
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+    return page(request, "login.html", next=safe_next)
+
+
+@router.post(
+    "/v1/session",
+    response_model=SessionOut,
+    summary="Sign in with an API key (sets the web UI's session cookie)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginBody"}}},
+        }
+    },
+    responses=error_responses(400, 401, 413, 415, 422, 429),
+)
+async def sign_in(request: Request) -> JSONResponse:
+    access: AccessControl = request.app.state.access
+    state: ServiceState = request.app.state.mmsearch
+    body = await read_model(request, LoginBody)
+    caller = access.from_bearer(body.key) if access.enabled() else None
+    if caller is None:
+        client = request.client.host if request.client else "unknown"
+        state.audit_refusal("anonymous", "POST", "/v1/session", 401, "login failed")
+        wait = access.failures.take(f"ip:{client}")
+        if wait > 0:
+            raise TooManyRequests("Too many failed sign-ins; wait a minute.", wait)
+        raise Unauthorized(
+            "The API key is not valid (unknown, revoked or expired)."
+            if access.enabled()
+            else "This server does not use API keys; no sign-in is needed."
+        )
+    token = access.sessions.issue(caller.key_id)
+    lifetime = int(access.sessions.lifetime_s)
+    payload: dict[str, Any] = {
+        "key_id": caller.key_id,
+        "role": str(caller.role),
+        "csrf_token": access.sessions.csrf_token(token),
+        "expires_in_s": lifetime,
+    }
+    response = JSONResponse(payload)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=lifetime,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.delete(
+    "/v1/session",
+    summary="Sign out (clears the session cookie)",
+    responses=error_responses(400, 403, 429),
+)
+def sign_out() -> JSONResponse:
+    response = JSONResponse({"signed_out": True})
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
