@@ -35,6 +35,7 @@ from conftest import COLOURS, save_image
 GROUPS = ("g1", "g2", "g3")
 WORDS = ("mug", "lamp", "chair", "kettle", "vase")
 CASES = {"queries": 0, "item_reads": 0, "collections": 0}
+ROW = {"word": "mug", "colour": "red", "price": 3, "category": "a"}
 
 acls = st.one_of(st.none(), st.lists(st.sampled_from(GROUPS), max_size=2, unique=True))
 items = st.lists(
@@ -176,3 +177,20 @@ def test_no_read_path_reveals_an_item_outside_the_callers_groups(images):
     _property(images)
     print(f"ACL property cases: {CASES}")  # the figure quoted in docs/BENCHMARKS.md
     assert CASES["queries"] >= 100 and CASES["collections"] >= 10
+
+
+def test_the_access_node_is_left_out_only_where_it_admits_every_item(images, tmp_path):
+    from mmsearch.filters.expr import Visible
+
+    plain = build(tmp_path / "plain", images, [dict(ROW, acl=None), dict(ROW, acl=None)], "public")
+    guarded = build(
+        tmp_path / "acl", images, [dict(ROW, acl=["g1"]), dict(ROW, acl=None)], "public"
+    )
+    public = Visible(frozenset({"g2"}), default_public=True)
+    private = Visible(frozenset({"g2"}), default_public=False)
+    assert plain.searcher("c").effective_access(public) is None
+    assert plain.searcher("c").effective_access(private) == private
+    assert guarded.searcher("c").effective_access(public) == public
+    caller = Caller("k_test", Role.READER, None, frozenset({"g2"}))
+    hits = run_search(guarded, "c", SearchBody(text="mug", k=10), None, caller)["hits"]
+    assert {hit["id"] for hit in hits} == {"i1"}

@@ -400,3 +400,21 @@ def test_item_get_shows_paths_relative_to_the_catalog(settings, make_catalog):
     assert item["source_file"] == "catalog.jsonl"
     shown = json.dumps(item)
     assert str(Path(settings.home).resolve().parent) not in shown
+
+
+def test_serve_refuses_a_network_address_without_an_admin_key(settings):
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+    from mmsearch.commands.serve import auth_mode
+
+    home = settings.home
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--home", str(home)])
+    assert result.exit_code == 2 and "admin key" in result.output
+    assert auth_mode("127.0.0.1", home, insecure_no_auth=False) == "auto"
+    assert auth_mode("0.0.0.0", home, insecure_no_auth=True) == "off"
+    KeyStore(home).create("reader")
+    with pytest.raises(Exception, match="admin key"):
+        auth_mode("10.1.2.3", home, insecure_no_auth=False)
+    KeyStore(home).create("admin")
+    assert auth_mode("10.1.2.3", home, insecure_no_auth=False) == "on"

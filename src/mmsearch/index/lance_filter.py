@@ -11,8 +11,8 @@ Three LanceDB facts shape the output (checked against LanceDB 0.40):
 - An integer column refuses a float literal (``qty < 2.5`` fails), so comparisons of
   integer columns with fractional or out-of-range numbers are rewritten to exact
   integer bounds (``qty < 2.5`` → ``qty <= 2``; ``qty = 2.5`` → ``false``).
-- ``Visible`` uses ``array_has_any(acl, [...])`` guarded by ``acl IS NOT NULL`` so that
-  it is never unknown (``NOT Visible`` means exactly "hidden"); a NULL ``acl`` follows
+- ``Visible`` uses ``array_has_any(acl, [...])``; its negation (hidden) is guarded by
+  ``acl IS NOT NULL`` so that it is never unknown; a NULL ``acl`` follows
   ``default_public``. A table without an ``acl`` column has only default access.
 - Its optimiser rewrites IN lists as if columns were never NULL:
   ``x NOT IN ('a') OR x NOT IN ('b')`` becomes ``true`` (NULL rows included) and
@@ -197,9 +197,11 @@ class _Compiler:
         groups = ", ".join(quote_string(g) for g in sorted(node.groups))
         shares = f"array_has_any({acl}, [{groups}])"
         if not negate:
-            parts = [f"({acl} IS NOT NULL AND {shares})"] if node.groups else []
-            if public:
-                parts.append(f"{acl} IS NULL")
+            # Unguarded on purpose: in negation normal form an unknown (NULL acl) leaf
+            # drops the row exactly like false, and the guard costs LanceDB ~5% per query.
+            parts = [f"{acl} IS NULL"] if public else []
+            if node.groups:
+                parts.append(shares)
             return "(" + " OR ".join(parts) + ")" if parts else "false"
         # Hidden: a listed ACL without any of the groups, or no ACL when the default is private.
         if not node.groups:

@@ -191,7 +191,7 @@ def read_audit(
     since: str | None = Query(
         default=None,
         pattern=r"^[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-        r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?(Z|[+-]\d{2}:\d{2})?$",
+        r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$",
         description="ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z",
     ),
     collection: str | None = Query(default=None, max_length=64),
