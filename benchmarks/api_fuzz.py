@@ -20,27 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from auth_overhead import serve
 
 from mmsearch.config import Settings
 from mmsearch.governance.keys import KeyStore
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,27 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(home=home)
         Ingestor(settings).run(IngestOptions(catalog, "emoji", images_root=SAMPLE_EMOJI_DIR))
         secret = KeyStore(home).create("admin", name="fuzz")[1]
-        port = free_port()
-        env = {
-            **os.environ,
-            "MMSEARCH_HOME": str(home),
-            "MMSEARCH_RATE_LIMIT_PER_MINUTE": "0",
-            "MMSEARCH_ALLOWED_ROOTS": json.dumps([str(folder)]),
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mmsearch", "serve", "--port", str(port), "--log-level",
-             "warning"],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        roots = {"MMSEARCH_ALLOWED_ROOTS": json.dumps([str(folder)])}
+        with serve(home, env=roots) as base:
             started = time.perf_counter()
             run = subprocess.run(
                 [
@@ -99,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=1800,
             )  # fmt: skip
             seconds = time.perf_counter() - started
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     output = run.stdout + run.stderr
     if args.log:
         args.log.write_text(output, encoding="utf-8")

@@ -92,12 +92,18 @@ def emoji_catalog(dataset: Path, folder: Path, items: int, seed: int) -> tuple[P
 
 
 @contextmanager
-def serve(home: Path, *extra: str) -> Iterator[str]:
-    """``mmsearch serve`` in its own process: the client's timing loop shares no GIL."""
+def serve(home: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``mmsearch serve`` in its own process (the client's loop shares no GIL with it),
+    without rate limits; yields its URL once it answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "MMSEARCH_HOME": str(home), "MMSEARCH_RATE_LIMIT_PER_MINUTE": "0"}
+    env = {
+        **os.environ,
+        "MMSEARCH_HOME": str(home),
+        "MMSEARCH_RATE_LIMIT_PER_MINUTE": "0",
+        **(env or {}),
+    }
     command = [sys.executable, "-m", "mmsearch", "serve", "--port", str(port), *extra]
     server = subprocess.Popen(
         [*command, "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL

@@ -135,3 +135,16 @@ class FeedbackBody(BaseModel):
     query_id: str = Field(max_length=100)
     item_id: str = Field(max_length=512)
     position: int | None = Field(default=None, ge=1, le=MAX_RESULTS)
+
+
+def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that reads its JSON body itself (so that a
+    malformed body is a 400 from ``service/requests.py``, not FastAPI's parser)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }

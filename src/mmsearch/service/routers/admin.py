@@ -18,7 +18,7 @@ from mmsearch.governance.registry import Registry
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import error_responses
 from mmsearch.service.requests import read_model
-from mmsearch.service.schemas import CollectionName, KeyId, RegistryName
+from mmsearch.service.schemas import CollectionName, KeyId, RegistryName, json_body_doc
 from mmsearch.service.state import ServiceState
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -53,17 +53,6 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
-    }
-
-
 def _keys(request: Request) -> KeyStore:
     keys: KeyStore = request.app.state.access.keys
     return keys
@@ -80,7 +69,7 @@ def list_keys(request: Request) -> dict[str, Any]:
     "/keys",
     status_code=201,
     summary="Create an API key; the secret is in this response only",
-    openapi_extra=_body_doc(KeyCreateBody),
+    openapi_extra=json_body_doc(KeyCreateBody),
     responses=error_responses(400, *ADMIN_ERRORS, 413, 415, 422),
 )
 async def create_key(request: Request) -> dict[str, Any]:
@@ -120,7 +109,7 @@ def list_rules(request: Request) -> dict[str, Any]:
 @router.put(
     "/rules/{rules_name}",
     summary="Register (or replace) named business rules from their YAML/TOML text",
-    openapi_extra=_body_doc(RulesBody),
+    openapi_extra=json_body_doc(RulesBody),
     responses=error_responses(400, *ADMIN_ERRORS, 413, 415, 422),
 )
 async def put_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
@@ -146,7 +135,7 @@ def delete_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
 @router.put(
     "/collections/{name}/default-rules",
     summary="Set (or clear) the rules a collection's searches use by default",
-    openapi_extra=_body_doc(DefaultRulesBody),
+    openapi_extra=json_body_doc(DefaultRulesBody),
     responses=error_responses(400, *ADMIN_ERRORS, 404, 413, 415, 422),
 )
 async def put_default_rules(name: CollectionName, request: Request) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from mmsearch.service.schemas import (
     ItemId,
     SearchBody,
     SearchResponse,
+    json_body_doc,
 )
 from mmsearch.service.searching import decode_query_image, image_limits, run_search
 from mmsearch.service.state import ServiceState
@@ -136,12 +137,7 @@ def read_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[s
 @router.put(
     "/v1/collections/{name}/items/{item_id}",
     summary="Insert or replace one item",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ItemBody"}}},
-        }
-    },
+    openapi_extra=json_body_doc(ItemBody),
     responses=error_responses(400, *READ_ERRORS, 409, 413, 415, 422, 503),
 )
 async def put_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:

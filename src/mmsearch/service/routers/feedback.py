@@ -11,7 +11,7 @@ from mmsearch.monitoring.querylog import ClickRecord
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import NotFound, error_responses
 from mmsearch.service.requests import read_model
-from mmsearch.service.schemas import FeedbackBody
+from mmsearch.service.schemas import FeedbackBody, json_body_doc
 from mmsearch.service.state import ServiceState
 
 router = APIRouter(tags=["feedback"])
@@ -21,14 +21,7 @@ router = APIRouter(tags=["feedback"])
     "/v1/feedback",
     status_code=201,
     summary="Record a click on a search result",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackBody"}}
-            },
-        }
-    },
+    openapi_extra=json_body_doc(FeedbackBody),
     responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429),
 )
 async def feedback(request: Request) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmsearch.service.access import SESSION_COOKIE, AccessControl
 from mmsearch.service.errors import TooManyRequests, Unauthorized, error_responses
 from mmsearch.service.requests import read_model
+from mmsearch.service.schemas import json_body_doc
 from mmsearch.service.state import ServiceState
 
 router = APIRouter(tags=["session"])
@@ -45,12 +46,7 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
     "/v1/session",
     response_model=SessionOut,
     summary="Sign in with an API key (sets the web UI's session cookie)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginBody"}}},
-        }
-    },
+    openapi_extra=json_body_doc(LoginBody),
     responses=error_responses(400, 401, 413, 415, 422, 429),
 )
 async def sign_in(request: Request) -> JSONResponse:
