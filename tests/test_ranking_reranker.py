@@ -97,7 +97,8 @@ def test_the_has_filter_feature_follows_the_users_filter_not_access_or_rules(sea
     assert has_filter(rules=str(rules)) == 0.0
     assert has_filter(where="popularity >= 0") == 1.0
     assert has_filter(filter=Compare("popularity", ">=", 0)) == 1.0
-    access = Visible(frozenset({"g"}), True)
+    # Private by default: a public access node would be left out here, no item has an ACL.
+    access = Visible(frozenset({"g"}), False)
     retrieved = searcher.retrieve(
         SearchRequest(text="teapot", where="popularity > 1", access=access)
     )
