@@ -155,8 +155,8 @@ class Searcher:
 
     def access_for(self, groups: Iterable[str]) -> Visible:
         """The access node of a caller with these ACL groups, under the collection's default."""
-        fallback = str(getattr(self.settings, "default_access", "public"))
-        return Visible(frozenset(groups), self.folder.default_access(fallback) == "public")
+        default = self.folder.default_access(self.settings.default_access)
+        return Visible(frozenset(groups), default == "public")
 
     def user_filter(self, request: SearchRequest) -> Filter | None:
         """The caller's own filter: the parsed ``where`` AND the structured ``filter``."""

@@ -2,7 +2,8 @@
 
 A request is authenticated once, by the guard middleware, and the resulting ``Caller``
 travels in the request state to every route. Routes never look at headers themselves;
-they ask the caller what it may see (``visibility``) and pass that into the store query.
+they ask the state for the caller's access node (``ServiceState.access_filter``) and
+pass it into the store query.
 
 Sessions for the web UI are stateless signed tokens (HMAC over key id, expiry and a
 nonce) so that several worker processes accept the same login without shared memory;
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmsearch.config import Settings
-from mmsearch.filters.expr import Visible
 from mmsearch.governance.keys import ApiKey, KeyStore
 from mmsearch.governance.roles import Permission, Role, allows
 
@@ -56,12 +56,6 @@ class Caller:
 
     def may_use(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
-
-    def visibility(self, default_public: bool) -> Visible | None:
-        """The access node every read query of this caller carries (None: sees everything)."""
-        if self.unrestricted:
-            return None
-        return Visible(self.groups, default_public)
 
     def may_grant(self, groups: list[str] | None) -> bool:
         """A restricted writer may label items only with groups it belongs to."""

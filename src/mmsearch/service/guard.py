@@ -86,6 +86,7 @@ class GuardMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         caller = ANONYMOUS
+        template: str | None = None
         try:
             self._check_host(headers)
             method = scope["method"]
@@ -104,7 +105,7 @@ class GuardMiddleware:
                 self.on_refusal(
                     caller, scope["method"], scope["path"], refusal.status, refusal.kind
                 )
-            if refusal.status == 401 and self._wants_page(scope):
+            if refusal.status == 401 and scope["method"] == "GET" and template in PAGES:
                 await _redirect_to_login(scope, send)
                 return
             await _send_error(send, refusal)
@@ -120,10 +121,6 @@ class GuardMiddleware:
             if match == Match.FULL:
                 return str(getattr(route, "path", "")), dict(child.get("path_params", {}))
         return None, {}
-
-    def _wants_page(self, scope: Scope) -> bool:
-        template, _ = self._match_route(scope)
-        return scope["method"] == "GET" and template in PAGES
 
     # --- checks, in the order they run ------------------------------------------------
 

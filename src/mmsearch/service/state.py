@@ -80,9 +80,7 @@ class ServiceState:
         """The access node for this caller's reads of this collection (None: sees all)."""
         if caller.unrestricted:
             return None
-        folder = self.workspace.collection(collection)
-        default = folder.default_access(self.settings.default_access)
-        return caller.visibility(default_public=default == "public")
+        return self.searcher(collection).access_for(caller.groups)
 
     def forget(self, collection: str) -> None:
         with self._lock:

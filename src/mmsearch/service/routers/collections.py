@@ -48,8 +48,7 @@ def summary(state: ServiceState, name: str, caller: Caller) -> dict[str, Any]:
     builds_dir = folder.folder / "builds"
     builds = sorted(p.name for p in builds_dir.iterdir()) if builds_dir.is_dir() else []
     items = manifest.get("counts", {}).get("items", 0)
-    access = state.access_filter(caller, name)
-    if live and access is not None:
+    if live and (access := state.access_filter(caller, name)) is not None:
         items = state.searcher(name).index.count(access)
     return {
         "name": name,
