@@ -330,3 +330,75 @@ def test_describe_lists_every_role() -> None:
     assert "text=[description]" in text
     assert "attributes=[brand]" in text
     assert "images=[photo]" in text
+
+
+# --- pinned types and required attributes ----------------------------------------------------
+
+
+def test_attribute_with_a_kind_suffix_is_pinned() -> None:
+    mapping = FieldMapping(id="sku", attributes=["price:float", "stock: INT", "brand", "a:b"])
+    assert mapping.attributes == ["price", "stock", "brand", "a:b"]
+    assert mapping.types == {"price": "float", "stock": "int"}
+    assert "attributes=[price:float, stock:int, brand, a:b]" in mapping.describe()
+
+
+def test_pinned_mapping_validates_again_unchanged() -> None:
+    mapping = FieldMapping(id="sku", attributes=["size:int:string"])
+    assert (mapping.attributes, mapping.types) == (["size:int"], {"size:int": "string"})
+    assert FieldMapping.model_validate(mapping.model_dump()) == mapping
+
+
+def test_two_kinds_for_one_attribute_are_refused() -> None:
+    with pytest.raises(ValueError, match="keep one"):
+        FieldMapping(id="sku", attributes=["price:float"], types={"price": "int"})
+
+
+def test_describe_lists_required_attributes() -> None:
+    mapping = FieldMapping(id="sku", attributes=["price"], required=["price"])
+    assert "required=[price]" in mapping.describe()
+
+
+def test_types_and_required_must_name_attributes() -> None:
+    with pytest.raises(CatalogError, match="types names 'colour'"):
+        validate_mapping(FieldMapping(id="sku", attributes=["price"], types={"colour": "string"}))
+    with pytest.raises(CatalogError, match="required names 'title'"):
+        guess_mapping([_product()], FieldMapping(required=["title"], attributes=["price"]))
+
+
+def test_guess_makes_declared_fields_attributes_even_without_sample_values() -> None:
+    mapping = guess_mapping(
+        [{"id": 1, "title": "Mug"}],
+        FieldMapping(types={"price": "float"}, required=["stock"]),
+    )
+    assert mapping.attributes == ["price", "stock"]
+    assert (mapping.types, mapping.required) == ({"price": "float"}, ["stock"])
+
+
+def test_merge_adds_up_types_and_required() -> None:
+    base = FieldMapping(
+        id="sku", attributes=["price", "stock"], types={"price": "int"}, required=["price"]
+    )
+    override = FieldMapping(attributes=["price:float", "stock"], required=["stock"])
+    merged = merge_mappings(base, override)
+    assert merged.types == {"price": "float"}
+    assert merged.required == ["price", "stock"]
+    assert merge_mappings(base, FieldMapping(title="name")).types == {"price": "int"}
+
+
+def test_mapping_file_pins_types_and_requires(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.toml"
+    path.write_text(
+        'id = "sku"\nattributes = ["price", "stock:int"]\nrequired = "price"\n'
+        '[types]\nprice = "float"\n',
+        encoding="utf-8",
+    )
+    mapping = load_mapping_file(path)
+    assert mapping.types == {"price": "float", "stock": "int"}
+    assert mapping.required == ["price"]
+
+
+def test_mapping_file_with_an_unknown_kind_raises(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.toml"
+    path.write_text('id = "sku"\n[types]\nprice = "money"\n', encoding="utf-8")
+    with pytest.raises(CatalogError, match="not valid"):
+        load_mapping_file(path)

@@ -76,11 +76,19 @@ def test_half_numeric_json_values_are_a_string() -> None:
     assert _kind([1, "x"]) == "string"
 
 
-def test_odd_text_in_an_inferred_number_column_is_a_row_error() -> None:
+def _warning(item: Item) -> RowError:
+    [warning] = item.warnings
+    assert warning.severity == "warning"
+    return warning
+
+
+def test_odd_text_in_an_inferred_number_column_is_a_warning() -> None:
     sample = [{"id": 1, "stock": 1}, {"id": 2, "stock": 2}, {"id": 3, "stock": "n/a"}]
     specs = infer_attribute_specs(sample, ["stock"])
-    error = _error(_normalise({"id": 3, "title": "Mug", "stock": "n/a"}, specs=specs))
-    assert (error.field, error.item_id) == ("stock", "3")
+    item = _item(_normalise({"id": 3, "title": "Mug", "stock": "n/a"}, specs=specs))
+    assert item.attributes == {"stock": None}
+    warning = _warning(item)
+    assert (warning.field, warning.item_id, warning.row) == ("stock", "3", 7)
 
 
 def test_huge_integer_does_not_break_kind_inference() -> None:
@@ -88,10 +96,25 @@ def test_huge_integer_does_not_break_kind_inference() -> None:
     assert spec.kind in {"int", "float", "string"}
 
 
-def test_huge_integer_in_a_float_column_is_a_row_error() -> None:
+def test_huge_integer_in_a_float_column_is_a_warning() -> None:
     specs = [AttributeSpec("price", "price", "float")]
-    error = _error(_normalise({"id": "p1", "title": "Mug", "price": 10**400}, specs=specs))
-    assert error.field == "price"
+    item = _item(_normalise({"id": "p1", "title": "Mug", "price": 10**400}, specs=specs))
+    assert item.attributes == {"price": None}
+    assert _warning(item).field == "price"
+
+
+def test_integer_past_int64_in_an_int_column_is_a_warning() -> None:
+    specs = [AttributeSpec("stock", "stock", "int")]
+    item = _item(_normalise({"id": "p1", "title": "Mug", "stock": 2**63}, specs=specs))
+    assert item.attributes == {"stock": None}
+    assert "64-bit" in _warning(item).reason
+
+
+def test_whole_float_in_an_int_column_is_kept() -> None:
+    specs = [AttributeSpec("stock", "stock", "int")]
+    item = _item(_normalise({"id": "p1", "title": "Mug", "stock": 3.0}, specs=specs))
+    assert item.attributes == {"stock": 3}
+    assert item.warnings == []
 
 
 def test_kind_inference_ignores_missing_and_null_values() -> None:
@@ -148,21 +171,25 @@ def test_missing_attribute_is_none() -> None:
     assert item.attributes == {"price": None}
 
 
-def test_non_number_in_float_column_is_a_row_error() -> None:
+def test_non_number_in_float_column_is_a_warning_and_the_row_lands() -> None:
     specs = [AttributeSpec("price", "price", "float")]
-    error = _error(_normalise({"id": "p1", "title": "Mug", "price": "abc"}, specs=specs))
-    assert error.field == "price"
-    assert error.item_id == "p1"
-    assert error.row == 7
-    assert error.source == "c.jsonl"
-    assert "abc" in error.reason
+    item = _item(_normalise({"id": "p1", "title": "Mug", "price": "abc"}, specs=specs))
+    assert item.attributes == {"price": None}
+    warning = _warning(item)
+    assert warning.field == "price"
+    assert warning.item_id == "p1"
+    assert warning.row == 7
+    assert warning.source == "c.jsonl"
+    assert warning.reason == "expected a number, got 'abc'; stored as missing"
+    assert warning.as_dict()["severity"] == "warning"
 
 
-def test_fraction_in_int_column_is_a_row_error() -> None:
+def test_fraction_in_int_column_is_a_warning() -> None:
     specs = [AttributeSpec("stock", "stock", "int")]
-    error = _error(_normalise({"id": "p1", "title": "Mug", "stock": "2.5"}, specs=specs))
-    assert error.field == "stock"
-    assert "whole number" in error.reason
+    item = _item(_normalise({"id": "p1", "title": "Mug", "stock": "2.5"}, specs=specs))
+    warning = _warning(item)
+    assert warning.field == "stock"
+    assert "whole number" in warning.reason
 
 
 def test_bool_column_accepts_words_and_rejects_others() -> None:
@@ -171,23 +198,26 @@ def test_bool_column_accepts_words_and_rejects_others() -> None:
     no = _item(_normalise({"id": "p2", "title": "Mug", "sale": "0"}, specs=specs))
     assert yes.attributes == {"sale": True}
     assert no.attributes == {"sale": False}
-    error = _error(_normalise({"id": "p3", "title": "Mug", "sale": "maybe"}, specs=specs))
-    assert (error.field, error.item_id) == ("sale", "p3")
+    maybe = _item(_normalise({"id": "p3", "title": "Mug", "sale": "maybe"}, specs=specs))
+    assert maybe.attributes == {"sale": None}
+    assert (_warning(maybe).field, _warning(maybe).item_id) == ("sale", "p3")
 
 
-def test_string_column_stringifies_scalars_and_rejects_lists() -> None:
+def test_string_column_stringifies_scalars_and_warns_about_lists() -> None:
     specs = [AttributeSpec("size", "size", "string")]
     item = _item(_normalise({"id": "p1", "title": "Mug", "size": 42}, specs=specs))
     assert item.attributes == {"size": "42"}
-    error = _error(_normalise({"id": "p2", "title": "Mug", "size": ["S", "M"]}, specs=specs))
-    assert error.field == "size"
-    assert "list" in error.reason
+    listed = _item(_normalise({"id": "p2", "title": "Mug", "size": ["S", "M"]}, specs=specs))
+    assert listed.attributes == {"size": None}
+    assert _warning(listed).field == "size"
+    assert "list" in _warning(listed).reason
 
 
-def test_bool_in_a_number_column_is_a_row_error() -> None:
+def test_bool_in_a_number_column_is_a_warning() -> None:
     specs = [AttributeSpec("price", "price", "float")]
-    error = _error(_normalise({"id": "p1", "title": "Mug", "price": True}, specs=specs))
-    assert error.field == "price"
+    item = _item(_normalise({"id": "p1", "title": "Mug", "price": True}, specs=specs))
+    assert item.attributes == {"price": None}
+    assert _warning(item).field == "price"
 
 
 # --- ids -------------------------------------------------------------------------------------

@@ -191,12 +191,21 @@ def test_csv_pipe_cell_stays_text_so_titles_keep_their_bars(tmp_path: Path) -> N
     assert records[0].data["images"] == "a.jpg| b.jpg |"  # split by role, in normalise
 
 
-def test_csv_empty_cells_and_short_rows_are_none(tmp_path: Path) -> None:
+def test_csv_empty_cells_are_none(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
-    path.write_text("id,title,price\n1,,\n2\n", encoding="utf-8")
+    path.write_text('id,title,price\n1,,\n2,"",\n', encoding="utf-8")
     records = _records(list(read_csv(path)))
     assert records[0].data == {"id": "1", "title": None, "price": None}
     assert records[1].data == {"id": "2", "title": None, "price": None}
+
+
+def test_csv_short_row_is_a_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("id,title,price\n1,Mug,3\n2\n3,Cup,4\n", encoding="utf-8")
+    rows = list(read_csv(path))
+    assert [r.row for r in _records(rows)] == [2, 4]
+    [error] = _errors(rows)
+    assert (error.row, error.reason) == (3, "row has 1 cell, the header has 3 cells")
 
 
 def test_csv_row_with_too_many_cells_is_a_row_error(tmp_path: Path) -> None:
@@ -206,7 +215,7 @@ def test_csv_row_with_too_many_cells_is_a_row_error(tmp_path: Path) -> None:
     assert [r.data["id"] for r in _records(rows)] == ["1", "3"]
     [error] = _errors(rows)
     assert error.row == 3
-    assert "2 more cells" in error.reason
+    assert error.reason == "row has 4 cells, the header has 2 cells"
 
 
 def test_csv_byte_order_mark_is_not_part_of_the_first_header(tmp_path: Path) -> None:
@@ -223,10 +232,12 @@ def test_csv_quoted_cells_keep_commas(tmp_path: Path) -> None:
     assert record.data["title"] == "Mug, blue"
 
 
-def test_csv_blank_header_column_is_dropped(tmp_path: Path) -> None:
+def test_csv_blank_header_column_is_reported_and_not_read(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("id,,title\n1,x,Mug\n", encoding="utf-8")
-    [record] = _records(list(read_csv(path)))
+    source = readers.open_catalog(path)
+    assert list(source.skipped_columns) == ["column 2"]
+    [record] = _records(list(source.rows()))
     assert record.data == {"id": "1", "title": "Mug"}
 
 

@@ -113,6 +113,9 @@ def test_changed_row_is_reencoded_and_updated(settings, make_catalog, tmp_path):
         "updated": 1,
         "unchanged": 4,
         "failed": 0,
+        "warnings": 0,
+        "removed": 0,
+        "resumed": 0,
         "items": 5,
     }
     assert FAKES["text"].texts_seen == before + 1
@@ -151,10 +154,11 @@ def test_bad_rows_are_reported_and_good_rows_still_land(settings, make_catalog, 
     catalog = make_catalog(bad_rows)
     report = ingest(settings, catalog)
 
-    assert report.counts["added"] == 5
-    assert report.counts["failed"] == len(bad_rows)
+    # The price that is not a number costs the field, not the row: a warning, stored as missing.
+    assert report.counts["added"] == 6
+    assert report.counts["failed"] == len(bad_rows) - 1
     lines = [json.loads(line) for line in report.errors_path.read_text().splitlines()]
-    assert len(lines) == len(bad_rows)
+    assert [line["severity"] for line in lines].count("error") == len(bad_rows) - 1
     by_row = {line["row"]: line for line in lines}
     assert "invalid JSON" in by_row[6]["reason"]
     assert by_row[7]["field"] == "id" and by_row[7]["reason"] == "missing id"
@@ -164,10 +168,11 @@ def test_bad_rows_are_reported_and_good_rows_still_land(settings, make_catalog, 
     assert by_row[10]["item_id"] == "truncated"
     assert by_row[11]["item_id"] == "garbage"
     assert by_row[12]["field"] == "price" and "number" in by_row[12]["reason"]
+    assert by_row[12]["severity"] == "warning"
     assert by_row[13]["item_id"] == "item-0" and "duplicate id" in by_row[13]["reason"]
     assert by_row[14]["field"] == "id"
     assert report.errors_path.parent.parent.parent.name == report.build_id
-    assert open_index(settings).row_count() == 5
+    assert open_index(settings).row_count() == 6
 
 
 def test_catalog_without_readable_rows_is_refused(settings, tmp_path):
@@ -195,8 +200,10 @@ def test_text_only_catalog_has_no_image_vectors(settings, tmp_path):
 def test_new_encoder_makes_a_new_build_and_keeps_the_previous(settings, make_catalog):
     catalog = make_catalog()
     first = ingest(settings, catalog)
-    other = settings.model_copy(update={"text_encoder": "broken-text"})
-    second = Ingestor(other).run(IngestOptions(catalog, "shop"))
+    with pytest.raises(MMSearchError, match=r"encoders: live build"):
+        ingest(settings, catalog, text_encoder="broken-text")
+    assert Workspace(settings.home).collection("shop").alias("live") == first.build_id
+    second = ingest(settings, catalog, text_encoder="broken-text", new_build=True)
     assert second.new_build and second.build_id != first.build_id
     aliases = Workspace(settings.home).collection("shop").aliases()
     assert aliases == {"live": second.build_id, "previous": first.build_id}

@@ -14,6 +14,7 @@ from mmsearch.governance.keys import KeyStore
 from mmsearch.governance.registry import Registry
 from mmsearch.service.app import create_app
 from mmsearch.service.permissions import ROUTE_PERMISSIONS
+from mmsearch.workspace import Workspace
 from service_support import ingest_shop, running_server
 
 from conftest import write_jsonl
@@ -382,14 +383,16 @@ def test_malformed_bodies_are_client_errors(settings, make_catalog, tmp_path):
         assert not_object.status_code == 400
 
 
-def test_readyz_ignores_a_collection_whose_every_row_failed(settings, make_catalog, tmp_path):
+def test_readyz_ignores_a_collection_without_a_live_build(settings, make_catalog, tmp_path):
     ingest_shop(settings, make_catalog())
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x"}, {"id": "y", "title": ""}])
-    ingest_shop(settings, bad, name="broken")
+    ingest_shop(settings, bad, name="broken")  # every row fails: no collection is left behind
+    Workspace(settings.home).create_or_open("pending")  # e.g. a first ingest still running
     with running_server(create_app(settings)) as base, httpx.Client(base_url=base) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["collections"]["broken"]["status"] == "empty"
+        assert "broken" not in ready.json()["collections"]
+        assert ready.json()["collections"]["pending"]["status"] == "empty"
 
 
 def test_item_get_shows_paths_relative_to_the_catalog(settings, make_catalog):

@@ -5,30 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
 from mmsearch.commands import register_all
 from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.groups import parse_groups
-from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
-from mmsearch.ingest import IngestOptions, Ingestor, IngestReport, estimate_rows, file_sha256
+from mmsearch.ingest import file_sha256
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.cli_support import parse_weights, print_explanation
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, SIGNALS
@@ -43,170 +30,8 @@ app = typer.Typer(
 )
 
 
-class RateColumn(ProgressColumn):
-    """Items (or images) per second, the figure that tells whether an ingest is healthy."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if not speed and task.elapsed and task.completed:
-            speed = task.completed / task.elapsed  # too few samples for Rich's own estimate
-        unit = task.fields.get("unit", "items")
-        return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
-
-
 def _settings(home: Path | None) -> Settings:
     return load_settings(home)
-
-
-def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
-    total = estimate_rows(options.catalog.expanduser())
-    columns = [
-        SpinnerColumn(),
-        TextColumn("{task.description:<6}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=errors, disable=quiet, transient=False) as progress:
-        task = progress.add_task("ingest", total=total, unit="items")
-        images = progress.add_task("images", total=None, unit="images", visible=False)
-
-        def advance_images(count: int) -> None:
-            if count:
-                progress.update(images, advance=count, visible=True)
-
-        ingestor = Ingestor(
-            settings,
-            progress=lambda n: progress.advance(task, n),
-            image_progress=advance_images,
-        )
-        return ingestor.run(options)
-
-
-def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
-    if as_json:
-        console.print_json(json.dumps(report.as_dict()))
-        return
-    counts = report.counts
-    console.print(f"mapping: {report.mapping.describe()}", highlight=False, markup=False)
-    kinds = ", ".join(f"{a.column}:{a.kind}" for a in report.attributes) or "-"
-    console.print(f"attribute types: {kinds}", highlight=False)
-    for error in report.errors[:20]:
-        errors.print(
-            f"[yellow]skipped[/] {escape(error.describe())}", highlight=False, soft_wrap=True
-        )
-    if len(report.errors) > 20:
-        errors.print(f"... and {len(report.errors) - 20} more in {report.errors_path}")
-    verb = "created build" if report.new_build else "updated build"
-    console.print(
-        f"[bold]{report.collection}[/]: {verb} {report.build_id} — "
-        f"{counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, "
-        f"[{'red' if counts['failed'] else 'green'}]{counts['failed']} failed[/] "
-        f"({counts['items']} items in the collection)",
-        highlight=False,
-    )
-    if report.errors:
-        console.print(f"error report: {report.errors_path}", highlight=False)
-
-
-@app.command()
-def ingest(
-    catalog: Annotated[
-        Path, typer.Argument(help="JSONL, CSV or Parquet file, or a folder of images.")
-    ],
-    collection: CollectionOption,
-    mapping_file: Annotated[
-        Path | None, typer.Option("--mapping", help="TOML or YAML file naming field roles.")
-    ] = None,
-    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
-    title_field: Annotated[str | None, typer.Option("--title-field")] = None,
-    text_fields: Annotated[
-        list[str] | None, typer.Option("--text-field", help="Repeat for several.")
-    ] = None,
-    attributes: Annotated[
-        list[str] | None, typer.Option("--attribute", help="Repeat for several.")
-    ] = None,
-    image_fields: Annotated[
-        list[str] | None, typer.Option("--image-field", help="Repeat for several.")
-    ] = None,
-    images_root: Annotated[
-        Path | None, typer.Option("--images-root", help="Resolve relative image paths here.")
-    ] = None,
-    acl_field: Annotated[
-        str | None,
-        typer.Option("--acl-field", help="Field with the item's ACL groups (list or tenant id)."),
-    ] = None,
-    default_access: Annotated[
-        str | None,
-        typer.Option(
-            "--default-access",
-            help="Who sees items without an ACL in this collection: public or private.",
-        ),
-    ] = None,
-    text_encoder: Annotated[str | None, typer.Option("--text-encoder")] = None,
-    image_encoder: Annotated[str | None, typer.Option("--image-encoder")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=4096)] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail if any row fails.")] = False,
-    ocr: Annotated[
-        bool, typer.Option("--ocr", help="Read text in images into the searchable image_text.")
-    ] = False,
-    refetch_urls: Annotated[
-        bool,
-        typer.Option("--refetch-urls", help="Revalidate image URLs already in the cache."),
-    ] = False,
-    home: HomeOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Ingest a catalog into a collection (upsert by id; unchanged rows are not re-encoded)."""
-    settings = _settings(home)
-    overrides = {
-        key: value
-        for key, value in {
-            "text_encoder": text_encoder,
-            "image_encoder": image_encoder,
-            "batch_size": batch_size,
-            "ocr": ocr or None,
-            "refetch_image_urls": refetch_urls or None,
-        }.items()
-        if value is not None
-    }
-    settings = settings.model_copy(update=overrides)
-    try:
-        mapping = load_mapping_file(mapping_file) if mapping_file else FieldMapping()
-        given: dict[str, Any] = {
-            "id": id_field,
-            "title": title_field,
-            "text": text_fields,
-            "attributes": attributes,
-            "images": image_fields,
-            "acl": acl_field,
-        }
-        mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
-        options = IngestOptions(catalog, collection, mapping, images_root)
-        if default_access is not None:
-            _set_default_access(settings, collection, default_access)
-        report = run_ingest(settings, options, quiet=as_json)
-        audit_ingest(settings.home, collection, report, strict=strict)
-    except MMSearchError as exc:
-        audit_ingest_failure(settings.home, collection, exc)
-        raise fail(str(exc)) from None
-    except BaseException as exc:  # a crash or Ctrl-C is a failed run for the audit trail too
-        audit_ingest_failure(settings.home, collection, exc)
-        raise
-    print_ingest_report(report, as_json=as_json)
-    if report.ingested + report.counts["unchanged"] == 0:
-        raise fail("nothing was ingested", code=1)
-    if strict and report.errors:
-        raise fail(f"{len(report.errors)} rows failed and --strict was given", code=1)
-
-
-def _set_default_access(settings: Settings, collection: str, access: str) -> None:
-    from mmsearch.workspace import Workspace
-
-    if access not in ("public", "private"):
-        raise MMSearchError(f"--default-access must be public or private, not {access!r}.")
-    Workspace(settings.home).create_or_open(collection).set_default_access(access)
 
 
 @app.command()

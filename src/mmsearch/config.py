@@ -18,7 +18,14 @@ class Settings(BaseSettings):
     text_encoder: str = "minilm"
     image_encoder: str = "visual"
     batch_size: int = Field(default=64, ge=1, le=4096)
-    write_batch_rows: int = Field(default=2048, ge=1)
+    write_batch_rows: int = Field(
+        default=2048, ge=1, description="rows per committed chunk of an ingest (a table version)"
+    )
+    ingest_memory_mb: int = Field(
+        default=384,
+        ge=16,
+        description="images in flight during ingest (raw bytes and decoded pixels), in MB",
+    )
     candidates: int = Field(default=100, ge=1, le=10_000)
     rrf_k: int = Field(default=60, ge=1)
     fusion: str = Field(default="rrf", description="fusion method: rrf, weighted or dbsf")
@@ -36,6 +43,16 @@ class Settings(BaseSettings):
     )
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # 1600 is what OCR reads at (it shrinks larger images to 1600 px itself), so
+    # bounding the decode there keeps all the detail OCR uses; the visual descriptor (64 px),
+    # pHash (32 px) and CLIP (224 px) need far less. A 36-megapixel JPEG then holds
+    # about 7 MB instead of 140 MB; at 1024 px it would be decoded at the same 1/4 scale,
+    # so a lower default would save little time.
+    ingest_image_max_side: int = Field(
+        default=1600,
+        ge=64,
+        description="longest side, in pixels, that ingest decodes images to (aspect kept)",
+    )
     image_roots: list[Path] = Field(
         default_factory=list,
         description="extra folders local image paths may resolve into (JSON list in the env)",

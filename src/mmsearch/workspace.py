@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,10 @@ from typing import Any
 
 from mmsearch.errors import CollectionNotFound, MMSearchError
 
+# A build's manifest ``state``: "building" until its first ingest completes (never
+# visible to searches), then "ready". Manifests written before states existed are ready.
+BUILDING = "building"
+READY = "ready"
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -80,6 +85,17 @@ class Workspace:
                 f"Create it with: mmsearch ingest CATALOG --collection {name}"
             )
         return CollectionDir(folder)
+
+    def find(self, name: str) -> CollectionDir | None:
+        """The collection if it exists; None otherwise (nothing is created)."""
+        check_collection_name(name)
+        folder = self.collections_dir / name
+        return CollectionDir(folder) if (folder / "collection.json").is_file() else None
+
+    def folder_of(self, name: str) -> Path:
+        """Where the collection lives or will live (its writer lock sits there)."""
+        check_collection_name(name)
+        return self.collections_dir / name
 
     def create_or_open(self, name: str) -> CollectionDir:
         check_collection_name(name)
@@ -145,6 +161,29 @@ class CollectionDir:
         state["default_access"] = access
         write_json_atomic(self.folder / "collection.json", state)
 
+    def build_ids(self) -> list[str]:
+        """Every build with a manifest, oldest first (build ids sort by creation time)."""
+        builds = self.folder / "builds"
+        if not builds.is_dir():
+            return []
+        return sorted(p.name for p in builds.iterdir() if (p / "manifest.json").is_file())
+
+    def remove_build_files(self, build_id: str) -> None:
+        """Delete a build's folder (its table is dropped through ``index.open``)."""
+        shutil.rmtree(self.build_dir(build_id), ignore_errors=True)
+
+    def unfinished_builds(self) -> list[str]:
+        """Builds whose first ingest has not completed: never visible, resumable."""
+        found = []
+        for build_id in self.build_ids():
+            try:
+                state = self.manifest(build_id).get("state")
+            except MMSearchError:
+                continue
+            if state == BUILDING:
+                found.append(build_id)
+        return found
+
     def manifest(self, build_id: str) -> dict[str, Any]:
         path = self.build_dir(build_id) / "manifest.json"
         if not path.is_file():
@@ -159,6 +198,11 @@ class CollectionDir:
     def live_manifest(self) -> dict[str, Any]:
         build_id = self.alias("live")
         if build_id is None:
+            if self.unfinished_builds():
+                raise MMSearchError(
+                    f"Collection '{self.name}' has no live build yet: its first ingest did not "
+                    "finish. Re-run the same ingest command to resume it."
+                )
             raise MMSearchError(
                 f"Collection '{self.name}' has no live build yet; ingest a catalog into it first."
             )

@@ -5,19 +5,30 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Literal
 
 AttributeValue = str | int | float | bool | None
+# The typed column kinds an attribute can have; here so that mapping (pinned types) and
+# normalise (inference, coercion) share it without importing each other.
+AttributeKind = Literal["string", "int", "float", "bool"]
+ATTRIBUTE_KINDS: tuple[AttributeKind, ...] = ("string", "int", "float", "bool")
+Severity = Literal["error", "warning"]
 
 
 @dataclass(frozen=True)
 class RowError:
-    """One problem with one catalog row; written to the run's errors.jsonl."""
+    """One problem with one catalog row; written to the run's errors.jsonl.
+
+    An "error" means the row was not stored; a "warning" means the row was stored but one
+    of its fields was not (it is kept as missing), so the loss is still on record.
+    """
 
     source: str
     row: int
     reason: str
     field: str | None = None
     item_id: str | None = None
+    severity: Severity = "error"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -26,6 +37,7 @@ class RowError:
             "item_id": self.item_id,
             "field": self.field,
             "reason": self.reason,
+            "severity": self.severity,
         }
 
     def describe(self) -> str:
@@ -34,7 +46,8 @@ class RowError:
             where += f" (id {self.item_id!r})"
         if self.field:
             where += f", field {self.field!r}"
-        return f"{where}: {self.reason}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {label}{self.reason}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,9 @@ class Item:
     ocr: bool = False
     # ACL groups; None means "no acl given": the collection's default access applies.
     acl: list[str] | None = None
+    # Fields of this row stored as missing because their value did not fit (severity
+    # "warning"); reported, never hashed: they describe the source, not the indexed content.
+    warnings: list[RowError] = field(default_factory=list)
 
     @property
     def search_text(self) -> str:

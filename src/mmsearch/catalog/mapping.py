@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from mmsearch.catalog.item import ATTRIBUTE_KINDS, AttributeKind
 from mmsearch.errors import CatalogError
 from mmsearch.table_files import read_table_file
 
@@ -51,7 +53,12 @@ def is_reserved(column: str) -> bool:
 
 
 class FieldMapping(BaseModel):
-    """Roles of catalog fields. ``attributes=None`` means every other scalar field."""
+    """Roles of catalog fields. ``attributes=None`` means every other scalar field.
+
+    ``types`` pins an attribute's kind (string, int, float, bool) instead of inferring it
+    from a sample; an attribute may also be written ``"price:float"``. ``required`` names
+    attributes whose missing or unfit value makes the row an error rather than a warning.
+    """
 
     id: str | None = None
     title: str | None = None
@@ -61,22 +68,64 @@ class FieldMapping(BaseModel):
     # ACL groups of the item (a list of group names, or one tenant id); stored per item
     # and applied inside every read query.
     acl: str | None = None
+    types: dict[str, AttributeKind] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid"}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_pinned_types(cls, data: Any) -> Any:
+        """``"price:float"`` in attributes is the attribute ``price`` pinned to float; a name
+        whose last ``:`` part is not a kind (``"a:b"``) or that is already a key of ``types``
+        is a plain name, so validating a dumped mapping again changes nothing."""
+        if not isinstance(data, dict) or not isinstance(data.get("attributes"), list):
+            return data
+        types = dict(data.get("types") or {})
+        names: list[object] = []
+        pinned: dict[str, AttributeKind] = {}
+        for entry in data["attributes"]:
+            name, kind = entry, None
+            if isinstance(entry, str) and entry not in types:
+                name, kind = _split_kind(entry)
+            if kind is not None:
+                if types.get(name, kind) != kind:
+                    raise ValueError(
+                        f"attribute {name!r} is given the types {types[name]!r} and {kind!r}; "
+                        "keep one"
+                    )
+                pinned[name] = kind
+            names.append(name)
+        if not pinned:
+            return data
+        return {**data, "attributes": names, "types": {**types, **pinned}}
+
     def describe(self) -> str:
-        attributes = ", ".join(self.attributes or []) or "-"
+        attributes = ", ".join(
+            f"{name}:{self.types[name]}" if name in self.types else name
+            for name in self.attributes or []
+        )
         return (
             f"id={self.id or '-'}  title={self.title or '-'}  "
-            f"text=[{', '.join(self.text)}]  attributes=[{attributes}]  "
-            f"images=[{', '.join(self.images)}]" + (f"  acl={self.acl}" if self.acl else "")
+            f"text=[{', '.join(self.text)}]  attributes=[{attributes or '-'}]  "
+            f"images=[{', '.join(self.images)}]"
+            + (f"  acl={self.acl}" if self.acl else "")
+            + (f"  required=[{', '.join(self.required)}]" if self.required else "")
         )
+
+
+def _split_kind(entry: str) -> tuple[str, AttributeKind | None]:
+    name, _, suffix = entry.rpartition(":")
+    kind = suffix.strip().lower()
+    if name.strip() and kind in ATTRIBUTE_KINDS:
+        return name.strip(), cast(AttributeKind, kind)
+    return entry, None
 
 
 def load_mapping_file(path: Path) -> FieldMapping:
     """Read a mapping from TOML or YAML (chosen by suffix)."""
     data = read_table_file(path, "Mapping file", CatalogError)
-    for key in ("text", "attributes", "images"):
+    for key in ("text", "attributes", "images", "required"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
     try:
@@ -86,11 +135,19 @@ def load_mapping_file(path: Path) -> FieldMapping:
 
 
 def merge_mappings(base: FieldMapping, override: FieldMapping) -> FieldMapping:
-    """Fields set in ``override`` win; used for CLI options over a mapping file."""
+    """Fields set in ``override`` win; used for CLI options over a mapping file.
+
+    Pinned ``types`` and ``required`` add up (an override's type for the same attribute
+    wins), so a CLI pin does not unpin the file's other attributes.
+    """
     data = base.model_dump()
     for key, value in override.model_dump(exclude_unset=True).items():
+        if key in ("types", "required"):
+            continue
         if value not in (None, []):
             data[key] = value
+    data["types"] = {**base.types, **override.types}
+    data["required"] = list(dict.fromkeys([*base.required, *override.required]))
     return FieldMapping.model_validate(data)
 
 
@@ -122,11 +179,52 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
             for n in names
             if n not in taken and n in scalar_names and not is_reserved(attribute_column(n))
         ]
+        # A pinned or required field is an attribute even when the sample holds no value.
+        declared = [*given.types, *given.required]
+        attributes += [n for n in dict.fromkeys(declared) if n not in taken | set(attributes)]
     mapping = FieldMapping(
-        id=id_field, title=title, text=text, attributes=attributes, images=images, acl=acl
+        id=id_field,
+        title=title,
+        text=text,
+        attributes=attributes,
+        images=images,
+        acl=acl,
+        types=given.types,
+        required=given.required,
     )
     validate_mapping(mapping)
     return mapping
+
+
+def nested_fields(sample: Iterable[dict[str, object]], mapping: FieldMapping) -> dict[str, str]:
+    """Fields of the sample holding objects or lists that no role takes, with the reason
+    they are not stored: an attribute is one value, so such a field would otherwise
+    vanish without a word. Attributes are left out (a value that does not fit is a
+    per-row warning); with ``attributes=None`` a field with any single value counts as one.
+    """
+    taken = {mapping.id, mapping.title, *mapping.text, *mapping.images, mapping.acl}
+    taken.update(mapping.attributes or [])
+    found: dict[str, str] = {}
+    scalar: set[str] = set()
+    for record in sample:
+        for name, value in record.items():
+            if name in taken or name in found:
+                continue
+            if isinstance(value, dict):
+                found[name] = "nested object; not stored (attributes must be single values)"
+            elif isinstance(value, list):
+                found[name] = _list_reason(value)
+            elif value is not None:
+                scalar.add(name)
+    if mapping.attributes is None:
+        found = {name: reason for name, reason in found.items() if name not in scalar}
+    return found
+
+
+def _list_reason(value: list[object]) -> str:
+    if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+        return "list value; not stored (name it with --text-field to search it as text)"
+    return "list of objects; not stored (attributes must be single values)"
 
 
 def validate_mapping(mapping: FieldMapping) -> None:
@@ -139,6 +237,7 @@ def validate_mapping(mapping: FieldMapping) -> None:
         raise CatalogError(
             f"Field '{mapping.acl}' is the ACL field; it cannot also be an attribute."
         )
+    _validate_declared(mapping)
     columns: dict[str, str] = {}
     for name in mapping.attributes or []:
         column = attribute_column(name)
@@ -153,6 +252,24 @@ def validate_mapping(mapping: FieldMapping) -> None:
                 f"'{column}'; keep one of them."
             )
         columns[column] = name
+
+
+def _validate_declared(mapping: FieldMapping) -> None:
+    """``types`` and ``required`` must name attributes: a pin on a field that is not
+    stored would otherwise do nothing, and the user would believe it checked."""
+    if mapping.attributes is None:
+        return  # every scalar field is an attribute; guess_mapping resolves the list
+    attributes = set(mapping.attributes)
+    for option, names in (("types", list(mapping.types)), ("required", mapping.required)):
+        stray = [name for name in names if name not in attributes]
+        if stray:
+            listed = ", ".join(repr(name) for name in stray)
+            what = "which is not an attribute" if len(stray) == 1 else "which are not attributes"
+            raise CatalogError(
+                f"The mapping's {option} names {listed}, {what}: a field taken by another "
+                f"role, or left out of the attributes. Add it to the attributes or drop it "
+                f"from {option}."
+            )
 
 
 def attribute_column(name: str) -> str:

@@ -1,8 +1,10 @@
 """Turn raw rows into validated Items, one RowError per row that cannot be used.
 
-Attribute types are inferred from a sample of rows (like dataframe readers do) so
-that numeric attributes can be filtered with ``<`` and ``>``; a later value that
-does not fit the inferred type is a row error, not a silent string.
+Attribute types are inferred from a sample of rows (like dataframe readers do) so that
+numeric attributes can be filtered with ``<`` and ``>``. A later value that does not fit
+its attribute's type (text in a number column, NaN, an object) does not cost the row: the
+attribute is stored as missing and the item carries a warning saying so, unless the
+mapping makes the attribute required, in which case the row is an error.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from mmsearch.catalog.item import AttributeValue, Item, RawRecord, RowError
+from mmsearch.catalog.item import AttributeKind, AttributeValue, Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping, attribute_column
 from mmsearch.media.paths import MAX_URL_CHARS, ImageRoots, PathRefused, is_url
 
-AttributeKind = Literal["string", "int", "float", "bool"]
+__all__ = [
+    "NUMERIC_SHARE",
+    "AttributeKind",
+    "AttributeSpec",
+    "infer_attribute_specs",
+    "normalise_record",
+    "resolve_image",
+]
+
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 MAX_ID_LENGTH = 512
@@ -25,6 +34,11 @@ IMAGE_LIST_SEPARATOR = "|"  # several images in one CSV cell or string
 MAX_TEXT_CHARS = 1_000_000
 MAX_ACL_GROUPS = 64
 MAX_GROUP_CHARS = 128
+# A field is numeric when at least this share of its sample values are finite numbers, so
+# that one stray "N/A" or "cheap" cannot turn a price column into text.
+NUMERIC_SHARE = 0.9
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SHOWN_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,12 @@ class _Invalid(ValueError):
 
 
 def infer_attribute_specs(
-    sample: Iterable[dict[str, object]], attributes: list[str]
+    sample: Iterable[dict[str, object]],
+    attributes: list[str],
+    types: dict[str, AttributeKind] | None = None,
 ) -> list[AttributeSpec]:
+    """One spec per attribute, in order; a pinned type (``types``) wins over inference."""
+    pinned = types or {}
     values: dict[str, list[object]] = {name: [] for name in attributes}
     for record in sample:
         for name in attributes:
@@ -54,24 +72,29 @@ def infer_attribute_specs(
             if value is not None:
                 values[name].append(value)
     return [
-        AttributeSpec(name, attribute_column(name), _infer_kind(values[name]))
+        AttributeSpec(name, attribute_column(name), pinned.get(name) or _infer_kind(values[name]))
         for name in attributes
     ]
 
 
 def _infer_kind(values: list[object]) -> AttributeKind:
-    """All-numeric means numeric; so does a mostly-numeric field with real JSON numbers in it,
-    where the odd text value is then a row error rather than a reason to give up on ranges."""
+    """Numeric when at least NUMERIC_SHARE of the values are finite numbers (numbers or
+    numeric text); also when real (typed) numbers are the majority, as a JSON or Parquet
+    number is stronger evidence than digits in text. Int when every such number is whole.
+    A NaN or infinite float is a number type with no value: it marks the field as typed
+    numeric but is neither counted for nor against. Bool only when every value is a bool."""
+    typed = any(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    values = [v for v in values if not (isinstance(v, float) and not math.isfinite(v))]
     if not values:
         return "string"
     if all(isinstance(v, bool) for v in values):
         return "bool"
-    ints = sum(_as_int(v) is not None for v in values)
     floats = sum(_as_float(v) is not None for v in values)
-    typed_numbers = any(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if floats == len(values) or (typed_numbers and floats * 2 > len(values)):
-        return "int" if ints == floats else "float"
-    return "string"
+    numeric = floats >= NUMERIC_SHARE * len(values) or (typed and floats * 2 > len(values))
+    if floats == 0 or not numeric:
+        return "string"
+    ints = sum(_as_int(v) is not None for v in values)
+    return "int" if ints == floats else "float"
 
 
 def _as_int(value: object) -> int | None:
@@ -98,32 +121,93 @@ def _as_float(value: object) -> float | None:
     elif isinstance(value, str):
         try:
             number = float(value.strip())
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     else:
         return None
     return number if math.isfinite(number) else None
 
 
+def _shown(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= _SHOWN_CHARS else shown[: _SHOWN_CHARS - 3] + "..."
+
+
 def _coerce(spec: AttributeSpec, value: object) -> AttributeValue:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None  # NaN is how dataframes write a missing number
+    """The value in the attribute's kind; _Invalid says why it does not fit."""
+    if isinstance(value, dict | list):
+        raise _Invalid(spec.field, f"expected a single value, got {_type_name(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Invalid(spec.field, f"expected a finite number, got {_shown(value)}")
     if spec.kind == "string":
         if isinstance(value, str | int | float | bool):
             return str(value)
-        raise _Invalid(spec.field, f"expected a single value, got {_type_name(value)}")
+        raise _Invalid(spec.field, f"expected a single value, got {type(value).__name__}")
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
         word = str(value).strip().lower()
         if word in TRUE_WORDS | FALSE_WORDS:
             return word in TRUE_WORDS
-        raise _Invalid(spec.field, f"expected true or false, got {value!r}")
-    converted = _as_int(value) if spec.kind == "int" else _as_float(value)
-    if converted is None:
-        noun = "a whole number" if spec.kind == "int" else "a number"
-        raise _Invalid(spec.field, f"expected {noun}, got {value!r}")
-    return converted
+        raise _Invalid(spec.field, f"expected true or false, got {_shown(value)}")
+    if spec.kind == "int":
+        whole = int(value) if isinstance(value, float) and value.is_integer() else _as_int(value)
+        if whole is not None and not INT64_MIN <= whole <= INT64_MAX:
+            raise _Invalid(spec.field, f"whole number out of the 64-bit range: {_shown(value)}")
+        if whole is None:
+            raise _Invalid(spec.field, f"expected a whole number, got {_shown(value)}")
+        return whole
+    number = _as_float(value)
+    if number is None:
+        finite = isinstance(value, str) and _is_non_finite_word(value)
+        noun = "a finite number" if finite else "a number"
+        raise _Invalid(spec.field, f"expected {noun}, got {_shown(value)}")
+    return number
+
+
+def _is_non_finite_word(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text.strip()))
+    except ValueError:
+        return False
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _attributes(
+    record: RawRecord, mapping: FieldMapping, specs: list[AttributeSpec], item_id: str
+) -> tuple[dict[str, AttributeValue], list[RowError]]:
+    """Every attribute's value, or None with a warning when it does not fit; a required
+    attribute that is missing or does not fit raises instead."""
+    required = set(mapping.required)
+    attributes: dict[str, AttributeValue] = {}
+    warnings: list[RowError] = []
+    for spec in specs:
+        value = record.data.get(spec.field)
+        if spec.field in required and _is_missing(value):
+            raise _Invalid(spec.field, "required attribute missing")
+        if value is None:
+            attributes[spec.column] = None
+            continue
+        try:
+            attributes[spec.column] = _coerce(spec, value)
+        except _Invalid as exc:
+            if spec.field in required:
+                raise _Invalid(spec.field, f"required attribute: {exc}") from None
+            attributes[spec.column] = None
+            warnings.append(
+                RowError(
+                    record.source,
+                    record.row,
+                    f"{exc}; stored as missing",
+                    field=spec.field,
+                    item_id=item_id,
+                    severity="warning",
+                )
+            )
+    return attributes, warnings
 
 
 def _type_name(value: object) -> str:
@@ -218,7 +302,7 @@ def normalise_record(
         item_id = _id_of(mapping, data)
         title = _text_of(mapping.title, data.get(mapping.title)) if mapping.title else ""
         texts = {field: _text_of(field, data.get(field)) for field in mapping.text}
-        attributes = {spec.column: _coerce(spec, data.get(spec.field)) for spec in specs}
+        attributes, warnings = _attributes(record, mapping, specs, item_id)
         images = [
             resolve_image(field, ref, images_root)
             for field in mapping.images
@@ -232,4 +316,14 @@ def normalise_record(
             record.source, record.row, "row has no title, text or image to search", item_id=item_id
         )
     texts = {field: text for field, text in texts.items() if text}
-    return Item(item_id, title, texts, attributes, images, record.source, record.row, acl=acl)
+    return Item(
+        item_id,
+        title,
+        texts,
+        attributes,
+        images,
+        record.source,
+        record.row,
+        acl=acl,
+        warnings=warnings,
+    )

@@ -1,26 +1,47 @@
 """Catalog readers: JSONL, CSV, Parquet and image folders, all yielding RawRecord or RowError.
 
-Readers never stop at a bad row: a malformed line becomes a RowError naming the
-line, and reading goes on, so one typo cannot block a whole catalog.
+Readers never stop at a bad row: a malformed line becomes a RowError naming the line,
+and reading goes on, so one typo cannot block a whole catalog. Every element a source
+yields stands for exactly one input row, so no row can go missing without a trace.
+
+Row numbers: JSONL, the physical line; CSV, the physical line where the record starts
+(the header is line 1); Parquet, the 1-based row index; image folders, the 1-based index
+of the file in path order.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
-from datetime import time as dt_time
-from decimal import Decimal
 from pathlib import Path
 
+from mmsearch.catalog.csv_source import CsvSource
 from mmsearch.catalog.item import RawRecord, RowError
+from mmsearch.catalog.lines import UTF8_BOM, physical_lines, utf8_problem
+from mmsearch.catalog.parquet_source import ParquetSource
+from mmsearch.catalog.source import CatalogSource, Row
 from mmsearch.errors import CatalogError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_LINE_BYTES",
+    "CatalogSource",
+    "CsvSource",
+    "ImageFolderSource",
+    "JsonlSource",
+    "ParquetSource",
+    "Row",
+    "catalog_format",
+    "open_catalog",
+    "read_catalog",
+    "read_csv",
+    "read_image_folder",
+    "read_jsonl",
+    "read_parquet",
+]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 MAX_LINE_BYTES = 8 * 1024 * 1024
-
-Row = RawRecord | RowError
 
 
 def catalog_format(path: Path) -> str:
@@ -36,116 +57,112 @@ def catalog_format(path: Path) -> str:
     )
 
 
-def read_catalog(path: Path) -> Iterator[Row]:
-    """Stream a catalog's rows; the format is chosen by suffix (a folder means images)."""
+def open_catalog(path: Path) -> CatalogSource:
+    """Open a catalog by suffix (a folder means images). A missing file, an unknown format,
+    an unreadable CSV header or Parquet schema is a CatalogError here, before any row."""
     if not path.exists():
         raise CatalogError(f"Catalog {path} does not exist.")
-    readers = {
-        "jsonl": read_jsonl,
-        "csv": read_csv,
-        "parquet": read_parquet,
-        "images": read_image_folder,
-    }
-    return readers[catalog_format(path)](path)
+    kind = catalog_format(path)
+    if kind == "jsonl":
+        return JsonlSource(path, MAX_LINE_BYTES)
+    if kind == "csv":
+        return CsvSource(path, MAX_LINE_BYTES)
+    if kind == "parquet":
+        return ParquetSource(path)
+    return ImageFolderSource(path)
+
+
+def read_catalog(path: Path) -> Iterator[Row]:
+    """Stream a catalog's rows; the format is chosen by suffix (a folder means images)."""
+    return open_catalog(path).rows()
 
 
 def read_jsonl(path: Path) -> Iterator[Row]:
-    source = str(path)
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                yield RowError(source, number, f"line is over {MAX_LINE_BYTES} bytes")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-            except (ValueError, RecursionError) as exc:  # JSON, encoding, digit and depth limits
-                yield RowError(source, number, f"invalid JSON: {exc}")
-                continue
-            if not isinstance(data, dict):
-                yield RowError(source, number, f"expected a JSON object, got {type(data).__name__}")
-                continue
-            yield RawRecord(source, number, data)
+    yield from JsonlSource(path, MAX_LINE_BYTES).rows()
 
 
 def read_csv(path: Path) -> Iterator[Row]:
     """CSV cells are text; a cell holding several images separates them with '|'."""
-    source = str(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise CatalogError(f"Cannot open {path}: {exc}") from exc
-    with handle:
-        reader = csv.DictReader(handle)
-        try:
-            fieldnames = reader.fieldnames
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise CatalogError(f"{path} is not a readable CSV file: {exc}") from exc
-        if not fieldnames:
-            return
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                yield RowError(source, reader.line_num, f"unreadable CSV row: {exc}")
-                continue
-            row = reader.line_num
-            extra = record.pop(None, None)  # type: ignore[call-overload]
-            if extra:
-                yield RowError(source, row, f"row has {len(extra)} more cells than the header")
-                continue
-            data = {key: _csv_cell(value) for key, value in record.items() if key}
-            yield RawRecord(source, row, data)
-
-
-def _csv_cell(value: str | None) -> object:
-    """Empty cells are missing values; image cells are split on '|' later, by role."""
-    if value is None or value == "":
-        return None
-    return value
+    yield from CsvSource(path, MAX_LINE_BYTES).rows()
 
 
 def read_parquet(path: Path) -> Iterator[Row]:
-    import pyarrow.parquet as pq
-
-    source = str(path)
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-        raise CatalogError(f"{path} is not a readable Parquet file: {exc}") from exc
-    row = 0
-    for batch in parquet.iter_batches(batch_size=4096):
-        for data in batch.to_pylist():
-            row += 1
-            yield RawRecord(source, row, {k: _plain(v) for k, v in data.items()})
-
-
-def _plain(value: object) -> object:
-    """Arrow types without a JSON twin become the scalar a JSONL catalog would hold."""
-    if isinstance(value, datetime | date | dt_time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
+    yield from ParquetSource(path).rows()
 
 
 def read_image_folder(path: Path) -> Iterator[Row]:
+    yield from ImageFolderSource(path).rows()
+
+
+class JsonlSource(CatalogSource):
+    """One JSON object per line; blank lines are not rows. NaN and Infinity are read as
+    the floats they spell (normalise decides what they mean for a field)."""
+
+    format = "jsonl"
+
+    def __init__(self, path: Path, max_line_bytes: int) -> None:
+        super().__init__(path)
+        self.max_line_bytes = max_line_bytes
+
+    def _lines(self) -> Iterator[tuple[int, bytes | None]]:
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise CatalogError(f"Cannot open {self.path}: {exc}") from exc
+        with handle:
+            for number, raw in physical_lines(handle, self.max_line_bytes):
+                if raw is None or raw.strip():
+                    yield number, raw
+
+    def count_rows(self) -> int:
+        return sum(1 for _ in self._lines())
+
+    def rows(self) -> Iterator[Row]:
+        for number, raw in self._lines():
+            yield self._row(number, raw)
+
+    def _row(self, number: int, raw: bytes | None) -> Row:
+        source = self.source
+        if raw is None:
+            return RowError(source, number, f"line is over {self.max_line_bytes} bytes")
+        if number == 1 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM) :]
+        problem = utf8_problem(raw)
+        if problem:
+            return RowError(source, number, f"line {number} is {problem}")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # JSON, digit and depth limits
+            return RowError(source, number, f"invalid JSON: {exc}")
+        if not isinstance(data, dict):
+            return RowError(source, number, f"expected a JSON object, got {type(data).__name__}")
+        return RawRecord(source, number, data)
+
+
+class ImageFolderSource(CatalogSource):
     """One item per image: the id is the relative path (so shoe.jpg and shoe.png differ),
     the title comes from the file name."""
-    source = str(path)
-    files = sorted(
-        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-    )
-    for number, file in enumerate(files, start=1):
-        relative = file.relative_to(path).as_posix()
-        title = file.stem.replace("_", " ").replace("-", " ").strip()
-        data: dict[str, object] = {
-            "id": relative,
-            "title": title,
-            "image": relative,
-            "folder": file.parent.relative_to(path).as_posix(),
-        }
-        yield RawRecord(source, number, data)
+
+    format = "images"
+
+    def _files(self) -> list[Path]:
+        # Anything named like an image that is not a folder is a row (a broken link too):
+        # it then fails, with its reason, where the image is read.
+        return sorted(
+            p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+        )
+
+    def count_rows(self) -> int:
+        return len(self._files())
+
+    def rows(self) -> Iterator[Row]:
+        for number, file in enumerate(self._files(), start=1):
+            relative = file.relative_to(self.path).as_posix()
+            title = file.stem.replace("_", " ").replace("-", " ").strip()
+            data: dict[str, object] = {
+                "id": relative,
+                "title": title,
+                "image": relative,
+                "folder": file.parent.relative_to(self.path).as_posix(),
+            }
+            yield RawRecord(self.source, number, data)

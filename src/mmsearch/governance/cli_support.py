@@ -63,10 +63,10 @@ def audit_ingest(home: Path, collection: str, report: IngestReport, *, strict: b
     """Record a finished CLI ingest run with its counts; ``failed`` when the command will
     fail anyway (nothing ingested, or rows failed under ``--strict``)."""
     problem = None
-    if report.ingested + report.counts["unchanged"] == 0:
+    if strict and report.counts["failed"]:
+        problem = f"{report.counts['failed']} rows failed and --strict was given; nothing written"
+    elif report.ingested + report.counts["unchanged"] == 0:
         problem = "nothing was ingested"
-    elif strict and report.errors:
-        problem = f"{len(report.errors)} rows failed and --strict was given"
     detail = f"build {report.build_id}" + (f": {problem}" if problem else "")
     record(
         home,

@@ -50,13 +50,28 @@ class LanceBuildIndex:
         return cls(table, _vector_fields(schema), ann_min_rows)
 
     @classmethod
-    def open(cls, db_dir: Path, table_name: str, ann_min_rows: int) -> LanceBuildIndex:
+    def open(
+        cls, db_dir: Path, table_name: str, ann_min_rows: int, version: int | None = None
+    ) -> LanceBuildIndex:
+        """The table at its latest version, or read-only at ``version`` (what a manifest
+        names), so that readers never see the rows of a run that has not finished."""
         db = lancedb.connect(str(db_dir))
         try:
             table = db.open_table(table_name)
         except (ValueError, FileNotFoundError) as exc:
             raise MMSearchError(f"The index table {table_name} is missing in {db_dir}.") from exc
+        if version is not None and version != table.version:
+            try:
+                table.checkout(version)
+            except Exception as exc:  # lance: ValueError/OSError for a version it no longer has
+                log.warning(
+                    "Table %s has no version %s (%s); reading its latest", table_name, version, exc
+                )
         return cls(table, _vector_fields(table.schema), ann_min_rows)
+
+    @staticmethod
+    def drop(db_dir: Path, table_name: str) -> None:
+        lancedb.connect(str(db_dir)).drop_table(table_name, ignore_missing=True)
 
     @property
     def schema(self) -> pa.Schema:
@@ -87,10 +102,20 @@ class LanceBuildIndex:
     def version(self) -> int:
         return int(self._table.version)
 
-    def content_hashes(self) -> dict[str, str]:
-        """id → record hash of every row, read as two columns only."""
-        data = self._table.to_lance().to_table(columns=["id", "record_sha256"])
+    def content_hashes(self, version: int | None = None) -> dict[str, str]:
+        """id → record hash of every row (at ``version`` if given), read as two columns only."""
+        dataset = self._table.to_lance()
+        if version is not None and version != dataset.version:
+            dataset = dataset.checkout_version(version)
+        data = dataset.to_table(columns=["id", "record_sha256"])
         return dict(zip(data["id"].to_pylist(), data["record_sha256"].to_pylist(), strict=True))
+
+    def restore(self, version: int) -> None:
+        """Make ``version`` the latest again (a new version with its rows): undoes the
+        writes of a run that was abandoned or refused."""
+        if version != self.version():
+            self._table.restore(version)
+            self._ann_cache = None
 
     def upsert(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:

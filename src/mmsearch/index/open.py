@@ -31,18 +31,40 @@ def store_description(collection: CollectionDir) -> dict[str, str]:
 
 
 def open_build_index(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings | None = None
+    collection: CollectionDir,
+    manifest: dict[str, Any],
+    settings: Settings | None = None,
+    *,
+    for_writing: bool = False,
 ) -> BuildIndex:
-    """The index of the build ``manifest`` describes (its table in the collection's store)."""
+    """The index of the build ``manifest`` describes (its table in the collection's store).
+
+    Readers see the table version the manifest names, so the rows of a run that has
+    not finished (or was killed) stay invisible; writers get the latest version."""
+    _check_backend(manifest)
+    from mmsearch.index.lancedb import LanceBuildIndex
+
+    version = None if for_writing else manifest.get("table_version")
+    return LanceBuildIndex.open(
+        collection.lancedb_dir, manifest["table"], _ann_min_rows(settings), version
+    )
+
+
+def drop_build_index(collection: CollectionDir, manifest: dict[str, Any]) -> None:
+    """Remove a build's table (a build that never became visible, or was refused)."""
+    _check_backend(manifest)
+    from mmsearch.index.lancedb import LanceBuildIndex
+
+    LanceBuildIndex.drop(collection.lancedb_dir, manifest["table"])
+
+
+def _check_backend(manifest: dict[str, Any]) -> None:
     backend = (manifest.get("store") or {}).get("backend", DEFAULT_BACKEND)
     if backend != DEFAULT_BACKEND:
         raise MMSearchError(
             f"Build {manifest.get('build_id')} uses the store '{backend}', which this "
             f"installation of mmsearch cannot open (it has: {DEFAULT_BACKEND})."
         )
-    from mmsearch.index.lancedb import LanceBuildIndex
-
-    return LanceBuildIndex.open(collection.lancedb_dir, manifest["table"], _ann_min_rows(settings))
 
 
 def create_build_index(

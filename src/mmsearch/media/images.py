@@ -6,6 +6,12 @@ or a tiny file whose header claims a gigapixel canvas must each fail as one
 whole indexing run. Every image that decodes comes back in one of two modes, RGB
 or RGBA, upright according to its EXIF orientation, so encoders need not know about
 the long tail of Pillow modes.
+
+Encoders look at far fewer pixels than a camera produces (the visual descriptor
+works on 64x64, pHash on 32x32, CLIP on 224x224, OCR on at most 1600 px), yet a
+36-megapixel photo decoded at full size holds about 140 MB. ``max_side`` bounds the
+decoded size; for JPEG the decoder itself then works at 1/2, 1/4 or 1/8 scale (DCT
+scaling), so the full-size frame is never built at all.
 """
 
 from __future__ import annotations
@@ -69,12 +75,26 @@ def read_image_bytes(path: Path, limits: ImageLimits = ImageLimits()) -> bytes:
     return data
 
 
-def decode_image(data: bytes, *, source: str, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    source: str,
+    limits: ImageLimits = ImageLimits(),
+    max_side: int | None = None,
+) -> Image.Image:
     """Decode image bytes into an upright RGB or RGBA image, or raise ``ImageError``.
 
     ``source`` (a path or URL) is only used in error messages, so that the user
     learns which of many images failed.
+
+    ``max_side`` caps the longer side of the result (aspect ratio kept), so that a
+    caller that needs a few hundred pixels does not hold a full camera frame. The
+    pixel limit still applies to the size the file declares: a bomb is refused
+    before any decoding, whatever size was asked for. An image already within
+    ``max_side`` comes back exactly as it would without it.
     """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be at least 1 (got {max_side})")
     if not data:
         raise ImageError(f"{source}: image data is empty")
     if len(data) > limits.max_bytes:
@@ -87,9 +107,25 @@ def decode_image(data: bytes, *, source: str, limits: ImageLimits = ImageLimits(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open_checked(data, source, limits)
         try:
-            _load_first_frame(image)
+            declared = image.size
+            target: tuple[int, int] | None = None
+            if max_side is not None and max(declared) > max_side:
+                target = bounded_size(declared, max_side)
+            _load_first_frame(image, target)
+            loaded_size = image.size
             upright = ImageOps.exif_transpose(image)
-            return normalise_mode(upright if upright is not None else image)
+            if upright is None:
+                upright = image
+            elif target is not None:
+                # Drop the full-resolution pixels now rather than after the resize.
+                image.close()
+            result = normalise_mode(upright)
+            if target is None:
+                return result
+            # A 90-degree EXIF rotation swaps the axes of the frame that was decoded.
+            if upright.size != loaded_size:
+                target = (target[1], target[0])
+            return _downscale(result, target)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -103,10 +139,52 @@ def decode_image(data: bytes, *, source: str, limits: ImageLimits = ImageLimits(
             image.close()
 
 
-def load_image(path: Path, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def load_image(
+    path: Path, limits: ImageLimits = ImageLimits(), *, max_side: int | None = None
+) -> Image.Image:
     """Read and decode an image file with the same limits and errors as ``decode_image``."""
     data = read_image_bytes(path, limits)
-    return decode_image(data, source=str(path), limits=limits)
+    return decode_image(data, source=str(path), limits=limits, max_side=max_side)
+
+
+def bounded_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The size that fits ``size`` into a ``max_side`` square, aspect ratio kept.
+
+    The longer side becomes exactly ``max_side``; a size already within it is
+    returned as it is, because enlarging would only add interpolated pixels.
+    """
+    width, height = size
+    longer = max(width, height)
+    if longer <= max_side:
+        return size
+    # Integer rounding, so the same size always maps to the same target.
+    scaled_width = max(1, (width * max_side + longer // 2) // longer)
+    scaled_height = max(1, (height * max_side + longer // 2) // longer)
+    return scaled_width, scaled_height
+
+
+def request_draft(image: Image.Image, target: tuple[int, int]) -> None:
+    """Ask the decoder to decode at a reduced scale that still covers ``target``.
+
+    Only the JPEG decoder honours this (libjpeg scales by 1/2, 1/4 or 1/8 while
+    decoding, at a fraction of the time and memory); other formats ignore it and
+    are decoded at full size. Pillow picks the strongest reduction whose result still
+    covers ``target`` on both axes, so the final resize never has to enlarge.
+    Must be called before the pixels are loaded.
+    """
+    image.draft(image.mode, target)
+
+
+def _downscale(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Resize to ``target`` with Lanczos; RGBA is resized with premultiplied alpha.
+
+    ``reducing_gap`` lets Pillow box-reduce by a whole factor first when the image
+    is still much larger than the target (formats without draft), which costs little
+    quality and saves most of the time on a huge PNG.
+    """
+    if image.size == target:
+        return image
+    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -164,11 +242,13 @@ def _open_checked(data: bytes, source: str, limits: ImageLimits) -> Image.Image:
     return image
 
 
-def _load_first_frame(image: Image.Image) -> None:
+def _load_first_frame(image: Image.Image, draft_target: tuple[int, int] | None = None) -> None:
     """Decode the first frame only; later frames of an animation are never needed."""
     # ``n_frames`` is not consulted: for GIF it would decode every frame to count them.
     if image.tell() != 0:
         image.seek(0)
+    if draft_target is not None:
+        request_draft(image, draft_target)
     image.load()
 
 

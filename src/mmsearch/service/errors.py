@@ -49,6 +49,12 @@ class Conflict(MMSearchError):
     """A write that does not fit the live build (schema, encoders)."""
 
 
+class WriterBusy(Conflict):
+    """Another writer (an ingest, another item write) held the collection for as long as
+    the request waited; the same request succeeds once it finishes. A type of its own so
+    that clients can tell a write worth retrying from one that will never fit."""
+
+
 class NotReady(MMSearchError):
     """A model or the store cannot be used right now."""
 
@@ -82,7 +88,8 @@ ERROR_DESCRIPTIONS = {
     403: "the key's role or collections do not allow this, or the origin is not allowed",
     404: "no such collection, item, image, build, job or route (or not visible to this key)",
     405: "the route does not take this method",
-    409: "the write does not fit the live build",
+    409: "the write does not fit the live build, or another writer holds the collection "
+    "(type WriterBusy: retry when it finishes)",
     413: "the body, upload or image is over the size limit",
     415: "the body or upload has a media type this route does not take",
     422: "the body does not match the schema",

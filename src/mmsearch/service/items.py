@@ -6,16 +6,23 @@ HTTP is validated, hashed, encoded and recorded exactly like one from a catalog.
 Before ingesting, the record is checked against the build's attribute types: the
 ingestor infers types from the rows it sees, and a single row that does not carry
 every typed attribute would otherwise look like a new schema and start a new build.
+
+Writes hold the collection's writer lock, but only for ``ITEM_WRITE_WAIT_S`` when
+another writer has it: an HTTP client should get a prompt 409 it can retry rather than
+hang behind a whole catalog ingest.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +31,21 @@ from PIL import Image
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.ingest.builds import writable_live_index
 from mmsearch.media.images import decode_image
 from mmsearch.service.access import Caller
-from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
+from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, WriterBusy
 from mmsearch.service.schemas import ItemBody
 from mmsearch.service.searching import image_limits, image_url
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import utc_now
+from mmsearch.writer_lock import CollectionBusy
 
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+ITEM_WRITE_WAIT_S = 30.0  # long enough for another item write, short of a catalog ingest
+
+log = logging.getLogger("mmsearch.service")
 
 
 def _visible_row(
@@ -97,14 +108,32 @@ def item_image_path(
     return path
 
 
+@contextlib.contextmanager
+def _item_writer(state: ServiceState, collection: str, purpose: str) -> Iterator[None]:
+    """Hold the collection's writer lock for one item write, or answer 409 (WriterBusy).
+
+    Who holds the lock (pid, host, what it does) stays in the server log: API callers
+    learn only that the collection is busy and that retrying will work."""
+    try:
+        with state.writer(collection, purpose=purpose, timeout_s=ITEM_WRITE_WAIT_S):
+            yield
+    except CollectionBusy as exc:
+        holder = exc.holder.describe() if exc.holder else "an unrecorded writer"
+        log.info("item write to %s gave up waiting for %s", collection, holder)
+        raise WriterBusy(
+            f"Collection '{collection}' is being written by another writer (an ingest or "
+            f"another item write); waited {ITEM_WRITE_WAIT_S:g} s. Retry when it finishes."
+        ) from None
+
+
 def delete_item(
     state: ServiceState, collection: str, item_id: str, caller: Caller
 ) -> dict[str, Any]:
     _visible_row(state, collection, item_id, caller, ["id"])
-    with state.write_lock(collection):
+    with _item_writer(state, collection, f"DELETE item {item_id}"):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
-        index = open_build_index(folder, manifest, state.settings)
+        index, _undone = writable_live_index(folder, manifest, state.settings)
         if not index.get([item_id], ["id"]):
             raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
         index.delete([item_id])
@@ -145,7 +174,7 @@ def upsert_item(
 def _upsert_item(
     state: ServiceState, collection: str, item_id: str, body: ItemBody, caller: Caller
 ) -> dict[str, Any]:
-    with state.write_lock(collection):
+    with _item_writer(state, collection, f"PUT item {item_id}"):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
         mapping = FieldMapping(**manifest["mapping"])

@@ -1,9 +1,10 @@
 """Background ingest jobs with progress, for ``POST /v1/collections/{name}/ingest``.
 
-Jobs run one at a time on a single worker thread: ingest is CPU- and disk-bound,
-and two ingests into one collection would race on its manifest anyway. Progress is
-the Ingestor's own callback (rows read), against the cheap row estimate the CLI's
-progress bar uses.
+Jobs run one at a time on a single worker thread: ingest is CPU- and disk-bound.
+Each job holds its collection's writer lock, so it waits, however long, for a CLI
+ingest or another worker writing the same collection; ``waiting_for_writer`` shows
+that it does, since its progress stands still meanwhile. Progress is the Ingestor's
+own callback (rows read), against the cheap row estimate the CLI's progress bar uses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mmsearch.ingest import IngestOptions, Ingestor, estimate_rows
 from mmsearch.service.errors import NotFound
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import new_id, utc_now
+from mmsearch.writer_lock import WriterInfo
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 MAX_JOBS_KEPT = 200
@@ -39,6 +41,7 @@ class Job:
     report: dict[str, Any] | None = None
     error: str | None = None
     key_id: str = "local"  # who started it, for the audit trail
+    waiting_for_writer: bool = False  # another writer holds the collection; the job waits
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,8 +85,13 @@ class JobManager:
         def advance(rows: int) -> None:
             job.processed += rows
 
+        def waiting(_holder: WriterInfo | None) -> None:
+            job.waiting_for_writer = True
+
         try:
-            with self.state.write_lock(job.collection):
+            purpose = f"ingest job {job.id}"
+            with self.state.writer(job.collection, purpose=purpose, on_wait=waiting):
+                job.waiting_for_writer = False
                 report = Ingestor(self.state.settings, progress=advance).run(options)
             job.report = report.as_dict()
             job.status = "succeeded"
@@ -92,6 +100,7 @@ class JobManager:
         except Exception as exc:  # a job must always end in a state the caller can see
             job.error, job.status = f"unexpected error: {exc}", "failed"
         finally:
+            job.waiting_for_writer = False
             job.finished_at = utc_now()
             self.state.forget(job.collection)
             counts = (job.report or {}).get("counts")

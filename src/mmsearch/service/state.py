@@ -1,20 +1,24 @@
-"""What one running service holds: open searchers, caches, logs, metrics and write locks.
+"""What one running service holds: open searchers, caches, logs and metrics.
 
 A ``Searcher`` is reused across requests (opening a table per query would dominate
 latency) and replaced when the collection's live alias or its manifest changes, so an
 ingest by the CLI or a rollback is picked up on the next request without a restart.
+
+Writes take the collection's writer lock (``mmsearch.writer_lock``), which excludes
+the CLI and the other workers of this service as well as this process's own threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmsearch.config import Settings
-from mmsearch.errors import MMSearchError
+from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
 from mmsearch.governance.audit import AuditEvent, AuditLog
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
@@ -25,6 +29,7 @@ from mmsearch.retrieval.search import Searcher
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden
 from mmsearch.workspace import Workspace
+from mmsearch.writer_lock import WriterInfo, collection_writer
 
 log = logging.getLogger("mmsearch.service")
 
@@ -52,7 +57,6 @@ class ServiceState:
         self.reports_dir = settings.home / "reports"
         self._searchers: dict[str, _OpenSearcher] = {}
         self._lock = threading.Lock()
-        self._write_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def searcher(self, collection: str) -> Searcher:
         """The open searcher of the collection's live build, reopened when the build changed."""
@@ -86,10 +90,30 @@ class ServiceState:
         with self._lock:
             self._searchers.pop(collection, None)
 
-    def write_lock(self, collection: str) -> threading.Lock:
-        """One writer per collection: manifests are read-modify-written by each write."""
-        with self._lock:
-            return self._write_locks[collection]
+    def collection_folder(self, collection: str) -> Path:
+        """The folder whose writer lock guards this collection, also before it exists: an
+        ingest job that creates the collection must exclude other writers from the start."""
+        try:
+            return self.workspace.collection(collection).folder
+        except CollectionNotFound:  # an invalid name raises before this, so no path escapes
+            return self.workspace.collections_dir / collection
+
+    def writer(
+        self,
+        collection: str,
+        *,
+        purpose: str,
+        timeout_s: float | None = None,
+        on_wait: Callable[[WriterInfo | None], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """One writer per collection, across this service's threads and workers and the CLI:
+        manifests are read-modify-written by each write."""
+        return collection_writer(
+            self.collection_folder(collection),
+            purpose=f"mmsearch service: {purpose}",
+            timeout_s=timeout_s,
+            on_wait=on_wait,
+        )
 
     def collection_infos(self) -> list[CollectionInfo]:
         infos = []

@@ -1,0 +1,304 @@
+"""``mmsearch ingest``: a catalog into a collection, with honest progress and accounting."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
+from mmsearch.config import Settings, load_settings
+from mmsearch.errors import MMSearchError
+from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
+from mmsearch.ingest import IngestOptions, Ingestor, IngestPlan, IngestReport
+from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.writer_lock import WriterInfo
+
+RATE_WINDOW_S = 10.0
+
+
+class RateColumn(ProgressColumn):
+    """Items (or images) per second over the last few seconds: what the run does now, not
+    an average that hides a stall, and never a "0/s" between two progress updates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._samples: dict[TaskID, deque[tuple[float, float]]] = {}
+
+    def render(self, task: Task) -> Text:
+        samples = self._samples.setdefault(task.id, deque())
+        now = time.monotonic()
+        if not samples or samples[-1][1] != task.completed:
+            samples.append((now, task.completed))
+        while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW_S:
+            samples.popleft()
+        unit = task.fields.get("unit", "items")
+        speed = None
+        if len(samples) >= 2 and now > samples[0][0]:
+            speed = (samples[-1][1] - samples[0][1]) / (now - samples[0][0])
+        if not speed and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
+
+
+def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
+    """Ingest with a progress bar that starts only once the plan stands (so argument and
+    schema errors print alone), with the row total counted up front."""
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description:<6}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+    ]
+    progress = Progress(*columns, console=errors, disable=quiet, transient=False)
+    tasks: dict[str, TaskID] = {}
+
+    def start(plan: IngestPlan) -> None:
+        progress.start()
+        tasks["rows"] = progress.add_task("ingest", total=plan.total_rows, unit="items")
+        tasks["images"] = progress.add_task("images", total=None, unit="images", visible=False)
+
+    def advance_images(count: int) -> None:
+        if count:
+            progress.update(tasks["images"], advance=count, visible=True)
+
+    def waiting(holder: WriterInfo | None) -> None:
+        if not quiet:
+            who = holder.describe() if holder else "another process"
+            errors.print(
+                f"waiting for the other writer of '{options.collection}' to finish: {who}",
+                highlight=False,
+                markup=False,
+            )
+
+    ingestor = Ingestor(
+        settings,
+        progress=lambda n: progress.advance(tasks["rows"], n),
+        image_progress=advance_images,
+        on_wait=waiting,
+    )
+    try:
+        return ingestor.run(options, on_plan=start)
+    finally:
+        progress.stop()
+
+
+def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    counts = report.counts
+    console.print(f"mapping: {report.mapping.describe()}", highlight=False, markup=False)
+    kinds = ", ".join(f"{a.column}:{a.kind}" for a in report.attributes) or "-"
+    console.print(f"attribute types: {kinds}", highlight=False)
+    for name, reason in report.skipped_fields.items():
+        errors.print(f"skipped field {name!r}: {reason}", highlight=False, markup=False)
+    _print_problems("skipped", report.errors, counts["failed"], report)
+    _print_problems("warning", report.warnings, counts["warnings"], report)
+    for notice in report.notices:
+        errors.print(f"note: {notice}", highlight=False, markup=False)
+    if report.dry_run:
+        verb = "dry run, nothing written —"
+    elif not report.committed:
+        verb = "nothing written —"
+    else:
+        verb = "created build" if report.new_build else "updated build"
+        verb += f" {report.build_id}" + (" (resumed)" if report.resumed else "") + " —"
+    would = "would be " if report.dry_run else ""
+    removed = f", {counts['removed']} {would}removed" if counts["removed"] else ""
+    resumed = (
+        f" ({counts['resumed']} written before the interruption, not encoded again)"
+        if counts["resumed"]
+        else ""
+    )
+    console.print(
+        f"[bold]{report.collection}[/]: {verb} {counts['rows']} rows read: "
+        f"{counts['added']} {would}added, {counts['updated']} {would}updated, "
+        f"{counts['unchanged']} unchanged, "
+        f"[{'red' if counts['failed'] else 'green'}]{counts['failed']} failed[/]"
+        f"{removed}{resumed} ({counts['items']} items in the collection)",
+        highlight=False,
+    )
+    if report.errors_path is not None and (counts["failed"] or counts["warnings"]):
+        console.print(f"error report: {report.errors_path}", highlight=False)
+
+
+def _print_problems(label: str, shown: list[Any], total: int, report: IngestReport) -> None:
+    for problem in shown[:20]:
+        colour = "yellow" if label == "skipped" else "magenta"
+        errors.print(f"[{colour}]{label}[/] {escape(problem.describe())}", highlight=False)
+    if total > 20:
+        where = f" in {report.errors_path}" if report.errors_path else ""
+        errors.print(f"... and {total - 20} more{where}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+
+
+def ingest(
+    catalog: Annotated[
+        Path, typer.Argument(help="JSONL, CSV or Parquet file, or a folder of images.")
+    ],
+    collection: CollectionOption,
+    mapping_file: Annotated[
+        Path | None, typer.Option("--mapping", help="TOML or YAML file naming field roles.")
+    ] = None,
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    title_field: Annotated[str | None, typer.Option("--title-field")] = None,
+    text_fields: Annotated[
+        list[str] | None, typer.Option("--text-field", help="Repeat for several.")
+    ] = None,
+    attributes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attribute",
+            help="Repeat for several; NAME:TYPE pins the type (string, int, float, bool), "
+            "e.g. price:float.",
+        ),
+    ] = None,
+    required: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--required",
+            help="Attribute every row must have, with a valid value (else the row fails); "
+            "a bad value in another attribute is a warning and is stored as missing.",
+        ),
+    ] = None,
+    image_fields: Annotated[
+        list[str] | None, typer.Option("--image-field", help="Repeat for several.")
+    ] = None,
+    images_root: Annotated[
+        Path | None, typer.Option("--images-root", help="Resolve relative image paths here.")
+    ] = None,
+    acl_field: Annotated[
+        str | None,
+        typer.Option("--acl-field", help="Field with the item's ACL groups (list or tenant id)."),
+    ] = None,
+    default_access: Annotated[
+        str | None,
+        typer.Option(
+            "--default-access",
+            help="Who sees items without an ACL in this collection: public or private.",
+        ),
+    ] = None,
+    text_encoder: Annotated[str | None, typer.Option("--text-encoder")] = None,
+    image_encoder: Annotated[str | None, typer.Option("--image-encoder")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=4096)] = None,
+    new_build: Annotated[
+        bool,
+        typer.Option(
+            "--new-build",
+            help="Build a new version from this catalog (new fields or encoders); it becomes "
+            "live when complete. Without it, a catalog that does not fit the live build fails.",
+        ),
+    ] = False,
+    sync: Annotated[
+        bool,
+        typer.Option("--sync", help="Remove items that are no longer in the catalog."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read and check everything, report, write nothing."),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="If any row fails, write nothing and exit 1.")
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Fail at once if another process writes the collection."),
+    ] = False,
+    ocr: Annotated[
+        bool, typer.Option("--ocr", help="Read text in images into the searchable image_text.")
+    ] = False,
+    refetch_urls: Annotated[
+        bool,
+        typer.Option("--refetch-urls", help="Revalidate image URLs already in the cache."),
+    ] = False,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a catalog into a collection (upsert by id; unchanged rows are not re-encoded;
+    an interrupted run resumes when the same command is run again)."""
+    settings = load_settings(home)
+    overrides = {
+        key: value
+        for key, value in {
+            "batch_size": batch_size,
+            "ocr": ocr or None,
+            "refetch_image_urls": refetch_urls or None,
+        }.items()
+        if value is not None
+    }
+    settings = settings.model_copy(update=overrides)
+    try:
+        mapping = load_mapping_file(mapping_file) if mapping_file else FieldMapping()
+        given: dict[str, Any] = {
+            "id": id_field,
+            "title": title_field,
+            "text": text_fields,
+            "attributes": attributes,
+            "required": required,
+            "images": image_fields,
+            "acl": acl_field,
+        }
+        mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
+        options = IngestOptions(
+            catalog,
+            collection,
+            mapping,
+            images_root,
+            new_build=new_build,
+            sync=sync,
+            dry_run=dry_run,
+            strict=strict,
+            wait=not no_wait,
+            purpose=f"mmsearch ingest {catalog.name}",
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+        )
+        if default_access is not None and not dry_run:
+            _set_default_access(settings, collection, default_access)
+        report = run_ingest(settings, options, quiet=as_json)
+        if not dry_run:
+            audit_ingest(settings.home, collection, report, strict=strict)
+    except MMSearchError as exc:
+        if not dry_run:
+            audit_ingest_failure(settings.home, collection, exc)
+        raise fail(str(exc)) from None
+    except BaseException as exc:  # a crash or Ctrl-C is a failed run for the audit trail too
+        if not dry_run:
+            audit_ingest_failure(settings.home, collection, exc)
+        raise
+    print_ingest_report(report, as_json=as_json)
+    if strict and report.counts["failed"]:
+        raise fail(f"{report.counts['failed']} rows failed and --strict was given", code=1)
+    if report.ingested + report.counts["unchanged"] == 0:
+        raise fail("nothing was ingested", code=1)
+
+
+def _set_default_access(settings: Settings, collection: str, access: str) -> None:
+    from mmsearch.workspace import Workspace
+
+    if access not in ("public", "private"):
+        raise MMSearchError(f"--default-access must be public or private, not {access!r}.")
+    Workspace(settings.home).create_or_open(collection).set_default_access(access)

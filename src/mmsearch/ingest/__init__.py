@@ -1,0 +1,18 @@
+"""Ingest: catalogs into collections, accounted row by row, resumable, one writer at a time."""
+
+from mmsearch.ingest.encoders import EncoderSet, image_roles
+from mmsearch.ingest.engine import SAMPLE_ROWS, Ingestor, IngestPlan
+from mmsearch.ingest.report import IngestOptions, IngestReport
+from mmsearch.ingest.sources import estimate_rows, file_sha256
+
+__all__ = [
+    "SAMPLE_ROWS",
+    "EncoderSet",
+    "IngestOptions",
+    "IngestPlan",
+    "IngestReport",
+    "Ingestor",
+    "estimate_rows",
+    "file_sha256",
+    "image_roles",
+]

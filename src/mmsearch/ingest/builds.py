@@ -1,0 +1,198 @@
+"""Choosing the build an ingest writes into, and never replacing live by accident.
+
+An ingest updates the live build when the catalog fits it: same field roles, same
+attribute set, same encoders. Anything else would silently switch searches to a
+different collection (six id+title rows replacing a 395-item catalog), so it is
+refused with the differences named, unless a new build is asked for. A new build is
+written "building" — invisible — and becomes live only once complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmsearch import __version__
+from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.catalog.normalise import AttributeSpec
+from mmsearch.config import Settings
+from mmsearch.errors import MMSearchError
+from mmsearch.index.base import BuildIndex, VectorField
+from mmsearch.index.open import create_build_index, drop_build_index, store_description
+from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
+from mmsearch.ingest.encoders import EncoderSet, image_roles
+from mmsearch.workspace import BUILDING, CollectionDir, new_id, utc_now
+
+MAX_RUNS_IN_MANIFEST = 100
+
+
+class SchemaMismatch(MMSearchError):
+    """The catalog or encoders do not fit the live build, and no new build was asked for."""
+
+
+def live_specs(manifest: dict[str, Any]) -> list[AttributeSpec]:
+    return [AttributeSpec(**spec) for spec in manifest.get("attributes", [])]
+
+
+def mapping_differences(
+    live: dict[str, Any], mapping: FieldMapping, pinned: dict[str, str]
+) -> list[str]:
+    """How this catalog's field roles differ from the live build's, in words."""
+    before = FieldMapping.model_validate(live.get("mapping", {}))
+    found: list[str] = []
+    for role in ("id", "title", "acl"):
+        old, new = getattr(before, role), getattr(mapping, role)
+        if old != new:
+            found.append(
+                f"{role} field: live build uses {old or 'none'}, this catalog {new or 'none'}"
+            )
+    for role in ("text", "images"):
+        old, new = list(getattr(before, role)), list(getattr(mapping, role))
+        if old != new:
+            found.append(
+                f"{role} fields: live build [{', '.join(old)}], this catalog [{', '.join(new)}]"
+            )
+    kinds = {spec.field: spec.kind for spec in live_specs(live)}
+    new_fields = list(mapping.attributes or [])
+    missing = [name for name in kinds if name not in new_fields]
+    added = [name for name in new_fields if name not in kinds]
+    if missing:
+        found.append(f"attributes the catalog lacks: {', '.join(missing)}")
+    if added:
+        found.append(f"attributes the live build lacks: {', '.join(added)}")
+    for name, kind in pinned.items():
+        if name in kinds and kinds[name] != kind:
+            found.append(f"attribute {name}: live build stores {kinds[name]}, asked for {kind}")
+    if live.get("schema_version", 1) != SCHEMA_VERSION:
+        found.append(
+            f"index schema: live build has version {live.get('schema_version', 1)}, "
+            f"this mmsearch writes {SCHEMA_VERSION}"
+        )
+    return found
+
+
+def encoder_differences(live: dict[str, Any], described: dict[str, dict[str, Any]]) -> list[str]:
+    found = []
+    before = live.get("encoders", {})
+    for role in sorted(set(before) | set(described)):
+        old, new = before.get(role), described.get(role)
+        if old is None or new is None:
+            state = "has no" if old is None else "has"
+            found.append(f"{role} encoder: live build {state} {role} vectors")
+        elif (old["spec"], old["version"]) != (new["spec"], new["version"]):
+            found.append(
+                f"{role} encoder: live build {old['spec']} ({old['version'][:24]}), "
+                f"now {new['spec']} ({new['version'][:24]})"
+            )
+    return found
+
+
+def refuse(collection: str, differences: list[str]) -> SchemaMismatch:
+    listed = "; ".join(differences)
+    return SchemaMismatch(
+        f"This ingest does not fit the live build of '{collection}': {listed}. Nothing was "
+        "written. Map the fields to match (--id-field, --text-field, --attribute, ...), or "
+        "add --new-build to build a new version from this catalog: it becomes live once "
+        "complete, and the current build stays available as 'previous'."
+    )
+
+
+def create_build(
+    collection: CollectionDir,
+    mapping: FieldMapping,
+    specs: list[AttributeSpec],
+    encoders: EncoderSet,
+    settings: Settings,
+) -> tuple[str, dict[str, Any], BuildIndex]:
+    """A new, invisible ("building") build with an empty table."""
+    build_id = new_id("build")
+    described = encoders.describe()
+    vectors = [
+        VectorField(vector_column(role), d["dim"], multi=role in image_roles(encoders))
+        for role, d in described.items()
+    ]
+    table = f"build_{build_id.replace('-', '_')}"
+    manifest: dict[str, Any] = {
+        "collection": collection.name,
+        "build_id": build_id,
+        "state": BUILDING,
+        "created_at": utc_now(),
+        "mmsearch_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "table": table,
+        "store": store_description(collection),
+        "encoders": described,
+        "mapping": mapping.model_dump(),
+        "attributes": [vars(spec) for spec in specs],
+        "keyword_column": KEYWORD_COLUMN,
+        "config": settings.model_dump(
+            mode="json", include={"candidates", "rrf_k", "ann_min_rows", "batch_size", "ocr"}
+        ),
+        "sources": [],
+        "runs": [],
+    }
+    # The manifest first: a crash after it leaves a build that is found and removed or
+    # resumed; a table without a manifest would be found by nothing.
+    collection.write_manifest(build_id, manifest)
+    index = create_build_index(collection, table, build_schema(specs, vectors), settings)
+    return build_id, manifest, index
+
+
+def discard_build(collection: CollectionDir, build_id: str) -> None:
+    """Remove a build that never became visible: its table, then its folder."""
+    try:
+        manifest = collection.manifest(build_id)
+    except MMSearchError:
+        manifest = None
+    if manifest is not None and manifest.get("table"):
+        drop_build_index(collection, manifest)
+    collection.remove_build_files(build_id)
+
+
+def writable_live_index(
+    collection: CollectionDir, manifest: dict[str, Any], settings: Settings, keep_run: str = ""
+) -> tuple[BuildIndex, list[str]]:
+    """The live build's table for a writer, at exactly the version readers see.
+
+    An interrupted run's writes past the manifest's version are undone first (unless it
+    is ``keep_run``, being resumed), so no writer ever publishes another run's half."""
+    from mmsearch.index.open import open_build_index
+    from mmsearch.ingest.runlog import close_run, unfinished_runs
+
+    notices = []
+    index = open_build_index(collection, manifest, settings, for_writing=True)
+    visible = int(manifest.get("table_version", index.version()))
+    for run in unfinished_runs(collection, manifest["build_id"]):
+        if run.run_id != keep_run:
+            close_run(collection, manifest["build_id"], run.run_id, "abandoned", "another write")
+            notices.append(f"abandoned the interrupted run {run.run_id}: another write came first")
+    if not keep_run and index.version() != visible:
+        index.restore(visible)
+        notices.append(
+            "undid the unpublished writes of an interrupted run "
+            f"(the table is back at version {visible})"
+        )
+    return index, notices
+
+
+def finish_pending_publish(collection: CollectionDir) -> str | None:
+    """Complete a publish a crash interrupted: a build marked ready-to-go-live that is not."""
+    live = collection.alias("live")
+    for build_id in reversed(collection.build_ids()):
+        try:
+            manifest = collection.manifest(build_id)
+        except MMSearchError:
+            continue
+        if manifest.get("pending_live") and build_id != live:
+            collection.set_live(build_id)
+            manifest.pop("pending_live", None)
+            collection.write_manifest(build_id, manifest)
+            return build_id
+    return None
+
+
+def trim_history(manifest: dict[str, Any]) -> None:
+    """Keep the manifest small: every run keeps its own run.json; the manifest the latest."""
+    for key in ("runs", "sources"):
+        entries = manifest.get(key, [])
+        if len(entries) > MAX_RUNS_IN_MANIFEST:
+            manifest[key] = entries[-MAX_RUNS_IN_MANIFEST:]

@@ -1,0 +1,723 @@
+"""Ingest: catalog rows → validated items → images → vectors → a build's table.
+
+Every input row is accounted for: it lands (added or updated), is skipped as
+unchanged, or becomes one line of the run's errors.jsonl — and the run checks that
+these add up. Rows are written in committed chunks, each a table version, with a
+progress record after each; readers keep seeing the version the manifest names until
+the run completes, so a killed run changes nothing visible, and running the same
+command again resumes it without encoding again the rows it had written. One writer
+holds a collection at a time, across processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmsearch.catalog.item import Item, RawRecord, RowError
+from mmsearch.catalog.mapping import FieldMapping, guess_mapping, nested_fields
+from mmsearch.catalog.normalise import AttributeSpec, infer_attribute_specs, normalise_record
+from mmsearch.catalog.readers import CatalogSource, open_catalog
+from mmsearch.config import Settings
+from mmsearch.errors import ImageError, MMSearchError
+from mmsearch.index.base import BuildIndex
+from mmsearch.index.open import open_build_index
+from mmsearch.ingest.builds import (
+    create_build,
+    discard_build,
+    encoder_differences,
+    finish_pending_publish,
+    live_specs,
+    mapping_differences,
+    refuse,
+    trim_history,
+    writable_live_index,
+)
+from mmsearch.ingest.encoders import EncoderSet
+from mmsearch.ingest.pipeline import ChunkEncoder, Pending
+from mmsearch.ingest.report import (
+    ERRORS_KEPT_IN_REPORT,
+    IngestOptions,
+    IngestReport,
+    check_accounting,
+    new_counts,
+)
+from mmsearch.ingest.runlog import RunLog, UnfinishedRun, resume_key, unfinished_runs
+from mmsearch.ingest.sources import file_sha256
+from mmsearch.media.fetch import FetchPolicy, ImageFetcher
+from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
+from mmsearch.media.paths import ImageRoots, is_url
+from mmsearch.workspace import READY, CollectionDir, Workspace, check_collection_name, new_id
+from mmsearch.workspace import utc_now as now
+from mmsearch.writer_lock import WriterInfo, collection_writer
+
+SAMPLE_ROWS = 1000
+PROGRESS_EVERY_ROWS = 64
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class IngestPlan:
+    """What a run will do, settled before any work starts (and before any progress bar)."""
+
+    collection: str
+    catalog: Path
+    source: CatalogSource
+    total_rows: int
+    mapping: FieldMapping
+    specs: list[AttributeSpec]
+    encoder_specs: dict[str, str]
+    skipped_fields: dict[str, str]
+    images_root: ImageRoots
+    live: dict[str, Any] | None  # the live manifest this run updates; None: a new build
+
+
+@dataclass
+class _Target:
+    build_id: str
+    manifest: dict[str, Any]
+    index: BuildIndex
+    new_build: bool
+    visible_version: int | None
+    run_id: str
+    resumed: UnfinishedRun | None
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _RunState:
+    """Row bookkeeping of one run."""
+
+    known_before: dict[str, str]  # what readers see: decides added / updated / unchanged
+    known_now: dict[str, str]  # what the table holds: rows an interrupted attempt wrote
+    counts: dict[str, int] = field(default_factory=new_counts)
+    seen: dict[str, int] = field(default_factory=dict)
+    catalog_ids: set[str] = field(default_factory=set)
+    rows_without_id: int = 0
+    writing: bool = True
+    unreported: int = 0
+
+
+class Ingestor:
+    """Runs one ingest of one catalog into one collection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        progress: ProgressCallback | None = None,
+        image_progress: ProgressCallback | None = None,
+        on_wait: Callable[[WriterInfo | None], None] | None = None,
+    ):
+        self.settings = settings
+        self.progress = progress or (lambda done: None)
+        # Images embedded: the figure that bounds ingest with a CLIP encoder.
+        self.image_progress = image_progress or (lambda done: None)
+        self.on_wait = on_wait
+        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        self._fetcher: ImageFetcher | None = None
+
+    @property
+    def fetcher(self) -> ImageFetcher:
+        """Created on the first image URL, so local-only catalogs never open the URL cache."""
+        if self._fetcher is None:
+            cache_dir = Path(self.settings.home) / "cache" / "images"
+            self._fetcher = ImageFetcher(cache_dir, FetchPolicy.from_settings(self.settings))
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
+
+    def run(
+        self, options: IngestOptions, on_plan: Callable[[IngestPlan], None] | None = None
+    ) -> IngestReport:
+        """Plan (every argument and schema problem raises here), then ingest.
+
+        ``on_plan`` is called once the plan stands and before the work starts: the CLI
+        starts its progress bar there, with the row total, so errors never show one."""
+        try:
+            return self._run(options, on_plan or (lambda plan: None))
+        finally:
+            self.close()
+
+    def _run(self, options: IngestOptions, on_plan: Callable[[IngestPlan], None]) -> IngestReport:
+        check_collection_name(options.collection)
+        workspace = Workspace(self.settings.home)
+        if options.dry_run:
+            plan = self.plan(options, workspace.find(options.collection))
+            on_plan(plan)
+            return self._dry_run(plan, options, workspace.find(options.collection))
+        folder = workspace.folder_of(options.collection)
+        with collection_writer(
+            folder, purpose=options.purpose, wait=options.wait, on_wait=self.on_wait
+        ):
+            existing = workspace.find(options.collection)
+            if existing is not None:
+                finish_pending_publish(existing)
+            plan = self.plan(options, existing)
+            encoders = EncoderSet.load(plan.encoder_specs)
+            if plan.live is not None:
+                differences = encoder_differences(plan.live, encoders.describe())
+                if differences:
+                    raise refuse(options.collection, differences)
+            on_plan(plan)
+            collection = workspace.create_or_open(options.collection)
+            try:
+                report = self._write(plan, options, collection, encoders)
+            except BaseException:
+                if existing is None:
+                    _remove_if_empty(collection)
+                raise
+            if existing is None and not report.committed:
+                _remove_if_empty(collection)
+            return report
+
+    # -- planning ------------------------------------------------------------------------
+
+    def plan(self, options: IngestOptions, collection: CollectionDir | None) -> IngestPlan:
+        catalog = options.catalog.expanduser().resolve()
+        source = open_catalog(catalog)
+        sample = list(itertools.islice(source.rows(), SAMPLE_ROWS))
+        records = [row.data for row in sample if isinstance(row, RawRecord)]
+        if not records:
+            errors = [row for row in sample if isinstance(row, RowError)]
+            detail = f" First problem: {errors[0].describe()}" if errors else ""
+            raise MMSearchError(f"Catalog {catalog} has no readable rows.{detail}")
+        live = None
+        if collection is not None and not options.new_build and collection.alias("live"):
+            live = collection.live_manifest()
+        mapping = guess_mapping(records, options.mapping)
+        if live is not None:
+            mapping = _keep_live_attributes(mapping, options.mapping, live, records)
+            differences = mapping_differences(live, mapping, dict(mapping.types))
+            specs = live_specs(live)
+        else:
+            differences = []
+            specs = infer_attribute_specs(records, mapping.attributes or [], dict(mapping.types))
+        encoder_specs = self._encoder_specs(options, mapping, live)
+        if live is not None:
+            live_roles = {role: d["spec"] for role, d in live.get("encoders", {}).items()}
+            if live_roles != encoder_specs:
+                differences.append(
+                    f"encoders: live build {_roles(live_roles)}, "
+                    f"this ingest {_roles(encoder_specs)}"
+                )
+        if differences:
+            raise refuse(options.collection, differences)
+        return IngestPlan(
+            collection=options.collection,
+            catalog=catalog,
+            source=source,
+            total_rows=source.count_rows(),
+            mapping=mapping,
+            specs=specs,
+            encoder_specs=encoder_specs,
+            skipped_fields={**source.skipped_columns, **nested_fields(records, mapping)},
+            images_root=ImageRoots.of(
+                options.images_root or (catalog if catalog.is_dir() else catalog.parent),
+                self.settings.image_roots,
+            ),
+            live=live,
+        )
+
+    def _encoder_specs(
+        self, options: IngestOptions, mapping: FieldMapping, live: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """The live build's encoders unless others are named (then it is a new build)."""
+        before = {role: d["spec"] for role, d in (live or {}).get("encoders", {}).items()}
+        specs = {"text": options.text_encoder or before.get("text") or self.settings.text_encoder}
+        if mapping.images:
+            specs["image"] = (
+                options.image_encoder or before.get("image") or self.settings.image_encoder
+            )
+        return specs
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write(
+        self,
+        plan: IngestPlan,
+        options: IngestOptions,
+        collection: CollectionDir,
+        encoders: EncoderSet,
+    ) -> IngestReport:
+        timings = dict.fromkeys(
+            ("read", "decode", "encode_text", "encode_image", "write", "index"), 0.0
+        )
+        source_info = {
+            "path": str(plan.catalog),
+            "format": plan.source.format,
+            "sha256": file_sha256(plan.catalog),
+        }
+        key = resume_key(
+            {
+                "source": source_info,
+                "mapping": plan.mapping.model_dump(),
+                "specs": [vars(spec) for spec in plan.specs],
+                "encoders": plan.encoder_specs,
+                "images_root": [str(root) for root in plan.images_root.roots],
+                "sync": options.sync,
+                "strict": options.strict,
+                "ocr": self.settings.ocr,
+            }
+        )
+        target = self._target(collection, plan, encoders, key)
+        state = _RunState(
+            known_before=(
+                {}
+                if target.visible_version is None
+                else target.index.content_hashes(target.visible_version)
+            ),
+            known_now={},
+        )
+        state.known_now = (
+            target.index.content_hashes() if target.resumed is not None else state.known_before
+        )
+        started_at = now()
+        log = RunLog.start(
+            collection.build_dir(target.build_id) / "runs" / target.run_id,
+            {
+                "run_id": target.run_id,
+                "build_id": target.build_id,
+                "resume_key": key,
+                "started_at": started_at,
+                "source": source_info,
+                "rows_total": plan.total_rows,
+                "table_version_visible": target.visible_version,
+                "options": {"sync": options.sync, "strict": options.strict},
+            },
+            ERRORS_KEPT_IN_REPORT,
+        )
+        chunks = ChunkEncoder(self.settings, encoders, target.index.schema, target.run_id, timings)
+        try:
+            self._ingest_rows(plan, options, target, state, log, chunks, timings)
+        except BaseException:
+            if target.new_build and target.index.row_count() == 0:
+                log.finish("failed")
+                discard_build(collection, target.build_id)
+            raise
+        finally:
+            chunks.close()
+        removed = self._sync(options, target, state)
+        if options.strict and state.counts["failed"]:
+            return self._refuse_strict(plan, options, collection, target, state, log, timings)
+        tick = time.perf_counter()
+        index_info = target.index.refresh_indexes()
+        timings["index"] += time.perf_counter() - tick
+        check_accounting(state.counts)
+        counts = {**state.counts, "items": target.index.row_count()}
+        if target.new_build and counts["items"] == 0:
+            log.finish("failed")
+            discard_build(collection, target.build_id)
+            target.notices.append("no row landed, so no build was created")
+            return self._report(plan, options, target, counts, log, timings, None, False)
+        summary = {
+            "run_id": target.run_id,
+            "started_at": started_at,
+            "finished_at": now(),
+            "resumed": target.resumed is not None,
+            "source": source_info,
+            "mapping": plan.mapping.model_dump(),
+            "counts": counts,
+            "skipped_fields": plan.skipped_fields,
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            "errors_file": str(log.errors_path.relative_to(collection.build_dir(target.build_id))),
+            "table_version": target.index.version(),
+            "removed_ids_sample": removed[:20],
+        }
+        manifest = target.manifest
+        manifest.update(
+            {
+                "state": READY,
+                "updated_at": now(),
+                "counts": {"items": counts["items"], "last_run": counts},
+                "errors": {"count": counts["failed"], "file": summary["errors_file"]},
+                "indexes": index_info,
+                "table_version": target.index.version(),
+            }
+        )
+        manifest.setdefault("sources", []).append({**source_info, "run_id": target.run_id})
+        manifest.setdefault("runs", []).append(summary)
+        trim_history(manifest)
+        if target.new_build:
+            manifest["pending_live"] = True
+        manifest_path = collection.write_manifest(target.build_id, manifest)  # commit point
+        if target.new_build:
+            collection.set_live(target.build_id)
+            manifest.pop("pending_live", None)
+            collection.write_manifest(target.build_id, manifest)
+        log.finish("done", summary)
+        return self._report(plan, options, target, counts, log, timings, manifest_path, True)
+
+    def _target(
+        self, collection: CollectionDir, plan: IngestPlan, encoders: EncoderSet, key: str
+    ) -> _Target:
+        """The build to write: the live one, an unfinished one to resume, or a new one."""
+        notices: list[str] = []
+        if plan.live is not None:
+            build_id = plan.live["build_id"]
+            runs = unfinished_runs(collection, build_id)
+            resumed = next((run for run in runs if run.key == key), None)
+            index, notices = writable_live_index(
+                collection, plan.live, self.settings, resumed.run_id if resumed else ""
+            )
+            visible = int(plan.live.get("table_version", index.version()))
+            if collection.unfinished_builds():
+                notices.append(
+                    "an unfinished new build is kept; re-run its command with --new-build "
+                    "to resume it"
+                )
+            run_id = resumed.run_id if resumed else new_id("run")
+            return _Target(build_id, plan.live, index, False, visible, run_id, resumed, notices)
+        for build_id in collection.unfinished_builds():
+            match = next((r for r in unfinished_runs(collection, build_id) if r.key == key), None)
+            if match is not None:
+                manifest = collection.manifest(build_id)
+                index = open_build_index(collection, manifest, self.settings, for_writing=True)
+                notices.append(
+                    f"resumed the interrupted first ingest of build {build_id} "
+                    f"({match.rows_done} rows had been read)"
+                )
+                return _Target(build_id, manifest, index, True, None, match.run_id, match, notices)
+            discard_build(collection, build_id)
+            notices.append(f"removed the unfinished build {build_id} of an interrupted ingest")
+        build_id, manifest, index = create_build(
+            collection, plan.mapping, plan.specs, encoders, self.settings
+        )
+        return _Target(build_id, manifest, index, True, None, new_id("run"), None, notices)
+
+    def _ingest_rows(
+        self,
+        plan: IngestPlan,
+        options: IngestOptions,
+        target: _Target,
+        state: _RunState,
+        log: RunLog,
+        chunks: ChunkEncoder | None,
+        timings: dict[str, float],
+    ) -> None:
+        """Read every row; commit a chunk when it is full by rows or by image bytes."""
+        raw_budget = self.settings.ingest_memory_mb * 1024 * 1024 // 2
+        pending: list[Pending] = []
+        problems: list[RowError] = []
+        rows_in_chunk = pending_bytes = 0
+        tick = time.perf_counter()
+        for row in plan.source.rows():
+            state.counts["rows"] += 1
+            rows_in_chunk += 1
+            found = self._settle(row, plan, state, problems)
+            if found is None:
+                self._advance(state, 1)
+            else:
+                pending.append(found)
+                pending_bytes += found.raw_bytes
+            if rows_in_chunk >= self.settings.write_batch_rows or pending_bytes >= raw_budget:
+                timings["read"] += time.perf_counter() - tick
+                self._commit(options, target, state, log, chunks, pending, problems)
+                pending, problems, rows_in_chunk, pending_bytes = [], [], 0, 0
+                tick = time.perf_counter()
+        timings["read"] += time.perf_counter() - tick
+        self._commit(options, target, state, log, chunks, pending, problems)
+        self._advance(state, 0, flush=True)
+
+    def _settle(
+        self,
+        row: RawRecord | RowError,
+        plan: IngestPlan,
+        state: _RunState,
+        problems: list[RowError],
+    ) -> Pending | None:
+        """Decide a row's fate short of encoding; None unless it must be encoded."""
+        if isinstance(row, RowError):
+            state.rows_without_id += 1
+            return _failed(state, problems, row)
+        result = normalise_record(row, plan.mapping, plan.specs, plan.images_root)
+        if isinstance(result, RowError):
+            if result.item_id:
+                state.catalog_ids.add(result.item_id)
+            else:
+                state.rows_without_id += 1
+            return _failed(state, problems, result)
+        state.catalog_ids.add(result.id)
+        if result.id in state.seen:
+            reason = f"duplicate id: row {state.seen[result.id]} has the same id; kept that one"
+            error = RowError(result.source, result.row, reason, plan.mapping.id, result.id)
+            return _failed(state, problems, error)
+        state.seen[result.id] = result.row
+        problems.extend(result.warnings)
+        state.counts["warnings"] += len(result.warnings)
+        result.ocr = self.settings.ocr and bool(result.images)
+        blobs = self._read_images(result, plan.mapping, state, problems)
+        if blobs is None:
+            return None
+        digest = result.content_sha256()
+        if state.known_before.get(result.id) == digest:
+            state.counts["unchanged"] += 1
+            return None
+        if state.known_now.get(result.id) == digest:  # written before the interruption
+            state.counts["resumed"] += 1
+            state.counts["updated" if result.id in state.known_before else "added"] += 1
+            return None
+        return Pending(result, blobs)
+
+    def _commit(
+        self,
+        options: IngestOptions,
+        target: _Target,
+        state: _RunState,
+        log: RunLog,
+        chunks: ChunkEncoder | None,
+        pending: list[Pending],
+        problems: list[RowError],
+    ) -> None:
+        if options.strict and state.counts["failed"]:
+            state.writing = False  # the run will be refused: encode nothing more
+        if pending and chunks is not None and state.writing:
+            before = len(problems)
+
+            def on_batch(items: int, images: int) -> None:
+                self._advance(state, items)
+                if images:
+                    self.image_progress(images)
+
+            table, written = chunks.encode(pending, problems, on_batch)
+            state.counts["failed"] += len(problems) - before
+            if table is not None:
+                tick = time.perf_counter()
+                target.index.upsert(table)
+                chunks.timings["write"] += time.perf_counter() - tick
+            for item in written:
+                state.counts["updated" if item.id in state.known_before else "added"] += 1
+        elif pending:
+            for entry in pending:  # dry run, or a refused strict run: what would land
+                if chunks is None and not self._decodes(entry, problems):
+                    state.counts["failed"] += 1
+                    continue
+                state.counts["updated" if entry.item.id in state.known_before else "added"] += 1
+            self._advance(state, len(pending))
+        log.record(problems)
+        log.commit(state.counts["rows"], state.counts, target.index.version())
+
+    def _decodes(self, entry: Pending, problems: list[RowError]) -> bool:
+        """Dry run: would this item's images decode? (At the bounded size: cheap.)"""
+        item = entry.item
+        for blob, path in zip(entry.blobs, item.images, strict=True):
+            try:
+                decode_image(
+                    blob,
+                    source=path,
+                    limits=self.limits,
+                    max_side=self.settings.ingest_image_max_side,
+                ).close()
+            except ImageError as exc:
+                problems.append(RowError(item.source, item.row, str(exc), "image", item.id))
+                return False
+        return True
+
+    def _advance(self, state: _RunState, rows: int, *, flush: bool = False) -> None:
+        state.unreported += rows
+        if state.unreported and (flush or state.unreported >= PROGRESS_EVERY_ROWS):
+            self.progress(state.unreported)
+            state.unreported = 0
+
+    def _sync(self, options: IngestOptions, target: _Target, state: _RunState) -> list[str]:
+        """--sync: remove items the catalog no longer has; never on a partial id list."""
+        if not options.sync:
+            return []
+        if state.rows_without_id:
+            target.notices.append(
+                f"--sync removed nothing: {state.rows_without_id} rows have no readable id, so "
+                "the catalog's id list is incomplete; fix them and run again"
+            )
+            return []
+        gone = sorted(i for i in state.known_before if i not in state.catalog_ids)
+        state.counts["removed"] = len(gone)
+        if (
+            state.writing
+            and not options.dry_run
+            and not (options.strict and state.counts["failed"])
+        ):
+            present = target.index.content_hashes()
+            target.index.delete([i for i in present if i not in state.catalog_ids])
+        return gone
+
+    def _refuse_strict(
+        self,
+        plan: IngestPlan,
+        options: IngestOptions,
+        collection: CollectionDir,
+        target: _Target,
+        state: _RunState,
+        log: RunLog,
+        timings: dict[str, float],
+    ) -> IngestReport:
+        """--strict with failed rows: undo every write, as if the run never happened."""
+        log.finish("refused")
+        if target.new_build:
+            discard_build(collection, target.build_id)
+        elif target.visible_version is not None:
+            target.index.restore(target.visible_version)
+        target.notices.append(
+            f"--strict: {state.counts['failed']} rows failed, so nothing was written"
+        )
+        counts = {**state.counts, "items": _items(collection)}
+        return self._report(plan, options, target, counts, log, timings, None, False)
+
+    def _dry_run(
+        self, plan: IngestPlan, options: IngestOptions, collection: CollectionDir | None
+    ) -> IngestReport:
+        """Everything but the writes: row errors, image decodes, what would change."""
+        known = {}
+        if plan.live is not None and collection is not None:
+            known = open_build_index(collection, plan.live, self.settings).content_hashes()
+        state = _RunState(known_before=known, known_now=known, writing=False)
+        timings = dict.fromkeys(("read", "decode"), 0.0)
+        target = _Target(
+            plan.live["build_id"] if plan.live else "",
+            plan.live or {},
+            _NoIndex(),  # type: ignore[arg-type]
+            plan.live is None,
+            None,
+            "dry-run",
+            None,
+        )
+        log = _MemoryLog(ERRORS_KEPT_IN_REPORT)
+        self._ingest_rows(plan, options, target, state, log, None, timings)  # type: ignore[arg-type]
+        self._sync(options, target, state)
+        check_accounting(state.counts)
+        counts = {**state.counts, "items": len(known)}
+        report = self._report(plan, options, target, counts, log, timings, None, False)  # type: ignore[arg-type]
+        report.build_id = plan.live["build_id"] if plan.live else None
+        return report
+
+    def _report(
+        self,
+        plan: IngestPlan,
+        options: IngestOptions,
+        target: _Target,
+        counts: dict[str, int],
+        log: RunLog,
+        timings: dict[str, float],
+        manifest_path: Path | None,
+        committed: bool,
+    ) -> IngestReport:
+        return IngestReport(
+            collection=options.collection,
+            build_id=target.build_id or None,
+            run_id=target.run_id,
+            new_build=target.new_build,
+            mapping=plan.mapping,
+            attributes=plan.specs,
+            counts=counts,
+            errors=log.errors,
+            warnings=log.warnings,
+            errors_path=None if options.dry_run else log.errors_path,
+            manifest_path=manifest_path,
+            timings=timings,
+            skipped_fields=plan.skipped_fields,
+            notices=target.notices,
+            dry_run=options.dry_run,
+            committed=committed,
+            resumed=target.resumed is not None,
+        )
+
+    def _read_images(
+        self, item: Item, mapping: FieldMapping, state: _RunState, problems: list[RowError]
+    ) -> list[bytes] | None:
+        """Read image bytes (for hashing); a missing, refused or oversized image fails the row.
+
+        URLs come through the fetcher (address guard, limits, cache)."""
+        loaded: list[bytes] = []
+        for path in item.images:
+            try:
+                data = (
+                    self.fetcher.fetch(path).data
+                    if is_url(path)
+                    else read_image_bytes(Path(path), self.limits)
+                )
+            except ImageError as exc:
+                field_name = mapping.images[0] if len(mapping.images) == 1 else "image"
+                error = RowError(item.source, item.row, str(exc), field_name, item.id)
+                return _failed(state, problems, error)
+            loaded.append(data)
+        item.image_sha256 = [hashlib.sha256(data).hexdigest() for data in loaded]
+        return loaded
+
+
+def _failed(state: _RunState, problems: list[RowError], error: RowError) -> None:
+    state.counts["failed"] += 1
+    problems.append(error)
+    return None
+
+
+def _keep_live_attributes(
+    mapping: FieldMapping, given: FieldMapping, live: dict[str, Any], records: list[dict[str, Any]]
+) -> FieldMapping:
+    """A live attribute whose column is present but empty in the sample is still the same
+    attribute: guessing would drop it and make the catalog look like a new schema."""
+    if given.attributes is not None:
+        return mapping
+    present = {key for record in records for key in record}
+    attributes = list(mapping.attributes or [])
+    for spec in live_specs(live):
+        if spec.field not in attributes and spec.field in present:
+            attributes.append(spec.field)
+    return mapping.model_copy(update={"attributes": attributes})
+
+
+def _roles(specs: dict[str, str]) -> str:
+    return ", ".join(f"{role}={spec}" for role, spec in sorted(specs.items()))
+
+
+def _items(collection: CollectionDir) -> int:
+    live = collection.alias("live")
+    if live is None:
+        return 0
+    return int(collection.manifest(live).get("counts", {}).get("items", 0))
+
+
+def _remove_if_empty(collection: CollectionDir) -> None:
+    """A collection this run created and left without a build is removed again (all but
+    its writer lock, which waiting writers may hold open)."""
+    if collection.build_ids() or collection.alias("live") is not None:
+        return
+    for path in collection.folder.iterdir():
+        if path.name.startswith(".writer"):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class _NoIndex:
+    """The dry run's stand-in for a table: it writes nothing, so it has no versions."""
+
+    def version(self) -> int:
+        return 0
+
+
+class _MemoryLog:
+    """The dry run's stand-in for a run log: problems kept in memory only."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.errors: list[RowError] = []
+        self.warnings: list[RowError] = []
+        self.errors_path = None
+
+    def record(self, problems: Iterable[RowError]) -> None:
+        for problem in sorted(problems, key=lambda p: (p.source, p.row)):
+            kept = self.warnings if problem.severity == "warning" else self.errors
+            if len(kept) < self.keep:
+                kept.append(problem)
+
+    def commit(self, rows_done: int, counts: dict[str, int], table_version: int | None) -> None:
+        return None

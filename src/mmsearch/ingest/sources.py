@@ -1,0 +1,34 @@
+"""Facts about a catalog that an ingest records or shows: its hash, its row count."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mmsearch.errors import MMSearchError
+
+
+def file_sha256(path: Path) -> str:
+    """The catalog's identity in run records; a folder is named by its listing."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(str(file.stat().st_size).encode())
+        return "listing:" + digest.hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def estimate_rows(path: Path) -> int | None:
+    """The catalog's row count for a progress total; None when it cannot be read (the
+    ingest itself then reports why, with its full message)."""
+    from mmsearch.catalog.readers import open_catalog
+
+    try:
+        return open_catalog(path.expanduser()).count_rows()
+    except (MMSearchError, OSError):
+        return None
