@@ -201,31 +201,9 @@ def ensure_images(folder: Path, size: tuple[int, int], count: int) -> list[Path]
 
 def write_photo(path: Path, size: tuple[int, int], seed: int) -> None:
     """Write one photo-like JPEG; runs in a worker process (see the module docstring)."""
-    import numpy as np
-    from PIL import Image, ImageChops, ImageDraw
+    from mmsearch.datasets.photos import photo_like
 
-    width, height = size
-    rng = np.random.default_rng(seed)
-    # A smooth gradient: a 3x3 grid of random colours enlarged with bicubic filtering.
-    corners = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
-    image = Image.fromarray(corners, mode="RGB").resize(size, Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(8, 16))):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(0.04, 0.2) * min(width, height)
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        box = (cx - radius, cy - radius, cx + radius, cy + radius)
-        if rng.random() < 0.5:
-            draw.ellipse(box, fill=colour)
-        else:
-            draw.rectangle(box, fill=colour)
-    for _ in range(40):
-        ends = [(float(rng.uniform(0, width)), float(rng.uniform(0, height))) for _ in range(2)]
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        draw.line(ends, fill=colour, width=int(rng.integers(2, 12)))
-    # Sensor-like grain: Gaussian noise centred on 128, added around zero.
-    grain = Image.effect_noise(size, 3.0).convert("RGB")
-    image = ImageChops.add(image, grain, scale=1.0, offset=-128)
+    image = photo_like(size, seed)
     tmp = path.with_suffix(".tmp")
     image.save(tmp, format="JPEG", quality=JPEG_QUALITY)
     tmp.replace(path)  # never leave a half-written file behind for the next run

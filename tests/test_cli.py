@@ -176,3 +176,64 @@ def test_groups_search_as_a_caller_with_those_acl_groups(tmp_path):
     assert ids("--groups", "staff") == {"open", "staff"}
     assert ids("--groups", "") == {"open"}
     assert ids("--groups", "other,staff", "--where", "price > 1") == {"staff"}
+
+
+def test_argument_and_schema_errors_show_no_progress_bar(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    missing = invoke("ingest", str(tmp_path / "nope.jsonl"), "-c", "shop", "--home", home, *FAKE)
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    assert "━" not in missing.stderr and "ingest" not in missing.stderr.split("error:")[0]
+
+    assert invoke("ingest", str(make_catalog()), "-c", "shop", "--home", home, *FAKE).exit_code == 0
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "x", "title": "only a title"}])
+    refused = invoke("ingest", str(other), "-c", "shop", "--home", home, *FAKE)
+    assert refused.exit_code == 2
+    assert "--new-build" in refused.stderr and "━" not in refused.stderr
+
+
+def test_sync_dry_run_and_strict_from_the_command_line(tmp_path, make_catalog):
+    home = str(tmp_path / "ws")
+    catalog = make_catalog()
+    assert invoke("ingest", str(catalog), "-c", "shop", "--home", home, *FAKE).exit_code == 0
+    fewer = catalog.with_name("fewer.jsonl")
+    fewer.write_text("\n".join(catalog.read_text().splitlines()[:2]) + "\n")
+
+    preview = invoke(
+        "ingest", str(fewer), "-c", "shop", "--home", home, "--sync", "--dry-run", *FAKE
+    )
+    assert preview.exit_code == 0, preview.output
+    assert "dry run, nothing written" in preview.stdout and "3 would be removed" in preview.stdout
+
+    synced = invoke("ingest", str(fewer), "-c", "shop", "--home", home, "--sync", "--json", *FAKE)
+    report = json.loads(synced.stdout)
+    assert report["counts"]["removed"] == 3 and report["counts"]["items"] == 2
+
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"id": "a", "title": "fine"}, "{bad"])
+    strict = invoke("ingest", str(broken), "-c", "fresh", "--home", home, "--strict", *FAKE)
+    assert strict.exit_code == 1 and "nothing written" in strict.stdout
+    listed = json.loads(invoke("collections", "--home", home, "--json").stdout)
+    assert [c["name"] for c in listed] == ["shop"]
+
+
+def test_rate_column_reports_the_recent_rate_not_zero(monkeypatch):
+    from rich.progress import Progress
+
+    from mmsearch.commands import ingest as ingest_command
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(ingest_command.time, "monotonic", lambda: clock["now"])
+    column = ingest_command.RateColumn()
+    progress = Progress(get_time=lambda: clock["now"])
+    task_id = progress.add_task("ingest", total=None, unit="items")
+    task = progress.tasks[0]
+    column.render(task)
+    for _ in range(5):  # 100 items per second for 5 s
+        clock["now"] += 1.0
+        progress.advance(task_id, 100)
+        rendered = column.render(task).plain
+    assert rendered == "100 items/s"
+    for _ in range(20):  # then 10 items per second: the old rate leaves the window
+        clock["now"] += 1.0
+        progress.advance(task_id, 10)
+        rendered = column.render(task).plain
+    assert rendered == "10 items/s"

@@ -302,3 +302,63 @@ def test_accounting_adds_up_with_warnings_duplicates_and_image_failures(settings
     assert sorted(line["row"] for line in lines) == [2, 3, 4, 5, 6]
     assert {line["severity"] for line in lines} == {"error", "warning"}
     assert len(live_items(settings)) == 22
+
+
+def test_a_publish_cut_short_before_live_moved_is_finished_by_the_next_writer(
+    settings, tmp_path, monkeypatch
+):
+    from mmsearch.workspace import CollectionDir
+
+    catalog = text_catalog(tmp_path / "a.jsonl", 20)
+
+    def crash(self, build_id):
+        raise Interrupt()
+
+    monkeypatch.setattr(CollectionDir, "set_live", crash)
+    with pytest.raises(Interrupt):
+        ingest(settings, catalog)
+    monkeypatch.undo()
+    folder = Workspace(settings.home).collection("shop")
+    (built,) = folder.build_ids()
+    assert folder.alias("live") is None and folder.manifest(built)["pending_live"]
+
+    report = ingest(settings, catalog)
+
+    assert folder.alias("live") == built == report.build_id
+    assert report.counts["unchanged"] == 20
+    assert "pending_live" not in folder.manifest(built)
+
+
+def test_a_kill_after_the_index_refresh_still_publishes_nothing(settings, tmp_path, monkeypatch):
+    from mmsearch.index.lancedb import LanceBuildIndex
+
+    ingest(settings, text_catalog(tmp_path / "a.jsonl", 30))
+    folder = Workspace(settings.home).collection("shop")
+    visible = folder.live_manifest()["table_version"]
+    refresh = LanceBuildIndex.refresh_indexes
+
+    def refresh_then_die(self):
+        refresh(self)
+        raise Interrupt()
+
+    monkeypatch.setattr(LanceBuildIndex, "refresh_indexes", refresh_then_die)
+    update = text_catalog(tmp_path / "b.jsonl", 50, word="cup")
+    with pytest.raises(Interrupt):
+        ingest(settings, update)
+    monkeypatch.undo()
+
+    reader = open_build_index(folder, folder.live_manifest(), settings)
+    assert reader.version() == visible and reader.row_count() == 30
+    report = ingest(settings, update)
+    assert report.resumed and report.counts["resumed"] == 50
+    assert len(live_items(settings)) == 50
+
+
+def test_a_manifest_naming_a_version_the_table_lost_is_an_error_not_the_latest(settings, tmp_path):
+    ingest(settings, text_catalog(tmp_path / "a.jsonl", 5))
+    folder = Workspace(settings.home).collection("shop")
+    manifest = folder.live_manifest()
+    manifest["table_version"] = 999
+
+    with pytest.raises(MMSearchError, match="no longer has version 999"):
+        open_build_index(folder, manifest, settings)

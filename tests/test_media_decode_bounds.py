@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 from pydantic import ValidationError
 
 from mmsearch.config import Settings
+from mmsearch.datasets.photos import photo_like
 from mmsearch.encoders import ocr
 from mmsearch.encoders.hashes import hamming, image_hashes
 from mmsearch.encoders.visual import VisualEncoder
@@ -38,35 +39,7 @@ ORIENTATION = 0x0112
 
 
 def _photo(size: tuple[int, int], seed: int) -> Image.Image:
-    """A photo-like RGB image: smooth gradients, solid shapes, thin lines and mild noise.
-
-    Flat synthetic colours would hide resampling differences; the lines and noise put
-    detail at the pixel scale, where a reduced-scale decode differs most from a full one.
-    """
-    width, height = size
-    rng = np.random.default_rng(seed)
-    x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-    y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    corners = rng.uniform(0, 255, (3, 3)).astype(np.float32)
-    base = corners[0] * (1 - x) + corners[1] * x * (1 - y) + corners[2] * x * y
-    image = Image.fromarray(base.astype(np.uint8), mode="RGB")
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(0.05, 0.25) * min(width, height)
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        box = (cx - radius, cy - radius, cx + radius, cy + radius)
-        if rng.random() < 0.5:
-            draw.ellipse(box, fill=colour)
-        else:
-            draw.rectangle(box, fill=colour)
-    for _ in range(40):
-        ends = [(float(rng.uniform(0, width)), float(rng.uniform(0, height))) for _ in range(2)]
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        draw.line(ends, fill=colour, width=int(rng.integers(1, 6)))
-    noise = rng.integers(-6, 7, (height, width, 1), dtype=np.int16)
-    pixels = np.clip(np.asarray(image).astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, mode="RGB")
+    return photo_like(size, seed)
 
 
 def _jpeg(image: Image.Image, **options: object) -> bytes:

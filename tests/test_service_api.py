@@ -297,6 +297,37 @@ def test_ingest_job_from_a_server_path_and_from_an_upload(client, tmp_path):
     assert_error(client.get("/v1/jobs/job-nope"), 404)
 
 
+def test_ingest_job_refuses_another_schema_unless_new_build_and_syncs(client):
+    lines = b'{"id": "t1", "title": "walnut desk"}\n{"id": "t2", "title": "oak chair"}\n'
+
+    def upload(name: str, data: bytes, **flags: str) -> dict:
+        files = {"file": ("c.jsonl", data, "application/json")}
+        started = client.post(f"/v1/collections/{name}/ingest", files=files, data=flags)
+        assert started.status_code == 202, started.text
+        return wait_for_job(client, started.json()["url"])
+
+    refused = upload("shop", lines)
+    assert refused["status"] == "failed"
+    assert "attributes the catalog lacks" in refused["error"] and "new_build" in refused["error"]
+    assert search_in(client, "shop", "blue")[0] == "item-2"
+
+    rebuilt = upload("shop", lines, new_build="true")
+    assert rebuilt["status"] == "succeeded" and rebuilt["report"]["new_build"]
+    assert search_in(client, "shop", "desk")[0] == "t1"
+
+    synced = upload("shop", lines.splitlines()[0] + b"\n", sync="true")
+    assert synced["report"]["counts"]["removed"] == 1
+    assert "t2" not in search_in(client, "shop", "chair")
+    assert_error(
+        client.post(
+            "/v1/collections/shop/ingest",
+            files={"file": ("c.jsonl", lines, "application/json")},
+            data={"sync": "maybe"},
+        ),
+        400,
+    )
+
+
 def search_in(client, name, text):
     response = client.post(f"/v1/collections/{name}/search", json={"text": text, "k": 3})
     return [h["id"] for h in response.json()["hits"]]

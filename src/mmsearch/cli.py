@@ -207,6 +207,8 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
                 {
                     "name": name,
                     "live_build": live,
+                    # builds whose first ingest was interrupted: resumed by the same command
+                    "unfinished_builds": folder.unfinished_builds(),
                     "items": manifest.get("counts", {}).get("items", 0),
                     "built_at": manifest.get("created_at"),
                     "updated_at": manifest.get("updated_at"),
@@ -232,7 +234,8 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
         table.add_row(
             row["name"],
             str(row["items"]),
-            row["live_build"] or "-",
+            (row["live_build"] or "-")
+            + ("\n(unfinished build: re-run its ingest)" if row["unfinished_builds"] else ""),
             row["built_at"] or "-",
             row["updated_at"] or "-",
             encoders,

@@ -198,7 +198,9 @@ class CollectionDir:
     def live_manifest(self) -> dict[str, Any]:
         build_id = self.alias("live")
         if build_id is None:
-            if self.unfinished_builds():
+            if self.unfinished_builds() or any(
+                self.manifest(b).get("pending_live") for b in self.build_ids()
+            ):
                 raise MMSearchError(
                     f"Collection '{self.name}' has no live build yet: its first ingest did not "
                     "finish. Re-run the same ingest command to resume it."

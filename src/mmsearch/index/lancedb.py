@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 logging.getLogger("lance").setLevel(logging.ERROR)
 log = logging.getLogger("mmsearch.index")
 ANN_REFINE_FACTOR = 4
+KEEP_EVERY_VERSION = timedelta(days=36_500)
+PRUNE_VERSIONS_OLDER_THAN = timedelta(days=7)
 
 
 class LanceBuildIndex:
@@ -64,9 +67,13 @@ class LanceBuildIndex:
             try:
                 table.checkout(version)
             except Exception as exc:  # lance: ValueError/OSError for a version it no longer has
-                log.warning(
-                    "Table %s has no version %s (%s); reading its latest", table_name, version, exc
-                )
+                # Reading the latest instead could show rows of a run that never finished.
+                log.debug("checkout of %s version %s failed: %s", table_name, version, exc)
+                raise MMSearchError(
+                    f"The index table {table_name} no longer has version {version}, the one "
+                    "its build's manifest publishes. Re-ingest the catalog with --new-build "
+                    "to rebuild the collection."
+                ) from None
         return cls(table, _vector_fields(table.schema), ann_min_rows)
 
     @staticmethod
@@ -147,10 +154,17 @@ class LanceBuildIndex:
                 self._table.create_index(vector.column, config=IvfHnswSq(distance_type="cosine"))
                 created.append(f"{vector.column}:ivf_hnsw_sq")
         if existing:
-            self._table.optimize()  # folds new rows into the indexes that already existed
+            # Folds new rows into the indexes that already existed. It prunes no versions:
+            # readers stay pinned to the published one until the manifest names a new one.
+            self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
         self._ann_cache = None
         names = sorted({index.columns[0] for index in self._table.list_indices()})
         return {"created": created, "indexed_columns": names, "rows": rows}
+
+    def prune_versions(self) -> None:
+        """Delete table versions older than a week, never the latest: called once the
+        manifest publishes the latest, so no reader is pinned to what goes."""
+        self._table.to_lance().cleanup_old_versions(older_than=PRUNE_VERSIONS_OLDER_THAN)
 
     def ann_columns(self) -> list[str]:
         vector_columns = {v.column for v in self._vectors}

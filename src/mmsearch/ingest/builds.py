@@ -91,7 +91,8 @@ def refuse(collection: str, differences: list[str]) -> SchemaMismatch:
     return SchemaMismatch(
         f"This ingest does not fit the live build of '{collection}': {listed}. Nothing was "
         "written. Map the fields to match (--id-field, --text-field, --attribute, ...), or "
-        "add --new-build to build a new version from this catalog: it becomes live once "
+        'add --new-build ("new_build": true over the API) to build a new version from '
+        "this catalog: it becomes live once "
         "complete, and the current build stays available as 'previous'."
     )
 
@@ -182,11 +183,13 @@ def finish_pending_publish(collection: CollectionDir) -> str | None:
             manifest = collection.manifest(build_id)
         except MMSearchError:
             continue
-        if manifest.get("pending_live") and build_id != live:
+        if not manifest.get("pending_live"):
+            continue
+        if build_id != live:
             collection.set_live(build_id)
-            manifest.pop("pending_live", None)
-            collection.write_manifest(build_id, manifest)
-            return build_id
+        manifest.pop("pending_live", None)
+        collection.write_manifest(build_id, manifest)
+        return build_id
     return None
 
 

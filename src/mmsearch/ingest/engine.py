@@ -354,6 +354,7 @@ class Ingestor:
             manifest.pop("pending_live", None)
             collection.write_manifest(target.build_id, manifest)
         log.finish("done", summary)
+        target.index.prune_versions()  # only now does the manifest name the latest version
         return self._report(plan, options, target, counts, log, timings, manifest_path, True)
 
     def _target(

@@ -64,6 +64,10 @@ class JobManager:
         images_root: Path | None = None,
         job_id: str | None = None,
         key_id: str = "local",
+        *,
+        new_build: bool = False,
+        sync: bool = False,
+        strict: bool = False,
     ) -> Job:
         job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
         self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
@@ -75,7 +79,16 @@ class JobManager:
                 if self._jobs[oldest].status in ("queued", "running"):
                     break
                 del self._jobs[oldest]
-        options = IngestOptions(catalog, collection, mapping or FieldMapping(), images_root)
+        options = IngestOptions(
+            catalog,
+            collection,
+            mapping or FieldMapping(),
+            images_root,
+            new_build=new_build,
+            sync=sync,
+            strict=strict,
+            purpose=f"ingest job {job.id}",
+        )
         self._pool.submit(self._run, job, options)
         return job
 
@@ -94,7 +107,11 @@ class JobManager:
                 job.waiting_for_writer = False
                 report = Ingestor(self.state.settings, progress=advance).run(options)
             job.report = report.as_dict()
-            job.status = "succeeded"
+            failed = report.counts["failed"]
+            if options.strict and failed:
+                job.error, job.status = f"{failed} rows failed (strict): nothing written", "failed"
+            else:
+                job.status = "succeeded"
         except MMSearchError as exc:
             job.error, job.status = str(exc), "failed"
         except Exception as exc:  # a job must always end in a state the caller can see

@@ -128,6 +128,12 @@ class IngestBody(BaseModel):
     catalog: str = Field(description="path on the server, under an allowed root")
     images_root: str | None = None
     mapping: dict[str, Any] | None = None
+    new_build: bool = Field(
+        default=False,
+        description="build a new version (new fields or encoders); live switches when complete",
+    )
+    sync: bool = Field(default=False, description="remove items no longer in the catalog")
+    strict: bool = Field(default=False, description="write nothing if any row fails")
 
 
 class FeedbackBody(BaseModel):

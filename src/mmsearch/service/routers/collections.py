@@ -148,7 +148,7 @@ async def put_item(name: CollectionName, item_id: ItemId, request: Request) -> d
 @router.delete(
     "/v1/collections/{name}/items/{item_id}",
     summary="Delete one item",
-    responses=error_responses(400, *READ_ERRORS),
+    responses=error_responses(400, *READ_ERRORS, 409),
 )
 def remove_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
     return delete_item(_state(request), name, item_id, request_caller(request))

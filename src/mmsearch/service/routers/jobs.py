@@ -36,6 +36,9 @@ _BODY_DOC: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "mapping": {"type": "string", "description": "FieldMapping as JSON"},
+                        "new_build": {"type": "boolean"},
+                        "sync": {"type": "boolean"},
+                        "strict": {"type": "boolean"},
                     },
                 }
             },
@@ -63,7 +66,7 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
     caller = request_caller(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=5)
+        form = await request.form(max_files=1, max_fields=8)
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise QueryError("Attach the catalog as the 'file' form field.")
@@ -85,7 +88,8 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
             if isinstance(raw_mapping, str) and raw_mapping
             else None
         )
-        job = jobs.submit(name, target, mapping, None, job_id=job_id, key_id=caller.key_id)
+        flags = {key: _flag(form.get(key), key) for key in ("new_build", "sync", "strict")}
+        job = jobs.submit(name, target, mapping, None, job_id=job_id, key_id=caller.key_id, **flags)
     else:
         body = await read_model(request, IngestBody)
         catalog = state.check_allowed(Path(body.catalog), "catalog")
@@ -94,8 +98,26 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
         images_root = (
             state.check_allowed(Path(body.images_root), "images root") if body.images_root else None
         )
-        job = jobs.submit(name, catalog, _mapping(body.mapping), images_root, key_id=caller.key_id)
+        job = jobs.submit(
+            name,
+            catalog,
+            _mapping(body.mapping),
+            images_root,
+            key_id=caller.key_id,
+            new_build=body.new_build,
+            sync=body.sync,
+            strict=body.strict,
+        )
     return {**job.as_dict(), "url": f"/v1/jobs/{job.id}"}
+
+
+def _flag(value: object, name: str) -> bool:
+    """A true/false form field; anything else is a 400 naming it."""
+    if value is None or value == "":
+        return False
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    raise QueryError(f"The '{name}' form field must be true or false.")
 
 
 def _mapping(data: dict[str, Any] | None) -> FieldMapping | None:

@@ -12,7 +12,7 @@
     return mm.el("tr", { "data-job": job.id },
       mm.el("td", {}, mm.el("code", { text: job.id })),
       mm.el("td", { text: job.collection }),
-      mm.el("td", {}, mm.el("span", { class: `badge ${job.status === "failed" ? "bad" : job.status === "succeeded" ? "good" : ""}`, text: job.status })),
+      mm.el("td", {}, mm.el("span", { class: `badge ${job.status === "failed" ? "bad" : job.status === "succeeded" ? "good" : ""}`, text: job.waiting_for_writer ? "waiting for another writer" : job.status })),
       mm.el("td", {}, mm.el("progress", { max: 100, value: pct === null ? null : pct }),
         ` ${job.processed}${job.total ? " / " + job.total : ""} rows`),
       mm.el("td", { text: job.created_at }),
