@@ -141,7 +141,9 @@ def measure(name: str, catalog: Path, work: Path, repeats: int) -> Figures:
         assert report.counts["added"] == len(items), report.counts
         if took < best:
             best, timings = took, report.timings
-    return Figures(name, len(items), raw_text, raw_image, best, timings)
+    figures = Figures(name, len(items), raw_text, raw_image, best, timings)
+    print(figures.row(), flush=True)
+    return figures
 
 
 def main() -> None:
@@ -155,7 +157,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     results: list[Figures] = []
     if args.only in (None, "emoji"):
         results.append(measure("emoji", emoji_catalog(work), work, args.repeats))

@@ -1,7 +1,8 @@
 """Ingest: catalogs into collections, accounted row by row, resumable, one writer at a time."""
 
 from mmsearch.ingest.encoders import EncoderSet, image_roles
-from mmsearch.ingest.engine import SAMPLE_ROWS, Ingestor, IngestPlan
+from mmsearch.ingest.engine import Ingestor
+from mmsearch.ingest.planning import SAMPLE_ROWS, IngestPlan
 from mmsearch.ingest.report import IngestOptions, IngestReport
 from mmsearch.ingest.sources import estimate_rows, file_sha256
 

@@ -12,20 +12,18 @@ holds a collection at a time, across processes.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mmsearch.catalog.item import Item, RawRecord, RowError
-from mmsearch.catalog.mapping import FieldMapping, guess_mapping, nested_fields
-from mmsearch.catalog.normalise import AttributeSpec, infer_attribute_specs, normalise_record
-from mmsearch.catalog.readers import CatalogSource, open_catalog
+from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.catalog.normalise import normalise_record
 from mmsearch.config import Settings
-from mmsearch.errors import ImageError, MMSearchError
+from mmsearch.errors import ImageError
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import (
@@ -33,14 +31,13 @@ from mmsearch.ingest.builds import (
     discard_build,
     encoder_differences,
     finish_pending_publish,
-    live_specs,
-    mapping_differences,
     refuse,
     trim_history,
     writable_live_index,
 )
 from mmsearch.ingest.encoders import EncoderSet
 from mmsearch.ingest.pipeline import ChunkEncoder, Pending
+from mmsearch.ingest.planning import IngestPlan, plan_ingest
 from mmsearch.ingest.report import (
     ERRORS_KEPT_IN_REPORT,
     IngestOptions,
@@ -52,7 +49,7 @@ from mmsearch.ingest.runlog import RunLog, UnfinishedRun, resume_key, unfinished
 from mmsearch.ingest.sources import file_sha256
 from mmsearch.media.fetch import FetchPolicy, ImageFetcher
 from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
-from mmsearch.media.paths import ImageRoots, is_url
+from mmsearch.media.paths import is_url
 from mmsearch.workspace import READY, CollectionDir, Workspace, check_collection_name, new_id
 from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
@@ -60,22 +57,6 @@ from mmsearch.writer_lock import WriterInfo, collection_writer
 SAMPLE_ROWS = 1000
 PROGRESS_EVERY_ROWS = 64
 ProgressCallback = Callable[[int], None]
-
-
-@dataclass
-class IngestPlan:
-    """What a run will do, settled before any work starts (and before any progress bar)."""
-
-    collection: str
-    catalog: Path
-    source: CatalogSource
-    total_rows: int
-    mapping: FieldMapping
-    specs: list[AttributeSpec]
-    encoder_specs: dict[str, str]
-    skipped_fields: dict[str, str]
-    images_root: ImageRoots
-    live: dict[str, Any] | None  # the live manifest this run updates; None: a new build
 
 
 @dataclass
@@ -151,7 +132,7 @@ class Ingestor:
         check_collection_name(options.collection)
         workspace = Workspace(self.settings.home)
         if options.dry_run:
-            plan = self.plan(options, workspace.find(options.collection))
+            plan = plan_ingest(self.settings, options, workspace.find(options.collection))
             on_plan(plan)
             return self._dry_run(plan, options, workspace.find(options.collection))
         folder = workspace.folder_of(options.collection)
@@ -161,7 +142,7 @@ class Ingestor:
             existing = workspace.find(options.collection)
             if existing is not None:
                 finish_pending_publish(existing)
-            plan = self.plan(options, existing)
+            plan = plan_ingest(self.settings, options, existing)
             encoders = EncoderSet.load(plan.encoder_specs)
             if plan.live is not None:
                 differences = encoder_differences(plan.live, encoders.describe())
@@ -178,66 +159,6 @@ class Ingestor:
             if existing is None and not report.committed:
                 _remove_if_empty(collection)
             return report
-
-    # -- planning ------------------------------------------------------------------------
-
-    def plan(self, options: IngestOptions, collection: CollectionDir | None) -> IngestPlan:
-        catalog = options.catalog.expanduser().resolve()
-        source = open_catalog(catalog)
-        sample = list(itertools.islice(source.rows(), SAMPLE_ROWS))
-        records = [row.data for row in sample if isinstance(row, RawRecord)]
-        if not records:
-            errors = [row for row in sample if isinstance(row, RowError)]
-            detail = f" First problem: {errors[0].describe()}" if errors else ""
-            raise MMSearchError(f"Catalog {catalog} has no readable rows.{detail}")
-        live = None
-        if collection is not None and not options.new_build and collection.alias("live"):
-            live = collection.live_manifest()
-        mapping = guess_mapping(records, options.mapping)
-        if live is not None:
-            mapping = _keep_live_attributes(mapping, options.mapping, live, records)
-            differences = mapping_differences(live, mapping, dict(mapping.types))
-            specs = live_specs(live)
-        else:
-            differences = []
-            specs = infer_attribute_specs(records, mapping.attributes or [], dict(mapping.types))
-        encoder_specs = self._encoder_specs(options, mapping, live)
-        if live is not None:
-            live_roles = {role: d["spec"] for role, d in live.get("encoders", {}).items()}
-            if live_roles != encoder_specs:
-                differences.append(
-                    f"encoders: live build {_roles(live_roles)}, "
-                    f"this ingest {_roles(encoder_specs)}"
-                )
-        if differences:
-            raise refuse(options.collection, differences)
-        return IngestPlan(
-            collection=options.collection,
-            catalog=catalog,
-            source=source,
-            total_rows=source.count_rows(),
-            mapping=mapping,
-            specs=specs,
-            encoder_specs=encoder_specs,
-            skipped_fields={**source.skipped_columns, **nested_fields(records, mapping)},
-            images_root=ImageRoots.of(
-                options.images_root or (catalog if catalog.is_dir() else catalog.parent),
-                self.settings.image_roots,
-            ),
-            live=live,
-        )
-
-    def _encoder_specs(
-        self, options: IngestOptions, mapping: FieldMapping, live: dict[str, Any] | None
-    ) -> dict[str, str]:
-        """The live build's encoders unless others are named (then it is a new build)."""
-        before = {role: d["spec"] for role, d in (live or {}).get("encoders", {}).items()}
-        specs = {"text": options.text_encoder or before.get("text") or self.settings.text_encoder}
-        if mapping.images:
-            specs["image"] = (
-                options.image_encoder or before.get("image") or self.settings.image_encoder
-            )
-        return specs
 
     # -- writing -------------------------------------------------------------------------
 
@@ -400,7 +321,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         state: _RunState,
-        log: RunLog,
+        log: RunLog | _MemoryLog,
         chunks: ChunkEncoder | None,
         timings: dict[str, float],
     ) -> None:
@@ -473,7 +394,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         state: _RunState,
-        log: RunLog,
+        log: RunLog | _MemoryLog,
         chunks: ChunkEncoder | None,
         pending: list[Pending],
         problems: list[RowError],
@@ -556,7 +477,7 @@ class Ingestor:
         collection: CollectionDir,
         target: _Target,
         state: _RunState,
-        log: RunLog,
+        log: RunLog | _MemoryLog,
         timings: dict[str, float],
     ) -> IngestReport:
         """--strict with failed rows: undo every write, as if the run never happened."""
@@ -583,18 +504,18 @@ class Ingestor:
         target = _Target(
             plan.live["build_id"] if plan.live else "",
             plan.live or {},
-            _NoIndex(),  # type: ignore[arg-type]
+            cast(BuildIndex, _NoIndex()),
             plan.live is None,
             None,
             "dry-run",
             None,
         )
         log = _MemoryLog(ERRORS_KEPT_IN_REPORT)
-        self._ingest_rows(plan, options, target, state, log, None, timings)  # type: ignore[arg-type]
+        self._ingest_rows(plan, options, target, state, log, None, timings)
         self._sync(options, target, state)
         check_accounting(state.counts)
         counts = {**state.counts, "items": len(known)}
-        report = self._report(plan, options, target, counts, log, timings, None, False)  # type: ignore[arg-type]
+        report = self._report(plan, options, target, counts, log, timings, None, False)
         report.build_id = plan.live["build_id"] if plan.live else None
         return report
 
@@ -604,7 +525,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         counts: dict[str, int],
-        log: RunLog,
+        log: RunLog | _MemoryLog,
         timings: dict[str, float],
         manifest_path: Path | None,
         committed: bool,
@@ -656,25 +577,6 @@ def _failed(state: _RunState, problems: list[RowError], error: RowError) -> None
     state.counts["failed"] += 1
     problems.append(error)
     return None
-
-
-def _keep_live_attributes(
-    mapping: FieldMapping, given: FieldMapping, live: dict[str, Any], records: list[dict[str, Any]]
-) -> FieldMapping:
-    """A live attribute whose column is present but empty in the sample is still the same
-    attribute: guessing would drop it and make the catalog look like a new schema."""
-    if given.attributes is not None:
-        return mapping
-    present = {key for record in records for key in record}
-    attributes = list(mapping.attributes or [])
-    for spec in live_specs(live):
-        if spec.field not in attributes and spec.field in present:
-            attributes.append(spec.field)
-    return mapping.model_copy(update={"attributes": attributes})
-
-
-def _roles(specs: dict[str, str]) -> str:
-    return ", ".join(f"{role}={spec}" for role, spec in sorted(specs.items()))
 
 
 def _items(collection: CollectionDir) -> int:
