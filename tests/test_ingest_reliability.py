@@ -182,6 +182,14 @@ def test_an_interrupted_first_ingest_is_invisible_then_resumes_without_reencodin
     with pytest.raises(MMSearchError, match="Re-run the same ingest command to resume"):
         folder.live_manifest()
 
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    listed = CliRunner().invoke(app, ["collections", "--home", str(settings.home), "--json"])
+    (shown,) = json.loads(listed.stdout)
+    assert shown["live_build"] is None and shown["unfinished_builds"] == folder.build_ids()
+
     encoded_before = FAKES["text"].texts_seen
     report = ingest(settings, catalog)
 
