@@ -4,7 +4,7 @@ from mmsearch.ingest.encoders import EncoderSet, image_roles
 from mmsearch.ingest.engine import Ingestor
 from mmsearch.ingest.planning import SAMPLE_ROWS, IngestPlan
 from mmsearch.ingest.report import IngestOptions, IngestReport
-from mmsearch.ingest.sources import estimate_rows, file_sha256
+from mmsearch.ingest.sources import file_sha256
 
 __all__ = [
     "SAMPLE_ROWS",
@@ -13,7 +13,6 @@ __all__ = [
     "IngestPlan",
     "IngestReport",
     "Ingestor",
-    "estimate_rows",
     "file_sha256",
     "image_roles",
 ]

@@ -17,9 +17,15 @@ from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.base import BuildIndex, VectorField
-from mmsearch.index.open import create_build_index, drop_build_index, store_description
+from mmsearch.index.open import (
+    create_build_index,
+    drop_build_index,
+    open_build_index,
+    store_description,
+)
 from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
 from mmsearch.ingest.encoders import EncoderSet, image_roles
+from mmsearch.ingest.runlog import close_run, unfinished_runs
 from mmsearch.workspace import BUILDING, CollectionDir, new_id, utc_now
 
 MAX_RUNS_IN_MANIFEST = 100
@@ -156,9 +162,6 @@ def writable_live_index(
 
     An interrupted run's writes past the manifest's version are undone first (unless it
     is ``keep_run``, being resumed), so no writer ever publishes another run's half."""
-    from mmsearch.index.open import open_build_index
-    from mmsearch.ingest.runlog import close_run, unfinished_runs
-
     notices = []
     index = open_build_index(collection, manifest, settings, for_writing=True)
     visible = int(manifest.get("table_version", index.version()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -45,7 +45,13 @@ from mmsearch.ingest.report import (
     check_accounting,
     new_counts,
 )
-from mmsearch.ingest.runlog import RunLog, UnfinishedRun, resume_key, unfinished_runs
+from mmsearch.ingest.runlog import (
+    ERRORS_FILE,
+    RunLog,
+    UnfinishedRun,
+    resume_key,
+    unfinished_runs,
+)
 from mmsearch.ingest.sources import file_sha256
 from mmsearch.media.fetch import FetchPolicy, ImageFetcher
 from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
@@ -249,7 +255,7 @@ class Ingestor:
             "counts": counts,
             "skipped_fields": plan.skipped_fields,
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
-            "errors_file": str(log.errors_path.relative_to(collection.build_dir(target.build_id))),
+            "errors_file": str(Path("runs") / target.run_id / ERRORS_FILE),
             "table_version": target.index.version(),
             "removed_ids_sample": removed[:20],
         }
@@ -321,7 +327,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         state: _RunState,
-        log: RunLog | _MemoryLog,
+        log: RunLog,
         chunks: ChunkEncoder | None,
         timings: dict[str, float],
     ) -> None:
@@ -394,7 +400,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         state: _RunState,
-        log: RunLog | _MemoryLog,
+        log: RunLog,
         chunks: ChunkEncoder | None,
         pending: list[Pending],
         problems: list[RowError],
@@ -477,7 +483,7 @@ class Ingestor:
         collection: CollectionDir,
         target: _Target,
         state: _RunState,
-        log: RunLog | _MemoryLog,
+        log: RunLog,
         timings: dict[str, float],
     ) -> IngestReport:
         """--strict with failed rows: undo every write, as if the run never happened."""
@@ -510,7 +516,7 @@ class Ingestor:
             "dry-run",
             None,
         )
-        log = _MemoryLog(ERRORS_KEPT_IN_REPORT)
+        log = RunLog.in_memory(ERRORS_KEPT_IN_REPORT)
         self._ingest_rows(plan, options, target, state, log, None, timings)
         self._sync(options, target, state)
         check_accounting(state.counts)
@@ -525,7 +531,7 @@ class Ingestor:
         options: IngestOptions,
         target: _Target,
         counts: dict[str, int],
-        log: RunLog | _MemoryLog,
+        log: RunLog,
         timings: dict[str, float],
         manifest_path: Path | None,
         committed: bool,
@@ -540,7 +546,7 @@ class Ingestor:
             counts=counts,
             errors=log.errors,
             warnings=log.warnings,
-            errors_path=None if options.dry_run else log.errors_path,
+            errors_path=log.errors_path,
             manifest_path=manifest_path,
             timings=timings,
             skipped_fields=plan.skipped_fields,
@@ -605,22 +611,3 @@ class _NoIndex:
 
     def version(self) -> int:
         return 0
-
-
-class _MemoryLog:
-    """The dry run's stand-in for a run log: problems kept in memory only."""
-
-    def __init__(self, keep: int):
-        self.keep = keep
-        self.errors: list[RowError] = []
-        self.warnings: list[RowError] = []
-        self.errors_path = None
-
-    def record(self, problems: Iterable[RowError]) -> None:
-        for problem in sorted(problems, key=lambda p: (p.source, p.row)):
-            kept = self.warnings if problem.severity == "warning" else self.errors
-            if len(kept) < self.keep:
-                kept.append(problem)
-
-    def commit(self, rows_done: int, counts: dict[str, int], table_version: int | None) -> None:
-        return None

@@ -72,9 +72,11 @@ def close_run(collection: CollectionDir, build_id: str, run_id: str, state: str,
 
 @dataclass
 class RunLog:
-    """The records of the run being made; errors stream to disk, the first few stay in memory."""
+    """The records of the run being made; errors stream to disk, the first few stay in memory.
 
-    folder: Path
+    A dry run's log has no folder: it keeps the first problems and writes nothing."""
+
+    folder: Path | None
     base: dict[str, Any]
     keep: int
     errors: list[RowError] = field(default_factory=list)
@@ -90,22 +92,27 @@ class RunLog:
         write_json_atomic(folder / PROGRESS_FILE, log.base)
         return log
 
+    @classmethod
+    def in_memory(cls, keep: int) -> RunLog:
+        return cls(None, {}, keep)
+
     @property
-    def errors_path(self) -> Path:
-        return self.folder / ERRORS_FILE
+    def errors_path(self) -> Path | None:
+        return None if self.folder is None else self.folder / ERRORS_FILE
 
     def record(self, problems: list[RowError]) -> None:
         """Append row errors and warnings in row order; they are flushed with each commit."""
-        assert self._handle is not None
         for problem in sorted(problems, key=lambda p: (p.source, p.row)):
-            self._handle.write(json.dumps(problem.as_dict(), ensure_ascii=False) + "\n")
+            if self._handle is not None:
+                self._handle.write(json.dumps(problem.as_dict(), ensure_ascii=False) + "\n")
             kept = self.warnings if problem.severity == "warning" else self.errors
             if len(kept) < self.keep:
                 kept.append(problem)
 
     def commit(self, rows_done: int, counts: dict[str, int], table_version: int | None) -> None:
         """After a chunk is in the table: the record names exactly what is there."""
-        assert self._handle is not None
+        if self.folder is None or self._handle is None:
+            return
         self._handle.flush()
         self.base.update(
             {
@@ -121,6 +128,8 @@ class RunLog:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        if self.folder is None:
+            return
         self.base.update({"state": state, "updated_at": utc_now()})
         write_json_atomic(self.folder / PROGRESS_FILE, self.base)
         if summary is not None:

@@ -1,11 +1,9 @@
-"""Facts about a catalog that an ingest records or shows: its hash, its row count."""
+"""The catalog's identity in run records and resume keys: its content hash."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-
-from mmsearch.errors import MMSearchError
 
 
 def file_sha256(path: Path) -> str:
@@ -21,14 +19,3 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def estimate_rows(path: Path) -> int | None:
-    """The catalog's row count for a progress total; None when it cannot be read (the
-    ingest itself then reports why, with its full message)."""
-    from mmsearch.catalog.readers import open_catalog
-
-    try:
-        return open_catalog(path.expanduser()).count_rows()
-    except (MMSearchError, OSError):
-        return None

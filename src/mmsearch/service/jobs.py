@@ -4,7 +4,8 @@ Jobs run one at a time on a single worker thread: ingest is CPU- and disk-bound.
 Each job holds its collection's writer lock, so it waits, however long, for a CLI
 ingest or another worker writing the same collection; ``waiting_for_writer`` shows
 that it does, since its progress stands still meanwhile. Progress is the Ingestor's
-own callback (rows read), against the cheap row estimate the CLI's progress bar uses.
+own callback (rows read), against the row count of the plan (the total the CLI shows),
+set when the job starts rather than in the request that submits it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.errors import MMSearchError
-from mmsearch.ingest import IngestOptions, Ingestor, estimate_rows
+from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.service.errors import NotFound
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import new_id, utc_now
@@ -71,7 +72,6 @@ class JobManager:
     ) -> Job:
         job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
         self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
-        job.total = estimate_rows(catalog)
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:
@@ -105,7 +105,9 @@ class JobManager:
             purpose = f"ingest job {job.id}"
             with self.state.writer(job.collection, purpose=purpose, on_wait=waiting):
                 job.waiting_for_writer = False
-                report = Ingestor(self.state.settings, progress=advance).run(options)
+                report = Ingestor(self.state.settings, progress=advance).run(
+                    options, on_plan=lambda plan: setattr(job, "total", plan.total_rows)
+                )
             job.report = report.as_dict()
             failed = report.counts["failed"]
             if options.strict and failed:
