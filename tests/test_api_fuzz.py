@@ -40,7 +40,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(
                 "--checks", "all",
                 "--exclude-checks", "positive_data_acceptance",
                 "--max-examples", "6",
-                "--workers", "2",
+                "--workers", "1",  # hypothesis calls ast.parse: racy across threads in 3.11.7
                 "--seed", "7",
                 "--header", f"Authorization: Bearer {secret}",
                 "--suppress-health-check", "all",
