@@ -319,10 +319,10 @@ def test_a_publish_cut_short_before_live_moved_is_finished_by_the_next_writer(
 
     catalog = text_catalog(tmp_path / "a.jsonl", 20)
 
-    def crash(self, build_id):
+    def crash(self, change):
         raise Interrupt()
 
-    monkeypatch.setattr(CollectionDir, "set_live", crash)
+    monkeypatch.setattr(CollectionDir, "update_state", crash)  # the switch of live
     with pytest.raises(Interrupt):
         ingest(settings, catalog)
     monkeypatch.undo()

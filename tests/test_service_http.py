@@ -35,7 +35,11 @@ def test_concurrent_searches_all_succeed_with_their_own_query_ids(base_url):
     blue = [r for r, q in zip(results, queries, strict=True) if q == "blue mug"]
     assert len(blue) == 4 and all(r["hits"][0]["id"] == "item-2" for r in blue)
     metrics = httpx.get(f"{base_url}/metrics").text
-    assert f'mmsearch_searches_total{{collection="shop"}} {float(len(queries))}' in metrics
+    build = results[0]["build_id"]
+    assert (
+        f'mmsearch_searches_total{{build="{build}",collection="shop"}} {float(len(queries))}'
+        in metrics
+    )
 
 
 def test_a_streamed_body_over_the_cap_is_refused_with_413(base_url):

@@ -17,9 +17,13 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from mmsearch.errors import CollectionNotFound, MMSearchError
 
@@ -28,6 +32,11 @@ from mmsearch.errors import CollectionNotFound, MMSearchError
 BUILDING = "building"
 READY = "ready"
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+STATE_LOCK_TIMEOUT_S = 30.0
+# collection.json is read-modify-written by switches (publish, canary, rollback) from the
+# CLI and from every service worker, including the automatic canary stop: a short lock of
+# its own, so a switch never waits behind an ingest holding the writer lock for minutes.
+_state_threads = threading.Lock()
 
 
 def utc_now() -> str:
@@ -138,15 +147,36 @@ class CollectionDir:
     def alias(self, name: str) -> str | None:
         return self.aliases().get(name)
 
+    def state(self) -> dict[str, Any]:
+        """collection.json as one snapshot: aliases, canary, default access, gate."""
+        return self._state()
+
+    def update_state(self, change: Callable[[dict[str, Any]], Any]) -> Any:
+        """Read-modify-write collection.json under its own lock; returns what ``change`` did."""
+        path = self.folder / "collection.json"
+        with _state_threads, FileLock(str(path) + ".lock", timeout=STATE_LOCK_TIMEOUT_S):
+            state = self._state()
+            result = change(state)
+            write_json_atomic(path, state)
+        return result
+
     def set_live(self, build_id: str) -> None:
-        """Point ``live`` at a build; the old live build becomes ``previous`` for rollback."""
-        state = self._state()
-        aliases = state.setdefault("aliases", {})
-        current = aliases.get("live")
-        if current and current != build_id:
-            aliases["previous"] = current
-        aliases["live"] = build_id
-        write_json_atomic(self.folder / "collection.json", state)
+        """Point ``live`` at a build; the old live build becomes ``previous`` for rollback.
+
+        A canary of the build that goes live has nothing left to compare with, so it ends."""
+
+        def change(state: dict[str, Any]) -> None:
+            aliases = state.setdefault("aliases", {})
+            current = aliases.get("live")
+            if current and current != build_id:
+                aliases["previous"] = current
+            aliases["live"] = build_id
+            canary = state.get("canary") or {}
+            if canary.get("build_id") == build_id:
+                state.pop("canary", None)
+                aliases.pop("canary", None)
+
+        self.update_state(change)
 
     def default_access(self, fallback: str = "public") -> str:
         """Who sees items without an ACL: "public" (everyone) or "private" (no one but
@@ -157,9 +187,7 @@ class CollectionDir:
     def set_default_access(self, access: str) -> None:
         if access not in ("public", "private"):
             raise MMSearchError(f"Default access must be public or private, not {access!r}.")
-        state = self._state()
-        state["default_access"] = access
-        write_json_atomic(self.folder / "collection.json", state)
+        self.update_state(lambda state: state.__setitem__("default_access", access))
 
     def build_ids(self) -> list[str]:
         """Every build with a manifest, oldest first (build ids sort by creation time)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,18 +59,38 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
 
 
-def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
-    """Ingest with a progress bar that starts only once the plan stands (so argument and
-    schema errors print alone), with the row total counted up front."""
+def items_progress(label_width: int, *, quiet: bool) -> Progress:
+    """The bar every long writer shows: label, bar, n/total, items/s over 10 s, elapsed."""
     columns = [
         SpinnerColumn(),
-        TextColumn("{task.description:<6}"),
+        TextColumn(f"{{task.description:<{label_width}}}"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
     ]
-    progress = Progress(*columns, console=errors, disable=quiet, transient=False)
+    return Progress(*columns, console=errors, disable=quiet, transient=False)
+
+
+def writer_waiting(collection: str, *, quiet: bool) -> Callable[[WriterInfo | None], None]:
+    """Say, once, whom a writer waits for (another ingest, rebuild or item write)."""
+
+    def waiting(holder: WriterInfo | None) -> None:
+        if not quiet:
+            who = holder.describe() if holder else "another process"
+            errors.print(
+                f"waiting for the other writer of '{collection}' to finish: {who}",
+                highlight=False,
+                markup=False,
+            )
+
+    return waiting
+
+
+def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
+    """Ingest with a progress bar that starts only once the plan stands (so argument and
+    schema errors print alone), with the row total counted up front."""
+    progress = items_progress(6, quiet=quiet)
     tasks: dict[str, TaskID] = {}
 
     def start(plan: IngestPlan) -> None:
@@ -81,20 +102,11 @@ def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> In
         if count:
             progress.update(tasks["images"], advance=count, visible=True)
 
-    def waiting(holder: WriterInfo | None) -> None:
-        if not quiet:
-            who = holder.describe() if holder else "another process"
-            errors.print(
-                f"waiting for the other writer of '{options.collection}' to finish: {who}",
-                highlight=False,
-                markup=False,
-            )
-
     ingestor = Ingestor(
         settings,
         progress=lambda n: progress.advance(tasks["rows"], n),
         image_progress=advance_images,
-        on_wait=waiting,
+        on_wait=writer_waiting(options.collection, quiet=quiet),
     )
     try:
         return ingestor.run(options, on_plan=start)
@@ -122,8 +134,11 @@ def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
         verb = "nothing written —"
     else:
         verb = "created build" if report.new_build else "updated build"
+        if report.staged:
+            verb = "staged new build" if report.new_build else "updated staged build"
         verb += f" {report.build_id}" + (" (resumed)" if report.resumed else "") + " —"
     would = "would be " if report.dry_run else ""
+    where = "the staged build" if report.staged else "the collection"
     removed = f", {counts['removed']} {would}removed" if counts["removed"] else ""
     resumed = (
         f" ({counts['resumed']} written before the interruption, not encoded again)"
@@ -135,7 +150,7 @@ def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
         f"{counts['added']} {would}added, {counts['updated']} {would}updated, "
         f"{counts['unchanged']} unchanged, "
         f"[{'red' if counts['failed'] else 'green'}]{counts['failed']} failed[/]"
-        f"{removed}{resumed} ({counts['items']} items in the collection)",
+        f"{removed}{resumed} ({counts['items']} items in {where})",
         highlight=False,
     )
     if report.errors_path is not None and (counts["failed"] or counts["warnings"]):
@@ -212,6 +227,16 @@ def ingest(
             "live when complete. Without it, a catalog that does not fit the live build fails.",
         ),
     ] = False,
+    stage: Annotated[
+        bool,
+        typer.Option(
+            "--stage",
+            help="Write a candidate build and leave live as it is; publish it later with "
+            "'mmsearch publish'. Adds to the staged candidate when the catalog fits it; else "
+            "a new candidate starts as a copy of live (when the catalog fits live) plus this "
+            "catalog, so publishing it loses nothing. With --new-build: this catalog only.",
+        ),
+    ] = False,
     sync: Annotated[
         bool,
         typer.Option("--sync", help="Remove items that are no longer in the catalog."),
@@ -269,6 +294,7 @@ def ingest(
             images_root,
             new_build=new_build,
             sync=sync,
+            stage=stage,
             dry_run=dry_run,
             strict=strict,
             wait=not no_wait,

@@ -34,10 +34,16 @@ class ExperimentOutcome:
     files: dict[str, Path]
 
 
+def build_manifest(settings: Settings, collection: str, build_id: str | None) -> dict[str, Any]:
+    """The manifest of ``build_id``, or of the live build when None."""
+    folder = Workspace(settings.home).collection(collection)
+    return folder.live_manifest() if build_id is None else folder.manifest(build_id)
+
+
 def default_configs(
-    settings: Settings, collection: str, queries: list[EvalQuery]
+    settings: Settings, collection: str, queries: list[EvalQuery], build_id: str | None = None
 ) -> list[RetrievalConfig]:
-    manifest = Workspace(settings.home).collection(collection).live_manifest()
+    manifest = build_manifest(settings, collection, build_id)
     return builtin_configs(
         has_text=any("text" in q.modalities for q in queries),
         has_image=any("image" in q.modalities for q in queries),
@@ -58,11 +64,13 @@ def run_evaluation(
     out: Path | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
     groups: Iterable[str] | None = None,
+    build_id: str | None = None,
 ) -> ExperimentOutcome:
     """Evaluate configurations (files, given objects, or the built-in set) on a collection.
 
     ``progress(total)`` returns a callback advanced once per (configuration, query).
     ``groups``: search as a caller with these ACL groups (None: unrestricted operator).
+    ``build_id``: evaluate that build (a candidate, a canary) instead of the live one.
     """
     caller_groups = None if groups is None else sorted(set(groups))
     queries = load_queries(queries_path)
@@ -70,14 +78,21 @@ def run_evaluation(
     chosen = list(configs or [])
     chosen += [load_config_file(path) for path in config_paths or []]
     if not chosen:
-        chosen = default_configs(settings, collection, queries)
+        chosen = default_configs(settings, collection, queries, build_id)
     check_unique_names(chosen)
     advance = progress(len(chosen) * len(queries)) if progress else None
     runs = run_experiment(
-        settings, collection, queries, chosen, k=k, progress=advance, groups=caller_groups
+        settings,
+        collection,
+        queries,
+        chosen,
+        k=k,
+        progress=advance,
+        groups=caller_groups,
+        build_id=build_id,
     )
     evaluation = evaluate_runs(judgments, runs, stat_test=stat_test)
-    manifest = Workspace(settings.home).collection(collection).live_manifest()
+    manifest = build_manifest(settings, collection, build_id)
     info = ExperimentInfo(
         collection=collection,
         build_id=manifest["build_id"],

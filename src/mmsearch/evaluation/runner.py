@@ -94,12 +94,14 @@ def run_experiment(
     k: int = 100,
     progress: ProgressCallback | None = None,
     groups: Iterable[str] | None = None,
+    build_id: str | None = None,
 ) -> list[ConfigRun]:
     """Search every query with every configuration; returns one ConfigRun per configuration.
 
     ``groups``: run every query as a caller with these ACL groups (None: unrestricted).
+    ``build_id``: the build to search (None: live), so a candidate is judged before it is.
     """
-    searcher = Searcher(settings, collection)
+    searcher = Searcher(settings, collection, build_id=build_id)
     check_filters(queries, searcher.attribute_kinds)
     access = searcher.access_for(groups) if groups is not None else None
     encoders = searcher.manifest["encoders"]

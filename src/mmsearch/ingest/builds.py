@@ -9,6 +9,7 @@ written "building" — invisible — and becomes live only once complete.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mmsearch import __version__
@@ -16,6 +17,7 @@ from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.governance.lifecycle import publish
 from mmsearch.index.base import BuildIndex, VectorField
 from mmsearch.index.open import (
     create_build_index,
@@ -26,9 +28,10 @@ from mmsearch.index.open import (
 from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
 from mmsearch.ingest.encoders import EncoderSet, image_roles
 from mmsearch.ingest.runlog import close_run, unfinished_runs
+from mmsearch.monitoring.drift_reference import compute_reference
 from mmsearch.workspace import BUILDING, CollectionDir, new_id, utc_now
 
-MAX_RUNS_IN_MANIFEST = 100
+log = logging.getLogger("mmsearch.ingest")
 
 
 class SchemaMismatch(MMSearchError):
@@ -196,9 +199,21 @@ def finish_pending_publish(collection: CollectionDir) -> str | None:
     return None
 
 
-def trim_history(manifest: dict[str, Any]) -> None:
-    """Keep the manifest small: every run keeps its own run.json; the manifest the latest."""
-    for key in ("runs", "sources"):
-        entries = manifest.get(key, [])
-        if len(entries) > MAX_RUNS_IN_MANIFEST:
-            manifest[key] = entries[-MAX_RUNS_IN_MANIFEST:]
+def publish_new_build(collection: CollectionDir, build_id: str, actor: str) -> None:
+    """Make a build an ingest completed live, as a recorded switch (who, when, previous),
+    then clear the crash marker that ``finish_pending_publish`` would otherwise act on."""
+    publish(collection, build_id, actor, reason="ingest --new-build", record={"via": "ingest"})
+    manifest = collection.manifest(build_id)
+    manifest.pop("pending_live", None)
+    collection.write_manifest(build_id, manifest)
+
+
+def store_reference(collection: CollectionDir, build_id: str, settings: Settings) -> list[str]:
+    """Drift reference statistics of a new build's vectors; a failure only costs a notice
+    (``drift`` computes them on first use), never the ingest."""
+    try:
+        compute_reference(collection, collection.manifest(build_id), settings)
+    except Exception as exc:
+        log.warning("reference statistics failed", extra={"build_id": build_id}, exc_info=True)
+        return [f"drift reference statistics were not stored ({exc}); drift computes them later"]
+    return []

@@ -15,7 +15,7 @@ import hashlib
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,13 +31,15 @@ from mmsearch.ingest.builds import (
     discard_build,
     encoder_differences,
     finish_pending_publish,
+    publish_new_build,
     refuse,
-    trim_history,
+    store_reference,
     writable_live_index,
 )
 from mmsearch.ingest.encoders import EncoderSet
+from mmsearch.ingest.history import append_run, entry_from_summary, note_run
 from mmsearch.ingest.pipeline import ChunkEncoder, Pending
-from mmsearch.ingest.planning import IngestPlan, plan_ingest
+from mmsearch.ingest.planning import IngestPlan
 from mmsearch.ingest.report import (
     ERRORS_KEPT_IN_REPORT,
     IngestOptions,
@@ -53,6 +55,18 @@ from mmsearch.ingest.runlog import (
     unfinished_runs,
 )
 from mmsearch.ingest.sources import file_sha256
+from mmsearch.ingest.staging import (
+    Staging,
+    build_kind,
+    kept_unfinished,
+    mark_staged,
+    missed_by_candidate,
+    plan_run,
+    seed_candidate,
+    seeded_version,
+    settle_stage,
+    stage_notices,
+)
 from mmsearch.media.fetch import FetchPolicy, ImageFetcher
 from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
 from mmsearch.media.paths import is_url
@@ -108,6 +122,7 @@ class Ingestor:
         self.on_wait = on_wait
         self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
         self._fetcher: ImageFetcher | None = None
+        self._staging: Staging | None = None  # set per run by _run
 
     @property
     def fetcher(self) -> ImageFetcher:
@@ -138,9 +153,12 @@ class Ingestor:
         check_collection_name(options.collection)
         workspace = Workspace(self.settings.home)
         if options.dry_run:
-            plan = plan_ingest(self.settings, options, workspace.find(options.collection))
+            found = workspace.find(options.collection)
+            plan, self._staging = plan_run(self.settings, options, found)
+            if self._staging is not None and plan.live is None and self._staging.copy_from:
+                plan = replace(plan, live=self._staging.copy_from)  # what the copy would hold
             on_plan(plan)
-            return self._dry_run(plan, options, workspace.find(options.collection))
+            return self._dry_run(plan, options, found)
         folder = workspace.folder_of(options.collection)
         with collection_writer(
             folder, purpose=options.purpose, wait=options.wait, on_wait=self.on_wait
@@ -148,9 +166,11 @@ class Ingestor:
             existing = workspace.find(options.collection)
             if existing is not None:
                 finish_pending_publish(existing)
-            plan = plan_ingest(self.settings, options, existing)
+            plan, self._staging = plan_run(self.settings, options, existing)
             encoders = EncoderSet.load(plan.encoder_specs)
-            if plan.live is not None:
+            if self._staging is not None:
+                plan = settle_stage(plan, self._staging, encoders.describe())
+            elif plan.live is not None:
                 differences = encoder_differences(plan.live, encoders.describe())
                 if differences:
                     raise refuse(options.collection, differences)
@@ -164,6 +184,14 @@ class Ingestor:
                 raise
             if existing is None and not report.committed:
                 _remove_if_empty(collection)
+            if self._staging is not None and report.committed and report.build_id:
+                report.staged = True
+                report.notices.extend(
+                    stage_notices(options.collection, report.build_id, self._staging)
+                )
+            elif report.committed and report.ingested + report.counts["removed"]:
+                missed = missed_by_candidate(collection, report.build_id or "")
+                report.notices.extend([missed] if missed else [])
             return report
 
     # -- writing -------------------------------------------------------------------------
@@ -270,56 +298,75 @@ class Ingestor:
                 "table_version": target.index.version(),
             }
         )
-        manifest.setdefault("sources", []).append({**source_info, "run_id": target.run_id})
-        manifest.setdefault("runs", []).append(summary)
-        trim_history(manifest)
-        if target.new_build:
+        note_run(manifest, summary, target.visible_version)  # the log gets it once committed
+        going_live = target.new_build and self._staging is None
+        if going_live:
             manifest["pending_live"] = True
+        elif self._staging is not None:  # named first: a crash before the commit names a
+            mark_staged(collection, target.build_id)  # building build, which no one uses
         manifest_path = collection.write_manifest(target.build_id, manifest)  # commit point
-        if target.new_build:
-            collection.set_live(target.build_id)
-            manifest.pop("pending_live", None)
-            collection.write_manifest(target.build_id, manifest)
+        append_run(collection, entry_from_summary(target.build_id, summary))
+        if going_live:
+            publish_new_build(collection, target.build_id, options.purpose)
         log.finish("done", summary)
         target.index.prune_versions()  # only now does the manifest name the latest version
+        if target.new_build:
+            target.notices.extend(store_reference(collection, target.build_id, self.settings))
         return self._report(plan, options, target, counts, log, timings, manifest_path, True)
 
     def _target(
         self, collection: CollectionDir, plan: IngestPlan, encoders: EncoderSet, key: str
     ) -> _Target:
-        """The build to write: the live one, an unfinished one to resume, or a new one."""
-        notices: list[str] = []
+        """The build to write: the one the plan updates (live, or the staged candidate), an
+        unfinished one of this kind of run to resume, or a new one.
+
+        An unfinished build is resumed only by a run of its own kind with the same resume
+        key: a staged copy of live is never finished and published by a plain --new-build
+        of the same catalog, and an interrupted rebuild is kept for ``mmsearch rebuild``."""
+        notices: list[str] = list(self._staging.notices) if self._staging else []
+        kind = "ingest" if self._staging is None else "stage"
         if plan.live is not None:
             build_id = plan.live["build_id"]
             runs = unfinished_runs(collection, build_id)
             resumed = next((run for run in runs if run.key == key), None)
-            index, notices = writable_live_index(
+            index, undone = writable_live_index(
                 collection, plan.live, self.settings, resumed.run_id if resumed else ""
             )
+            notices.extend(undone)
             visible = int(plan.live.get("table_version", index.version()))
-            if collection.unfinished_builds():
-                notices.append(
-                    "an unfinished new build is kept; re-run its command with --new-build "
-                    "to resume it"
-                )
+            notices.extend(kept_unfinished(collection))
             run_id = resumed.run_id if resumed else new_id("run")
             return _Target(build_id, plan.live, index, False, visible, run_id, resumed, notices)
         for build_id in collection.unfinished_builds():
+            manifest = collection.manifest(build_id)
+            if build_kind(manifest) == "rebuild":
+                notices.append(
+                    f"the unfinished rebuild {build_id} is kept; re-run its mmsearch rebuild "
+                    "command to resume it"
+                )
+                continue
             match = next((r for r in unfinished_runs(collection, build_id) if r.key == key), None)
-            if match is not None:
-                manifest = collection.manifest(build_id)
+            if match is not None and build_kind(manifest) == kind:
                 index = open_build_index(collection, manifest, self.settings, for_writing=True)
                 notices.append(
                     f"resumed the interrupted first ingest of build {build_id} "
                     f"({match.rows_done} rows had been read)"
                 )
-                return _Target(build_id, manifest, index, True, None, match.run_id, match, notices)
+                visible = seeded_version(manifest)
+                return _Target(
+                    build_id, manifest, index, True, visible, match.run_id, match, notices
+                )
             discard_build(collection, build_id)
             notices.append(f"removed the unfinished build {build_id} of an interrupted ingest")
         build_id, manifest, index = create_build(
             collection, plan.mapping, plan.specs, encoders, self.settings
         )
-        return _Target(build_id, manifest, index, True, None, new_id("run"), None, notices)
+        visible = None
+        if self._staging is not None:
+            visible = seed_candidate(
+                collection, manifest, index, self._staging.copy_from, self.settings
+            )
+        return _Target(build_id, manifest, index, True, visible, new_id("run"), None, notices)
 
     def _ingest_rows(
         self,

@@ -26,6 +26,9 @@ class IngestOptions:
     new_build: bool = False
     # Remove items the catalog no longer holds (a product dropped from the feed).
     sync: bool = False
+    # Write a candidate build and leave live as it is: into the staged candidate when it
+    # fits, else a new one (a copy of live's rows when the catalog fits live). See staging.py.
+    stage: bool = False
     # Read, validate and compare everything; write nothing.
     dry_run: bool = False
     # Any failed row makes the whole run fail and leaves the collection as it was.
@@ -58,6 +61,7 @@ class IngestReport:
     dry_run: bool = False
     committed: bool = True  # False: a refused --strict run or a dry run; nothing visible changed
     resumed: bool = False
+    staged: bool = False  # written as a candidate: live did not change
 
     @property
     def ingested(self) -> int:
@@ -72,6 +76,7 @@ class IngestReport:
             "dry_run": self.dry_run,
             "committed": self.committed,
             "resumed": self.resumed,
+            "staged": self.staged,
             "mapping": self.mapping.model_dump(),
             "attributes": {spec.column: spec.kind for spec in self.attributes},
             "counts": self.counts,

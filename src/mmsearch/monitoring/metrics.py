@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -120,18 +120,53 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.searches = Counter(
-            "mmsearch_searches", "Searches answered", ["collection"], registry=self.registry
+            "mmsearch_searches",
+            "Searches answered, by the build that answered (live or a canary)",
+            ["collection", "build"],
+            registry=self.registry,
         )
         self.zero_results = Counter(
             "mmsearch_search_zero_results",
             "Searches that found nothing (divide by mmsearch_searches_total for the rate)",
-            ["collection"],
+            ["collection", "build"],
             registry=self.registry,
         )
         self.fallbacks = Counter(
             "mmsearch_search_fallbacks",
             "Searches answered with a warning (a signal was dropped)",
-            ["collection"],
+            ["collection", "build"],
+            registry=self.registry,
+        )
+        self.build_seconds = Histogram(
+            "mmsearch_build_search_seconds",
+            "Search latency by the build that answered (compare a canary with live)",
+            ["collection", "build"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.clicks = Counter(
+            "mmsearch_clicks",
+            "Clicks recorded through /v1/feedback, by the build that showed the result",
+            ["collection", "build"],
+            registry=self.registry,
+        )
+        self.canary_stops = Counter(
+            "mmsearch_canary_auto_stops",
+            "Canaries switched off by a rollback guard, by guard",
+            ["collection", "guard"],
+            registry=self.registry,
+        )
+        # Embedding drift (monitoring/drift.py), set whenever a check runs in this service.
+        self.drift_score = Gauge(
+            "mmsearch_drift_score",
+            "Unbiased MMD² of the last drift check (candidate build or recent queries vs live)",
+            ["collection", "role", "kind"],
+            registry=self.registry,
+        )
+        self.drift_p_value = Gauge(
+            "mmsearch_drift_p_value",
+            "Permutation p-value of the last drift check (below the threshold = drift)",
+            ["collection", "role", "kind"],
             registry=self.registry,
         )
         self.registry.register(_StateCollector(cache, collections))
@@ -143,6 +178,7 @@ class ServiceMetrics:
     def observe_search(
         self,
         collection: str,
+        build: str,
         timings_ms: dict[str, float],
         total_seconds: float,
         hits: int,
@@ -151,11 +187,12 @@ class ServiceMetrics:
         for stage, ms in timings_ms.items():
             self.stage_seconds.labels(stage).observe(ms / 1000.0)
         self.stage_seconds.labels("total").observe(total_seconds)
-        self.searches.labels(collection).inc()
+        self.searches.labels(collection, build).inc()
+        self.build_seconds.labels(collection, build).observe(total_seconds)
         if hits == 0:
-            self.zero_results.labels(collection).inc()
+            self.zero_results.labels(collection, build).inc()
         if warnings:
-            self.fallbacks.labels(collection).inc()
+            self.fallbacks.labels(collection, build).inc()
         self.history.add(SearchSample(time.time(), total_seconds, hits, warnings > 0))
 
     def exposition(self) -> bytes:

@@ -44,6 +44,10 @@ class QueryRecord:
     # The API's structured filters as the caller sent them (``filters`` holds the
     # caller's ``where`` text); never the filter the store was given.
     structured_filters: dict[str, Any] | None = None
+    # "live" or "canary": the alias whose build answered (the build itself is build_id).
+    routed: str = "live"
+    fallback: bool = False  # a signal was dropped and the answer came from what was left
+    encoder_failures: int = 0  # query encoders that failed on this search
 
 
 class QueryLog:

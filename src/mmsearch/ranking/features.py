@@ -46,6 +46,8 @@ class Retrieved:
     planned: list[str] = field(default_factory=list)  # retrievers planned, including skipped ones
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Signals planned but dropped because their query encoder failed (keyword fallback).
+    dropped: list[str] = field(default_factory=list)
 
 
 def phash_columns(schema: pa.Schema) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,9 +37,14 @@ from mmsearch.retrieval.image_hits import (
     best_images,
     duplicate_of_query,
 )
-from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, plan_retrievers
+from mmsearch.retrieval.planner import (
+    DEFAULT_IMAGE_WEIGHT,
+    IMAGE_VECTOR,
+    TEXT_VECTOR,
+    plan_retrievers,
+)
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache, image_key, text_key
-from mmsearch.workspace import Workspace
+from mmsearch.workspace import BUILDING, Workspace
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
@@ -105,19 +110,31 @@ class SearchResult:
     fusion: str = "rrf"
     reranker: str | None = None  # the model that ranked the hits, when one did
     rules_version: str | None = None
+    # Signals dropped because a query encoder failed: the answer is a fallback.
+    dropped_signals: list[str] = field(default_factory=list)
+    # Encoder role -> the query's embedding in that role's own space (text query by the
+    # text encoder, image query by the image encoder), for drift monitoring
+    # (``monitoring.query_vectors``). Cross-modal and blended vectors are left out: they
+    # are not drawn from the distribution of the role's stored vectors.
+    query_vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Arrays are not JSON (and not for clients): callers that need them read the field.
+        data = asdict(replace(self, query_vectors={}))
+        del data["query_vectors"]
+        return data
 
 
 class Searcher:
-    """Opens a collection's live build once and answers many queries against it."""
+    """Opens one build of a collection (live unless ``build_id`` names another: a canary,
+    a candidate under evaluation) once and answers many queries against it."""
 
     def __init__(
         self,
         settings: Settings,
         collection: str,
         query_cache: QueryEmbeddingCache | None = None,
+        build_id: str | None = None,
     ):
         self.settings = settings
         # The service shares one cache across Searchers; alone, a Searcher keeps its own.
@@ -125,7 +142,12 @@ class Searcher:
         folder = Workspace(settings.home).collection(collection)
         self.folder = folder
         self.collection = collection
-        self.manifest = folder.live_manifest()
+        self.manifest = folder.live_manifest() if build_id is None else folder.manifest(build_id)
+        if self.manifest.get("state") == BUILDING:
+            raise MMSearchError(
+                f"Build {build_id} of '{collection}' is still being built; it cannot be "
+                "searched until its first ingest finishes."
+            )
         self.build_id: str = self.manifest["build_id"]
         self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
         self.attribute_columns = [a["column"] for a in self.manifest["attributes"]]
@@ -193,6 +215,8 @@ class Searcher:
             fusion=fusion,
             reranker=ranked.reranker,
             rules_version=ranked.rules_version,
+            dropped_signals=retrieved.dropped,
+            query_vectors=_own_space_vectors(retrieved.query_vectors),
         )
 
     def retrieve(self, request: SearchRequest) -> Retrieved:
@@ -220,6 +244,7 @@ class Searcher:
         embeddings: dict[tuple[str, str], np.ndarray | None] = {}
         failures: dict[tuple[str, str], str] = {}
         skipped: list[str] = []
+        dropped: list[str] = []
         ranked: dict[str, list[Match]] = {}
         for plan in plans:
             if plan.kind == "keyword":
@@ -233,6 +258,7 @@ class Searcher:
             missing = [key for key in plan.embeddings if embeddings[key] is None]
             if missing:
                 skipped.append(f"{plan.name} skipped ({failures[missing[0]]})")
+                dropped.append(plan.name)
                 continue
             parts = [v for key in plan.embeddings if (v := embeddings[key]) is not None]
             vector = plan.query_vector(parts, request.image_weight)
@@ -261,6 +287,7 @@ class Searcher:
             planned=[plan.name for plan in plans],
             warnings=warnings,
             timings=timings,
+            dropped=dropped,
         )
 
     def _encode(
@@ -380,6 +407,14 @@ def _validate(request: SearchRequest) -> str | None:
     if not 1 <= request.k <= MAX_K:
         raise QueryError(f"k must be between 1 and {MAX_K}.")
     return text
+
+
+# Retrievers whose query vector lies in the space of the role's stored vectors.
+_OWN_SPACE = {TEXT_VECTOR: "text", IMAGE_VECTOR: "image"}
+
+
+def _own_space_vectors(by_signal: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {role: by_signal[name] for name, role in _OWN_SPACE.items() if name in by_signal}
 
 
 def _ms(tick: float) -> float:

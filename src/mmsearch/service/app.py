@@ -27,15 +27,19 @@ from mmsearch.service.jobs import JobManager
 from mmsearch.service.middleware import ServiceMiddleware
 from mmsearch.service.routers import (
     admin,
+    builds,
     collections,
+    drift,
     feedback,
     health,
     jobs,
+    lineage,
     search,
     session,
     ui,
 )
 from mmsearch.service.routers.admin import DefaultRulesBody, KeyCreateBody, RulesBody
+from mmsearch.service.routers.builds import MANUAL_BODIES
 from mmsearch.service.routers.session import LoginBody
 from mmsearch.service.schemas import FeedbackBody, IngestBody, ItemBody, SearchBody
 from mmsearch.service.state import ServiceState
@@ -69,7 +73,22 @@ def create_app(settings: Settings, *, tracer: SearchTracer | None = None) -> Fas
     app.state.jobs = job_manager
     app.state.access = access
     install_error_handlers(app)
-    routers = [m.router for m in (search, collections, jobs, feedback, admin, session, health, ui)]
+    routers = [
+        m.router
+        for m in (
+            search,
+            collections,
+            builds,
+            lineage,
+            drift,
+            jobs,
+            feedback,
+            admin,
+            session,
+            health,
+            ui,
+        )
+    ]
     for router in routers:
         app.include_router(router)
     ui.mount_static(app, STATIC_DIR)
@@ -120,6 +139,7 @@ def _document_manual_bodies(app: FastAPI) -> None:
             KeyCreateBody,
             RulesBody,
             DefaultRulesBody,
+            *MANUAL_BODIES,
         ):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))

@@ -114,3 +114,35 @@ def latency_svg(buckets: Sequence[MinuteBucket]) -> str:
         f'<text x="{WIDTH - 45}" y="10" class="legend p95">— p95</text></svg>'
     )
     return "".join(parts)
+
+
+def canary_svg(figures: dict[str, dict[str, float]], live: str, canary: str) -> str:
+    """Live and canary side by side, one pair of bars per measure, each pair scaled to
+    its own larger value (milliseconds and rates do not share an axis)."""
+    measures = (("p95_ms", "p95 ms"), ("zero_rate", "zero-result rate"), ("ctr", "CTR"))
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img"'
+        ' aria-label="canary beside live" xmlns="http://www.w3.org/2000/svg">',
+        f'<text x="{PAD_L}" y="10" class="chart-title">canary beside live (this worker)</text>',
+        f'<text x="{WIDTH - 140}" y="10" class="legend p50">■ live</text>'
+        f'<text x="{WIDTH - 80}" y="10" class="legend p95">■ canary</text>',
+    ]
+    slot = (WIDTH - PAD_L) / len(measures)
+    span = HEIGHT - PAD_B - PAD_T - 10
+    for i, (key, label) in enumerate(measures):
+        values = [figures.get(build, {}).get(key, 0.0) for build in (live, canary)]
+        top = max([*values, 1e-9])
+        for j, (value, css) in enumerate(zip(values, ("p50", "p95"), strict=True)):
+            height = span * value / top
+            x = PAD_L + i * slot + 10 + j * (slot / 2 - 10)
+            y = HEIGHT - PAD_B - height
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot / 2 - 20:.1f}" height="{height:.1f}"'
+                f' class="bar {css}"><title>{escape(label)}: {value:.4g}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{PAD_L + i * slot + slot / 2:.1f}" y="{HEIGHT - 6}" class="axis"'
+            f' text-anchor="middle">{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -33,13 +33,14 @@ from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
+from mmsearch.ingest.history import RunEntry, append_run, note_run, recording
 from mmsearch.media.images import decode_image
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, WriterBusy
 from mmsearch.service.schemas import ItemBody
 from mmsearch.service.searching import image_limits, image_url
 from mmsearch.service.state import ServiceState
-from mmsearch.workspace import utc_now
+from mmsearch.workspace import new_id, utc_now
 from mmsearch.writer_lock import CollectionBusy
 
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
@@ -136,11 +137,38 @@ def delete_item(
         index, _undone = writable_live_index(folder, manifest, state.settings)
         if not index.get([item_id], ["id"]):
             raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
+        started_at, before = utc_now(), index.version()
         index.delete([item_id])
-        manifest.setdefault("counts", {})["items"] = index.row_count()
+        counts = {"removed": 1, "items": index.row_count()}
+        summary = {
+            "run_id": new_id("run"),
+            "kind": "item_delete",
+            "actor": caller.key_id,
+            "started_at": started_at,
+            "finished_at": utc_now(),
+            "counts": counts,
+            "table_version": index.version(),
+        }
+        manifest.setdefault("counts", {})["items"] = counts["items"]
         manifest["table_version"] = index.version()
         manifest["updated_at"] = utc_now()
+        note_run(manifest, summary, before)
         folder.write_manifest(manifest["build_id"], manifest)
+        append_run(
+            folder,
+            RunEntry(
+                "item_delete",
+                summary["run_id"],
+                manifest["build_id"],
+                started_at,
+                summary["finished_at"],
+                counts,
+                table_version_before=before,
+                table_version_after=index.version(),
+                actor=caller.key_id,
+                detail={"items": [item_id]},
+            ),
+        )
     state.forget(collection)
     state.audit(caller.key_id, "item.delete", collection=collection, items=[item_id])
     return {"deleted": item_id, "build_id": manifest["build_id"], "items": index.row_count()}
@@ -194,7 +222,8 @@ def _upsert_item(
         with tempfile.TemporaryDirectory(dir=state.uploads_dir, prefix="put-") as tmp:
             catalog = Path(tmp) / "item.jsonl"
             catalog.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-            report = Ingestor(settings).run(IngestOptions(catalog, collection, mapping))
+            with recording("item_put", caller.key_id, items=[item_id]):
+                report = Ingestor(settings).run(IngestOptions(catalog, collection, mapping))
     state.forget(collection)
     if report.errors:
         raise QueryError(f"The item was not stored: {report.errors[0].reason}")

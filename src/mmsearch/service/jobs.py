@@ -69,6 +69,7 @@ class JobManager:
         new_build: bool = False,
         sync: bool = False,
         strict: bool = False,
+        stage: bool = False,
     ) -> Job:
         job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
         self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
@@ -87,6 +88,7 @@ class JobManager:
             new_build=new_build,
             sync=sync,
             strict=strict,
+            stage=stage,
             purpose=f"ingest job {job.id}",
         )
         self._pool.submit(self._run, job, options)

@@ -22,6 +22,9 @@ RegistryName = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="registered name")
 ]
 KeyId = Annotated[str, Path(pattern=r"^k_[0-9a-f]{10}$", description="API key id")]
+BuildId = Annotated[
+    str, Path(pattern=r"^build-[0-9A-Za-z_-]{1,80}$", description="a build id (build-...)")
+]
 JobId = Annotated[str, Path(min_length=1, max_length=100, description="ingest job id")]
 Scalar = str | int | float | bool
 
@@ -75,6 +78,16 @@ class SearchBody(BaseModel):
         description="registered rules' name; 'none' (admin keys) switches the default off",
     )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
+    session: str | None = Field(
+        default=None,
+        max_length=200,
+        description="a session id: while a canary runs, one session always sees one build",
+    )
+    user: str | None = Field(
+        default=None,
+        max_length=200,
+        description="a user id, used like session when no session is given",
+    )
 
 
 class SignalOut(BaseModel):
@@ -100,7 +113,10 @@ class HitOut(BaseModel):
 class SearchResponse(BaseModel):
     query_id: str
     collection: str
-    build_id: str
+    build_id: str = Field(description="the build that answered")
+    routed: Literal["live", "canary"] = Field(
+        default="live", description="whether the live build or the canary answered"
+    )
     k: int
     offset: int
     hits: list[HitOut]
@@ -134,6 +150,10 @@ class IngestBody(BaseModel):
     )
     sync: bool = Field(default=False, description="remove items no longer in the catalog")
     strict: bool = Field(default=False, description="write nothing if any row fails")
+    stage: bool = Field(
+        default=False,
+        description="write a candidate build and leave live as it is (publish it later)",
+    )
 
 
 class FeedbackBody(BaseModel):

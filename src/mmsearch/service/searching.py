@@ -12,6 +12,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from PIL import Image
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.structured import structured_filter
+from mmsearch.governance.lifecycle import canary_of, stop_canary
 from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.governance.roles import Role
 from mmsearch.media.images import ImageLimits, decode_image
+from mmsearch.monitoring.canary import CanaryGuards, Trip
 from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
@@ -46,6 +49,7 @@ PASS_THROUGH = (
     "explain",
     "candidates",
 )  # rules and reranker are names resolved through the registry by run_search
+log = logging.getLogger("mmsearch.canary")
 HIT_CORE_FIELDS = {"id", "title", "score", "signals", "images", "attributes", "explanation"}
 
 
@@ -157,7 +161,8 @@ def run_search(
 ) -> dict[str, Any]:
     """Search as ``caller`` (its ACL goes into the store query), then record metrics, a
     trace and a query-log line; return the response body."""
-    searcher = state.searcher(collection)
+    routed, collection_state = state.route(collection, body.session or body.user)
+    searcher = state.searcher(collection, routed.build_id)
     request, warnings = build_request(body, image, searcher.manifest["attributes"])
     request = dataclasses.replace(
         request,
@@ -173,8 +178,10 @@ def run_search(
     query_id = uuid.uuid4().hex
     all_warnings = [*result.warnings, *warnings]
     state.metrics.observe_search(
-        collection, result.timings_ms, seconds, len(hits), len(result.warnings)
+        collection, result.build_id, result.timings_ms, seconds, len(hits), len(result.warnings)
     )
+    watch_canary(state, collection, collection_state, result, seconds, len(hits))
+    state.query_vectors.record(collection, result.build_id, result.query_vectors)
     state.tracer.record_search(
         started_ns=started_ns,
         ended_ns=started_ns + int(seconds * 1e9),
@@ -200,12 +207,16 @@ def run_search(
             hit_ids=[h.id for h in hits],
             request_id=request_id_var.get(),
             key_id=caller.key_id,
+            routed="canary" if routed.canary else "live",
+            fallback=bool(result.dropped_signals),
+            encoder_failures=len(result.dropped_signals),
         )
     )
     return {
         "query_id": query_id,
         "collection": collection,
         "build_id": result.build_id,
+        "routed": "canary" if routed.canary else "live",
         "k": body.k,
         "offset": body.offset,
         "hits": [
@@ -216,6 +227,59 @@ def run_search(
         "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
         "warnings": all_warnings,
     }
+
+
+def watch_canary(
+    state: ServiceState,
+    collection: str,
+    collection_state: dict[str, Any],
+    result: SearchResult,
+    seconds: float,
+    hits: int,
+) -> None:
+    """Count the search for the canary's guards; stop the canary when one trips."""
+    canary = canary_of(collection_state)
+    due = state.canaries.observe(
+        collection,
+        canary,
+        result.build_id,
+        seconds=seconds,
+        hits=hits,
+        fallback=bool(result.dropped_signals),
+        encoder_failures=len(result.dropped_signals),
+    )
+    if not due or canary is None:
+        return
+    guards = CanaryGuards.of(collection_state)
+    trip = state.canaries.check(
+        collection, canary, collection_state.get("aliases", {}).get("live", ""), guards
+    )
+    if trip is not None:
+        stop_tripped_canary(state, collection, canary.build_id, trip)
+
+
+def stop_tripped_canary(state: ServiceState, collection: str, build_id: str, trip: Trip) -> None:
+    folder = state.workspace.collection(collection)
+    event = stop_canary(
+        folder,
+        "guard",
+        f"{trip.guard}: {trip.reason}",
+        automatic=True,
+        only_build=build_id,
+    )
+    if event is None:  # another worker (or an operator) stopped it first
+        return
+    state.metrics.canary_stops.labels(collection, trip.guard).inc()
+    log.warning(
+        "canary stopped by its rollback guard",
+        extra={"collection": collection, "build_id": build_id, "guard": trip.guard},
+    )
+    state.audit(
+        "guard",
+        "canary.auto_stop",
+        collection=collection,
+        detail=f"{build_id}: {trip.guard}: {trip.reason}",
+    )
 
 
 def resolve_rules(

@@ -16,12 +16,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mmsearch.config import Settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
 from mmsearch.governance.audit import AuditEvent, AuditLog
+from mmsearch.governance.lifecycle import Route, protected_builds, route
+from mmsearch.monitoring.canary import CanaryMonitor
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
+from mmsearch.monitoring.query_vectors import QueryVectorLog
 from mmsearch.monitoring.querylog import ClickLog, QueryLog
 from mmsearch.monitoring.tracing import SearchTracer
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
@@ -36,7 +40,7 @@ log = logging.getLogger("mmsearch.service")
 
 @dataclass
 class _OpenSearcher:
-    key: tuple[str, int]
+    manifest_mtime_ns: int
     searcher: Searcher
 
 
@@ -53,32 +57,54 @@ class ServiceState:
         )
         self.click_log = ClickLog(logs / "clicks.jsonl")
         self.audit_log = AuditLog(settings.home)
+        self.canaries = CanaryMonitor()
+        # Recent query embeddings per role: what ``drift`` compares with live's reference.
+        self.query_vectors = QueryVectorLog(settings.home)
         self.uploads_dir = settings.home / "uploads"
         self.reports_dir = settings.home / "reports"
-        self._searchers: dict[str, _OpenSearcher] = {}
+        self._searchers: dict[tuple[str, str], _OpenSearcher] = {}
         self._lock = threading.Lock()
 
-    def searcher(self, collection: str) -> Searcher:
-        """The open searcher of the collection's live build, reopened when the build changed."""
+    def route(self, collection: str, caller_key: str | None) -> tuple[Route, dict[str, Any]]:
+        """The build that answers this search (live or the canary), from one read of
+        collection.json: a switch by the CLI or another worker shows on the next request."""
+        state = self.workspace.collection(collection).state()
+        return route(collection, state, caller_key), state
+
+    def searcher(self, collection: str, build_id: str | None = None) -> Searcher:
+        """The open searcher of one build (live by default), reopened when its manifest
+        changed (an ingest or revert) and dropped once the build leaves live and canary."""
         folder = self.workspace.collection(collection)
-        build_id = folder.alias("live")
         if build_id is None:
-            raise MMSearchError(
-                f"Collection '{collection}' has no live build yet; ingest a catalog into it first."
-            )
+            build_id = folder.alias("live")
+            if build_id is None:
+                raise MMSearchError(
+                    f"Collection '{collection}' has no live build yet; ingest a catalog into "
+                    "it first."
+                )
         manifest = folder.build_dir(build_id) / "manifest.json"
         try:
-            key = (build_id, manifest.stat().st_mtime_ns)
+            mtime = manifest.stat().st_mtime_ns
         except FileNotFoundError:
             raise MMSearchError(f"Build {build_id} of '{collection}' has no manifest.") from None
         with self._lock:
-            current = self._searchers.get(collection)
-            if current is not None and current.key == key:
+            current = self._searchers.get((collection, build_id))
+            if current is not None and current.manifest_mtime_ns == mtime:
                 return current.searcher
-        searcher = Searcher(self.settings, collection, query_cache=self.query_cache)
+        searcher = Searcher(
+            self.settings, collection, query_cache=self.query_cache, build_id=build_id
+        )
         with self._lock:
-            self._searchers[collection] = _OpenSearcher(key, searcher)
+            self._searchers[(collection, build_id)] = _OpenSearcher(mtime, searcher)
+            self._drop_unrouted(collection, folder.state(), keep=build_id)
         return searcher
+
+    def _drop_unrouted(self, collection: str, state: dict[str, Any], keep: str) -> None:
+        """Forget searchers of builds that no longer answer: a request still using one
+        holds its own reference, so nothing in flight is cut off."""
+        serving = protected_builds(state) | {keep}
+        for key in [k for k in self._searchers if k[0] == collection and k[1] not in serving]:
+            del self._searchers[key]
 
     def access_filter(self, caller: Caller, collection: str) -> Visible | None:
         """The access node for this caller's reads of this collection (None: sees all)."""
@@ -88,7 +114,8 @@ class ServiceState:
 
     def forget(self, collection: str) -> None:
         with self._lock:
-            self._searchers.pop(collection, None)
+            for key in [k for k in self._searchers if k[0] == collection]:
+                del self._searchers[key]
 
     def collection_folder(self, collection: str) -> Path:
         """The folder whose writer lock guards this collection, also before it exists: an
@@ -185,4 +212,5 @@ class ServiceState:
 
     def close(self) -> None:
         self.query_log.close()
+        self.query_vectors.close()
         self.tracer.shutdown()

@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from mmsearch.errors import MMSearchError
+from mmsearch.governance.gate_report import latest_gate_report
+from mmsearch.governance.lifecycle import build_status
 from mmsearch.media.images import read_image_bytes
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import NotFound, error_responses
@@ -105,9 +107,15 @@ def get_collection(name: CollectionName, request: Request) -> dict[str, Any]:
 )
 def get_build(name: CollectionName, build_id: str, request: Request) -> dict[str, Any]:
     folder = _state(request).workspace.collection(name)
-    if build_id not in (p.name for p in (folder.folder / "builds").iterdir()):
+    if build_id not in folder.build_ids():
         raise NotFound(f"No build '{build_id}' in collection '{name}'.")
-    return folder.manifest(build_id)
+    manifest = folder.manifest(build_id)
+    report = latest_gate_report(folder, build_id)
+    return {
+        **manifest,
+        "status": build_status(folder.state(), manifest),
+        "gate_report": report.as_dict() if report is not None else None,
+    }
 
 
 @router.get(

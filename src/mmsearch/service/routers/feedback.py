@@ -50,4 +50,6 @@ async def feedback(request: Request) -> dict[str, Any]:
         build_id=query.build_id,
     )
     path = state.click_log.append(record)
+    state.metrics.clicks.labels(query.collection, query.build_id).inc()
+    state.canaries.observe_click(query.collection, query.build_id, query.query_id)
     return {"recorded": True, "query_id": query.query_id, "clicked": body.item_id, "log": path.name}

@@ -39,6 +39,7 @@ _BODY_DOC: dict[str, Any] = {
                         "new_build": {"type": "boolean"},
                         "sync": {"type": "boolean"},
                         "strict": {"type": "boolean"},
+                        "stage": {"type": "boolean"},
                     },
                 }
             },
@@ -88,7 +89,7 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
             if isinstance(raw_mapping, str) and raw_mapping
             else None
         )
-        flags = {key: _flag(form.get(key), key) for key in ("new_build", "sync", "strict")}
+        flags = {key: _flag(form.get(key), key) for key in ("new_build", "sync", "strict", "stage")}
         job = jobs.submit(name, target, mapping, None, job_id=job_id, key_id=caller.key_id, **flags)
     else:
         body = await read_model(request, IngestBody)
@@ -107,6 +108,7 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
             new_build=body.new_build,
             sync=body.sync,
             strict=body.strict,
+            stage=body.stage,
         )
     return {**job.as_dict(), "url": f"/v1/jobs/{job.id}"}
 

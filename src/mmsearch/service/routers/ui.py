@@ -14,12 +14,15 @@ from fastapi.templating import Jinja2Templates
 
 from mmsearch import __version__
 from mmsearch.errors import MMSearchError
+from mmsearch.governance.lifecycle import build_status, canary_of, switch_history
+from mmsearch.monitoring.drift_checks import last_results
 from mmsearch.service.access import SESSION_COOKIE, AccessControl, request_caller
-from mmsearch.service.charts import bucket_by_minute, latency_svg, volume_svg
+from mmsearch.service.charts import bucket_by_minute, canary_svg, latency_svg, volume_svg
 from mmsearch.service.errors import NotFound
 from mmsearch.service.items import get_item
 from mmsearch.service.routers.collections import summary
 from mmsearch.service.state import ServiceState
+from mmsearch.workspace import CollectionDir
 
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
@@ -86,9 +89,12 @@ def admin_page(request: Request) -> HTMLResponse:
         try:
             info = summary(state, name, request_caller(request))
             folder = state.workspace.collection(name)
+            snapshot = folder.state()
             info["build_manifests"] = [
-                _build_row(folder.manifest(build)) for build in reversed(info["builds"])
+                _build_row(folder.manifest(build), snapshot)
+                for build in reversed(folder.build_ids())
             ]
+            info.update(_canary_panel(state, folder))
         except MMSearchError as exc:
             info = {"name": name, "error": str(exc), "build_manifests": []}
         collections.append(info)
@@ -103,11 +109,30 @@ def admin_page(request: Request) -> HTMLResponse:
         volume_svg=volume_svg(buckets),
         latency_svg=latency_svg(buckets),
         last_hour={"searches": total, "zero": zero, "cache": state.query_cache.stats()},
+        drift=last_results(state.settings.home),
     )
 
 
-def _build_row(manifest: dict[str, Any]) -> dict[str, Any]:
+def _canary_panel(state: ServiceState, folder: CollectionDir) -> dict[str, Any]:
+    """The canary beside live (this worker's counts, as a chart) and the recent switches,
+    automatic stops included: what an operator checks before promoting or rolling back."""
+    snapshot = folder.state()
+    canary = canary_of(snapshot)
+    panel: dict[str, Any] = {"canary": canary, "switches": switch_history(folder, 10)[::-1]}
+    if canary is not None:
+        figures = state.canaries.snapshot(folder.name)
+        live = snapshot.get("aliases", {}).get("live", "")
+        panel["canary_figures"] = figures
+        panel["canary_svg"] = canary_svg(figures, live, canary.build_id)
+    return panel
+
+
+def _build_row(manifest: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
+    gate = manifest.get("gate") or {}
     return {
+        "status": build_status(snapshot, manifest),
+        "gate": gate.get("verdict"),
+        "gate_reasons": gate.get("reasons") or [],
         "build_id": manifest.get("build_id"),
         "created_at": manifest.get("created_at"),
         "updated_at": manifest.get("updated_at"),

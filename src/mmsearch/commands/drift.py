@@ -1,0 +1,134 @@
+"""``mmsearch drift``: embedding drift of a candidate build and of recent queries vs live.
+
+``mmsearch drift reference -c NAME [BUILD]`` (re)computes a build's reference
+statistics, e.g. for builds made before drift monitoring existed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mmsearch.config import load_settings
+from mmsearch.errors import MMSearchError
+from mmsearch.monitoring.drift import DEFAULT_THRESHOLD, DriftResult
+from mmsearch.monitoring.drift_checks import check_collection
+from mmsearch.monitoring.drift_reference import compute_reference
+from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
+from mmsearch.workspace import CollectionDir, Workspace
+
+DRIFT_EXIT = 1
+
+
+def _build(folder: CollectionDir, build_id: str) -> str:
+    if build_id not in folder.build_ids():
+        known = ", ".join(folder.build_ids()) or "none"
+        raise MMSearchError(
+            f"Collection '{folder.name}' has no build '{build_id}' (builds: {known})."
+        )
+    return build_id
+
+
+def _verdict(result: DriftResult) -> str:
+    if result.drifted is None:
+        return f"[yellow]not tested[/]: {escape(result.note)}"
+    return "[bold red]DRIFT[/]" if result.drifted else "[green]ok[/]"
+
+
+def _print(results: list[DriftResult], threshold: float) -> None:
+    if not results:
+        console.print(
+            "Nothing to compare: name a --candidate build, or let the service log queries "
+            "(their embeddings are kept per role) and run this again."
+        )
+        return
+    table = Table(title=f"Embedding drift (MMD² permutation test, drift when p < {threshold:g})")
+    for column in ("role", "kind", "against live", "MMD²", "p", "n ref / test", "verdict"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.role,
+            r.kind,
+            escape(r.test_source),
+            "-" if r.score is None else f"{r.score:.5f}",
+            "-" if r.p_value is None else f"{r.p_value:.4f}",
+            f"{r.n_reference} / {r.n_test}",
+            _verdict(r),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("drift")
+    def drift(
+        collection: CollectionOption,
+        action: Annotated[
+            str | None,
+            typer.Argument(help="'reference' to (re)compute a build's reference statistics."),
+        ] = None,
+        build: Annotated[
+            str | None, typer.Argument(help="With 'reference': the build (default: live).")
+        ] = None,
+        candidate: Annotated[
+            str | None,
+            typer.Option("--candidate", help="A build to compare with live before publishing."),
+        ] = None,
+        queries: Annotated[
+            bool,
+            typer.Option(
+                "--queries/--no-queries", help="Compare recent queries' embeddings with live."
+            ),
+        ] = True,
+        threshold: Annotated[
+            float,
+            typer.Option(
+                "--threshold", min=1e-6, max=0.5, help="p-value below which a role has drifted."
+            ),
+        ] = DEFAULT_THRESHOLD,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Test each encoder role for embedding drift: a candidate build vs live, and recent
+        queries vs live (MMD² with a permutation test). Exits with 1 when a role drifted,
+        0 when none did, 2 on errors."""
+        try:
+            settings = load_settings(home)
+            folder = Workspace(settings.home).collection(collection)
+            if action is not None:
+                if action != "reference":
+                    raise MMSearchError(f"Unknown action '{action}'; the only one is 'reference'.")
+                build_id = _build(folder, build) if build else folder.live_manifest()["build_id"]
+                refs = compute_reference(folder, folder.manifest(build_id), settings)
+                summary = {role: ref.summary() for role, ref in refs.items()}
+                if as_json:
+                    console.print_json(json.dumps({"build_id": build_id, "roles": summary}))
+                else:
+                    for role, info in summary.items():
+                        console.print(
+                            f"{escape(build_id)} {role}: {info['count']} vectors, dim "
+                            f"{info['dim']}, sample {info['sample']}"
+                        )
+                return
+            if build is not None:
+                raise MMSearchError("A build id is only taken by 'reference'; use --candidate.")
+            results = check_collection(
+                folder,
+                settings,
+                candidate=_build(folder, candidate) if candidate else None,
+                queries=queries,
+                threshold=threshold,
+            )
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        if as_json:
+            console.print_json(
+                json.dumps({"threshold": threshold, "results": [r.as_dict() for r in results]})
+            )
+        else:
+            _print(results, threshold)
+        if any(r.drifted for r in results):
+            raise typer.Exit(DRIFT_EXIT)

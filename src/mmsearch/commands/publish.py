@@ -1,0 +1,314 @@
+"""``mmsearch publish``, ``promote`` and ``gate``: builds go live through their gate.
+
+``publish`` and ``promote`` evaluate the gate (``--gate FILE`` or the collection's
+default), print live and candidate side by side, and switch only on a pass; a refusal
+exits with code 1 (2 is for errors), so a deploy script can tell "worse build" from
+"bad command". Every attempt lands in the audit trail, refusals included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mmsearch.config import load_settings
+from mmsearch.errors import MMSearchError
+from mmsearch.governance.audit import cli_actor
+from mmsearch.governance.cli_support import operator_act
+from mmsearch.governance.gate import evaluate_gate
+from mmsearch.governance.gate_report import GateReport, MetricRow, latest_gate_report
+from mmsearch.governance.publishing import (
+    GateFailed,
+    PublishOutcome,
+    clear_default_gate,
+    default_gate_info,
+    gated_publish,
+    promote,
+    resolve_gate,
+    set_default_gate,
+)
+from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.workspace import Workspace
+
+REFUSED = 1  # the gate said no: not a usage error
+GateOption = Annotated[
+    Path | None,
+    typer.Option("--gate", help="Gate file (TOML); default: the collection's default gate."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Publish even if the gate fails (needs --reason).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why, for the switch log and the manifest.")
+]
+
+
+def _cell(row: MetricRow, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if row.unit == "ms":
+        return f"{value:.1f} ms"
+    if row.unit in ("items", "found"):
+        return f"{value:.0f}"
+    return f"{value:.4f}"
+
+
+def _delta(row: MetricRow) -> str:
+    delta = row.delta
+    if delta is None:
+        return "-"
+    text = f"{delta:+.1f}" if row.unit == "ms" else f"{delta:+.0f}" if row.unit else f"{delta:+.4f}"
+    return text + (f" (p={row.p_value:.3g})" if row.p_value is not None else "")
+
+
+def print_report(report: GateReport) -> None:
+    live = escape(report.live_build or "none")
+    table = Table(title=f"gate: {escape(report.candidate_build)} against live {live}")
+    for column in ("metric", "live", "candidate", "delta", "check", "result"):
+        table.add_column(column, justify="left" if column in ("metric", "check") else "right")
+    for row in report.metrics:
+        result = "" if row.passed is None else "[green]pass[/]" if row.passed else "[red]fail[/]"
+        table.add_row(
+            escape(row.metric),
+            _cell(row, row.live),
+            _cell(row, row.candidate),
+            _delta(row),
+            escape(row.check),
+            result,
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    colour = "green" if report.passed else "red"
+    console.print(
+        f"verdict: [bold {colour}]{report.verdict}[/] in {report.timings_s.get('total', 0):.1f} s"
+        + (f"; report: {escape(report.report_file)}" if report.report_file else ""),
+        highlight=False,
+    )
+    for reason in report.reasons:
+        console.print(f"  [red]✗[/] {escape(reason)}", highlight=False)
+
+
+def _published(outcome: PublishOutcome, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(outcome.as_dict(), default=str))
+        return
+    if outcome.report is not None:
+        print_report(outcome.report)
+    elif outcome.gate is None:
+        errors.print("[yellow]note:[/] no gate: the collection has no default gate and none given")
+    event = outcome.event
+    console.print(
+        f"[green]{event.action}[/] {escape(outcome.build_id)}: live is now "
+        f"{escape(str(event.after.get('live')))}, previous "
+        f"{escape(str(event.after.get('previous')))}"
+        + (" [bold yellow](forced past a failing gate)[/]" if outcome.forced else ""),
+        highlight=False,
+    )
+
+
+def _refused(exc: GateFailed, collection: str, build: str, as_json: bool) -> typer.Exit:
+    if as_json:
+        data: dict[str, Any] = {
+            "collection": collection,
+            "build_id": build,
+            "published": False,
+            "error": str(exc),
+            "reasons": exc.reasons,
+            "report": exc.report.as_dict() if exc.report else None,
+        }
+        console.print_json(json.dumps(data, default=str))
+        return typer.Exit(REFUSED)
+    if exc.report is not None:
+        print_report(exc.report)
+    return fail(str(exc), REFUSED)
+
+
+@contextmanager
+def gate_progress(quiet: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the stage the gate is in (none in --json mode)."""
+    if quiet:
+        yield None
+        return
+    with errors.status("evaluating the gate") as status:
+        yield lambda stage: status.update(f"evaluating the gate: {stage}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("publish")
+    def publish_command(
+        collection: CollectionOption,
+        build: Annotated[str, typer.Argument(help="The build id to make live.")],
+        gate: GateOption = None,
+        force: ForceOption = False,
+        reason: ReasonOption = None,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Make a build live if it passes its gate (judged queries, canonical queries,
+        item counts, latency, each against live); exit 1 when the gate refuses it."""
+        settings = load_settings(home)
+        try:
+            with operator_act(settings.home, "build.publish", collection=collection) as act:
+                with gate_progress(as_json) as progress:
+                    outcome = gated_publish(
+                        settings,
+                        collection,
+                        build,
+                        cli_actor(),
+                        gate_path=gate,
+                        force=force,
+                        reason=reason,
+                        progress=progress,
+                    )
+                act.detail = _detail(outcome)
+        except GateFailed as exc:
+            raise _refused(exc, collection, build, as_json) from None
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        _published(outcome, as_json)
+
+    @app.command("promote")
+    def promote_command(
+        collection: CollectionOption,
+        gate: GateOption = None,
+        force: ForceOption = False,
+        reason: ReasonOption = None,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Make the running canary live, through the same gate as 'mmsearch publish'."""
+        settings = load_settings(home)
+        try:
+            with operator_act(settings.home, "build.promote", collection=collection) as act:
+                with gate_progress(as_json) as progress:
+                    outcome = promote(
+                        settings,
+                        collection,
+                        cli_actor(),
+                        gate_path=gate,
+                        force=force,
+                        reason=reason,
+                        progress=progress,
+                    )
+                act.detail = _detail(outcome)
+        except GateFailed as exc:
+            build = exc.report.candidate_build if exc.report else "canary"
+            raise _refused(exc, collection, build, as_json) from None
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        _published(outcome, as_json)
+
+    gate_app = typer.Typer(help="A collection's publish gate: set, show, clear, check.")
+    app.add_typer(gate_app, name="gate")
+
+    @gate_app.command("set")
+    def gate_set(
+        collection: CollectionOption,
+        file: Annotated[Path, typer.Argument(help="Gate file (TOML).")],
+        home: HomeOption = None,
+    ) -> None:
+        """Make FILE the collection's default gate; it and the files it names are copied
+        into the collection, so every later publish (CLI or API) is gated by it."""
+        settings = load_settings(home)
+        try:
+            with operator_act(settings.home, "gate.set", collection=collection) as act:
+                folder = Workspace(settings.home).collection(collection)
+                gate = set_default_gate(folder, file, cli_actor())
+                act.detail = f"from {file}"
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        console.print(f"default gate of '{escape(collection)}' set: {escape(str(gate.path))}")
+
+    @gate_app.command("show")
+    def gate_show(
+        collection: CollectionOption,
+        build: Annotated[
+            str | None, typer.Option("--build", help="Show this build's latest gate report.")
+        ] = None,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """The collection's default gate, or with --build the build's latest gate report."""
+        settings = load_settings(home)
+        try:
+            folder = Workspace(settings.home).collection(collection)
+            if build is not None:
+                report = latest_gate_report(folder, build)
+                if report is None:
+                    raise MMSearchError(
+                        f"No gate ran on build {build} of '{collection}' yet; run: "
+                        f"mmsearch gate check -c {collection} {build}"
+                    )
+                if as_json:
+                    console.print_json(json.dumps(report.as_dict(), default=str))
+                else:
+                    print_report(report)
+                return
+            info = default_gate_info(folder)
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        if as_json:
+            console.print_json(json.dumps(info))
+        elif info is None:
+            console.print(f"'{escape(collection)}' has no default gate; publishes are ungated.")
+        else:
+            path = folder.folder / info["path"]
+            console.print(
+                f"default gate: {escape(str(path))} (set {info['set_at']} by "
+                f"{escape(info['set_by'])} from {escape(info['source'])})",
+                highlight=False,
+            )
+            console.print(escape(path.read_text(encoding="utf-8")), highlight=False)
+
+    @gate_app.command("clear")
+    def gate_clear(collection: CollectionOption, home: HomeOption = None) -> None:
+        """Remove the collection's default gate (publishes are then ungated)."""
+        settings = load_settings(home)
+        try:
+            with operator_act(settings.home, "gate.clear", collection=collection):
+                cleared = clear_default_gate(Workspace(settings.home).collection(collection))
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        console.print("default gate cleared." if cleared else "there was no default gate.")
+
+    @gate_app.command("check")
+    def gate_check(
+        collection: CollectionOption,
+        build: Annotated[str, typer.Argument(help="The build id to evaluate.")],
+        gate: GateOption = None,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Evaluate a build's gate against live and store the report; switch nothing.
+        Exit 1 when it fails."""
+        settings = load_settings(home)
+        try:
+            folder = Workspace(settings.home).collection(collection)
+            chosen, _ = resolve_gate(folder, gate)
+            if chosen is None:
+                raise MMSearchError(
+                    f"'{collection}' has no default gate; give one with --gate FILE."
+                )
+            with gate_progress(as_json) as progress:
+                report = evaluate_gate(settings, collection, build, chosen, progress=progress)
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        if as_json:
+            console.print_json(json.dumps(report.as_dict(), default=str))
+        else:
+            print_report(report)
+        if not report.passed:
+            raise typer.Exit(REFUSED)
+
+
+def _detail(outcome: PublishOutcome) -> str:
+    verdict = outcome.report.verdict if outcome.report else "ungated"
+    return f"{outcome.build_id}: gate {verdict}" + (" (forced)" if outcome.forced else "")
