@@ -10,6 +10,7 @@ written "building" — invisible — and becomes live only once complete.
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import Any
 
 from mmsearch import __version__
@@ -217,3 +218,17 @@ def store_reference(collection: CollectionDir, build_id: str, settings: Settings
         log.warning("reference statistics failed", extra={"build_id": build_id}, exc_info=True)
         return [f"drift reference statistics were not stored ({exc}); drift computes them later"]
     return []
+
+
+def remove_if_empty(collection: CollectionDir) -> None:
+    """A collection this run created and left without a build is removed again (all but
+    its writer lock, which waiting writers may hold open)."""
+    if collection.build_ids() or collection.alias("live") is not None:
+        return
+    for path in collection.folder.iterdir():
+        if path.name.startswith(".writer"):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

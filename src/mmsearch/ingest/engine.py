@@ -11,8 +11,6 @@ holds a collection at a time, across processes.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -33,11 +31,13 @@ from mmsearch.ingest.builds import (
     finish_pending_publish,
     publish_new_build,
     refuse,
+    remove_if_empty,
     store_reference,
     writable_live_index,
 )
 from mmsearch.ingest.encoders import EncoderSet
 from mmsearch.ingest.history import append_run, entry_from_summary, note_run
+from mmsearch.ingest.item_images import ItemImages
 from mmsearch.ingest.pipeline import ChunkEncoder, Pending
 from mmsearch.ingest.planning import IngestPlan
 from mmsearch.ingest.report import (
@@ -67,9 +67,6 @@ from mmsearch.ingest.staging import (
     settle_stage,
     stage_notices,
 )
-from mmsearch.media.fetch import FetchPolicy, ImageFetcher
-from mmsearch.media.images import ImageLimits, decode_image, read_image_bytes
-from mmsearch.media.paths import is_url
 from mmsearch.workspace import READY, CollectionDir, Workspace, check_collection_name, new_id
 from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
@@ -120,22 +117,11 @@ class Ingestor:
         # Images embedded: the figure that bounds ingest with a CLIP encoder.
         self.image_progress = image_progress or (lambda done: None)
         self.on_wait = on_wait
-        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-        self._fetcher: ImageFetcher | None = None
+        self.images = ItemImages(settings)
         self._staging: Staging | None = None  # set per run by _run
 
-    @property
-    def fetcher(self) -> ImageFetcher:
-        """Created on the first image URL, so local-only catalogs never open the URL cache."""
-        if self._fetcher is None:
-            cache_dir = Path(self.settings.home) / "cache" / "images"
-            self._fetcher = ImageFetcher(cache_dir, FetchPolicy.from_settings(self.settings))
-        return self._fetcher
-
     def close(self) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
-            self._fetcher = None
+        self.images.close()
 
     def run(
         self, options: IngestOptions, on_plan: Callable[[IngestPlan], None] | None = None
@@ -180,10 +166,10 @@ class Ingestor:
                 report = self._write(plan, options, collection, encoders)
             except BaseException:
                 if existing is None:
-                    _remove_if_empty(collection)
+                    remove_if_empty(collection)
                 raise
             if existing is None and not report.committed:
-                _remove_if_empty(collection)
+                remove_if_empty(collection)
             if self._staging is not None and report.committed and report.build_id:
                 report.staged = True
                 report.notices.extend(
@@ -483,17 +469,11 @@ class Ingestor:
     def _decodes(self, entry: Pending, problems: list[RowError]) -> bool:
         """Dry run: would this item's images decode? (At the bounded size: cheap.)"""
         item = entry.item
-        for blob, path in zip(entry.blobs, item.images, strict=True):
-            try:
-                decode_image(
-                    blob,
-                    source=path,
-                    limits=self.limits,
-                    max_side=self.settings.ingest_image_max_side,
-                ).close()
-            except ImageError as exc:
-                problems.append(RowError(item.source, item.row, str(exc), "image", item.id))
-                return False
+        try:
+            self.images.check_decodes(entry.blobs, item.images)
+        except ImageError as exc:
+            problems.append(RowError(item.source, item.row, str(exc), "image", item.id))
+            return False
         return True
 
     def _advance(self, state: _RunState, rows: int, *, flush: bool = False) -> None:
@@ -606,24 +586,13 @@ class Ingestor:
     def _read_images(
         self, item: Item, mapping: FieldMapping, state: _RunState, problems: list[RowError]
     ) -> list[bytes] | None:
-        """Read image bytes (for hashing); a missing, refused or oversized image fails the row.
-
-        URLs come through the fetcher (address guard, limits, cache)."""
-        loaded: list[bytes] = []
-        for path in item.images:
-            try:
-                data = (
-                    self.fetcher.fetch(path).data
-                    if is_url(path)
-                    else read_image_bytes(Path(path), self.limits)
-                )
-            except ImageError as exc:
-                field_name = mapping.images[0] if len(mapping.images) == 1 else "image"
-                error = RowError(item.source, item.row, str(exc), field_name, item.id)
-                return _failed(state, problems, error)
-            loaded.append(data)
-        item.image_sha256 = [hashlib.sha256(data).hexdigest() for data in loaded]
-        return loaded
+        """Read image bytes (for hashing); a missing, refused or oversized image fails the row."""
+        try:
+            return self.images.read(item)
+        except ImageError as exc:
+            field_name = mapping.images[0] if len(mapping.images) == 1 else "image"
+            error = RowError(item.source, item.row, str(exc), field_name, item.id)
+            return _failed(state, problems, error)
 
 
 def _failed(state: _RunState, problems: list[RowError], error: RowError) -> None:
@@ -637,20 +606,6 @@ def _items(collection: CollectionDir) -> int:
     if live is None:
         return 0
     return int(collection.manifest(live).get("counts", {}).get("items", 0))
-
-
-def _remove_if_empty(collection: CollectionDir) -> None:
-    """A collection this run created and left without a build is removed again (all but
-    its writer lock, which waiting writers may hold open)."""
-    if collection.build_ids() or collection.alias("live") is not None:
-        return
-    for path in collection.folder.iterdir():
-        if path.name.startswith(".writer"):
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
 
 
 class _NoIndex:

@@ -16,8 +16,8 @@ from typing import Any
 
 from mmsearch.config import Settings
 from mmsearch.errors import ImageError
-from mmsearch.media.fetch import FetchPolicy, ImageFetcher
-from mmsearch.media.images import ImageLimits, read_image_bytes
+from mmsearch.ingest.item_images import ItemImages
+from mmsearch.media.images import read_image_bytes
 from mmsearch.media.paths import is_url
 from mmsearch.media.url_cache import UrlCache
 
@@ -28,10 +28,9 @@ class StoredImages:
     def __init__(self, settings: Settings, fetch: bool = False):
         self.settings = settings
         self.fetch = fetch
-        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
         self.cache_dir = Path(settings.home) / "cache" / "images"
         self._cache: UrlCache | None = None
-        self._fetcher: ImageFetcher | None = None
+        self._images = ItemImages(settings)  # the same limits and fetcher as an ingest
 
     def load(self, row: dict[str, Any]) -> list[bytes]:
         paths = list(row.get("images") or [])
@@ -45,7 +44,7 @@ class StoredImages:
 
     def _one(self, path: str, digest: str) -> bytes:
         if not is_url(path):
-            data = read_image_bytes(Path(path), self.limits)
+            data = read_image_bytes(Path(path), self._images.limits)
         else:
             data = self._cached(digest)
             if data is None:
@@ -54,7 +53,7 @@ class StoredImages:
                         f"{path}: not in the image cache ({self.cache_dir}); pass --fetch to "
                         "download it again"
                     )
-                data = self._url_fetcher().fetch(path).data
+                data = self._images.fetcher.fetch(path).data
         found = hashlib.sha256(data).hexdigest()
         if found != digest:
             raise ImageError(
@@ -70,15 +69,8 @@ class StoredImages:
             self._cache = UrlCache(self.cache_dir)
         return self._cache.read_blob(digest)
 
-    def _url_fetcher(self) -> ImageFetcher:
-        if self._fetcher is None:
-            self._fetcher = ImageFetcher(self.cache_dir, FetchPolicy.from_settings(self.settings))
-        return self._fetcher
-
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
-        if self._fetcher is not None:
-            self._fetcher.close()
-            self._fetcher = None
+        self._images.close()
