@@ -39,8 +39,9 @@ import httpx
 from mmsearch.config import Settings
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
-from mmsearch.retrieval.search import Searcher, SearchRequest
 from mmsearch.sample_data import sample_catalog_path
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 COLLECTION = "emoji"
 QUERIES = (

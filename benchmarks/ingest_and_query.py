@@ -44,7 +44,8 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder, create_encoder
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_column
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace
 
 COLLECTION = "bench"

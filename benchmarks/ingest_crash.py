@@ -76,7 +76,8 @@ from PIL import Image, ImageDraw
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import open_build_index
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import CollectionDir, Workspace
 
 COLLECTION = "crash"

@@ -43,7 +43,8 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.evaluation.latency import Latency, peak_rss_mb
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_column
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 K = 10
 COLOURS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +130,48 @@ def _clear_cache_at_end() -> None:
     clear_encoder_cache()
 
 
+STORE_BACKENDS = ["lancedb", "milvus"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends: run the module's tests once per store backend (lancedb, milvus)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``backends`` run every test that builds an index on each store."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("backend", STORE_BACKENDS, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """The store new builds go to; parametrised in modules marked ``backends``."""
+    return "lancedb"
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Milvus Lite server for the whole session (skipped without the milvus extra)."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from milvus_server import milvus_lite_server
+
+    with milvus_lite_server(tmp_path_factory.mktemp("milvus")) as uri:
+        yield uri
+
+
+def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings fields that send new builds to ``backend`` (exact search on Milvus)."""
+    if backend == "lancedb":
+        return {}
+    uri = request.getfixturevalue("milvus_uri")
+    return {"backend": "milvus", "milvus_uri": uri, "milvus_index": "flat"}
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
     return Settings(
         home=tmp_path / "workspace",
         text_encoder="fake-text",
@@ -140,6 +180,7 @@ def settings(tmp_path: Path) -> Settings:
         write_batch_rows=16,
         # FastAPI's TestClient sends "Host: testserver"; real servers are reached on loopback.
         allowed_hosts=["testserver", "127.0.0.1", "localhost"],
+        **store_settings(backend, request),
     )
 
 

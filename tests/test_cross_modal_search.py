@@ -21,7 +21,8 @@ from mmsearch.errors import QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.media.images import load_image
 from mmsearch.retrieval.planner import blend_query_vectors, plan_retrievers
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from tiny_clip import save_hf_model
 
 from conftest import COLOURS

@@ -37,7 +37,8 @@ from mmsearch.monitoring.drift_reference import (
     reference_from_vectors,
 )
 from mmsearch.monitoring.query_vectors import QueryVectorLog
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.service.app import create_app
 from mmsearch.workspace import Workspace
 

@@ -22,7 +22,7 @@ from mmsearch.filters import (
 )
 from mmsearch.filters.expr import columns_of
 from mmsearch.filters.parse import MAX_CHARS, MAX_DEPTH, MAX_IN_VALUES, MAX_NODES
-from mmsearch.service.schemas import RangeFilter
+from mmsearch.search.query import RangeFilter
 
 COLUMNS = {
     "category": "string",

@@ -32,7 +32,8 @@ import pytest
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import open_build_index
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import CollectionDir, Workspace
 
 from conftest import write_jsonl

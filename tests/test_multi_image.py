@@ -11,7 +11,8 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.index.lancedb import LanceBuildIndex
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace
 
 from conftest import save_image, write_jsonl

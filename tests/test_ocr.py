@@ -13,7 +13,8 @@ from mmsearch.encoders import ocr
 from mmsearch.errors import EncoderError
 from mmsearch.index.lancedb import LanceBuildIndex
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace
 
 from conftest import FAKES, write_jsonl

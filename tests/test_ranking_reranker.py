@@ -13,8 +13,10 @@ from mmsearch.cli import app
 from mmsearch.filters.expr import And, Compare, Visible
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ranking.model import RankerModel
-from mmsearch.ranking.training import TrainingQuery, query_folds, train_ranker
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.ranking.training import query_folds
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
+from mmsearch.search.training import TrainingQuery, train_ranker
 
 from conftest import write_jsonl
 

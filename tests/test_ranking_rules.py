@@ -11,7 +11,8 @@ from mmsearch.filters.expr import And, Compare, InList, Not, Visible
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ranking.apply_rules import apply_rules
 from mmsearch.ranking.rules import Condition, RulesError, RuleSet, load_rules
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 RULES_YAML = """
 version: "shop-7"

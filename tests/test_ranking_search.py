@@ -11,7 +11,8 @@ from mmsearch.cli import app
 from mmsearch.errors import QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ranking.cli_support import parse_weights
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 
 @pytest.fixture

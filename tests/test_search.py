@@ -7,9 +7,12 @@ from PIL import Image
 
 from mmsearch.errors import CollectionNotFound, QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 from conftest import COLOURS, BrokenTextEncoder
+
+pytestmark = pytest.mark.backends  # every test runs on LanceDB and on Milvus
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from PIL import Image
 
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache, image_key, text_key
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 from conftest import COLOURS, FAKES
 

@@ -24,7 +24,8 @@ from mmsearch.ingest.pipeline import ChunkEncoder
 from mmsearch.ingest.rebuild import Rebuilder, RebuildOptions
 from mmsearch.ingest.rebuild_rows import RowRebuilder
 from mmsearch.ingest.remap import RebuildRefused
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 from mmsearch.service.app import create_app
 from mmsearch.workspace import BUILDING, Workspace
 

@@ -19,7 +19,9 @@ from mmsearch.ingest import file_sha256
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.ranking.cli_support import parse_weights, print_explanation
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, SIGNALS
-from mmsearch.retrieval.search import Searcher, SearchRequest, SearchResult
+from mmsearch.search.query import build_request, parse_query
+from mmsearch.search.result import SearchResult
+from mmsearch.search.searcher import Searcher
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
 app = typer.Typer(
@@ -101,24 +103,29 @@ def search(
         )
         searcher = Searcher(settings, collection)
         caller_groups = parse_groups(groups)
-        result = searcher.search(
-            SearchRequest(
-                text=query,
-                image=query_image,
-                k=k,
-                where=where,
-                access=searcher.access_for(caller_groups) if caller_groups is not None else None,
-                image_weight=image_weight,
-                image_sha256=file_sha256(image) if image else None,
-                fusion=fusion,
-                weights=parse_weights(weights),
-                normalisation=_normalisation(normalisation),
-                candidates=candidates,
-                reranker=ranker,
-                rules=rules,
-                explain=explain,
-            )
+        # The same model and the same conversion as the API and evaluation; the CLI's
+        # own parts are the image file and searching as a set of ACL groups.
+        search_query = parse_query(
+            text=query,
+            k=k,
+            where=where,
+            image_weight=image_weight,
+            fusion=fusion,
+            weights=parse_weights(weights),
+            normalisation=_normalisation(normalisation),
+            candidates=candidates,
+            reranker=ranker,
+            rules=rules,
+            explain=explain,
         )
+        request = build_request(
+            search_query,
+            searcher.manifest["attributes"],
+            image=query_image,
+            image_sha256=file_sha256(image) if image else None,
+            access=searcher.access_for(caller_groups) if caller_groups is not None else None,
+        )
+        result = searcher.search(request)
     except MMSearchError as exc:
         raise fail(str(exc)) from None
     if as_json:

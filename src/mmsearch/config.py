@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -117,6 +117,28 @@ class Settings(BaseSettings):
         default=20, ge=1, description="failed logins per minute per client before 429"
     )
     session_hours: float = Field(default=12.0, gt=0, description="web UI login lifetime")
+    # Store: LanceDB in the workspace (default) or a Milvus server / cluster (new builds).
+    backend: Literal["lancedb", "milvus"] = Field(
+        default="lancedb", description="store of new builds; existing builds keep theirs"
+    )
+    milvus_uri: str = Field(
+        default="http://127.0.0.1:19530", description="Milvus server or cluster address"
+    )
+    milvus_token: SecretStr | None = Field(
+        default=None, description="Milvus token (user:password or API key); never logged"
+    )
+    milvus_token_file: Path | None = Field(
+        default=None, description="file holding the Milvus token (used when no token is set)"
+    )
+    milvus_index: Literal["hnsw", "ivf_flat", "ivf_sq8", "ivf_pq", "flat"] = Field(
+        default="hnsw", description="Milvus index of dense vector fields (flat: exact search)"
+    )
+    milvus_index_params: dict[str, int | float | str] = Field(
+        default_factory=dict, description="build parameters of that index (M, nlist, m, ...)"
+    )
+    milvus_search_params: dict[str, int | float | str] = Field(
+        default_factory=dict, description="search parameters of that index (ef, nprobe, ...)"
+    )
     default_access: Literal["public", "private"] = Field(
         default="public",
         description="who sees items without an acl in collections that do not say otherwise",

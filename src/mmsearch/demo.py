@@ -11,8 +11,9 @@ from rich.console import Console
 from mmsearch.config import Settings
 from mmsearch.ingest import IngestOptions
 from mmsearch.media.images import load_image
-from mmsearch.retrieval.search import Searcher, SearchRequest
 from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 TEXT_QUERIES = ("red heart", "cheerful", "space travel", "something to eat")
 FILTERED_QUERY = ("face", "category = 'Animals & Nature'")

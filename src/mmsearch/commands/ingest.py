@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -259,6 +260,22 @@ def ingest(
         bool,
         typer.Option("--refetch-urls", help="Revalidate image URLs already in the cache."),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Where images are decoded and items encoded: local (this process) or ray "
+            '(Ray Data actors, one model each; needs pip install "mmsearch[ray]").',
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --executor ray: 'auto' (the cluster of `ray start`) or "
+            "'ray://host:10001'; unset, a local Ray instance is started for the run.",
+        ),
+    ] = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -301,6 +318,8 @@ def ingest(
             purpose=f"mmsearch ingest {catalog.name}",
             text_encoder=text_encoder,
             image_encoder=image_encoder,
+            executor=check_executor(executor, ray_address),
+            ray_address=ray_address,
         )
         if default_access is not None and not dry_run:
             _set_default_access(settings, collection, default_access)
@@ -320,6 +339,20 @@ def ingest(
         raise fail(f"{report.counts['failed']} rows failed and --strict was given", code=1)
     if report.ingested + report.counts["unchanged"] == 0:
         raise fail("nothing was ingested", code=1)
+
+
+def check_executor(name: str, ray_address: str | None) -> Literal["local", "ray"]:
+    """--executor and --ray-address, checked before anything is read or locked."""
+    if name not in ("local", "ray"):
+        raise MMSearchError(f"--executor must be local or ray, not {name!r}.")
+    if ray_address is not None and name != "ray":
+        raise MMSearchError("--ray-address needs --executor ray.")
+    if name == "ray":
+        # Ray Data logs each chunk's job at INFO; the progress bar is what the user reads
+        # (Ray keeps its full logs under /tmp/ray/session_*/logs).
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        return "ray"
+    return "local"
 
 
 def _set_default_access(settings: Settings, collection: str, access: str) -> None:

@@ -14,7 +14,8 @@ from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
 from mmsearch.filters.groups import parse_groups
 from mmsearch.media.images import ImageLimits, load_image
-from mmsearch.ranking.training import Judgments, TrainingQuery, TrainingReport, train_ranker
+from mmsearch.ranking.training import Judgments, TrainingReport
+from mmsearch.search.training import TrainingQuery, train_ranker
 from mmsearch.terminal import console, errors, fail
 
 
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Train the learned reranker (LightGBM LambdaMART) and report CV nDCG@10 vs RRF."""
-        from mmsearch.retrieval.search import Searcher
+        from mmsearch.search.searcher import Searcher
 
         settings = load_settings(home)
         try:

@@ -1,11 +1,13 @@
-"""Retrieval configurations: named sets of SearchRequest options compared in one experiment.
+"""Retrieval configurations: named sets of search options compared in one experiment.
 
-A configuration file is deliberately thin: ``name`` plus any field that
-``SearchRequest`` has *at run time* (``signals``, ``fusion``, ``candidates`` and,
-where the retrieval layer offers them, ``weights`` and friends). Fields are mapped
-generically instead of being copied here, so a new search option can be evaluated
-the day it exists; a key that is not a SearchRequest field is rejected with the list
-of valid keys, because a typo would otherwise silently evaluate the default.
+A configuration file is deliberately thin: ``name`` plus any option of
+``search.query.SearchQuery`` that does not come from the query itself (``signals``,
+``fusion``, ``candidates``, ``weights`` and friends). It is validated by that same
+model and turned into a ``SearchRequest`` by the same ``build_request`` as the CLI
+and the API, so an experiment measures exactly what callers get, and a new search
+option can be evaluated the day it exists. A key that is not such an option is
+rejected with the list of valid keys, because a typo would otherwise silently
+evaluate the default.
 
 Example (TOML)::
 
@@ -16,26 +18,33 @@ Example (TOML)::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmsearch.errors import EvaluationError
+from PIL import Image
+
+from mmsearch.errors import EvaluationError, QueryError
+from mmsearch.filters.expr import Visible
 from mmsearch.retrieval import fusion as fusion_module
-from mmsearch.retrieval.search import SearchRequest
+from mmsearch.search.query import SearchQuery, build_request, parse_query
+from mmsearch.search.request import SearchRequest
 from mmsearch.table_files import read_table_file
 
 # Set per query (or per run, like the caller's access) by the experiment, never by a
 # configuration.
-QUERY_OWNED_FIELDS = frozenset({"text", "image", "k", "where", "filter", "access"})
+QUERY_OWNED_FIELDS = frozenset(
+    {"text", "image", "k", "offset", "where", "filter", "filters", "access"}
+)
+# SearchQuery fields that identify a live caller (canary routing): no experiment has one.
+CALLER_FIELDS = frozenset({"session", "user"})
 # Keys of the results JSON besides the configuration names.
 RESERVED_NAMES = frozenset({"significance", "details"})
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """One configuration: a name and the SearchRequest options it sets."""
+    """One configuration: a name and the search options it sets (as written, for reports)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -46,8 +55,19 @@ class RetrievalConfig:
         value = self.options.get("signals")
         return list(value) if value is not None else None
 
-    def request(self, **query: Any) -> SearchRequest:
-        return SearchRequest(**query, **self.options)
+    def request(
+        self,
+        *,
+        text: str | None = None,
+        image: Image.Image | None = None,
+        k: int = 10,
+        where: str | None = None,
+        access: Visible | None = None,
+    ) -> SearchRequest:
+        """The request for one query under this configuration (a ``QueryError`` if the
+        query itself is out of bounds, as it would be from the CLI or the API)."""
+        query = parse_query(text=text, k=k, where=where, **self.options)
+        return build_request(query, image=image, access=access)
 
     def describe(self) -> str:
         if not self.options:
@@ -55,20 +75,17 @@ class RetrievalConfig:
         return ", ".join(f"{key}={value}" for key, value in sorted(self.options.items()))
 
 
-def request_fields() -> list[str]:
-    """The SearchRequest fields a configuration may set (dataclass or pydantic model)."""
-    if dataclasses.is_dataclass(SearchRequest):
-        names = [f.name for f in dataclasses.fields(SearchRequest)]
-    else:  # pragma: no cover - a pydantic SearchRequest
-        names = list(getattr(SearchRequest, "model_fields", {}))
-    return [name for name in names if name not in QUERY_OWNED_FIELDS]
+def config_fields() -> list[str]:
+    """The SearchQuery options a configuration may set."""
+    excluded = QUERY_OWNED_FIELDS | CALLER_FIELDS
+    return [name for name in SearchQuery.model_fields if name not in excluded]
 
 
 def make_config(name: str, options: dict[str, Any], source: str = "built-in") -> RetrievalConfig:
-    """Validate option names against SearchRequest and check they construct a request."""
+    """Validate option names and values against SearchQuery, the model every caller uses."""
     if not isinstance(name, str) or not name.strip():
         raise EvaluationError(f"{source}: 'name' must be a non-empty string.")
-    allowed = request_fields()
+    allowed = config_fields()
     owned = sorted(set(options) & QUERY_OWNED_FIELDS)
     if owned:
         raise EvaluationError(
@@ -93,8 +110,8 @@ def make_config(name: str, options: dict[str, Any], source: str = "built-in") ->
             f"choose one of: {', '.join(sorted(fusion_module.FUSIONS))}."
         )
     try:
-        SearchRequest(text="probe", **options)
-    except (TypeError, ValueError) as exc:
+        parse_query(text="probe", **options)
+    except QueryError as exc:
         raise EvaluationError(f"{source}: the options are not valid: {exc}") from exc
     return RetrievalConfig(name.strip(), dict(options), source)
 

@@ -24,7 +24,8 @@ from PIL import Image
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.media.images import ImageLimits, load_image
-from mmsearch.retrieval.search import Searcher, SearchRequest
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
 
 WARMUP = 3
 

@@ -28,7 +28,7 @@ from mmsearch.evaluation.queries import EvalQuery
 from mmsearch.filters.parse import FilterError, parse_where
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.retrieval.planner import plan_retrievers
-from mmsearch.retrieval.search import Searcher
+from mmsearch.search.searcher import Searcher
 
 ProgressCallback = Callable[[int], None]
 

@@ -45,7 +45,7 @@ from mmsearch.governance.gate_report import (
 )
 from mmsearch.governance.lifecycle import LIVE, ready_manifest
 from mmsearch.media.images import ImageLimits, load_image
-from mmsearch.retrieval.search import Searcher
+from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace, utc_now
 
 NDCG = "ndcg@10"

@@ -175,6 +175,7 @@ def publish(
     manifest["publishes"] = manifest["publishes"][-20:]
     collection.write_manifest(build_id, manifest)
     append_switch(collection, event)
+    _sync_store_aliases(collection)
     return event
 
 
@@ -199,6 +200,7 @@ def start_canary(
 
     event = collection.update_state(change)
     append_switch(collection, event)
+    _sync_store_aliases(collection)
     return event
 
 
@@ -226,6 +228,7 @@ def stop_canary(
     event = collection.update_state(change)
     if event is not None:
         append_switch(collection, event)
+        _sync_store_aliases(collection)
     return event
 
 
@@ -250,7 +253,15 @@ def rollback(collection: CollectionDir, actor: str, reason: str | None = None) -
 
     event = collection.update_state(change)
     append_switch(collection, event)
+    _sync_store_aliases(collection)
     return event
+
+
+def _sync_store_aliases(collection: CollectionDir) -> None:
+    """Mirror the aliases into the store (Milvus aliases); never fails the switch."""
+    from mmsearch.index.open import sync_aliases  # the index layer loads on demand
+
+    sync_aliases(collection, collection.state())
 
 
 def append_switch(collection: CollectionDir, event: SwitchEvent) -> None:

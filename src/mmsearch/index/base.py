@@ -36,7 +36,13 @@ class BuildIndex(Protocol):
     themselves. Filters are ``mmsearch.filters`` trees; each engine compiles them to
     its own language and quotes the values itself. A filter the engine cannot apply
     is a ``QueryError`` that names no internal column.
+
+    ``supports_versions`` says whether old versions can be read and restored (LanceDB);
+    an engine without them (Milvus) refuses ``content_hashes(old)`` and ``restore(old)``
+    with an ``MMSearchError`` saying so, and its readers see the latest rows.
     """
+
+    supports_versions: bool
 
     @property
     def schema(self) -> pa.Schema: ...

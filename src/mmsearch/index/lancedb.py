@@ -38,6 +38,8 @@ PRUNE_VERSIONS_OLDER_THAN = timedelta(days=7)
 class LanceBuildIndex:
     """A build's table. Opened by name; created once with the build's schema."""
 
+    supports_versions = True  # every write is a table version; readers pin one
+
     def __init__(self, table: Any, vectors: list[VectorField], ann_min_rows: int):
         self._table = table
         self._vectors = vectors

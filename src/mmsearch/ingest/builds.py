@@ -130,7 +130,7 @@ def create_build(
         "mmsearch_version": __version__,
         "schema_version": SCHEMA_VERSION,
         "table": table,
-        "store": store_description(collection),
+        "store": store_description(collection, settings),
         "encoders": described,
         "mapping": mapping.model_dump(),
         "attributes": [vars(spec) for spec in specs],

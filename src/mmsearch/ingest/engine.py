@@ -36,9 +36,10 @@ from mmsearch.ingest.builds import (
     writable_live_index,
 )
 from mmsearch.ingest.encoders import EncoderSet
+from mmsearch.ingest.executors import ChunkExecutor, create_executor
 from mmsearch.ingest.history import append_run, entry_from_summary, note_run
 from mmsearch.ingest.item_images import ItemImages
-from mmsearch.ingest.pipeline import ChunkEncoder, Pending
+from mmsearch.ingest.pipeline import Pending
 from mmsearch.ingest.planning import IngestPlan
 from mmsearch.ingest.report import (
     ERRORS_KEPT_IN_REPORT,
@@ -236,7 +237,15 @@ class Ingestor:
             },
             ERRORS_KEPT_IN_REPORT,
         )
-        chunks = ChunkEncoder(self.settings, encoders, target.index.schema, target.run_id, timings)
+        chunks = create_executor(
+            options.executor,
+            self.settings,
+            encoders,
+            target.index.schema,
+            target.run_id,
+            timings,
+            ray_address=options.ray_address,
+        )
         try:
             self._ingest_rows(plan, options, target, state, log, chunks, timings)
         except BaseException:
@@ -361,7 +370,7 @@ class Ingestor:
         target: _Target,
         state: _RunState,
         log: RunLog,
-        chunks: ChunkEncoder | None,
+        chunks: ChunkExecutor | None,
         timings: dict[str, float],
     ) -> None:
         """Read every row; commit a chunk when it is full by rows or by image bytes."""
@@ -434,7 +443,7 @@ class Ingestor:
         target: _Target,
         state: _RunState,
         log: RunLog,
-        chunks: ChunkEncoder | None,
+        chunks: ChunkExecutor | None,
         pending: list[Pending],
         problems: list[RowError],
     ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mmsearch.catalog.item import RowError
 from mmsearch.catalog.mapping import FieldMapping
@@ -40,6 +40,10 @@ class IngestOptions:
     # new build takes the settings' defaults.
     text_encoder: str | None = None
     image_encoder: str | None = None
+    # Where a chunk's items are decoded and encoded (ingest/executors.py): this process,
+    # or a Ray cluster (the ``ray`` extra); ``ray_address`` None starts a local instance.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
 
 
 @dataclass

@@ -11,7 +11,7 @@ NaN goes at each split).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,35 +19,11 @@ import pyarrow as pa
 from PIL import Image
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import Filter
-from mmsearch.index.base import Match
 from mmsearch.retrieval.planner import plan_retrievers
+from mmsearch.retrieval.retrieve import Retrieved
 
 NUMERIC_KINDS = {"int", "float", "bool"}
 _WORD = re.compile(r"\w+")
-
-
-@dataclass
-class Retrieved:
-    """What the retrievers returned for one query: the input of fusion and reranking."""
-
-    text: str | None
-    image: Image.Image | None
-    # Everything the store applied (user filter, rules, blocks, access): pinned items
-    # fetched from outside the candidates must pass it too.
-    where: Filter | None
-    ranked: dict[str, list[Match]]
-    query_vectors: dict[str, np.ndarray]  # vector signal -> query embedding
-    depth: int
-    # Whether the user filtered (``where`` or structured filters). The reranker feature
-    # reads this, not ``where``, so that it does not change with who asks (access) or
-    # with the rules in force.
-    user_filtered: bool = False
-    planned: list[str] = field(default_factory=list)  # retrievers planned, including skipped ones
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    # Signals planned but dropped because their query encoder failed (keyword fallback).
-    dropped: list[str] = field(default_factory=list)
 
 
 def phash_columns(schema: pa.Schema) -> list[str]:

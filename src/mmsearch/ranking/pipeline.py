@@ -1,6 +1,6 @@
 """The stage after retrieval: fusion → learned reranker → business rules → explanations.
 
-``Searcher`` owns one ``RankingStage`` per opened build. The stage resolves the
+``search.searcher.Searcher`` owns one ``RankingStage`` per opened build. The stage resolves the
 request's ranking choices against the settings (fusion, weights, reranker model,
 rules file), caches loaded models and rules, and fetches the candidate columns it
 needs (features, rule attributes, vectors for MMR, perceptual hashes) in one store
@@ -28,16 +28,11 @@ from mmsearch.ranking.explain import (
     RerankerExplanation,
     RuleApplication,
 )
-from mmsearch.ranking.features import (
-    FeatureSpace,
-    Retrieved,
-    all_signals,
-    feature_matrix,
-    item_vectors,
-)
+from mmsearch.ranking.features import FeatureSpace, all_signals, feature_matrix, item_vectors
 from mmsearch.ranking.model import RankerError, RankerModel
 from mmsearch.ranking.rules import RulesError, RuleSet, check_columns, load_rules
 from mmsearch.retrieval.fusion import FusionParams, FusionResult, fuse, order_by_score
+from mmsearch.retrieval.retrieve import Retrieved
 
 OFF = {"", "none", "off"}
 

@@ -1,38 +1,28 @@
-"""Training the reranker: candidate pools from real searches, query-grouped CV, a final fit.
+"""Training the reranker: query-grouped CV and a final fit over candidate pools.
 
-For every training query the live build is searched exactly as at query time (all
-planned retrievers to depth ``candidates``, rules off); every candidate becomes one
-row of features, labelled with its judged grade (0 when unjudged). Cross-validation
-splits *queries* into folds (a query's candidates never straddle train and test),
-and reports nDCG@10 of plain RRF and of the model on each held-out fold with ranx,
-on the same candidate pools. The saved model is then fitted on all queries.
+Every training query's candidates (all planned retrievers to depth ``candidates``,
+rules off, exactly as at query time) become rows of features, labelled with their
+judged grade (0 when unjudged). Collecting those pools means running real searches,
+which is orchestration and lives in ``search/training.py``; this module only sees the
+pools, so ``ranking/`` never imports the search layer. Cross-validation splits
+*queries* into folds (a query's candidates never straddle train and test), and
+reports nDCG@10 of plain RRF and of the model on each held-out fold with ranx, on the
+same candidate pools. The saved model is then fitted on all queries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from mmsearch.filters.parse import FilterError
 from mmsearch.ranking.model import RankerMeta, RankerModel, encoder_signature, fit_lambdamart
-from mmsearch.retrieval.fusion import FusionParams, fuse, order_by_score
-from mmsearch.retrieval.search import Searcher, SearchRequest
 
 Judgments = dict[str, dict[str, int]]
-
-
-@dataclass(frozen=True)
-class TrainingQuery:
-    id: str
-    text: str | None = None
-    image: Image.Image | None = None
-    where: str | None = None
 
 
 @dataclass
@@ -64,52 +54,6 @@ class TrainingReport:
     def mean(self, key: str) -> float:
         values = [getattr(f, key) for f in self.folds]
         return float(np.mean(values)) if values else float("nan")
-
-
-def collect_pools(
-    searcher: Searcher,
-    queries: list[TrainingQuery],
-    judgments: Judgments,
-    *,
-    candidates: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    groups: Iterable[str] | None = None,
-) -> tuple[list[QueryPool], list[str]]:
-    """Search every query once (rules and reranker off) and build its feature rows.
-
-    ``groups``: search as a caller with these ACL groups (None: unrestricted operator).
-    """
-    pools: list[QueryPool] = []
-    skipped: list[str] = []
-    params = FusionParams(k=searcher.settings.rrf_k)
-    access = searcher.access_for(groups) if groups is not None else None
-    for query in queries:
-        request = SearchRequest(
-            text=query.text,
-            image=query.image,
-            where=query.where,
-            access=access,
-            candidates=candidates,
-            rules="none",
-            reranker="none",
-        )
-        try:
-            retrieved = searcher.retrieve(request)
-        except FilterError as exc:
-            raise FilterError(f"Query {query.id!r}: {exc}") from None
-        rrf = fuse("rrf", retrieved.ranked, params).scores
-        ids = order_by_score(rrf)
-        if progress:
-            progress(1)
-        if not ids:
-            skipped.append(query.id)
-            continue
-        grades = judgments.get(query.id, {})
-        labels = np.asarray([grades.get(i, 0) for i in ids], dtype=np.int32)
-        pools.append(
-            QueryPool(query.id, ids, searcher.ranking.features(retrieved, ids), labels, rrf)
-        )
-    return pools, skipped
 
 
 def query_folds(qids: list[str], folds: int, seed: int = 13) -> list[list[str]]:
@@ -185,39 +129,38 @@ def training_hash(pools: list[QueryPool], features: list[str], build_id: str) ->
     return digest.hexdigest()
 
 
-def train_ranker(
-    searcher: Searcher,
-    queries: list[TrainingQuery],
+def fit_ranker(
+    pools: list[QueryPool],
     judgments: Judgments,
     *,
+    features: list[str],
+    manifest: dict[str, Any],
+    collection: str,
     folds: int = 5,
     seed: int = 13,
-    candidates: int | None = None,
     params: dict[str, Any] | None = None,
     source: str = "qrels",
-    progress: Callable[[int], None] | None = None,
-    groups: Iterable[str] | None = None,
+    skipped: Iterable[str] = (),
 ) -> tuple[RankerModel, TrainingReport]:
-    """Cross-validate (when ``folds`` >= 2), then fit on every query; returns model + report.
+    """Cross-validate (when ``folds`` >= 2), then fit on every pool; returns model + report.
 
-    ``groups``: collect candidates as a caller with these ACL groups (None: unrestricted).
+    ``features`` are the names of the pools' columns and ``manifest`` the build they were
+    collected from: the saved model records both, so that it is refused on a build whose
+    features or encoders differ.
     """
-    pools, skipped = collect_pools(
-        searcher, queries, judgments, candidates=candidates, progress=progress, groups=groups
-    )
-    report = TrainingReport(queries=len(pools), skipped=skipped)
+    build_id = manifest["build_id"]
+    report = TrainingReport(queries=len(pools), skipped=list(skipped))
     if folds >= 2 and len(pools) >= folds:
         report.folds = cross_validate(pools, judgments, folds=folds, seed=seed, params=params)
     x, y, groups = _stack(pools) if pools else (np.zeros((0, 0)), np.zeros(0), [])
     report.rows = int(x.shape[0])
     booster = fit_lambdamart(x, y, groups, params)
-    features = searcher.ranking.space.names()
     meta = RankerMeta(
         features=features,
-        encoders=encoder_signature(searcher.manifest),
-        collection=searcher.collection,
-        build_id=searcher.build_id,
-        training_sha256=training_hash(pools, features, searcher.build_id),
+        encoders=encoder_signature(manifest),
+        collection=collection,
+        build_id=build_id,
+        training_sha256=training_hash(pools, features, build_id),
         params=dict(params or {}),
         cv={
             "folds": [vars(f) for f in report.folds],

@@ -7,10 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmsearch.search.query import MAX_RESULTS, Mode, SearchQuery
 from mmsearch.workspace import COLLECTION_NAME
-
-MAX_TEXT = 2000
-MAX_RESULTS = 1000
 
 # Path parameters, constrained in the schema so that clients (and fuzzers) know the shape.
 CollectionName = Annotated[
@@ -26,49 +24,20 @@ BuildId = Annotated[
     str, Path(pattern=r"^build-[0-9A-Za-z_-]{1,80}$", description="a build id (build-...)")
 ]
 JobId = Annotated[str, Path(min_length=1, max_length=100, description="ingest job id")]
-Scalar = str | int | float | bool
 
 
-class RangeFilter(BaseModel):
-    """Numeric bounds, both inclusive; either may be left out."""
-
-    model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
-
-
-FilterValue = Scalar | list[Scalar] | RangeFilter
-
-
-class SearchBody(BaseModel):
+class SearchBody(SearchQuery):
     """A search. Give ``text``, ``image`` (base64) or both."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    # Everything a caller may ask for is ``SearchQuery`` (shared with the CLI and
+    # evaluation); the API adds what only HTTP carries and narrows two bounds: one
+    # response holds at most 100 hits (``offset`` pages further), and rerankers and
+    # rules are registered names here, never server paths.
     image: str | None = Field(default=None, description="query image, base64 (data: URL allowed)")
     k: int = Field(default=10, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=MAX_RESULTS - 1)
-    where: str | None = Field(
-        default=None,
-        max_length=MAX_TEXT,
-        description="filter over attribute columns: comparisons, IN, BETWEEN, LIKE, IS NULL, "
-        "AND/OR/NOT, e.g. price < 10 AND category IN ('mugs', 'cups')",
-    )
-    filters: dict[str, FilterValue] | None = Field(
-        default=None,
-        description="attribute → value, list of values, or {min, max}; ANDed with where",
-    )
-    mode: Literal["text", "image", "hybrid"] | None = Field(
+    mode: Mode | None = Field(
         default=None, description="which parts of the query to use; default: all given"
     )
-    signals: list[str] | None = Field(default=None, max_length=16)
-    fusion: str | None = Field(default=None, max_length=64)
-    weights: dict[str, float] | None = None
-    normalisation: Literal["minmax", "zscore"] | None = None
-    rrf_k: int | None = Field(default=None, ge=1, le=10_000)
-    image_weight: float | None = Field(default=None, ge=0.0, le=1.0)
-    explain: bool = False
     reranker: str | None = Field(
         default=None, max_length=64, description="a registered reranker's name, or 'none'"
     )
@@ -76,17 +45,6 @@ class SearchBody(BaseModel):
         default=None,
         max_length=64,
         description="registered rules' name; 'none' (admin keys) switches the default off",
-    )
-    candidates: int | None = Field(default=None, ge=1, le=10_000)
-    session: str | None = Field(
-        default=None,
-        max_length=200,
-        description="a session id: while a canary runs, one session always sees one build",
-    )
-    user: str | None = Field(
-        default=None,
-        max_length=200,
-        description="a user id, used like session when no session is given",
     )
 
 

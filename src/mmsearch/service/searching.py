@@ -1,9 +1,10 @@
 """Running one API search: body → ``SearchRequest`` → ``Searcher`` → response, observed.
 
-The API accepts every option the retrieval layer may offer (fusion, weights,
-explanations, rerankers, rules); only the ones the installed ``SearchRequest``
-actually has are passed on, and an option that had to be ignored is reported as a
-warning instead of silently changing what the caller asked for.
+The body is a ``search.query.SearchQuery`` plus what only HTTP carries (a base64
+image, a ``mode``); ``search.query.build_request`` turns it into the resolved request
+exactly as it does for the CLI and evaluation. What stays here is HTTP's own part:
+decoding the image under the server's limits, the caller's access, registered
+rules/reranker names → paths, canary routing, offset slicing and observation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from PIL import Image
 
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
-from mmsearch.filters.structured import structured_filter
 from mmsearch.governance.lifecycle import canary_of, stop_canary
 from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.governance.roles import Role
@@ -34,21 +34,13 @@ from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
 from mmsearch.ranking.pipeline import OFF
-from mmsearch.retrieval.search import Hit, SearchRequest, SearchResult
+from mmsearch.search.query import FilterValue, build_request
+from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden, PayloadTooLarge
-from mmsearch.service.schemas import MAX_RESULTS, FilterValue, SearchBody
+from mmsearch.service.schemas import SearchBody
 from mmsearch.service.state import ServiceState
 
-PASS_THROUGH = (
-    "fusion",
-    "weights",
-    "normalisation",
-    "rrf_k",
-    "image_weight",
-    "explain",
-    "candidates",
-)  # rules and reranker are names resolved through the registry by run_search
 log = logging.getLogger("mmsearch.canary")
 HIT_CORE_FIELDS = {"id", "title", "score", "signals", "images", "attributes", "explanation"}
 
@@ -83,48 +75,6 @@ def decode_base64_image(encoded: str, settings: Settings) -> QueryImage:
     except (binascii.Error, ValueError):
         raise QueryError("The image is not valid base64.") from None
     return decode_query_image(data, "query image", settings)
-
-
-def build_request(
-    body: SearchBody, image: QueryImage | None, attributes: list[dict[str, Any]]
-) -> tuple[SearchRequest, list[str]]:
-    """The SearchRequest for a body; options the retrieval layer lacks become warnings.
-
-    No query text is built here: ``where`` travels as the caller wrote it (the Searcher
-    parses it against the build's attributes) and ``filters`` become filter nodes.
-    """
-    text = body.text if body.mode in (None, "text", "hybrid") else None
-    query_image = image if body.mode in (None, "image", "hybrid") else None
-    if body.mode == "text" and not (text or "").strip():
-        raise QueryError("mode 'text' needs a text query.")
-    if body.mode == "image" and query_image is None:
-        raise QueryError("mode 'image' needs a query image.")
-    if body.k + body.offset > MAX_RESULTS:
-        raise QueryError(f"offset + k must be at most {MAX_RESULTS}.")
-    fields = {f.name for f in dataclasses.fields(SearchRequest)}
-    kwargs: dict[str, Any] = {
-        "text": text,
-        "image": query_image.image if query_image else None,
-        "k": body.k + body.offset,  # fetch k + offset, then slice
-        "where": body.where,
-        "filter": structured_filter(body.filters, attributes),
-        "signals": body.signals,
-    }
-    if query_image is not None and "image_sha256" in fields:
-        kwargs["image_sha256"] = query_image.sha256
-    if "offset" in fields:
-        kwargs["k"] = body.k
-        kwargs["offset"] = body.offset
-    warnings = []
-    for name in PASS_THROUGH:
-        value = getattr(body, name)
-        if value is None or value is False:
-            continue
-        if name in fields:
-            kwargs[name] = value
-        else:
-            warnings.append(f"'{name}' is not supported by this server and was ignored")
-    return SearchRequest(**kwargs), warnings
 
 
 def image_url(collection: str, item_id: str, n: int) -> str:
@@ -163,7 +113,13 @@ def run_search(
     trace and a query-log line; return the response body."""
     routed, collection_state = state.route(collection, body.session or body.user)
     searcher = state.searcher(collection, routed.build_id)
-    request, warnings = build_request(body, image, searcher.manifest["attributes"])
+    request = build_request(
+        body,
+        searcher.manifest["attributes"],
+        image=image.image if image else None,
+        image_sha256=image.sha256 if image else None,
+        mode=body.mode,
+    )
     request = dataclasses.replace(
         request,
         access=state.access_filter(caller, collection),
@@ -173,10 +129,9 @@ def run_search(
     started_ns, tick = now_ns(), time.perf_counter()
     result: SearchResult = searcher.search(request)
     seconds = time.perf_counter() - tick
-    hits = result.hits if "offset" in _request_fields() else result.hits[body.offset :]
+    hits = result.hits[body.offset :]  # build_request asked for k + offset
     hits = hits[: body.k]
     query_id = uuid.uuid4().hex
-    all_warnings = [*result.warnings, *warnings]
     state.metrics.observe_search(
         collection, result.build_id, result.timings_ms, seconds, len(hits), len(result.warnings)
     )
@@ -225,7 +180,7 @@ def run_search(
         ],
         "signals": result.signals,
         "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
-        "warnings": all_warnings,
+        "warnings": result.warnings,
     }
 
 
@@ -323,7 +278,3 @@ def _filters_json(filters: dict[str, FilterValue] | None) -> dict[str, Any] | No
         name: value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
         for name, value in filters.items()
     }
-
-
-def _request_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(SearchRequest)}

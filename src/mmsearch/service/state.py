@@ -29,7 +29,7 @@ from mmsearch.monitoring.query_vectors import QueryVectorLog
 from mmsearch.monitoring.querylog import ClickLog, QueryLog
 from mmsearch.monitoring.tracing import SearchTracer
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
-from mmsearch.retrieval.search import Searcher
+from mmsearch.search.searcher import Searcher
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden
 from mmsearch.workspace import Workspace

@@ -1,0 +1,374 @@
+"""The Milvus index: a build's rows in a Milvus server or cluster (``MMSEARCH_BACKEND=milvus``).
+
+One ``MilvusClient`` per address, so a Milvus Lite server on a local port and a real
+cluster are used the same way. Layout (``milvus_schema``): an item collection with
+BM25 full-text search, and an image collection searched with group-by on the item id
+(the best image scores the item, as LanceDB's MaxSim does). Filters are compiled by
+``milvus_filter`` and passed as the search's own ``filter``, a prefilter.
+
+Milvus keeps no table versions. The nearest real thing is kept here: a write counter
+in the collection's properties (``mmsearch.version``), bumped by every upsert and
+delete, so the manifest's ``table_version`` and the ingest protocol still say which
+writes were published. Readers always see the latest rows (a run in progress is
+visible as it commits); reading or restoring an older version is refused with an
+error that says revert needs LanceDB (``supports_versions`` is False).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.filters.expr import Filter, InList, all_of
+from mmsearch.index.base import Match, VectorField
+from mmsearch.index.lance_filter import CANNOT_APPLY
+from mmsearch.index.milvus_client import MilvusConnection, collection_name, is_lite
+from mmsearch.index.milvus_filter import MilvusExpr, to_milvus_expr
+from mmsearch.index.milvus_schema import (
+    PK_COLUMN,
+    SCHEMA_PROPERTY,
+    SLOT_COLUMN,
+    SPARSE_COLUMN,
+    VERSION_PROPERTY,
+    decode_schema,
+    encode_schema,
+    image_rows,
+    image_schema,
+    index_params,
+    item_fields,
+    item_row,
+    milvus_schema,
+    vector_fields,
+)
+from mmsearch.index.schema import KEYWORD_COLUMN
+
+log = logging.getLogger("mmsearch.index")
+WRITE_BATCH = 512
+SCAN_BATCH = 1_000
+CONSISTENCY = "Strong"  # a search right after a write sees it (ingest publishes, then reads)
+IMAGES_SUFFIX = "_images"
+LITE_ANALYSER: dict[str, Any] = {"tokenizer": "standard"}
+ENGLISH_ANALYSER: dict[str, Any] = {"type": "english"}  # stemming + stop words, like tantivy's
+
+
+class VersionsUnsupported(MMSearchError):
+    """Milvus keeps only the latest rows of a build."""
+
+
+class MilvusBuildIndex:
+    """A build's item (and image) collections in Milvus."""
+
+    supports_versions = False
+
+    def __init__(self, connection: MilvusConnection, name: str, schema: pa.Schema):
+        self._conn = connection
+        self._client = connection.client()
+        self._name = name
+        self._images = name + IMAGES_SUFFIX
+        self._schema = schema
+        self._vectors = vector_fields(schema)
+        self._multi = [v.column for v in self._vectors if v.multi]
+        self._image_schema = image_schema(schema)
+        self._templated = not is_lite(self._client)
+        if not self._templated:  # Milvus Lite has no MVCC timestamps; pymilvus warns per scan
+            logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+
+    @classmethod
+    def create(
+        cls, connection: MilvusConnection, table: str, schema: pa.Schema
+    ) -> MilvusBuildIndex:
+        client = connection.client()
+        name = collection_name(table)
+        if client.has_collection(name):
+            raise MMSearchError(f"Milvus already has a collection {name}; drop it or rebuild.")
+        lite = is_lite(client)
+        items = item_fields(schema)
+        keyword = KEYWORD_COLUMN in schema.names
+        analyser = (LITE_ANALYSER if lite else ENGLISH_ANALYSER) if keyword else None
+        properties = {VERSION_PROPERTY: "0", SCHEMA_PROPERTY: encode_schema(schema)}
+        client.create_collection(
+            name,
+            schema=milvus_schema(client, items, primary="id", analyser=analyser),
+            index_params=index_params(
+                client, items, connection.index, connection.index_params, keyword=keyword
+            ),
+            consistency_level=CONSISTENCY,
+            properties=properties,
+        )
+        images = list(image_schema(schema))
+        if any(v.multi for v in vector_fields(schema)):
+            client.create_collection(
+                name + IMAGES_SUFFIX,
+                schema=milvus_schema(client, images, primary=PK_COLUMN, analyser=None),
+                index_params=index_params(
+                    client, images, connection.index, connection.index_params, keyword=False
+                ),
+                consistency_level=CONSISTENCY,
+            )
+        return cls(connection, name, schema)
+
+    @classmethod
+    def open(
+        cls, connection: MilvusConnection, table: str, version: int | None = None
+    ) -> MilvusBuildIndex:
+        client = connection.client()
+        name = collection_name(table)
+        if not client.has_collection(name):
+            raise MMSearchError(
+                f"The Milvus collection {name} is missing at {connection.uri}. Re-ingest the "
+                "catalog with --new-build to rebuild the collection."
+            )
+        properties = client.describe_collection(name).get("properties") or {}
+        index = cls(connection, name, decode_schema(properties[SCHEMA_PROPERTY]))
+        if version is not None and version != index.version():
+            # No snapshots in Milvus: the latest rows answer (see the module docstring).
+            log.debug("%s: manifest names version %s, serving %s", name, version, index.version())
+        return index
+
+    @staticmethod
+    def drop(connection: MilvusConnection, table: str) -> None:
+        client = connection.client()
+        name = collection_name(table)
+        for target in (name, name + IMAGES_SUFFIX):
+            if client.has_collection(target):
+                for alias in client.list_aliases(target).get("aliases", []):
+                    client.drop_alias(alias)
+                client.drop_collection(target)
+
+    # --- what the protocol asks ----------------------------------------------------
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    @property
+    def vector_fields(self) -> list[VectorField]:
+        return list(self._vectors)
+
+    def version(self) -> int:
+        properties = self._client.describe_collection(self._name).get("properties") or {}
+        return int(properties.get(VERSION_PROPERTY, 0))
+
+    def _bump(self) -> None:
+        version = str(self.version() + 1)
+        self._client.alter_collection_properties(self._name, {VERSION_PROPERTY: version})
+
+    def row_count(self) -> int:
+        return self.count(None)
+
+    def count(self, filter: Filter | None = None) -> int:
+        expr = self._expr(filter, self._schema)
+        rows = self._checked(
+            lambda: self._client.query(
+                self._name, output_fields=["count(*)"], **self._filter_args(expr)
+            ),
+            expr,
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def content_hashes(self, version: int | None = None) -> dict[str, str]:
+        self._refuse_old(version, "read the rows of")
+        data = self.scan(["id", "record_sha256"])
+        return dict(zip(data["id"].to_pylist(), data["record_sha256"].to_pylist(), strict=True))
+
+    def restore(self, version: int) -> None:
+        self._refuse_old(version, "restore")
+
+    def _refuse_old(self, version: int | None, what: str) -> None:
+        if version is not None and version != self.version():
+            raise VersionsUnsupported(
+                f"Milvus keeps only the latest rows of a build, so mmsearch cannot {what} "
+                f"version {version} of {self._name} (it is at {self.version()}). Reverting "
+                "runs needs the LanceDB backend; re-ingest the catalog with --new-build to "
+                "build the collection afresh."
+            )
+
+    def upsert(self, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        items = [f.name for f in item_fields(self._schema) if f.name in rows.column_names]
+        for start in range(0, rows.num_rows, WRITE_BATCH):
+            part = rows.slice(start, WRITE_BATCH)
+            data = [item_row(r) for r in part.select(items).to_pylist()]
+            self._client.upsert(self._name, data)
+            if self._multi:
+                full = part.to_pylist()
+                self._delete_images([r["id"] for r in full])
+                images = [i for r in full for i in image_rows(r, self._image_schema, self._multi)]
+                for offset in range(0, len(images), WRITE_BATCH):
+                    self._client.insert(self._images, images[offset : offset + WRITE_BATCH])
+        self._bump()
+
+    def delete(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        self._client.delete(self._name, ids=list(ids))
+        self._delete_images(list(ids))
+        self._bump()
+
+    def _delete_images(self, ids: list[str]) -> None:
+        if self._multi and ids:
+            expr = self._expr(InList("id", tuple(ids)), self._image_schema)
+            assert expr is not None
+            self._client.delete(self._images, **self._filter_args(expr))
+
+    def refresh_indexes(self) -> dict[str, Any]:
+        """Milvus builds its indexes as rows arrive; nothing to create here."""
+        names = sorted([KEYWORD_COLUMN, *(v.column for v in self._vectors)])
+        return {"created": [], "indexed_columns": names, "rows": self.row_count()}
+
+    def prune_versions(self) -> None:
+        """Nothing to prune: Milvus keeps no old versions."""
+
+    def vector_search(
+        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[Match]:
+        multi = column in self._multi
+        if column not in {v.column for v in self._vectors}:
+            raise QueryError(f"This collection has no vector field {column}.")
+        target, schema = (self._images, self._image_schema) if multi else (self._name, self._schema)
+        expr = self._expr(filter, schema)
+        params = self._search_params(k)
+        extra = {"group_by_field": "id"} if multi else {}
+        hits = self._checked(
+            lambda: self._client.search(
+                target,
+                data=[np.asarray(vector, dtype=np.float32).tolist()],
+                anns_field=column,
+                limit=k,
+                search_params=params,
+                output_fields=["id"],
+                **extra,
+                **self._filter_args(expr),
+            ),
+            expr,
+        )
+        return [Match(h["entity"]["id"], float(h["distance"])) for h in hits[0]]
+
+    def _search_params(self, k: int) -> dict[str, Any]:
+        kind = self._conn.index
+        params: dict[str, Any] = {}
+        if kind == "hnsw":
+            params["ef"] = max(64, 2 * k)
+        elif kind.startswith("ivf"):
+            params["nprobe"] = 32
+        params.update(self._conn.search_params)
+        return {"metric_type": "COSINE", "params": params}
+
+    def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]:
+        if not query.strip() or KEYWORD_COLUMN not in self._schema.names:
+            return []
+        expr = self._expr(filter, self._schema)
+        hits = self._checked(
+            lambda: self._client.search(
+                self._name,
+                data=[query],
+                anns_field=SPARSE_COLUMN,
+                limit=k,
+                search_params={"metric_type": "BM25"},
+                output_fields=["id"],
+                **self._filter_args(expr),
+            ),
+            expr,
+        )
+        # Milvus Lite reports -score as the distance; Milvus the score itself.
+        matches = [Match(h["entity"]["id"], abs(float(h["distance"]))) for h in hits[0]]
+        return [m for m in matches if m.score > 0]
+
+    def get(
+        self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
+    ) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        wanted = columns or self._schema.names
+        unique = list(dict.fromkeys(ids))
+        rows = self._rows(wanted, all_of(InList("id", tuple(unique)), filter), limit=len(unique))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table:
+        rows = self._rows(columns, filter, limit=None)
+        schema = pa.schema([self._schema.field(c) for c in columns])
+        return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=schema)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _rows(self, columns: list[str], filter: Filter | None, limit: int | None) -> list[dict]:
+        """Rows with ``columns`` (image vectors reassembled per item, in catalog order)."""
+        multi = [c for c in columns if c in self._multi]
+        plain = list(dict.fromkeys(["id", *(c for c in columns if c not in self._multi)]))
+        expr = self._expr(filter, self._schema)
+        rows = self._checked(lambda: self._query(self._name, plain, expr, limit), expr)
+        if multi and rows:
+            images = self._images_of([r["id"] for r in rows], multi)
+            for row in rows:
+                for column in multi:
+                    row[column] = images.get(row["id"], {}).get(column)
+        return [{c: _plain(r.get(c)) for c in dict.fromkeys(["id", *columns])} for r in rows]
+
+    def _images_of(self, ids: list[str], columns: list[str]) -> dict[str, dict[str, list]]:
+        out: dict[str, dict[str, list]] = {}
+        for start in range(0, len(ids), SCAN_BATCH):
+            part = ids[start : start + SCAN_BATCH]
+            expr = self._expr(InList("id", tuple(part)), self._image_schema)
+            found = self._query(self._images, ["id", SLOT_COLUMN, *columns], expr, None)
+            for row in sorted(found, key=lambda r: (r["id"], r[SLOT_COLUMN])):
+                slot = out.setdefault(row["id"], {c: [] for c in columns})
+                for column in columns:
+                    slot[column].append(_plain(row[column]))
+        return out
+
+    def _query(self, name: str, fields: list[str], expr: MilvusExpr | None, limit: int | None):
+        if limit is not None:
+            return self._client.query(
+                name, output_fields=fields, limit=limit, **self._filter_args(expr)
+            )
+        iterator = self._client.query_iterator(
+            name, batch_size=SCAN_BATCH, output_fields=fields, **self._filter_args(expr)
+        )
+        out: list[dict] = []
+        try:
+            while batch := iterator.next():
+                out.extend(dict(row) for row in batch)
+        finally:
+            iterator.close()
+        return out
+
+    def _expr(self, filter: Filter | None, schema: pa.Schema) -> MilvusExpr | None:
+        if filter is None:
+            return None
+        return to_milvus_expr(filter, schema, templated=self._templated)
+
+    @staticmethod
+    def _filter_args(expr: MilvusExpr | None) -> dict[str, Any]:
+        if expr is None:
+            return {"filter": ""}
+        if expr.params:
+            return {"filter": expr.text, "filter_params": expr.params}
+        return {"filter": expr.text}
+
+    @staticmethod
+    def _checked(call: Any, expr: MilvusExpr | None) -> Any:
+        """Run a Milvus call; a filter the server refuses is a QueryError without internals."""
+        try:
+            return call()
+        except Exception as exc:  # pymilvus.MilvusException with the parser's message
+            if expr is None:
+                raise
+            log.debug("Milvus refused the filter %s: %s", expr.text, exc)
+            raise QueryError(CANNOT_APPLY) from None
+
+
+def _plain(value: Any) -> Any:
+    """Python values as LanceDB's rows hold them (lists, not numpy or protobuf types)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,266 @@
+"""Running the planned retrievers of one build: the candidates every later stage works on.
+
+This is retrieval proper and nothing more: embed the query (through the shared LRU,
+keyed by encoder spec and version), run keyword and vector retrievers to a fixed
+depth with one filter tree pushed into every store query, and say which signals had
+to be dropped. What the filter contains (the user's filter, the rules' filters, the
+caller's access) and what happens to the candidates afterwards (fusion, reranking,
+rules, display rows) is decided above, in ``mmsearch.search``; keeping that out of
+here is what lets ``retrieval/`` import nothing from ``ranking/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mmsearch.config import Settings
+from mmsearch.encoders.base import create_encoder
+from mmsearch.errors import MMSearchError
+from mmsearch.filters.expr import Filter
+from mmsearch.index.base import BuildIndex, Match
+from mmsearch.retrieval.image_hits import (
+    DuplicateKind,
+    ImageSignal,
+    MatchedImage,
+    QueryImage,
+    best_images,
+    duplicate_of_query,
+)
+from mmsearch.retrieval.planner import (
+    DEFAULT_IMAGE_WEIGHT,
+    IMAGE_VECTOR,
+    TEXT_VECTOR,
+    plan_retrievers,
+)
+from mmsearch.retrieval.query_cache import QueryEmbeddingCache, image_key, text_key
+
+# Retrievers whose query vector lies in the space of the role's stored vectors.
+_OWN_SPACE = {TEXT_VECTOR: "text", IMAGE_VECTOR: "image"}
+
+
+@dataclass
+class Retrieved:
+    """What the retrievers returned for one query: the input of fusion and reranking."""
+
+    text: str | None
+    image: Image.Image | None
+    # Everything the store applied (user filter, rules, blocks, access): pinned items
+    # fetched from outside the candidates must pass it too.
+    where: Filter | None
+    ranked: dict[str, list[Match]]
+    query_vectors: dict[str, np.ndarray]  # vector signal -> query embedding
+    depth: int
+    # Whether the user filtered (``where`` or structured filters). The reranker feature
+    # reads this, not ``where``, so that it does not change with who asks (access) or
+    # with the rules in force.
+    user_filtered: bool = False
+    planned: list[str] = field(default_factory=list)  # retrievers planned, including skipped ones
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    # Signals planned but dropped because their query encoder failed (keyword fallback).
+    dropped: list[str] = field(default_factory=list)
+
+    def own_space_vectors(self) -> dict[str, np.ndarray]:
+        """Encoder role → query vector, for the signals whose vector lies in the space of
+        that role's stored vectors (drift monitoring compares like with like; cross-modal
+        and blended vectors are not drawn from that distribution)."""
+        by_signal = self.query_vectors
+        return {role: by_signal[name] for name, role in _OWN_SPACE.items() if name in by_signal}
+
+
+@dataclass(frozen=True)
+class RetrievalQuery:
+    """A query as the retrievers see it: already validated, with its whole filter built.
+
+    ``text`` is stripped (None when empty); ``where`` is the one tree every retriever
+    pushes into the store; ``depth`` is the per-retriever candidate count."""
+
+    text: str | None
+    image: Image.Image | None
+    depth: int
+    where: Filter | None = None
+    user_filtered: bool = False
+    signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
+    image_weight: float = DEFAULT_IMAGE_WEIGHT
+
+
+@dataclass
+class HitImages:
+    """Per-image facts about one hit: the image that matched, and whether it copies the query."""
+
+    matched_image: MatchedImage | None = None
+    duplicate: DuplicateKind | None = None
+    duplicate_distance: int | None = None
+
+
+class Retriever:
+    """The retrievers of one opened build; the ``Searcher`` owns one per build."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manifest: dict[str, Any],
+        index: BuildIndex,
+        query_cache: QueryEmbeddingCache,
+    ):
+        self.settings = settings
+        self.manifest = manifest
+        self.index = index
+        self.query_cache = query_cache
+
+    def retrieve(self, query: RetrievalQuery) -> Retrieved:
+        """Run every planned retriever to ``query.depth``; no fusion, no cut."""
+        text, depth, combined = query.text, query.depth, query.where
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        plans = plan_retrievers(
+            has_text=text is not None,
+            has_image=query.image is not None,
+            encoders=self.manifest["encoders"],
+            only=query.signals,
+            image_weight=query.image_weight,
+        )
+        queries: dict[str, Any] = {"text": text, "image": query.image}
+        embeddings: dict[tuple[str, str], np.ndarray | None] = {}
+        failures: dict[tuple[str, str], str] = {}
+        skipped: list[str] = []
+        dropped: list[str] = []
+        ranked: dict[str, list[Match]] = {}
+        for plan in plans:
+            if plan.kind == "keyword":
+                tick = time.perf_counter()
+                ranked[plan.name] = self.index.keyword_search(text or "", depth, combined)
+                timings[plan.name] = _ms(tick)
+                continue
+            for key in plan.embeddings:
+                if key not in embeddings:
+                    embeddings[key] = self._encode(timings, *key, queries[key[1]], failures)
+            missing = [key for key in plan.embeddings if embeddings[key] is None]
+            if missing:
+                skipped.append(f"{plan.name} skipped ({failures[missing[0]]})")
+                dropped.append(plan.name)
+                continue
+            parts = [v for key in plan.embeddings if (v := embeddings[key]) is not None]
+            vector = plan.query_vector(parts, query.image_weight)
+            embeddings[(plan.role or "", plan.query_modality)] = vector
+            tick = time.perf_counter()
+            ranked[plan.name] = self.index.vector_search(plan.column or "", vector, depth, combined)
+            timings[plan.name] = _ms(tick)
+
+        if skipped:
+            remaining = ", ".join(sorted(ranked)) or "no signal"
+            warnings.append(f"{'; '.join(skipped)}; results come from {remaining} only")
+        query_vectors = {
+            plan.name: vector
+            for plan in plans
+            if plan.kind == "vector"
+            and (vector := embeddings.get((plan.role or "", plan.query_modality))) is not None
+        }
+        return Retrieved(
+            text=text,
+            image=query.image,
+            where=combined,
+            user_filtered=query.user_filtered,
+            ranked=ranked,
+            query_vectors=query_vectors,
+            depth=depth,
+            planned=[plan.name for plan in plans],
+            warnings=warnings,
+            timings=timings,
+            dropped=dropped,
+        )
+
+    def _encode(
+        self,
+        timings: dict[str, float],
+        role: str,
+        modality: str,
+        query: Any,
+        failures: dict[tuple[str, str], str],
+    ) -> np.ndarray | None:
+        """Embed the query; a failing text model becomes a warning, not a failed search."""
+        tick = time.perf_counter()
+        spec = self.manifest["encoders"][role]["spec"]
+        version = str(self.manifest["encoders"][role].get("version", ""))
+        try:
+            # Keyed by spec and version: a changed model never answers from the cache.
+            key = (text_key if modality == "text" else image_key)(spec, version, query)
+            cached = self.query_cache.get(key)
+            if cached is not None:
+                return cached
+            encoder = create_encoder(spec)
+            if modality == "text":
+                vector = encoder.encode_texts([query])[0]
+            else:
+                vector = encoder.encode_images([query])[0]
+            self.query_cache.put(key, vector)
+        except Exception as exc:
+            if modality == "image":
+                raise MMSearchError(f"The image encoder '{spec}' failed: {exc}") from exc
+            failures[(role, modality)] = f"the encoder '{spec}' failed: {exc}"
+            return None
+        finally:
+            label = modality if role == modality else f"{modality}_with_{role}_encoder"
+            timings[f"encode_{label}"] = _ms(tick)
+        return vector
+
+    def hit_images(
+        self,
+        ids: list[str],
+        retrieved: Retrieved,
+        *,
+        image_weight: float,
+        image_sha256: str | None = None,
+    ) -> dict[str, HitImages]:
+        """Which image of each hit matched, and which hits copy the query image.
+
+        Only for the final hits (a handful of rows), because the store ranks items by
+        their best image without saying which one it was. Ids absent from the answer
+        have nothing to say."""
+        multi = {v.column for v in self.index.vector_fields if v.multi}
+        plans = plan_retrievers(
+            has_text=retrieved.text is not None,
+            has_image=retrieved.image is not None,
+            encoders=self.manifest["encoders"],
+            image_weight=image_weight,
+        )
+        signals = [
+            ImageSignal(plan.name, plan.column, retrieved.query_vectors[plan.name])
+            for plan in sorted(plans, key=lambda plan: plan.query_modality != "image")
+            if plan.column in multi and plan.name in retrieved.query_vectors
+        ]
+        check_duplicates = retrieved.image is not None and "image_phash" in self.index.schema.names
+        if not ids or (not signals and not check_duplicates):
+            return {}
+        columns = ["id", "images", *dict.fromkeys(signal.column for signal in signals)]
+        if check_duplicates:
+            columns += ["image_phash", "image_sha256"]
+        rows = {row["id"]: row for row in self.index.get(ids, columns)}
+        matched = best_images(rows, signals)
+        query = (
+            QueryImage.of(retrieved.image, image_sha256)
+            if check_duplicates and retrieved.image is not None
+            else None
+        )
+        facts: dict[str, HitImages] = {}
+        for item_id in ids:
+            found = HitImages(matched_image=matched.get(item_id))
+            if query is not None and item_id in rows:
+                found.duplicate, found.duplicate_distance = duplicate_of_query(
+                    query,
+                    rows[item_id],
+                    found.matched_image,
+                    max_distance=self.settings.dupe_max_distance,
+                    min_cosine=self.settings.dupe_min_cosine,
+                )
+            facts[item_id] = found
+        return facts
+
+
+def _ms(tick: float) -> float:
+    return round((time.perf_counter() - tick) * 1000.0, 3)

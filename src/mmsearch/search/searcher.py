@@ -1,0 +1,194 @@
+"""Hybrid search over one build of a collection: retrieval, then ranking, then hits.
+
+A text query runs keyword (BM25) and dense-text retrievers; an image query runs the
+dense-image retriever; both at once run all three. Results are fused (RRF by
+default), optionally reranked and ruled. When a model cannot be used, the keyword
+retriever still answers and the result says which signal was dropped and why.
+
+The ``Searcher`` is the only object that talks to both ``retrieval/`` and
+``ranking/``: it builds the one filter tree every retriever applies (which needs the
+rules from ranking), hands the candidates to the ranking stage, and fetches the rows
+shown for the final hits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from mmsearch.config import Settings
+from mmsearch.errors import MMSearchError
+from mmsearch.filters.expr import Filter, Visible, all_of
+from mmsearch.filters.parse import parse_where
+from mmsearch.index.base import BuildIndex, Match
+from mmsearch.index.open import open_build_index
+from mmsearch.index.schema import ACL_COLUMN
+from mmsearch.ranking.pipeline import RankingStage
+from mmsearch.retrieval.query_cache import QueryEmbeddingCache
+from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
+from mmsearch.search.request import SearchRequest, fusion_params, validate_request
+from mmsearch.search.result import Hit, SearchResult, SignalScore
+from mmsearch.workspace import BUILDING, Workspace
+
+HIT_COLUMNS = ["id", "title", "images", "texts_json"]
+
+
+class Searcher:
+    """Opens one build of a collection (live unless ``build_id`` names another: a canary,
+    a candidate under evaluation) once and answers many queries against it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        collection: str,
+        query_cache: QueryEmbeddingCache | None = None,
+        build_id: str | None = None,
+    ):
+        self.settings = settings
+        # The service shares one cache across Searchers; alone, a Searcher keeps its own.
+        self.query_cache = query_cache or QueryEmbeddingCache(settings.query_cache_size)
+        folder = Workspace(settings.home).collection(collection)
+        self.folder = folder
+        self.collection = collection
+        self.manifest = folder.live_manifest() if build_id is None else folder.manifest(build_id)
+        if self.manifest.get("state") == BUILDING:
+            raise MMSearchError(
+                f"Build {build_id} of '{collection}' is still being built; it cannot be "
+                "searched until its first ingest finishes."
+            )
+        self.build_id: str = self.manifest["build_id"]
+        self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
+        self.attribute_columns = [a["column"] for a in self.manifest["attributes"]]
+        # What a user's ``where`` may name: the attribute columns and their kinds, only.
+        self.attribute_kinds = {a["column"]: a["kind"] for a in self.manifest["attributes"]}
+        self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
+        self.ranking = RankingStage(settings, self.manifest, self.index)
+        self._items_with_acl: int | None = None
+
+    def effective_access(self, access: Visible | None) -> Visible | None:
+        """The access node, or None where it cannot exclude anything.
+
+        In a build where no item carries an ACL and the default is public, the node
+        admits every row; any filter costs LanceDB its prefilter path (about 1 ms per
+        retriever at 1k rows), so catalogs without ACLs should not pay for one. The
+        count is taken once per Searcher, which reads one table snapshot: a write
+        that adds ACLs changes the manifest, and the service then opens a new one."""
+        if access is None or not access.default_public:
+            return access
+        if self._items_with_acl is None:
+            has_column = ACL_COLUMN in self.index.schema.names
+            # Visible to no group but public = exactly the items without an ACL.
+            without = Visible(frozenset(), default_public=True)
+            self._items_with_acl = (
+                self.index.row_count() - self.index.count(without) if has_column else 0
+            )
+        return access if self._items_with_acl else None
+
+    def access_for(self, groups: Iterable[str]) -> Visible:
+        """The access node of a caller with these ACL groups, under the collection's default."""
+        default = self.folder.default_access(self.settings.default_access)
+        return Visible(frozenset(groups), default == "public")
+
+    def user_filter(self, request: SearchRequest) -> Filter | None:
+        """The caller's own filter: the parsed ``where`` AND the structured ``filter``."""
+        where = request.where.strip() if request.where else ""
+        parsed = parse_where(where, self.attribute_kinds) if where else None
+        return all_of(parsed, request.filter)
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        retrieved = self.retrieve(request)
+        fusion = request.fusion or self.settings.fusion
+        ranked = self.ranking.rank(
+            retrieved,
+            k=request.k,
+            fusion=fusion,
+            params=fusion_params(request, self.settings),
+            reranker=request.reranker,
+            rules=request.rules,
+            explain=request.explain,
+        )
+        tick = time.perf_counter()
+        hits = self._hits(ranked.top, ranked.scores, retrieved.ranked)
+        images = self.retriever.hit_images(
+            [hit.id for hit in hits],
+            retrieved,
+            image_weight=request.image_weight,
+            image_sha256=request.image_sha256,
+        )
+        for hit in hits:
+            if hit.id in images:
+                found = images[hit.id]
+                hit.matched_image = found.matched_image
+                hit.duplicate, hit.duplicate_distance = found.duplicate, found.duplicate_distance
+            hit.rules = list(dict.fromkeys(a.rule for a in ranked.rules.get(hit.id, [])))
+            hit.explanation = ranked.explanations.get(hit.id)
+        retrieved.timings["fetch"] = _ms(tick)
+        return SearchResult(
+            self.collection,
+            self.build_id,
+            hits,
+            sorted(retrieved.ranked),
+            retrieved.timings,
+            retrieved.warnings + ranked.warnings,
+            fusion=fusion,
+            reranker=ranked.reranker,
+            rules_version=ranked.rules_version,
+            dropped_signals=retrieved.dropped,
+            query_vectors=retrieved.own_space_vectors(),
+        )
+
+    def retrieve(self, request: SearchRequest) -> Retrieved:
+        """Run every planned retriever to depth ``candidates``; no fusion, no cut.
+
+        One tree for every retriever: the user's filter, the business rules' filters and
+        blocks, and what the caller may see. The store applies it before any top-k cut.
+        The rules come from the ranking stage, which is why this combination happens
+        here rather than in ``retrieval/``."""
+        text = validate_request(request)
+        user_filter = self.user_filter(request)
+        combined = all_of(
+            user_filter,
+            self.ranking.store_filter(text, request.rules),
+            self.effective_access(request.access),
+        )
+        return self.retriever.retrieve(
+            RetrievalQuery(
+                text=text,
+                image=request.image,
+                depth=max(request.candidates or self.settings.candidates, request.k),
+                where=combined,
+                user_filtered=user_filter is not None,
+                signals=request.signals,
+                image_weight=request.image_weight,
+            )
+        )
+
+    def _hits(
+        self, top: list[str], fused: dict[str, float], ranked: dict[str, list[Match]]
+    ) -> list[Hit]:
+        signals: dict[str, dict[str, SignalScore]] = {item_id: {} for item_id in top}
+        for name, matches in ranked.items():
+            for rank, match in enumerate(matches, start=1):
+                if match.id in signals:
+                    signals[match.id][name] = SignalScore(round(match.score, 6), rank)
+        rows = {
+            row["id"]: row for row in self.index.get(top, [*HIT_COLUMNS, *self.attribute_columns])
+        }
+        hits = []
+        for item_id in top:
+            row = rows.get(item_id, {})
+            hits.append(
+                Hit(
+                    id=item_id,
+                    title=row.get("title") or "",
+                    score=round(fused[item_id], 6),
+                    signals=signals[item_id],
+                    images=list(row.get("images") or []),
+                    attributes={c: row.get(c) for c in self.attribute_columns},
+                )
+            )
+        return hits
+
+
+def _ms(tick: float) -> float:
+    return round((time.perf_counter() - tick) * 1000.0, 3)
