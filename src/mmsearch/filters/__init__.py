@@ -2,7 +2,8 @@
 
 ``expr`` holds the nodes, ``parse`` reads a user's ``where`` text, ``structured`` the
 API's ``filters`` object, and ``evaluate`` is the reference evaluator (SQL NULL
-semantics). Store compilers live next to their stores (``index/lance_filter.py``).
+semantics). Store compilers live next to their stores (``index/lance_filter.py``,
+``index/milvus_filter.py``) and share the walk in negation normal form (``nnf.py``).
 """
 
 from __future__ import annotations

@@ -34,37 +34,28 @@ import re
 import pyarrow as pa
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import (
-    And,
-    Between,
-    Compare,
-    Filter,
-    InList,
-    IsNull,
-    Like,
-    Not,
-    Or,
-    Value,
-    Visible,
+from mmsearch.filters.expr import Between, Filter, InList, Value, Visible
+from mmsearch.filters.nnf import (
+    CANNOT_APPLY,
+    INT64_MAX,
+    NnfCompiler,
+    Unusable,
+    as_int_literal,
+    column_kind,
+    exact_int,
 )
 
 log = logging.getLogger("mmsearch.index")
 
 ACL_COLUMN = "acl"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-INT64_MAX = 2**63 - 1  # -2**63 cannot be written as a literal; the rewrite covers it
-CANNOT_APPLY = "The filter cannot be applied to this collection."
-
-
-class _Unusable(Exception):
-    """A node that does not fit the table; the detail goes to the debug log only."""
 
 
 def to_lance_sql(filter: Filter, schema: pa.Schema) -> str:
     """The predicate for ``filter`` on a table of ``schema``; QueryError if it does not fit."""
     try:
         return _Compiler(schema).node(filter)
-    except _Unusable as exc:
+    except Unusable as exc:
         log.debug("filter not applicable: %s (filter %r)", exc, filter)
         raise QueryError(CANNOT_APPLY) from None
 
@@ -73,10 +64,7 @@ def quote_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_NEGATED_OP = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
-
-
-class _Compiler:
+class _Compiler(NnfCompiler):
     """Writes the tree so that LanceDB's rewrites cannot change which rows match.
 
     1. Negation normal form: ``NOT`` is pushed down to the leaves, each of which has an
@@ -87,41 +75,6 @@ class _Compiler:
        negations a row matches exactly when the same leaves are true, so this changes
        no answer, and rewrites that assume ``x`` is not NULL become sound.
     """
-
-    def __init__(self, schema: pa.Schema):
-        self.schema = schema
-
-    def node(self, node: Filter, negate: bool = False) -> str:
-        if isinstance(node, And | Or):
-            conjunction = isinstance(node, And) != negate  # De Morgan under negation
-            if not node.parts:
-                return "true" if conjunction else "false"
-            word = "AND" if conjunction else "OR"
-            return "(" + f") {word} (".join(self.node(p, negate) for p in node.parts) + ")"
-        if isinstance(node, Not):
-            return self.node(node.part, not negate)
-        if isinstance(node, Visible):
-            return self.visible(node, negate)
-        if isinstance(node, IsNull):
-            column, _ = self.column(node.column)
-            return f"{column} IS {'NOT ' if node.negated != negate else ''}NULL"
-        return self.guarded(node.column, self.leaf(node, negate))
-
-    def leaf(self, node: Filter, negate: bool) -> str:
-        if isinstance(node, Compare):
-            op = _NEGATED_OP[node.op] if negate else node.op
-            return self.compare(node.column, op, node.value)
-        if isinstance(node, InList):
-            return self.in_list(node, node.negated != negate)
-        if isinstance(node, Between):
-            return self.between(node, node.negated != negate)
-        if isinstance(node, Like):
-            column, kind = self.column(node.column)
-            if kind != "string":
-                raise _Unusable(f"LIKE on the {kind} column {node.column}")
-            word = "NOT LIKE" if node.negated != negate else "LIKE"
-            return f"{column} {word} {quote_string(node.pattern)}"
-        raise _Unusable(f"unknown node {node!r}")
 
     def guarded(self, name: str, sql: str) -> str:
         """``sql`` made false (not unknown) for a NULL in a nullable column."""
@@ -135,10 +88,10 @@ class _Compiler:
     def column(self, name: str) -> tuple[str, str]:
         """The quoted column and its kind (string, int, float, bool)."""
         if not IDENTIFIER.match(name) or name not in self.schema.names:
-            raise _Unusable(f"no column {name!r}")
-        kind = _kind(self.schema.field(name).type)
+            raise Unusable(f"no column {name!r}")
+        kind = column_kind(self.schema.field(name).type)
         if kind is None:
-            raise _Unusable(f"column {name!r} is not a scalar column")
+            raise Unusable(f"column {name!r} is not a scalar column")
         return f"`{name}`", kind
 
     @staticmethod
@@ -150,18 +103,21 @@ class _Compiler:
         if kind in ("int", "float") and not isinstance(value, bool | str):
             if isinstance(value, float):
                 if not math.isfinite(value):
-                    raise _Unusable("a non-finite number")
+                    raise Unusable("a non-finite number")
                 return repr(value)
             if kind == "int" and abs(value) > INT64_MAX:
-                raise _Unusable(f"{value} is out of the int64 range")
+                raise Unusable(f"{value} is out of the int64 range")
             return str(int(value))
-        raise _Unusable(f"the value {value!r} does not fit a {kind} column")
+        raise Unusable(f"the value {value!r} does not fit a {kind} column")
 
     # --- leaves ----------------------------------------------------------------------
 
+    def like(self, column: str, pattern: str, negated: bool) -> str:
+        return f"{column} {'NOT LIKE' if negated else 'LIKE'} {quote_string(pattern)}"
+
     def compare(self, name: str, op: str, value: Value) -> str:
         column, kind = self.column(name)
-        if kind == "int" and not isinstance(value, bool | str) and not _exact_int(value):
+        if kind == "int" and not isinstance(value, bool | str) and not exact_int(value):
             return _int_bound(column, op, value)
         return f"{column} {op} {self.value(value, kind)}"
 
@@ -169,7 +125,7 @@ class _Compiler:
         column, kind = self.column(node.column)
         values: list[Value] = list(node.values)
         if kind == "int":
-            values = [v for v in map(_as_int_literal, values) if v is not None]
+            values = [v for v in map(as_int_literal, values) if v is not None]
             if not values:  # nothing an integer can equal: never (or, negated, always)
                 return _always(column) if negated else _never(column)
         rendered = ", ".join(self.value(v, kind) for v in dict.fromkeys(values))
@@ -177,7 +133,7 @@ class _Compiler:
 
     def between(self, node: Between, negated: bool) -> str:
         column, kind = self.column(node.column)
-        if kind == "int" and not all(_exact_int(v) for v in (node.low, node.high)):
+        if kind == "int" and not all(exact_int(v) for v in (node.low, node.high)):
             # c BETWEEN low AND high is (c >= low AND c <= high); negated, (c < low OR c > high)
             below = self.compare(node.column, "<" if negated else ">=", node.low)
             above = self.compare(node.column, ">" if negated else "<=", node.high)
@@ -192,7 +148,7 @@ class _Compiler:
             return "true" if public != negate else "false"
         kind = self.schema.field(ACL_COLUMN).type
         if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
-            raise _Unusable("the acl column is not a list")
+            raise Unusable("the acl column is not a list")
         acl = f"`{ACL_COLUMN}`"
         groups = ", ".join(quote_string(g) for g in sorted(node.groups))
         shares = f"array_has_any({acl}, [{groups}])"
@@ -211,36 +167,6 @@ class _Compiler:
         return f"({acl} IS NULL OR NOT {shares})"
 
 
-def _kind(kind: pa.DataType) -> str | None:
-    if pa.types.is_boolean(kind):
-        return "bool"
-    if pa.types.is_integer(kind):
-        return "int"
-    if pa.types.is_floating(kind):
-        return "float"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "string"
-    return None
-
-
-def _exact_int(value: Value) -> bool:
-    """Whether an integer column can take this number as a literal as it is."""
-    if isinstance(value, bool | str | float):
-        return False
-    return -INT64_MAX <= value <= INT64_MAX
-
-
-def _as_int_literal(value: Value) -> Value | None:
-    """An IN-list value for an integer column; None when no integer can equal it."""
-    if isinstance(value, bool | str):
-        return value  # refused by ``value`` with the detail logged
-    if isinstance(value, float):
-        if not value.is_integer():
-            return None
-        value = int(value)
-    return value if -INT64_MAX <= value <= INT64_MAX else None
-
-
 def _never(column: str) -> str:
     """A comparison no integer satisfies (leaves are two-valued: NULL is false too)."""
     return "false"
@@ -254,7 +180,7 @@ def _always(column: str) -> str:
 def _int_bound(column: str, op: str, value: int | float) -> str:
     """``column op value`` for an integer column and a fractional or huge number, exactly."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise _Unusable("a non-finite number")
+        raise Unusable("a non-finite number")
     integral = float(value).is_integer() if isinstance(value, float) else True
     if op in ("=", "!="):
         if integral and -INT64_MAX <= value <= INT64_MAX:

@@ -24,8 +24,9 @@ from lancedb.index import FTS, BTree, IvfHnswSq
 
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, InList, all_of
+from mmsearch.filters.nnf import CANNOT_APPLY
 from mmsearch.index.base import Match, VectorField
-from mmsearch.index.lance_filter import CANNOT_APPLY, to_lance_sql
+from mmsearch.index.lance_filter import to_lance_sql
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
 logging.getLogger("lance").setLevel(logging.ERROR)

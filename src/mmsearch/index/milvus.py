@@ -24,8 +24,8 @@ import pyarrow as pa
 
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, InList, all_of
+from mmsearch.filters.nnf import CANNOT_APPLY
 from mmsearch.index.base import Match, VectorField
-from mmsearch.index.lance_filter import CANNOT_APPLY
 from mmsearch.index.milvus_client import MilvusConnection, collection_name, is_lite
 from mmsearch.index.milvus_filter import MilvusExpr, to_milvus_expr
 from mmsearch.index.milvus_schema import (

@@ -27,25 +27,15 @@ from typing import Any
 import pyarrow as pa
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import (
-    And,
-    Between,
-    Compare,
-    Filter,
-    InList,
-    IsNull,
-    Like,
-    Not,
-    Or,
-    Value,
-    Visible,
-)
-from mmsearch.index.lance_filter import (
+from mmsearch.filters.expr import Between, Filter, InList, Value, Visible
+from mmsearch.filters.nnf import (
     CANNOT_APPLY,
     INT64_MAX,
-    _as_int_literal,
-    _exact_int,
-    _kind,
+    NnfCompiler,
+    Unusable,
+    as_int_literal,
+    column_kind,
+    exact_int,
 )
 
 log = logging.getLogger("mmsearch.index")
@@ -57,12 +47,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ALWAYS = 'id >= ""'
 NEVER = 'id < ""'
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_NEGATED_OP = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _MILVUS_OP = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-
-
-class _Unusable(Exception):
-    """A node that does not fit the collection; the detail goes to the debug log only."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +63,7 @@ def to_milvus_expr(filter: Filter, schema: pa.Schema, *, templated: bool = True)
     compiler = _Compiler(schema, templated)
     try:
         text = compiler.node(filter)
-    except _Unusable as exc:
+    except Unusable as exc:
         log.debug("filter not applicable on Milvus: %s (filter %r)", exc, filter)
         raise QueryError(CANNOT_APPLY) from None
     return MilvusExpr(text, compiler.params)
@@ -91,49 +76,28 @@ def quote_string(value: str) -> str:
         if char in _ESCAPES:
             out.append(_ESCAPES[char])
         elif ord(char) < 32:
-            raise _Unusable("a control character in a string value")
+            raise Unusable("a control character in a string value")
         else:
             out.append(char)
     return '"' + "".join(out) + '"'
 
 
-class _Compiler:
+class _Compiler(NnfCompiler):
+    AND = "and"
+    OR = "or"
+    TRUE = ALWAYS
+    FALSE = NEVER
+    IS_NULL = "is null"
+    IS_NOT_NULL = "is not null"
+
     def __init__(self, schema: pa.Schema, templated: bool):
-        self.schema = schema
+        super().__init__(schema)
         self.templated = templated
         self.params: dict[str, Any] = {}
 
-    def node(self, node: Filter, negate: bool = False) -> str:
-        if isinstance(node, And | Or):
-            conjunction = isinstance(node, And) != negate  # De Morgan under negation
-            if not node.parts:
-                return ALWAYS if conjunction else NEVER
-            word = "and" if conjunction else "or"
-            return "(" + f") {word} (".join(self.node(p, negate) for p in node.parts) + ")"
-        if isinstance(node, Not):
-            return self.node(node.part, not negate)
-        if isinstance(node, Visible):
-            return self.visible(node, negate)
-        if isinstance(node, IsNull):
-            column, _ = self.column(node.column)
-            return f"{column} is {'not ' if node.negated != negate else ''}null"
-        return self.guarded(node.column, self.leaf(node, negate))
-
-    def leaf(self, node: Filter, negate: bool) -> str:
-        if isinstance(node, Compare):
-            op = _NEGATED_OP[node.op] if negate else node.op
-            return self.compare(node.column, op, node.value)
-        if isinstance(node, InList):
-            return self.in_list(node, node.negated != negate)
-        if isinstance(node, Between):
-            return self.between(node, node.negated != negate)
-        if isinstance(node, Like):
-            column, kind = self.column(node.column)
-            if kind != "string":
-                raise _Unusable(f"LIKE on the {kind} column {node.column}")
-            like = f"{column} like {quote_string(_like_pattern(node.pattern))}"
-            return f"not ({like})" if node.negated != negate else like
-        raise _Unusable(f"unknown node {node!r}")
+    def like(self, column: str, pattern: str, negated: bool) -> str:
+        like = f"{column} like {quote_string(_like_pattern(pattern))}"
+        return f"not ({like})" if negated else like
 
     def guarded(self, name: str, expr: str) -> str:
         """``expr`` made false (not unknown) for a NULL in a nullable column."""
@@ -143,10 +107,10 @@ class _Compiler:
 
     def column(self, name: str) -> tuple[str, str]:
         if not IDENTIFIER.match(name) or name not in self.schema.names:
-            raise _Unusable(f"no column {name!r}")
-        kind = _kind(self.schema.field(name).type)
+            raise Unusable(f"no column {name!r}")
+        kind = column_kind(self.schema.field(name).type)
         if kind is None:
-            raise _Unusable(f"column {name!r} is not a scalar column")
+            raise Unusable(f"column {name!r} is not a scalar column")
         return name, kind
 
     def value(self, value: Value | list[Value], kind: str) -> str:
@@ -167,34 +131,34 @@ class _Compiler:
         return str(value)
 
     def typed(self, value: Value, kind: str) -> Value:
-        """``value`` as the column's kind takes it, or _Unusable."""
+        """``value`` as the column's kind takes it, or Unusable."""
         if kind == "string" and isinstance(value, str):
             return value
         if kind == "bool" and isinstance(value, bool):
             return value
         if kind in ("int", "float") and not isinstance(value, bool | str):
             if isinstance(value, float) and not math.isfinite(value):
-                raise _Unusable("a non-finite number")
+                raise Unusable("a non-finite number")
             if kind == "float":
                 return float(value)
             if abs(value) > INT64_MAX:
-                raise _Unusable(f"{value} is out of the int64 range")
+                raise Unusable(f"{value} is out of the int64 range")
             return int(value)
-        raise _Unusable(f"the value {value!r} does not fit a {kind} column")
+        raise Unusable(f"the value {value!r} does not fit a {kind} column")
 
     def compare(self, name: str, op: str, value: Value) -> str:
         column, kind = self.column(name)
-        if kind == "int" and not isinstance(value, bool | str) and not _exact_int(value):
+        if kind == "int" and not isinstance(value, bool | str) and not exact_int(value):
             return self.int_bound(column, op, value)
         if kind == "bool" and op not in ("=", "!="):
-            raise _Unusable("an order comparison on a boolean column")
+            raise Unusable("an order comparison on a boolean column")
         return f"{column} {_MILVUS_OP[op]} {self.value(self.typed(value, kind), kind)}"
 
     def in_list(self, node: InList, negated: bool) -> str:
         column, kind = self.column(node.column)
         values: list[Value] = list(node.values)
         if kind == "int":
-            values = [v for v in map(_as_int_literal, values) if v is not None]
+            values = [v for v in map(as_int_literal, values) if v is not None]
             if not values:  # nothing an integer can equal: never (or, negated, always)
                 return f"{column} is not null" if negated else NEVER
         typed = list(dict.fromkeys(self.typed(v, kind) for v in values))
@@ -213,7 +177,7 @@ class _Compiler:
             return ALWAYS if public != negate else NEVER
         kind = self.schema.field(ACL_COLUMN).type
         if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
-            raise _Unusable("the acl column is not a list")
+            raise Unusable("the acl column is not a list")
         shares = ""
         if node.groups:
             groups = self.value(sorted(node.groups), "string")
@@ -231,7 +195,7 @@ class _Compiler:
     def int_bound(self, column: str, op: str, value: int | float) -> str:
         """``column op value`` for an integer column and a fractional or huge number."""
         if isinstance(value, float) and not math.isfinite(value):
-            raise _Unusable("a non-finite number")
+            raise Unusable("a non-finite number")
         always, never = f"{column} is not null", NEVER
         integral = float(value).is_integer() if isinstance(value, float) else True
         if op in ("=", "!="):
@@ -254,7 +218,7 @@ class _Compiler:
 
 
 def _like_pattern(pattern: str) -> str:
-    """The pattern with the evaluator's escapes resolved; _Unusable when a literal
+    """The pattern with the evaluator's escapes resolved; Unusable when a literal
     ``%``, ``_`` or backslash would have to be escaped for Milvus."""
     out: list[str] = []
     index = 0
@@ -263,7 +227,7 @@ def _like_pattern(pattern: str) -> str:
         if char == "\\":
             literal = pattern[index + 1] if index + 1 < len(pattern) else "\\"
             if literal in "%_\\":
-                raise _Unusable("a LIKE pattern with an escaped wildcard or backslash")
+                raise Unusable("a LIKE pattern with an escaped wildcard or backslash")
             out.append(literal)
             index += 2
             continue
