@@ -61,7 +61,7 @@ def _set_guards(folder: CollectionDir, settings: list[str]) -> CanaryGuards:
             )
         current[name.strip()] = value.strip()
     guards = CanaryGuards.model_validate(current)
-    folder.update_state(lambda s: s.__setitem__("canary_guards", guards.model_dump()))
+    guards.store(folder)
     return guards
 
 

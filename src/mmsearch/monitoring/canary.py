@@ -11,7 +11,6 @@ logs; the side-by-side report across workers (``canary status``) reads the logs.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import norm
 
 from mmsearch.governance.lifecycle import Canary
+from mmsearch.monitoring.kpis import two_proportion_z
+from mmsearch.workspace import CollectionDir
 
 CHECK_EVERY = 10  # canary searches between guard checks
 LATENCY_WINDOW = 5000
@@ -49,6 +50,10 @@ class CanaryGuards(BaseModel):
     @classmethod
     def of(cls, state: dict[str, Any]) -> CanaryGuards:
         return cls.model_validate(state.get("canary_guards") or {})
+
+    def store(self, folder: CollectionDir) -> None:
+        """Make these the collection's guards (one locked rewrite of collection.json)."""
+        folder.update_state(lambda state: state.__setitem__("canary_guards", self.model_dump()))
 
 
 @dataclass
@@ -83,16 +88,11 @@ class Trip:
 def ctr_lower_p_value(clicks_a: int, n_a: int, clicks_b: int, n_b: int) -> float:
     """One-sided two-proportion z-test that A's click-through rate is below B's.
 
-    A z-test rather than Fisher's exact test: guards judge thousands of impressions,
-    where the normal approximation is accurate and costs nothing per check."""
-    if n_a == 0 or n_b == 0:
-        return 1.0
-    pooled = (clicks_a + clicks_b) / (n_a + n_b)
-    spread = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
-    if spread == 0.0:
-        return 1.0
-    z = (clicks_a / n_a - clicks_b / n_b) / spread
-    return float(norm.cdf(z))
+    One-sided and without the Fisher fallback of ``kpis.ctr_difference_test``: a guard
+    trips only on a lower canary CTR, and judges thousands of impressions, where the
+    normal approximation is accurate and costs nothing per check."""
+    z = two_proportion_z(clicks_a, n_a, clicks_b, n_b)
+    return 1.0 if z is None else float(norm.cdf(z))
 
 
 def judge(canary: BuildWindow, live: BuildWindow, guards: CanaryGuards) -> Trip | None:

@@ -199,10 +199,20 @@ def _ctr_test(a: BuildKpis, b: BuildKpis) -> tuple[float, str]:
     ]
     if min(expected) < MIN_EXPECTED_FOR_Z:
         return float(stats.fisher_exact(table).pvalue), "fisher-exact"
-    pooled = clicked / total
-    error = math.sqrt(pooled * (1 - pooled) * (1 / a.queries + 1 / b.queries))
-    z = (a.clicked_top_k / a.queries - b.clicked_top_k / b.queries) / error
-    return float(2 * stats.norm.sf(abs(z))), "two-proportion-z"
+    z = two_proportion_z(a.clicked_top_k, a.queries, b.clicked_top_k, b.queries)
+    return float(2 * stats.norm.sf(abs(z or 0.0))), "two-proportion-z"
+
+
+def two_proportion_z(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
+    """z of "A's rate minus B's" under a pooled variance; None when it is undefined (an
+    empty side, or a pooled rate of 0 or 1: no evidence of any difference)."""
+    if n_a == 0 or n_b == 0:
+        return None
+    pooled = (hits_a + hits_b) / (n_a + n_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if spread == 0.0:
+        return None
+    return (hits_a / n_a - hits_b / n_b) / spread
 
 
 # --- time windows -------------------------------------------------------------------

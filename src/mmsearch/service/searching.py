@@ -122,7 +122,7 @@ def run_search(
     )
     request = dataclasses.replace(
         request,
-        access=state.access_filter(caller, collection),
+        access=state.access_filter(caller, collection, searcher),
         rules=resolve_rules(state, collection, body.rules, caller),
         reranker=resolve_ranker(state, body.reranker),
     )

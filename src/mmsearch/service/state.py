@@ -106,11 +106,14 @@ class ServiceState:
         for key in [k for k in self._searchers if k[0] == collection and k[1] not in serving]:
             del self._searchers[key]
 
-    def access_filter(self, caller: Caller, collection: str) -> Visible | None:
-        """The access node for this caller's reads of this collection (None: sees all)."""
+    def access_filter(
+        self, caller: Caller, collection: str, searcher: Searcher | None = None
+    ) -> Visible | None:
+        """The access node for this caller's reads of this collection (None: sees all);
+        ``searcher``: the one already routed to, so a search looks no second one up."""
         if caller.unrestricted:
             return None
-        return self.searcher(collection).access_for(caller.groups)
+        return (searcher or self.searcher(collection)).access_for(caller.groups)
 
     def forget(self, collection: str) -> None:
         with self._lock:

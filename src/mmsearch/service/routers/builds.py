@@ -212,7 +212,7 @@ async def put_guards(name: CollectionName, request: Request) -> dict[str, Any]:
     state = _state(request)
     guards = await read_model(request, CanaryGuards)
     folder = state.workspace.collection(name)
-    folder.update_state(lambda s: s.__setitem__("canary_guards", guards.model_dump()))
+    guards.store(folder)
     state.audit(
         request_caller(request).key_id,
         "build.canary_guards",
