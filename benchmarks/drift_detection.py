@@ -50,6 +50,7 @@ from mmsearch.encoders.base import create_encoder, l2_normalise
 from mmsearch.index.base import VectorField
 from mmsearch.index.open import create_build_index
 from mmsearch.index.schema import build_schema, vector_column
+from mmsearch.manifest import BuildManifest
 from mmsearch.media.images import decode_image
 from mmsearch.monitoring.drift import DEFAULT_THRESHOLD, compare_queries, mmd_permutation_test
 from mmsearch.monitoring.drift_reference import compute_reference, reference_from_vectors
@@ -156,7 +157,7 @@ def _status_mb(field: str) -> float:
 
 def measure(home: Path) -> dict[str, float]:
     """Run in a fresh process: the peak RSS is then this work's, not the encoders'."""
-    manifest = json.loads((home / "manifest.json").read_text())
+    manifest = BuildManifest.model_validate_json((home / "manifest.json").read_text())
     folder = Workspace(home).collection("bench")
     rss_mb = _status_mb("VmRSS")
     reference_s = timed(lambda: compute_reference(folder, manifest))

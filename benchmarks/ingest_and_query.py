@@ -433,7 +433,7 @@ class Baseline:
         manifest = Workspace(settings.home).collection(COLLECTION).live_manifest()
         db = lancedb.connect(str(settings.home / "collections" / COLLECTION / "lancedb"))
         return cls(
-            db.open_table(manifest["table"]),
+            db.open_table(manifest.table),
             create_encoder(settings.text_encoder),
             create_encoder(settings.image_encoder),
             max(settings.candidates, k),

@@ -76,6 +76,7 @@ from PIL import Image, ImageDraw
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import open_build_index
+from mmsearch.manifest import BuildManifest
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import CollectionDir, Workspace
@@ -295,22 +296,22 @@ def settings_for(home: Path) -> Settings:
     return Settings(home=home)
 
 
-def live_rows(home: Path) -> tuple[CollectionDir, dict[str, Any], dict[str, str], list[str]]:
+def live_rows(home: Path) -> tuple[CollectionDir, BuildManifest, dict[str, str], list[str]]:
     """The live build as readers see it: folder, manifest, id → content hash, every id."""
     settings = settings_for(home)
     folder = Workspace(home).collection(COLLECTION)
     manifest = folder.live_manifest()
     index = open_build_index(folder, manifest, settings)
-    if index.version() != manifest.get("table_version"):
+    if index.version() != manifest.table_version:
         raise MMSearchError(
             f"readers got table version {index.version()}, the manifest names "
-            f"{manifest.get('table_version')}"
+            f"{manifest.table_version}"
         )
     ids = [str(i) for i in index.scan(["id"])["id"].to_pylist()]
     return folder, manifest, index.content_hashes(), ids
 
 
-def latest_version(home: Path, folder: CollectionDir, manifest: dict[str, Any]) -> int:
+def latest_version(home: Path, folder: CollectionDir, manifest: BuildManifest) -> int:
     """The table's newest version (what a writer sees), whatever the manifest names."""
     return open_build_index(folder, manifest, settings_for(home), for_writing=True).version()
 
@@ -349,7 +350,11 @@ def snapshot(home: Path) -> Snapshot:
     """Taken once per scenario; every later state is compared with it."""
     folder, manifest, hashes, ids = live_rows(home)
     return Snapshot(
-        str(folder.alias("live")), int(manifest["table_version"]), hashes, titles_of(home), len(ids)
+        str(folder.alias("live")),
+        int(manifest.table_version or 0),
+        hashes,
+        titles_of(home),
+        len(ids),
     )
 
 
@@ -366,7 +371,7 @@ def leftovers(home: Path) -> tuple[list[str], list[str], list[str]]:
     kept_tables = set()
     for build_id in kept:
         try:
-            kept_tables.add(str(folder.manifest(build_id).get("table")))
+            kept_tables.add(folder.manifest(build_id).table)
         except MMSearchError:
             continue
     tables = sorted(p.stem for p in folder.lancedb_dir.glob("*.lance"))
@@ -562,7 +567,7 @@ def check_new_after_kill(scenario: Scenario, home: Path) -> AfterKill:
             if "resume" not in message.lower():
                 state.problems.append(f"the error does not mention resuming: {message}")
             return state
-        if any(folder.manifest(b).get("pending_live") for b in folder.build_ids()):
+        if any(folder.manifest(b).pending_live for b in folder.build_ids()):
             # Complete but not yet aliased: the next ingest publishes it as it is.
             return AfterKill("publish pending", published=True)
         return AfterKill("empty collection")
@@ -593,7 +598,7 @@ def check_existing_after_kill(scenario: Scenario, home: Path) -> AfterKill:
     problems = []
     if folder.alias("live") != before.build_id:
         problems.append(f"live is {folder.alias('live')}, was {before.build_id}")
-    if int(manifest["table_version"]) == before.table_version:
+    if manifest.table_version == before.table_version:
         after = AfterKill("pre-update", problems, written)
         reference = before
     else:
@@ -620,7 +625,7 @@ def check_complete(scenario: Scenario, home: Path, outcome: Outcome) -> None:
     outcome.duplicated = len(ids) - len(set(ids))
     outcome.wrong = sum(1 for i, h in hashes.items() if expected.hashes.get(i) != h)
     outcome.wrong += len(set(expected.hashes) - set(hashes) - scenario.catalogs.update_ids)
-    outcome.mismatch = int(int(manifest["table_version"]) != latest_version(home, folder, manifest))
+    outcome.mismatch = int(manifest.table_version != latest_version(home, folder, manifest))
     builds, tables, runs = leftovers(home)
     outcome.leftover_builds, outcome.leftover_tables, outcome.leftover_runs = builds, tables, runs
     counts = outcome.report["counts"]
@@ -645,7 +650,7 @@ def check_abandoned(scenario: Scenario, home: Path, outcome: Outcome, killed_run
     index = open_build_index(folder, manifest, settings_for(home))
     runs = index.scan(["ingest_run"])["ingest_run"].to_pylist()
     outcome.abandoned_visible = 0 if outcome.after_kill.published else runs.count(killed_run)
-    outcome.mismatch = int(int(manifest["table_version"]) != latest_version(home, folder, manifest))
+    outcome.mismatch = int(manifest.table_version != latest_version(home, folder, manifest))
     builds, tables, running = leftovers(home)
     outcome.leftover_builds, outcome.leftover_tables, outcome.leftover_runs = (
         builds,

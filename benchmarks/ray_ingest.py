@@ -7,8 +7,9 @@ loaded model cannot flatter the other's memory) into its own collection of one
 workspace, with the real MiniLM text encoder; then the two collections are compared
 through the store protocol.
 
-- **items/s**: catalog rows / wall time of ``Ingestor.run`` (Ray start-up and each
-  chunk's actor start included: that is what a user waits for);
+- **items/s**: catalog rows / wall time of ``Ingestor.run`` (Ray start-up and the
+  start of the run's actor pool, models loaded once per actor, included: that is what
+  a user waits for);
 - **peak RSS**: sampled every 0.2 s: the driver, plus the sum over the Ray processes
   it started (workers and actors; the Ray system processes shown apart);
 - **identical output**: ids compared, record hashes equal, text vectors within 1e-5.

@@ -24,6 +24,7 @@ from mmsearch.ingest.builds import create_build
 from mmsearch.ingest.encoders import EncoderSet
 from mmsearch.ingest.history import RunNotFound, find_run, read_runs
 from mmsearch.ingest.revert import RevertRefused, revert_run
+from mmsearch.manifest import GateSummary, RunRecord
 from mmsearch.service.app import create_app
 from mmsearch.workspace import CollectionDir, Workspace
 from mmsearch.writer_lock import CollectionBusy, collection_writer
@@ -143,10 +144,12 @@ def test_old_manifest_runs_still_read_and_revert(settings, make_catalog):
     build_id = folder.alias("live")
     manifest = folder.manifest(build_id)
     runs = [
-        {k: v for k, v in r.items() if k not in ("kind", "table_version_before")}
-        for r in manifest["runs"]
+        RunRecord.model_validate(
+            {k: v for k, v in r.as_json().items() if k not in ("kind", "table_version_before")}
+        )
+        for r in manifest.runs
     ]
-    manifest["runs"] = runs  # the old layout: no kind, no version before
+    manifest.runs = runs  # the old layout: no kind, no version before
     folder.write_manifest(build_id, manifest)
     (folder.build_dir(build_id) / "runs.jsonl").unlink()
     entries = read_runs(folder, build_id)
@@ -179,9 +182,10 @@ def test_revert_undoes_a_bad_batch_and_searches_see_it(settings, make_catalog):
         assert client.get("/v1/collections/shop/items/item-0").json()["title"] == "red ceramic mug"
         assert "item-4" in _search_ids(client, "black mug")
     manifest = _folder(settings).live_manifest()
-    assert manifest["table_version"] == report.table_version_after
-    assert manifest["counts"]["items"] == 5 and manifest["last_run"]["kind"] == "revert"
-    entry = read_runs(_folder(settings), manifest["build_id"])[-1]
+    assert manifest.table_version == report.table_version_after
+    assert manifest.last_run is not None
+    assert manifest.counts.items == 5 and manifest.last_run["kind"] == "revert"
+    entry = read_runs(_folder(settings), manifest.build_id)[-1]
     assert entry.kind == "revert" and entry.detail["reverted_run"] == run_b
     assert entry.actor == "tester"
 
@@ -266,12 +270,12 @@ def test_revert_after_the_version_was_pruned_is_a_clear_error(settings, make_cat
     _ingest(settings, catalog)
     run_b = _ingest(settings, _batch_b(catalog), sync=True)  # its publish prunes the rest
     before = _hashes(settings)
-    version = _folder(settings).live_manifest()["table_version"]
+    version = _folder(settings).live_manifest().table_version
     with pytest.raises(RevertRefused, match="no longer has table version") as refused:
         revert_run(settings, "shop", run_b, "tester")
     assert "--sync" in str(refused.value) and "Nothing was changed" in str(refused.value)
     assert _hashes(settings) == before
-    assert _folder(settings).live_manifest()["table_version"] == version
+    assert _folder(settings).live_manifest().table_version == version
 
 
 def test_revert_waits_for_no_one_when_asked(settings, make_catalog):
@@ -294,7 +298,7 @@ def _stage(folder: CollectionDir, build_id: str, live: str, previous: str) -> No
 
     folder.update_state(change)
     manifest = folder.manifest(build_id)
-    manifest.pop("published_at", None)
+    manifest.clear("published_at")
     folder.write_manifest(build_id, manifest)
 
 
@@ -324,7 +328,7 @@ def six_builds(settings, make_catalog, monkeypatch):
     encoders = EncoderSet.load({"text": "fake-text", "image": "fake-image"})
     b6, _manifest, _index = create_build(folder, FieldMapping(), [], encoders, settings)
     gated = folder.manifest(b4)
-    gated["gate"] = {"verdict": "pass", "reasons": []}
+    gated.gate = GateSummary(verdict="pass", reasons=[])
     folder.write_manifest(b4, gated)
     return folder, [b1, b2, b3, b4, b5, b6]
 
@@ -369,7 +373,7 @@ def test_prune_keeps_protected_building_and_newest(settings, six_builds):
     with _held_elsewhere(folder), pytest.raises(CollectionBusy):
         prune_builds(folder, 0, wait=False)
     assert folder.build_ids() == [b1, b2, b3, b4, b5, b6]  # refused: nothing removed
-    table = folder.manifest(b1)["table"]
+    table = folder.manifest(b1).table
     assert prune_builds(folder, 1) == [b1]
     assert folder.build_ids() == [b2, b3, b4, b5, b6]
     assert not (folder.lancedb_dir / f"{table}.lance").exists()

@@ -281,7 +281,7 @@ def test_builds_publish_and_promote_over_the_api_are_gated(two_builds, tmp_path)
         )
         assert forced.status_code == 200 and forced.json()["forced"] is True
         assert folder.alias("live") == build_b
-        assert folder.manifest(build_b)["publishes"][-1]["reason"] == "hotfix"
+        assert folder.manifest(build_b).publishes[-1].reason == "hotfix"
         assert client.post("/v1/collections/shop/rollback", json={"reason": "x"}).status_code == 200
         no_canary = client.post("/v1/collections/shop/promote")
         assert no_canary.status_code == 409

@@ -66,9 +66,9 @@ def _check_against(result, signal: str, expected: list[tuple[str, float]]) -> No
 
 def test_manifest_marks_the_build_cross_modal_and_plans_follow(clip_build):
     searcher, _, _ = clip_build
-    encoders = searcher.manifest["encoders"]
-    assert encoders["image"]["modalities"] == ["image", "text"]
-    assert encoders["image"]["spec"].startswith("hf:")
+    encoders = searcher.manifest.encoders
+    assert encoders["image"].modalities == ["image", "text"]
+    assert encoders["image"].spec.startswith("hf:")
 
     def names(**query: bool) -> list[str]:
         return [p.name for p in plan_retrievers(encoders=encoders, **query)]
@@ -164,9 +164,7 @@ def test_image_weight_needs_a_clip_family_image_encoder(settings, make_catalog):
     searcher = Searcher(settings, "plain")
     assert [
         p.name
-        for p in plan_retrievers(
-            has_text=True, has_image=True, encoders=searcher.manifest["encoders"]
-        )
+        for p in plan_retrievers(has_text=True, has_image=True, encoders=searcher.manifest.encoders)
     ] == ["keyword", "text_vector", "image_vector"]
     assert searcher.search(SearchRequest(text="red", image_weight=0.5)).hits  # the default is fine
     with pytest.raises(QueryError, match="CLIP-family image encoder"):

@@ -209,11 +209,11 @@ def test_reference_round_trip_on_a_lancedb_build_with_multivectors(settings, tmp
     assert computed["text"].count == 4 and computed["text"].dim == 64
     assert computed["image"].count == 6  # flattened: one vector per image
     assert computed["image"].sample.shape == (6, 48)
-    summary = json.loads((reference_dir(folder, manifest["build_id"]) / SUMMARY_FILE).read_text())
-    assert summary["table_version"] == manifest["table_version"]
+    summary = json.loads((reference_dir(folder, manifest.build_id) / SUMMARY_FILE).read_text())
+    assert summary["table_version"] == manifest.table_version
     assert summary["roles"]["image"]["count"] == 6
 
-    loaded = load_reference(folder, manifest["build_id"], "image")
+    loaded = load_reference(folder, manifest.build_id, "image")
     np.testing.assert_array_equal(loaded.sample, computed["image"].sample)
     np.testing.assert_allclose(loaded.mean, computed["image"].mean)
     assert loaded.encoder_version == "fake-image-v1"
@@ -229,7 +229,7 @@ def test_ensure_reference_computes_missing_and_stale_references(settings, tmp_pa
     ingest_texts(settings, tmp_path, "k", texts(KITCHEN, 30, 1))
     folder = Workspace(settings.home).collection("docs")
     manifest = folder.live_manifest()
-    build_id = manifest["build_id"]
+    build_id = manifest.build_id
     assert (reference_dir(folder, build_id) / "text.npz").is_file()  # stored by the ingest
     shutil.rmtree(reference_dir(folder, build_id))  # as for builds from before the feature
     assert ensure_reference(folder, manifest, settings)["text"].count == 30
@@ -239,7 +239,7 @@ def test_ensure_reference_computes_missing_and_stale_references(settings, tmp_pa
 
     ingest_texts(settings, tmp_path, "more", texts(KITCHEN, 10, 9))  # upsert: new version
     updated = folder.live_manifest()
-    assert updated["build_id"] == build_id
+    assert updated.build_id == build_id
     assert ensure_reference(folder, updated, settings)["text"].count == 40
 
 

@@ -18,17 +18,18 @@ from fastapi.testclient import TestClient
 
 from mmsearch.filters import all_of, matches, parse_where, structured_filter
 from mmsearch.index.open import open_build_index
+from mmsearch.manifest import AttributeDescription
 from mmsearch.service.app import create_app
 from mmsearch.workspace import Workspace
 from service_support import ingest_shop
 
 PAYLOADS = Path(__file__).parent / "data" / "sqli_payloads.txt"
 ATTRIBUTES = [
-    {"field": "category", "column": "category", "kind": "string"},
-    {"field": "price", "column": "price", "kind": "float"},
-    {"field": "in_stock", "column": "in_stock", "kind": "bool"},
+    AttributeDescription(field="category", column="category", kind="string"),
+    AttributeDescription(field="price", column="price", kind="float"),
+    AttributeDescription(field="in_stock", column="in_stock", kind="bool"),
 ]
-KINDS = {a["column"]: a["kind"] for a in ATTRIBUTES}
+KINDS: dict[str, str] = {a.column: a.kind for a in ATTRIBUTES}
 # Parts of a message that quote the caller's own text back to them.
 ECHOES = [
     re.compile(r"at position \d+ \('(.*)'\): "),

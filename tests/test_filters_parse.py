@@ -22,6 +22,7 @@ from mmsearch.filters import (
 )
 from mmsearch.filters.expr import columns_of
 from mmsearch.filters.parse import MAX_CHARS, MAX_DEPTH, MAX_IN_VALUES, MAX_NODES
+from mmsearch.manifest import AttributeDescription
 from mmsearch.search.query import RangeFilter
 
 COLUMNS = {
@@ -238,7 +239,7 @@ def test_limits_bound_the_work():
     assert parse_where(" OR ".join(["a=1"] * (MAX_NODES - 1)), short)
     values = ",".join("1" for _ in range(990))  # as many as 2,000 characters hold
     assert len(parse_where(f"a IN ({values})", short).values) == 990
-    attributes = [{"field": "qty", "column": "qty", "kind": "int"}]
+    attributes = [AttributeDescription(field="qty", column="qty", kind="int")]
     assert structured_filter({"qty": [1] * MAX_IN_VALUES}, attributes) is not None
     with pytest.raises(FilterError, match=f"more than {MAX_IN_VALUES} values"):
         structured_filter({"qty": [1] * (MAX_IN_VALUES + 1)}, attributes)
@@ -248,9 +249,9 @@ def test_limits_bound_the_work():
 
 def test_structured_filters_become_nodes_checked_against_the_attributes():
     attributes = [
-        {"field": "Category", "column": "category", "kind": "string"},
-        {"field": "price", "column": "price", "kind": "float"},
-        {"field": "in_stock", "column": "in_stock", "kind": "bool"},
+        AttributeDescription(field="Category", column="category", kind="string"),
+        AttributeDescription(field="price", column="price", kind="float"),
+        AttributeDescription(field="in_stock", column="in_stock", kind="bool"),
     ]
     built = structured_filter(
         {

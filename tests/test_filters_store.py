@@ -40,6 +40,7 @@ from mmsearch.index.lance_filter import to_lance_sql
 from mmsearch.index.milvus_filter import to_milvus_expr
 from mmsearch.index.open import create_build_index
 from mmsearch.index.schema import KEYWORD_COLUMN
+from mmsearch.manifest import BuildManifest
 from mmsearch.service.facets import collection_facets
 from mmsearch.workspace import CollectionDir
 
@@ -291,14 +292,17 @@ def test_filters_that_do_not_fit_the_table_are_neutral_query_errors(table, bad):
 
 def test_facets_count_only_what_the_filter_lets_through(table):
     index, rows = table
-    manifest = {
-        "collection": "filters",
-        "build_id": "build-1",
-        "attributes": [
-            {"field": "s", "column": "s", "kind": "string"},
-            {"field": "i", "column": "i", "kind": "int"},
-        ],
-    }
+    manifest = BuildManifest.model_validate(
+        {
+            "collection": "filters",
+            "build_id": "build-1",
+            "table": "build_1",
+            "attributes": [
+                {"field": "s", "column": "s", "kind": "string"},
+                {"field": "i", "column": "i", "kind": "int"},
+            ],
+        }
+    )
     everyone = {f["field"]: f for f in collection_facets(index, manifest)}
     assert sum(everyone["s"]["counts"]) == sum(r["s"] is not None for r in rows)
     for access in (Visible(frozenset({"g2"}), False), Visible(frozenset(), True)):

@@ -25,7 +25,7 @@ def ingest(settings: Settings, catalog: Path, name: str = "shop", **kwargs: obje
 def open_index(settings: Settings, name: str = "shop") -> LanceBuildIndex:
     folder = Workspace(settings.home).collection(name)
     manifest = folder.live_manifest()
-    return LanceBuildIndex.open(folder.lancedb_dir, manifest["table"], settings.ann_min_rows)
+    return LanceBuildIndex.open(folder.lancedb_dir, manifest.table, settings.ann_min_rows)
 
 
 def test_ingest_lands_every_good_row_with_provenance(settings, make_catalog):

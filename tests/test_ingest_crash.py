@@ -165,8 +165,8 @@ def live(home: Path) -> Live:
     table = index.scan(["id", "title"])
     ids = [str(i) for i in table["id"].to_pylist()]
     return Live(
-        build_id=manifest["build_id"],
-        table_version=int(manifest["table_version"]),
+        build_id=manifest.build_id,
+        table_version=int(manifest.table_version or 0),
         latest_version=writer.version(),
         ids=ids,
         titles=dict(zip(ids, table["title"].to_pylist(), strict=True)),
@@ -186,7 +186,7 @@ def leftovers(home: Path) -> tuple[list[str], list[str], list[str]]:
     folder = collection(home)
     kept = set(folder.aliases().values())
     builds = [p.name for p in (folder.folder / "builds").iterdir() if p.name not in kept]
-    tables = {str(folder.manifest(b)["table"]) for b in kept}
+    tables = {folder.manifest(b).table for b in kept}
     stray = [p.stem for p in folder.lancedb_dir.glob("*.lance") if p.stem not in tables]
     runs = [str(r["run_id"]) for r in running_records(home)]
     return builds, stray, runs

@@ -25,6 +25,7 @@ from mmsearch.governance.lineage import (
     runs_of,
 )
 from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.kpis import (
     BuildKpis,
     KpiError,
@@ -85,8 +86,8 @@ def shop(settings, tmp_path):
     second = Ingestor(settings).run(IngestOptions(autumn, "shop"))
     folder = Workspace(settings.home).collection("shop")
     manifest = folder.live_manifest()
-    assert first.build_id == second.build_id == manifest["build_id"]  # the same build
-    runs = [r["run_id"] for r in manifest["runs"]]
+    assert first.build_id == second.build_id == manifest.build_id  # the same build
+    runs = [r.run_id for r in manifest.runs]
     assert len(runs) == 2 and runs[0] != runs[1]
     return {
         "settings": settings,
@@ -108,7 +109,7 @@ def test_item_lineage_matches_the_catalog_and_the_run(shop):
             assert source["record_sha256"] == _expected_record_sha256(row, catalog)
             assert source["file_sha256"] == hashlib.sha256(catalog.read_bytes()).hexdigest()
             assert found["ingest"]["run_id"] == run_id
-            assert run_id in runs_of(folder, manifest["build_id"])
+            assert run_id in runs_of(folder, manifest.build_id)
             assert found["run"]["recorded"] is True
             assert found["run"]["source"]["path"] == str(catalog.resolve())
             assert found["run"]["started_at"] <= found["ingest"]["ingested_at"]
@@ -124,9 +125,9 @@ def test_item_lineage_matches_the_catalog_and_the_run(shop):
             ]
             assert len(found["images"][0]["phash"]) == 16
             assert found["build"]["build_id"] == folder.alias("live")
-            assert found["build"]["table_version"] == manifest["table_version"]
+            assert found["build"]["table_version"] == manifest.table_version
             assert found["build"]["store"]["backend"] == "lancedb"
-            assert found["build"]["mmsearch_version"] == manifest["mmsearch_version"]
+            assert found["build"]["mmsearch_version"] == manifest.mmsearch_version
             assert {role: e["version"] for role, e in found["encoders"].items()} == {
                 "text": "fake-text-v1",
                 "image": "fake-image-v1",
@@ -135,13 +136,21 @@ def test_item_lineage_matches_the_catalog_and_the_run(shop):
 
 def test_encoder_weights_and_image_origins_from_recorded_strings():
     digest = "ab" * 32
-    manifest = {
-        "encoders": {
-            "text": {"spec": "minilm", "version": f"all-MiniLM-L6-v2@sha256:{digest}", "dim": 384},
-            "image": {"spec": "visual", "version": "visual-v1:0123456789ab", "dim": 512},
-            "clip": {"spec": "hf:x", "version": "x@sha256:unknown", "dim": 512},
+    manifest = BuildManifest.model_validate(
+        {
+            "build_id": "build-1",
+            "table": "build_1",
+            "encoders": {
+                "text": {
+                    "spec": "minilm",
+                    "version": f"all-MiniLM-L6-v2@sha256:{digest}",
+                    "dim": 384,
+                },
+                "image": {"spec": "visual", "version": "visual-v1:0123456789ab", "dim": 512},
+                "clip": {"spec": "hf:x", "version": "x@sha256:unknown", "dim": 512},
+            },
         }
-    }
+    )
     encoders = encoder_lineage(manifest)
     assert encoders["text"]["weights_sha256"] == digest
     assert encoders["image"]["weights_sha256"] is None  # a parameter digest, not weights

@@ -44,7 +44,7 @@ def _catalog(tmp_path: Path) -> Path:
 def _index(settings: Settings, name: str) -> LanceBuildIndex:
     folder = Workspace(settings.home).collection(name)
     return LanceBuildIndex.open(
-        folder.lancedb_dir, folder.live_manifest()["table"], settings.ann_min_rows
+        folder.lancedb_dir, folder.live_manifest().table, settings.ann_min_rows
     )
 
 

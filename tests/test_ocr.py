@@ -57,7 +57,7 @@ def test_ocr_text_is_stored_and_found_by_keyword(settings: Settings, tmp_path: P
 
     folder_ws = Workspace(settings.home).collection("labels")
     index = LanceBuildIndex.open(
-        folder_ws.lancedb_dir, folder_ws.live_manifest()["table"], settings.ann_min_rows
+        folder_ws.lancedb_dir, folder_ws.live_manifest().table, settings.ann_min_rows
     )
     row = index.get(["a"])[0]
     assert "ZANZIBAR" in row["image_text"].upper()

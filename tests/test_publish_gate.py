@@ -112,10 +112,10 @@ def test_worse_build_is_refused_with_reasons_and_live_stays(settings, shop, tmp_
     stored = latest_gate_report(folder, worse)
     assert stored is not None and stored.reasons == report.reasons
     assert (folder.folder / stored.report_file).is_file()
-    summary = folder.manifest(worse)["gate"]
-    assert summary["verdict"] == "fail" and summary["live_build"] == live
-    assert summary["checks"]["judged.ndcg@10"] is False
-    assert all(p["by"] != "tester" for p in folder.manifest(worse).get("publishes", []))
+    summary = folder.manifest(worse).gate
+    assert summary is not None and summary.verdict == "fail" and summary.live_build == live
+    assert summary.checks["judged.ndcg@10"] is False
+    assert all(p.by != "tester" for p in folder.manifest(worse).publishes)
 
 
 def test_equal_build_passes_every_check_and_goes_live(settings, shop, tmp_path):
@@ -143,11 +143,12 @@ def test_equal_build_passes_every_check_and_goes_live(settings, shop, tmp_path):
     rows = {row.metric: row for row in report.metrics}
     assert rows["items"].live == rows["items"].candidate == 12
     assert rows["latency p95"].live > 0 and rows["latency p95"].candidate > 0
-    record = folder.manifest(same)["publishes"][-1]
-    assert record["by"] == "tester" and record["forced"] is False
-    assert record["reason"] == "rebuild"
-    assert record["gate"]["verdict"] == "pass" and record["gate"]["origin"] == "explicit"
-    assert record["gate"]["live_build"] == live
+    record = folder.manifest(same).publishes[-1]
+    assert record.by == "tester" and record.forced is False
+    assert record.reason == "rebuild"
+    assert record.gate is not None
+    assert record.gate.verdict == "pass" and record.gate.origin == "explicit"
+    assert record.gate.live_build == live
 
 
 def test_canonical_and_count_failures_name_what_is_missing(settings, shop, tmp_path):
@@ -197,10 +198,10 @@ def test_force_needs_a_reason_and_is_recorded(settings, shop, tmp_path):
     data = json.loads(forced.output)
     assert data["published"] and data["forced"] and data["report"]["verdict"] == "fail"
     assert folder.alias("live") == worse and folder.alias("previous") == live
-    record = folder.manifest(worse)["publishes"][-1]
-    assert record["forced"] is True and record["reason"] == "hotfix for ticket 42"
-    assert record["forced_by"] == record["by"] and record["by"].startswith("cli")
-    assert record["gate"]["verdict"] == "fail"
+    record = folder.manifest(worse).publishes[-1]
+    assert record.forced is True and record.reason == "hotfix for ticket 42"
+    assert record.forced_by == record.by and record.by.startswith("cli")
+    assert record.gate is not None and record.gate.verdict == "fail"
     event = lifecycle.switch_history(folder)[-1]
     assert event["action"] == "publish" and event["build_id"] == worse
     assert event["reason"] == "forced past a failing gate: hotfix for ticket 42"
@@ -235,7 +236,7 @@ def test_default_gate_is_copied_and_applies_without_gate_option(settings, shop, 
     assert default_gate(folder) is None
     outcome = gated_publish(settings, "shop", worse, "tester")
     assert outcome.gate is None and outcome.report is None and folder.alias("live") == worse
-    assert folder.manifest(worse)["publishes"][-1]["gate"] is None
+    assert folder.manifest(worse).publishes[-1].gate is None
 
 
 def test_promote_gates_the_canary(settings, shop, tmp_path):

@@ -3,7 +3,8 @@
 One local Ray instance (2 CPUs) serves the module. Ray actors are other processes, so
 the fake encoders exist there only once ``conftest`` is imported: the executor imports
 the module that registered each encoder family, and the runtime env puts ``tests/`` on
-the workers' path so that ``conftest`` is importable there.
+the workers' path so that ``conftest`` is importable there (and this module, which
+registers the encoders that count model loads, kill their actor or raise).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pytest
 import ray
 
 from mmsearch.config import Settings
-from mmsearch.errors import MMSearchError
+from mmsearch.encoders.base import register, registered_module
+from mmsearch.errors import EncoderError, MMSearchError
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import vector_column
 from mmsearch.ingest import IngestOptions, Ingestor
@@ -28,7 +30,7 @@ from mmsearch.ingest.executors import ExecutorError, create_executor
 from mmsearch.ingest.ray_executor import RayExecutor, plugin_modules
 from mmsearch.workspace import Workspace
 
-from conftest import save_image, write_jsonl
+from conftest import FakeTextEncoder, save_image, write_jsonl
 
 TESTS = Path(__file__).resolve().parent
 
@@ -44,6 +46,38 @@ def ray_instance() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+@register("counted-text")
+def _counted_text(argument: str | None) -> FakeTextEncoder:
+    """The fake text encoder, noting each construction (a model load) in the file the
+    spec names: one line per process that built it, driver included."""
+    assert argument
+    with open(argument, "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return FakeTextEncoder()
+
+
+class PoisonedTextEncoder(FakeTextEncoder):
+    """On a 'poison' text: kills its process (as the OOM killer would) while the file
+    named by its spec exists, or raises an ``EncoderError`` when the spec names none."""
+
+    def __init__(self, marker: str | None) -> None:
+        super().__init__()
+        self.marker = Path(marker) if marker else None
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if any("poison" in text for text in texts):
+            if self.marker is None:
+                raise EncoderError("the model choked on poison")
+            if self.marker.exists():
+                os._exit(1)
+        return super().encode_texts(texts)
+
+
+@register("poisoned-text")
+def _poisoned_text(argument: str | None) -> PoisonedTextEncoder:
+    return PoisonedTextEncoder(argument)
 
 
 def ingest(settings: Settings, catalog: Path, name: str, **kwargs: Any):
@@ -189,8 +223,63 @@ def test_an_interrupted_ray_run_resumes_like_a_local_one(settings, tmp_path, mon
     assert assert_same_output(settings, local, remote, ["text", "image"], atol=1e-5) == 43
 
 
+def text_rows(count: int, poison: int | None = None) -> list[dict[str, object]]:
+    return [
+        {"id": f"t{n}", "title": "poison pill" if n == poison else f"plain row {n}"}
+        for n in range(count)
+    ]
+
+
+def test_actors_are_started_once_and_reused_by_every_chunk(settings, tmp_path, monkeypatch):
+    log = tmp_path / "constructions.log"
+    catalog = write_jsonl(tmp_path / "text.jsonl", text_rows(80))  # 5 chunks of 16
+    pools: list[list[Any]] = []
+    close = RayExecutor.close
+
+    def recording_close(self: RayExecutor) -> None:
+        pools.append(list(getattr(self, "actors", [])))  # (the pool, once there is one)
+        close(self)
+
+    monkeypatch.setattr(RayExecutor, "close", recording_close)
+    report = ingest(settings, catalog, "ray", executor="ray", text_encoder=f"counted-text:{log}")
+
+    assert report.counts["added"] == 80
+    pids = [int(line) for line in log.read_text().split()]
+    in_actors = [pid for pid in pids if pid != os.getpid()]
+    # A pool per chunk would build the model in (up to) two new actors for each of the
+    # five chunks; one pool for the run builds it once in each of its two actors.
+    assert len(in_actors) == len(set(in_actors)) == 2
+    [actors] = pools
+    assert len(actors) == 2
+    for actor in actors:  # close() killed the pool
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.ready.remote(), timeout=30)
+
+
+def test_a_dead_actor_fails_the_run_which_then_resumes(settings, tmp_path):
+    marker = tmp_path / "kill-on-poison"
+    marker.touch()
+    catalog = write_jsonl(tmp_path / "text.jsonl", text_rows(48, poison=20))  # in chunk 2
+    spec = f"poisoned-text:{marker}"
+    with pytest.raises(ExecutorError, match="died while encoding"):
+        ingest(settings, catalog, "ray", executor="ray", text_encoder=spec)
+
+    marker.unlink()
+    resumed = ingest(settings, catalog, "ray", executor="ray", text_encoder=spec)
+    assert resumed.resumed and resumed.counts["resumed"] == 16  # the first chunk
+    assert resumed.counts["added"] == 48 and resumed.counts["failed"] == 0
+
+
+def test_an_encoder_error_in_an_actor_is_raised_as_itself(settings, tmp_path):
+    catalog = write_jsonl(tmp_path / "text.jsonl", text_rows(20, poison=3))
+    with pytest.raises(EncoderError, match=r"^the model choked on poison$"):
+        ingest(settings, catalog, "ray", executor="ray", text_encoder="poisoned-text")
+
+
 def test_plugin_encoders_are_imported_in_actors():
     assert plugin_modules({"text": "fake-text", "image": "visual"}) == ["conftest"]
+    assert registered_module("counted-text") == __name__
+    assert registered_module("no-such-family") is None
 
 
 def test_missing_ray_names_the_extra(settings, monkeypatch):

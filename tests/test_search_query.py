@@ -8,11 +8,12 @@ from PIL import Image
 from mmsearch.errors import EvaluationError, QueryError
 from mmsearch.evaluation.configs import config_fields, make_config
 from mmsearch.filters.expr import Compare, Visible
+from mmsearch.manifest import AttributeDescription
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT
 from mmsearch.search.query import SearchQuery, build_request, parse_query
 from mmsearch.service.schemas import SearchBody
 
-ATTRIBUTES = [{"field": "price", "column": "price", "kind": "float"}]
+ATTRIBUTES = [AttributeDescription(field="price", column="price", kind="float")]
 
 
 def test_the_api_body_is_the_shared_query_plus_transport_fields():

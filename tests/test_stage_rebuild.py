@@ -24,10 +24,11 @@ from mmsearch.ingest.pipeline import ChunkEncoder
 from mmsearch.ingest.rebuild import Rebuilder, RebuildOptions
 from mmsearch.ingest.rebuild_rows import RowRebuilder
 from mmsearch.ingest.remap import RebuildRefused
+from mmsearch.manifest import BUILDING
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
 from mmsearch.service.app import create_app
-from mmsearch.workspace import BUILDING, Workspace
+from mmsearch.workspace import Workspace
 
 from conftest import FAKES, save_image, write_jsonl
 
@@ -212,10 +213,11 @@ def test_rebuild_with_a_new_text_model_reuses_image_vectors(settings, shop):
     assert collection.alias("live") == live and report.build_id != live
     manifest = collection.manifest(report.build_id)
     assert build_status(collection.state(), manifest) == CANDIDATE
-    assert manifest["rebuilt_from"]["build"] == live
-    assert manifest["rebuilt_from"]["encoders_reused"] == ["image"]
-    assert manifest["rebuilt_from"]["encoders_re_encoded"] == ["text"]
-    assert manifest["encoders"]["text"]["spec"] == "fake-text-v2"
+    assert manifest.rebuilt_from is not None
+    assert manifest.rebuilt_from.build == live
+    assert manifest.rebuilt_from.encoders_reused == ["image"]
+    assert manifest.rebuilt_from.encoders_re_encoded == ["text"]
+    assert manifest.encoders["text"].spec == "fake-text-v2"
     counts = report.counts
     assert counts["items"] == 5 and counts["failed"] == 0 and sum(progress) == 5
     assert counts["reused"] == {"image": 5} and counts["encoded"] == {"text": 5}
@@ -295,7 +297,7 @@ def test_an_interrupted_rebuild_is_left_alone_by_ingests_and_resumes(settings, s
     monkeypatch.undo()
     collection = Workspace(settings.home).collection("shop")
     (unfinished,) = collection.unfinished_builds()
-    assert collection.manifest(unfinished)["state"] == BUILDING
+    assert collection.manifest(unfinished).state == BUILDING
     with pytest.raises(Exception, match="still being built"):
         Searcher(settings, "shop", build_id=unfinished)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -120,7 +120,7 @@ def search(
         )
         request = build_request(
             search_query,
-            searcher.manifest["attributes"],
+            searcher.manifest.attributes,
             image=query_image,
             image_sha256=file_sha256(image) if image else None,
             access=searcher.access_for(caller_groups) if caller_groups is not None else None,
@@ -204,24 +204,24 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
 
     settings = _settings(home)
     workspace = Workspace(settings.home)
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for name in workspace.collection_names():
             folder = workspace.collection(name)
             live = folder.alias("live")
-            manifest = folder.manifest(live) if live else {}
+            manifest = folder.manifest(live) if live else None
             rows.append(
                 {
                     "name": name,
                     "live_build": live,
                     # builds whose first ingest was interrupted: resumed by the same command
                     "unfinished_builds": folder.unfinished_builds(),
-                    "items": manifest.get("counts", {}).get("items", 0),
-                    "built_at": manifest.get("created_at"),
-                    "updated_at": manifest.get("updated_at"),
+                    "items": manifest.counts.items if manifest else 0,
+                    "built_at": manifest.created_at if manifest else None,
+                    "updated_at": manifest.updated_at if manifest else None,
                     "encoders": {
-                        role: f"{e['spec']} ({e['version'][:48]})"
-                        for role, e in manifest.get("encoders", {}).items()
+                        role: f"{e.spec} ({e.version[:48]})"
+                        for role, e in (manifest.encoders if manifest else {}).items()
                     },
                 }
             )

@@ -139,6 +139,26 @@ class Settings(BaseSettings):
     milvus_search_params: dict[str, int | float | str] = Field(
         default_factory=dict, description="search parameters of that index (ef, nprobe, ...)"
     )
+    milvus_tenant_partitions: int = Field(
+        default=16,
+        ge=0,
+        le=4096,
+        description="partition-key buckets of new Milvus builds for per-tenant (one-group) "
+        "ACLs; 0: no partition key",
+    )
+    milvus_image_layout: Literal["auto", "rows", "struct"] = Field(
+        default="auto",
+        description="images of new Milvus builds: an Array-of-Structs field (Milvus >= 2.6.4; "
+        "auto picks it there) or one row per image grouped by item",
+    )
+    milvus_exact_filter_rows: int = Field(
+        default=4096,
+        ge=0,
+        le=1_000_000,
+        description="a filtered Milvus vector search that matches at most this many items "
+        "is answered exactly, and a wider one searches the graph deeper in proportion to "
+        "what the filter removes; 0: the index alone",
+    )
     default_access: Literal["public", "private"] = Field(
         default="public",
         description="who sees items without an acl in collections that do not say otherwise",

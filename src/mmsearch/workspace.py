@@ -7,7 +7,8 @@ Layout::
     <home>/collections/<name>/builds/<build>/manifest.json
     <home>/collections/<name>/builds/<build>/runs/<run>/errors.jsonl
 
-Manifests are plain JSON so that operators can read them without mmsearch.
+Manifests are plain JSON so that operators can read them without mmsearch; in code they
+are ``BuildManifest`` models (``manifest.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ from typing import Any
 from filelock import FileLock
 
 from mmsearch.errors import CollectionNotFound, MMSearchError
+from mmsearch.manifest import BUILDING, BuildManifest, load_manifest, manifest_json
 
-# A build's manifest ``state``: "building" until its first ingest completes (never
-# visible to searches), then "ready". Manifests written before states existed are ready.
-BUILDING = "building"
-READY = "ready"
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATE_LOCK_TIMEOUT_S = 30.0
 # collection.json is read-modify-written by switches (publish, canary, rollback) from the
@@ -205,29 +203,32 @@ class CollectionDir:
         found = []
         for build_id in self.build_ids():
             try:
-                state = self.manifest(build_id).get("state")
+                state = self.manifest(build_id).state
             except MMSearchError:
                 continue
             if state == BUILDING:
                 found.append(build_id)
         return found
 
-    def manifest(self, build_id: str) -> dict[str, Any]:
+    def manifest(self, build_id: str) -> BuildManifest:
+        """The build's manifest; an unreadable or invalid one is an ``MMSearchError``."""
         path = self.build_dir(build_id) / "manifest.json"
         if not path.is_file():
             raise MMSearchError(f"Build {build_id} of collection '{self.name}' has no manifest.")
-        return read_json(path)
+        return load_manifest(read_json(path), build_id=build_id, collection=self.name, path=path)
 
-    def write_manifest(self, build_id: str, manifest: dict[str, Any]) -> Path:
+    def write_manifest(self, build_id: str, manifest: BuildManifest) -> Path:
+        """Write the manifest as JSON: the keys it was read with or was given since
+        (``manifest.manifest_json``), so files keep their layout across versions."""
         path = self.build_dir(build_id) / "manifest.json"
-        write_json_atomic(path, manifest)
+        write_json_atomic(path, manifest_json(manifest))
         return path
 
-    def live_manifest(self) -> dict[str, Any]:
+    def live_manifest(self) -> BuildManifest:
         build_id = self.alias("live")
         if build_id is None:
             if self.unfinished_builds() or any(
-                self.manifest(b).get("pending_live") for b in self.build_ids()
+                self.manifest(b).pending_live for b in self.build_ids()
             ):
                 raise MMSearchError(
                     f"Collection '{self.name}' has no live build yet: its first ingest did not "

@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
             if action is not None:
                 if action != "reference":
                     raise MMSearchError(f"Unknown action '{action}'; the only one is 'reference'.")
-                build_id = _build(folder, build) if build else folder.live_manifest()["build_id"]
+                build_id = _build(folder, build) if build else folder.live_manifest().build_id
                 refs = compute_reference(folder, folder.manifest(build_id), settings)
                 summary = {role: ref.summary() for role, ref in refs.items()}
                 if as_json:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -265,7 +264,7 @@ def ingest(
         typer.Option(
             "--executor",
             help="Where images are decoded and items encoded: local (this process) or ray "
-            '(Ray Data actors, one model each; needs pip install "mmsearch[ray]").',
+            '(a pool of Ray actors, one model set each; needs pip install "mmsearch[ray]").',
         ),
     ] = "local",
     ray_address: Annotated[
@@ -347,12 +346,7 @@ def check_executor(name: str, ray_address: str | None) -> Literal["local", "ray"
         raise MMSearchError(f"--executor must be local or ray, not {name!r}.")
     if ray_address is not None and name != "ray":
         raise MMSearchError("--ray-address needs --executor ray.")
-    if name == "ray":
-        # Ray Data logs each chunk's job at INFO; the progress bar is what the user reads
-        # (Ray keeps its full logs under /tmp/ray/session_*/logs).
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        return "ray"
-    return "local"
+    return "ray" if name == "ray" else "local"
 
 
 def _set_default_access(settings: Settings, collection: str, access: str) -> None:

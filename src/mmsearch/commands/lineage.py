@@ -25,6 +25,7 @@ from mmsearch.governance.lineage import (
     items_from,
     runs_of,
 )
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.kpis import DEFAULT_K, BuildKpis, parse_moment, read_kpis
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
 from mmsearch.workspace import CollectionDir, Workspace
@@ -36,7 +37,7 @@ BuildOption = Annotated[
 
 def _manifest(
     settings: Settings, collection: str, build: str | None, run: str | None
-) -> tuple[CollectionDir, dict[str, Any]]:
+) -> tuple[CollectionDir, BuildManifest]:
     """The build asked for; for a run without --build, the build the run wrote."""
     folder = Workspace(settings.home).collection(collection)
     if build is None and run:
@@ -182,14 +183,14 @@ def register(app: typer.Typer) -> None:
         except MMSearchError as exc:
             raise fail(str(exc)) from None
         if as_json:
-            body = {"build_id": manifest["build_id"], "total": total, "items": rows}
+            body = {"build_id": manifest.build_id, "total": total, "items": rows}
             console.print_json(json.dumps(body, default=str))
             return
         what = " and ".join(
             part for part in (f"source {path}" if path else "", f"run {run}" if run else "") if part
         )
         console.print(
-            f"{total} item(s) of build {manifest['build_id']} from {escape(what)}"
+            f"{total} item(s) of build {manifest.build_id} from {escape(what)}"
             + (f" (first {len(rows)} shown)" if total > len(rows) else ""),
             highlight=False,
         )

@@ -59,6 +59,18 @@ def registered_families() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered_module(family: str) -> str | None:
+    """The module whose factory is registered for ``family`` (``None`` if none is).
+
+    A process that must build the same encoders elsewhere (a Ray actor) imports this
+    module first, so that a plug-in family registers itself there too. Built-in families
+    are not loaded by this call: only families already registered in this process count.
+    """
+    factory = _REGISTRY.get(family)
+    module = getattr(factory, "__module__", None) if factory is not None else None
+    return module or None
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
     spec = spec.strip()
     if not spec:

@@ -23,6 +23,7 @@ from mmsearch.evaluation.metrics import Evaluation, evaluate_runs
 from mmsearch.evaluation.queries import EvalQuery, load_queries
 from mmsearch.evaluation.report import ExperimentInfo, summary, write_outputs
 from mmsearch.evaluation.runner import ConfigRun, run_experiment
+from mmsearch.manifest import BuildManifest
 from mmsearch.workspace import Workspace, utc_now
 
 
@@ -34,7 +35,7 @@ class ExperimentOutcome:
     files: dict[str, Path]
 
 
-def build_manifest(settings: Settings, collection: str, build_id: str | None) -> dict[str, Any]:
+def build_manifest(settings: Settings, collection: str, build_id: str | None) -> BuildManifest:
     """The manifest of ``build_id``, or of the live build when None."""
     folder = Workspace(settings.home).collection(collection)
     return folder.live_manifest() if build_id is None else folder.manifest(build_id)
@@ -47,7 +48,7 @@ def default_configs(
     return builtin_configs(
         has_text=any("text" in q.modalities for q in queries),
         has_image=any("image" in q.modalities for q in queries),
-        has_image_vectors="image" in manifest["encoders"],
+        has_image_vectors="image" in manifest.encoders,
     )
 
 
@@ -95,13 +96,13 @@ def run_evaluation(
     manifest = build_manifest(settings, collection, build_id)
     info = ExperimentInfo(
         collection=collection,
-        build_id=manifest["build_id"],
+        build_id=manifest.build_id,
         queries_file=str(queries_path),
         judgments_file=str(judgments_path),
         k=k,
         created_at=utc_now(),
         extra={
-            "encoders": {role: e["spec"] for role, e in manifest["encoders"].items()},
+            "encoders": {role: e.spec for role, e in manifest.encoders.items()},
             **({"groups": caller_groups} if caller_groups is not None else {}),
         },
     )

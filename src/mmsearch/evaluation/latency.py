@@ -23,6 +23,7 @@ from PIL import Image
 
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import EncoderDescription
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
@@ -95,7 +96,7 @@ def _try_load(path: str, limits: ImageLimits) -> Image.Image | None:
 ModeBuilder = Callable[[SampledQuery], SearchRequest | None]
 
 
-def search_modes(encoders: dict[str, Any], k: int) -> dict[str, ModeBuilder]:
+def search_modes(encoders: dict[str, EncoderDescription], k: int) -> dict[str, ModeBuilder]:
     """Request builders per mode the collection supports (a mode skips queries it can't form)."""
     modes: dict[str, ModeBuilder] = {
         "keyword": lambda q: SearchRequest(text=q.text, k=k, signals=["keyword"]),
@@ -126,7 +127,7 @@ def measure_latency(
     searcher = Searcher(settings, collection)
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
     sampled = sample_queries(searcher, queries, seed, limits)
-    modes = search_modes(searcher.manifest["encoders"], k)
+    modes = search_modes(searcher.manifest.encoders, k)
     advance = progress or (lambda done: None)
     results: dict[str, Any] = {}
     for mode, build in modes.items():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from PIL import Image
 
@@ -26,6 +25,7 @@ from mmsearch.errors import EvaluationError, QueryError
 from mmsearch.evaluation.configs import RetrievalConfig
 from mmsearch.evaluation.queries import EvalQuery
 from mmsearch.filters.parse import FilterError, parse_where
+from mmsearch.manifest import EncoderDescription
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.search.searcher import Searcher
@@ -61,7 +61,9 @@ class ConfigRun:
         }
 
 
-def can_answer(config: RetrievalConfig, query: EvalQuery, encoders: dict[str, Any]) -> bool:
+def can_answer(
+    config: RetrievalConfig, query: EvalQuery, encoders: dict[str, EncoderDescription]
+) -> bool:
     """Whether the planner would give this configuration any retriever for this query."""
     try:
         plans = plan_retrievers(
@@ -104,7 +106,7 @@ def run_experiment(
     searcher = Searcher(settings, collection, build_id=build_id)
     check_filters(queries, searcher.attribute_kinds)
     access = searcher.access_for(groups) if groups is not None else None
-    encoders = searcher.manifest["encoders"]
+    encoders = searcher.manifest.encoders
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
     images: dict[str, Image.Image] = {}
     advance = progress or (lambda done: None)

@@ -11,15 +11,16 @@ was meant as a number, because a wrong guess silently changes what matches.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mmsearch.filters.expr import Between, Compare, Filter, InList, Value, all_of
 from mmsearch.filters.parse import INT64_MAX, MAX_IN_VALUES, FilterError
+from mmsearch.manifest import AttributeDescription
 
 
 def structured_filter(
-    filters: Mapping[str, Any] | None, attributes: list[dict[str, Any]]
+    filters: Mapping[str, Any] | None, attributes: Sequence[AttributeDescription]
 ) -> Filter | None:
     """AND of one node per named attribute; None when nothing restricts the search.
 
@@ -29,14 +30,14 @@ def structured_filter(
     """
     if not filters:
         return None
-    by_name = {a["field"]: a for a in attributes} | {a["column"]: a for a in attributes}
+    by_name = {a.field: a for a in attributes} | {a.column: a for a in attributes}
     parts: list[Filter | None] = []
     for name, value in filters.items():
         spec = by_name.get(name)
         if spec is None:
-            known = ", ".join(sorted(a["field"] for a in attributes)) or "none"
+            known = ", ".join(sorted(a.field for a in attributes)) or "none"
             raise FilterError(f"Unknown filter attribute '{name}'; attributes: {known}.")
-        parts.append(_one(str(name), spec["column"], spec["kind"], value))
+        parts.append(_one(str(name), spec.column, spec.kind, value))
     return all_of(*parts)
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.lifecycle import build_status, protected_builds
 from mmsearch.index.open import drop_build_index, open_build_index
 from mmsearch.ingest.history import read_runs
 from mmsearch.ingest.staging import STAGED_KEY
-from mmsearch.workspace import BUILDING, CollectionDir
+from mmsearch.manifest import BUILDING, BuildManifest, manifest_json
+from mmsearch.workspace import CollectionDir
 from mmsearch.writer_lock import collection_writer
 
 SAMPLE_IDS = 20
@@ -89,22 +89,21 @@ def short_version(version: str) -> str:
     return digest[:12] if mark else version[:24]
 
 
-def _summary(build_id: str, manifest: dict[str, Any], state: dict[str, Any]) -> BuildSummary:
-    gate = manifest.get("gate")
-    version = manifest.get("table_version")
+def _summary(build_id: str, manifest: BuildManifest, state: dict[str, Any]) -> BuildSummary:
+    gate = manifest.gate
     return BuildSummary(
         build_id=build_id,
-        created_at=manifest.get("created_at"),
-        updated_at=manifest.get("updated_at"),
-        status=build_status(state, {**manifest, "build_id": build_id}),
+        created_at=manifest.created_at,
+        updated_at=manifest.updated_at,
+        status=build_status(state, manifest.model_copy(update={"build_id": build_id})),
         encoders={
-            role: f"{e.get('spec', '?')}@{short_version(str(e.get('version', '?')))}"
-            for role, e in (manifest.get("encoders") or {}).items()
+            role: f"{e.spec}@{short_version(e.version or '?')}"
+            for role, e in manifest.encoders.items()
         },
-        items=int((manifest.get("counts") or {}).get("items", 0)),
-        gate=gate.get("verdict") if isinstance(gate, dict) else None,
-        table_version=int(version) if version is not None else None,
-        published_at=manifest.get("published_at"),
+        items=manifest.counts.items,
+        gate=gate.verdict if gate is not None else None,
+        table_version=manifest.table_version,
+        published_at=manifest.published_at,
     )
 
 
@@ -121,7 +120,7 @@ def list_builds(collection: CollectionDir) -> list[BuildSummary]:
     return found
 
 
-def _manifest(collection: CollectionDir, build_id: str) -> dict[str, Any]:
+def _manifest(collection: CollectionDir, build_id: str) -> BuildManifest:
     if build_id not in collection.build_ids():
         known = ", ".join(collection.build_ids()[-5:]) or "none"
         raise BuildNotFound(
@@ -138,18 +137,19 @@ def describe_build(collection: CollectionDir, build_id: str, runs: int = 10) -> 
     history = read_runs(collection, build_id)
     return {
         **_summary(build_id, manifest, collection.state()).as_dict(),
-        "state": manifest.get("state"),
-        "mmsearch_version": manifest.get("mmsearch_version"),
-        "schema_version": manifest.get("schema_version"),
-        "encoders_full": manifest.get("encoders") or {},
-        "mapping": manifest.get("mapping") or {},
-        "attributes": manifest.get("attributes") or [],
-        "sources": manifest.get("sources") or [],
-        "counts": manifest.get("counts") or {},
-        "errors": manifest.get("errors") or {},
-        "gate_result": manifest.get("gate"),
-        "publishes": manifest.get("publishes") or [],
-        "published_by": manifest.get("published_by"),
+        "state": manifest.state,
+        "mmsearch_version": manifest.mmsearch_version,
+        "schema_version": manifest.schema_version,
+        # As the manifest stores them (the same JSON as before the manifest was typed).
+        "encoders_full": manifest_json(manifest.encoders),
+        "mapping": manifest_json(manifest.mapping),
+        "attributes": manifest_json(manifest.attributes),
+        "sources": manifest_json(manifest.sources),
+        "counts": manifest_json(manifest.counts),
+        "errors": manifest_json(manifest.errors),
+        "gate_result": manifest_json(manifest.gate),
+        "publishes": manifest_json(manifest.publishes),
+        "published_by": manifest.published_by,
         "runs_total": len(history),
         "runs": [entry.as_dict() for entry in history[-runs:]] if runs > 0 else [],
     }
@@ -174,15 +174,15 @@ def diff_builds(
 
 
 def _hashes(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings | None
+    collection: CollectionDir, manifest: BuildManifest, settings: Settings | None
 ) -> dict[str, str]:
-    if manifest.get("state") == BUILDING:
+    if manifest.state == BUILDING:
         return {}  # not published yet: its table holds no visible version
     return open_build_index(collection, manifest, settings).content_hashes()
 
 
-def _encoder_changes(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
-    old, new = first.get("encoders") or {}, second.get("encoders") or {}
+def _encoder_changes(first: BuildManifest, second: BuildManifest) -> list[str]:
+    old, new = first.encoders, second.encoders
     found = []
     for role in sorted(set(old) | set(new)):
         before, after = old.get(role), new.get(role)
@@ -190,25 +190,22 @@ def _encoder_changes(first: dict[str, Any], second: dict[str, Any]) -> list[str]
             found.append(f"{role}: {'only in B' if before is None else 'only in A'}")
             continue
         for key in ("spec", "version", "dim"):
-            if before.get(key) != after.get(key):
-                found.append(f"{role} {key}: {before.get(key)} -> {after.get(key)}")
+            if getattr(before, key) != getattr(after, key):
+                found.append(f"{role} {key}: {getattr(before, key)} -> {getattr(after, key)}")
     return found
 
 
-def _mapping_changes(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
-    old = FieldMapping.model_validate(first.get("mapping") or {}).model_dump()
-    new = FieldMapping.model_validate(second.get("mapping") or {}).model_dump()
+def _mapping_changes(first: BuildManifest, second: BuildManifest) -> list[str]:
+    old, new = first.mapping.model_dump(), second.mapping.model_dump()
     return [f"{key}: {old[key]} -> {new[key]}" for key in old if old[key] != new[key]]
 
 
-def _schema_changes(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+def _schema_changes(first: BuildManifest, second: BuildManifest) -> list[str]:
     found = []
-    if first.get("schema_version") != second.get("schema_version"):
-        found.append(
-            f"schema version: {first.get('schema_version')} -> {second.get('schema_version')}"
-        )
-    old = {s["field"]: s.get("kind") for s in first.get("attributes") or []}
-    new = {s["field"]: s.get("kind") for s in second.get("attributes") or []}
+    if first.schema_version != second.schema_version:
+        found.append(f"schema version: {first.schema_version} -> {second.schema_version}")
+    old = {s.field: s.kind for s in first.attributes}
+    new = {s.field: s.kind for s in second.attributes}
     for name in sorted(set(old) | set(new)):
         if name not in new:
             found.append(f"attribute {name} ({old[name]}): only in A")
@@ -247,7 +244,7 @@ def prune_plan(collection: CollectionDir, keep: int) -> list[str]:
             manifest = collection.manifest(build_id)
         except MMSearchError:
             continue  # unreadable: never removed on a guess
-        if manifest.get("state") == BUILDING or manifest.get("pending_live"):
+        if manifest.state == BUILDING or manifest.pending_live:
             continue  # still being written, or about to go live
         if build_id not in protected:
             ready.append(build_id)
@@ -275,7 +272,7 @@ def prune_builds(
         doomed = prune_plan(collection, keep)
         for build_id in doomed:
             manifest = collection.manifest(build_id)
-            if manifest.get("table"):
+            if manifest.table:
                 drop_build_index(collection, manifest)
             collection.remove_build_files(build_id)
     return doomed

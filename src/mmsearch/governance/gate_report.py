@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import GateSummary
 from mmsearch.workspace import CollectionDir, read_json, write_json_atomic
 
 PASS = "pass"
@@ -113,7 +114,7 @@ def store_report(collection: CollectionDir, report: GateReport) -> Path:
     for old in sorted(folder.glob("*.json"))[:-KEEP_REPORTS]:
         old.unlink(missing_ok=True)
     manifest = collection.manifest(report.candidate_build)
-    manifest["gate"] = report.summary()
+    manifest.gate = GateSummary.model_validate(report.summary())
     collection.write_manifest(report.candidate_build, manifest)
     return path
 

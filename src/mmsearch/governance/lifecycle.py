@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmsearch.errors import MMSearchError
-from mmsearch.workspace import BUILDING, CollectionDir, utc_now
+from mmsearch.manifest import BUILDING, BuildManifest, PublishRecord
+from mmsearch.workspace import CollectionDir, utc_now
 
 LIVE = "live"
 CANARY = "canary"
@@ -89,8 +90,8 @@ def route(collection: str, state: dict[str, Any], caller_key: str | None) -> Rou
     return Route(live, False)
 
 
-def build_status(state: dict[str, Any], manifest: dict[str, Any]) -> str:
-    build_id = manifest["build_id"]
+def build_status(state: dict[str, Any], manifest: BuildManifest) -> str:
+    build_id = manifest.build_id
     aliases = state.get("aliases", {})
     canary = canary_of(state)
     if aliases.get(LIVE) == build_id:
@@ -99,9 +100,9 @@ def build_status(state: dict[str, Any], manifest: dict[str, Any]) -> str:
         return CANARY
     if aliases.get(PREVIOUS) == build_id:
         return PREVIOUS
-    if manifest.get("state") == BUILDING:
+    if manifest.state == BUILDING:
         return BUILDING
-    return RETIRED if manifest.get("published_at") else CANDIDATE
+    return RETIRED if manifest.published_at else CANDIDATE
 
 
 def protected_builds(state: dict[str, Any]) -> set[str]:
@@ -114,7 +115,7 @@ def protected_builds(state: dict[str, Any]) -> set[str]:
     return {b for b in found if b}
 
 
-def ready_manifest(collection: CollectionDir, build_id: str) -> dict[str, Any]:
+def ready_manifest(collection: CollectionDir, build_id: str) -> BuildManifest:
     if build_id not in collection.build_ids():
         known = ", ".join(collection.build_ids()[-5:]) or "none"
         raise SwitchRefused(
@@ -122,7 +123,7 @@ def ready_manifest(collection: CollectionDir, build_id: str) -> dict[str, Any]:
             f"list them with: mmsearch builds list -c {collection.name}"
         )
     manifest = collection.manifest(build_id)
-    if manifest.get("state") == BUILDING:
+    if manifest.state == BUILDING:
         raise SwitchRefused(
             f"Build {build_id} of '{collection.name}' is still being built; re-run its "
             "ingest to finish it first."
@@ -169,10 +170,10 @@ def publish(
         return _event(state, action, build_id, actor, reason, before)
 
     event = collection.update_state(change)
-    manifest["published_at"] = event.at
-    manifest["published_by"] = actor
-    manifest.setdefault("publishes", []).append({"at": event.at, "by": actor, **(record or {})})
-    manifest["publishes"] = manifest["publishes"][-20:]
+    manifest.published_at = event.at
+    manifest.published_by = actor
+    entry = PublishRecord.model_validate({"at": event.at, "by": actor, **(record or {})})
+    manifest.publishes = [*manifest.publishes, entry][-20:]
     collection.write_manifest(build_id, manifest)
     append_switch(collection, event)
     _sync_store_aliases(collection)

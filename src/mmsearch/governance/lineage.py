@@ -25,6 +25,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Compare, Filter, Like, Or, all_of
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
+from mmsearch.manifest import BuildManifest
 from mmsearch.workspace import CollectionDir, read_json
 
 PROVENANCE_COLUMNS = ["source_file", "source_row", "record_sha256", "ingest_run", "ingested_at"]
@@ -49,7 +50,7 @@ class ItemNotFound(MMSearchError):
 
 def item_lineage(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     settings: Settings | None,
     item_id: str,
     *,
@@ -65,7 +66,7 @@ def item_lineage(
     rows = index.get([item_id], columns, access)
     if not rows:
         raise ItemNotFound(
-            f"No item '{item_id}' in build {manifest.get('build_id')} of collection "
+            f"No item '{item_id}' in build {manifest.build_id} of collection "
             f"'{collection.name}'. Check the id (ids are case-sensitive) and the build."
         )
     row = rows[0]
@@ -110,7 +111,7 @@ def image_origins(row: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def encoder_lineage(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def encoder_lineage(manifest: BuildManifest) -> dict[str, dict[str, Any]]:
     """The build's encoders by role, with the sha256 of their weights where they have one.
 
     The sha256 comes from the version string the encoder reported at build time
@@ -118,37 +119,36 @@ def encoder_lineage(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     whose version digests its parameters) or whose weights could not be found have
     ``weights_sha256`` None, and their ``version`` is still what identifies them."""
     out = {}
-    for role, described in (manifest.get("encoders") or {}).items():
-        version = str(described.get("version", ""))
+    for role, described in manifest.encoders.items():
+        version = described.version
         digest = version.rpartition(WEIGHTS_MARK)[2] if WEIGHTS_MARK in version else ""
         out[role] = {
-            "spec": described.get("spec"),
-            "name": described.get("name"),
+            "spec": described.spec,
+            "name": described.name,
             "version": version,
             "weights_sha256": digest if SHA256_HEX.match(digest) else None,
-            "dim": described.get("dim"),
-            "modalities": described.get("modalities"),
+            "dim": described.dim,
+            "modalities": list(described.modalities),
         }
     return out
 
 
-def build_lineage(manifest: dict[str, Any], index: BuildIndex | None = None) -> dict[str, Any]:
+def build_lineage(manifest: BuildManifest, index: BuildIndex | None = None) -> dict[str, Any]:
     """The build and store versions the item was read from."""
-    store = manifest.get("store") or {}
     return {
-        "build_id": manifest.get("build_id"),
-        "state": manifest.get("state"),
-        "created_at": manifest.get("created_at"),
-        "mmsearch_version": manifest.get("mmsearch_version"),
-        "schema_version": manifest.get("schema_version"),
-        "table": manifest.get("table"),
-        "table_version": manifest.get("table_version"),
-        "store": {"backend": store.get("backend", "lancedb"), "path": store.get("path")},
+        "build_id": manifest.build_id,
+        "state": manifest.state,
+        "created_at": manifest.created_at,
+        "mmsearch_version": manifest.mmsearch_version,
+        "schema_version": manifest.schema_version,
+        "table": manifest.table,
+        "table_version": manifest.table_version,
+        "store": {"backend": manifest.store.backend, "path": manifest.store.path},
     }
 
 
 def run_record(
-    collection: CollectionDir, manifest: dict[str, Any], run_id: str | None
+    collection: CollectionDir, manifest: BuildManifest, run_id: str | None
 ) -> dict[str, Any] | None:
     """What the build recorded about a run: its run.json, else its manifest entry.
 
@@ -156,7 +156,7 @@ def run_record(
     file is read first. A run with neither (files removed by hand) is reported as such."""
     if not run_id:
         return None
-    build_id = str(manifest.get("build_id", ""))
+    build_id = manifest.build_id
     record: dict[str, Any] | None = None
     if RUN_ID.match(run_id):
         path = collection.build_dir(build_id) / "runs" / run_id / "run.json"
@@ -166,7 +166,8 @@ def run_record(
         except (FileNotFoundError, MMSearchError):
             record = None
     if record is None:
-        record = next((r for r in manifest.get("runs", []) if r.get("run_id") == run_id), None)
+        entry = next((r for r in manifest.runs if r.run_id == run_id), None)
+        record = None if entry is None else entry.as_json()
     if record is None:
         return {"run_id": run_id, "recorded": False}
     keep = ("started_at", "finished_at", "resumed", "source", "counts", "table_version")
@@ -255,7 +256,7 @@ def origin_filter(source_file: str | None = None, run: str | None = None) -> Fil
 
 def items_from(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     settings: Settings | None,
     *,
     source_file: str | None = None,
@@ -287,7 +288,7 @@ def items_from(
 
 def count_from(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     settings: Settings | None,
     *,
     source_file: str | None = None,

@@ -30,6 +30,12 @@ class MilvusConnection:
     index: str = "hnsw"
     index_params: dict[str, Any] = field(default_factory=dict)
     search_params: dict[str, Any] = field(default_factory=dict)
+    # Partition-key buckets of new builds for per-tenant ACLs (0: no partition key).
+    tenant_partitions: int = 16
+    # Images of new builds: "auto" (Array of Structs where the server has it), "rows", "struct".
+    image_layout: str = "auto"
+    # A filtered vector search matching at most this many items is answered exactly.
+    exact_filter_rows: int = 4096
 
     def client(self) -> Any:
         key = (self.uri, self.token or "")

@@ -11,6 +11,19 @@ columns and ``acl``, so that filters are applied inside the image search too. An
 image search groups by ``id`` and so scores each item by its best image, exactly what
 LanceDB's MaxSim gives for one query vector.
 
+Servers with Array-of-Structs fields (Milvus >= 2.6.4) keep an item's images on the
+item row instead (``images_layout`` "struct"): ``image_vectors`` is an array of one
+struct per image holding a vector per image role, indexed for embedding-list search
+with ``MAX_SIM_COSINE``; a one-vector embedding list scores an item by its best image,
+so both layouts rank alike. Which layout a build uses is fixed when it is created and
+kept as a collection property.
+
+Tenants: when ACLs are per tenant (an item's ``acl`` is one group, its tenant id), a
+hidden ``_tenant`` column holds that group (``""`` for items with no ACL, an empty
+one or several groups) and is the collection's partition key, so Milvus hashes each
+tenant's rows into its own partition bucket. ``_tenant`` is never part of the Arrow
+schema: no user filter can name it, and ``scan``/``get`` never return it.
+
 The Arrow schema itself is kept as a collection property, so ``schema`` and ``scan``
 return exactly the types a LanceDB build would.
 """
@@ -18,18 +31,29 @@ return exactly the types a LanceDB build would.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from mmsearch.errors import MMSearchError
 from mmsearch.index.base import VectorField
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
 SPARSE_COLUMN = "search_sparse"
 PK_COLUMN = "pk"
 SLOT_COLUMN = "slot"
+TENANT_COLUMN = "_tenant"  # attribute columns never start with "_" (attribute_column)
+SHARED_TENANT = ""
 SCHEMA_PROPERTY = "mmsearch.arrow_schema"
 VERSION_PROPERTY = "mmsearch.version"
+TENANT_PROPERTY = "mmsearch.tenant_partitions"
+LAYOUT_PROPERTY = "mmsearch.images_layout"
+STRUCT_FIELD = "image_vectors"
+STRUCT_CAPACITY = 1_000  # images per item in the struct layout (Milvus's documented cap)
+ROWS, STRUCT = "rows", "struct"
+STRUCT_MIN_VERSION = (2, 6, 4)
 MAX_VARCHAR = 65_535
 MAX_ARRAY = 4_096
 # Not copied to image rows: long texts nobody filters on.
@@ -82,11 +106,32 @@ def item_fields(schema: pa.Schema) -> list[pa.Field]:
     return [f for f in schema if not (vector_field_of(f) or VectorField("", 0)).multi]
 
 
-def milvus_schema(client: Any, fields: list[pa.Field], *, primary: str, analyser: dict | None):
+def tenant_of(acl: list[str] | None) -> str:
+    """The partition key of a row: its one ACL group, else the shared bucket ``""``."""
+    return acl[0] if acl is not None and len(acl) == 1 else SHARED_TENANT
+
+
+def with_tenant(schema: pa.Schema) -> pa.Schema:
+    """``schema`` plus ``_tenant``: what the store's own filters (never users') may name."""
+    return schema.append(pa.field(TENANT_COLUMN, pa.string(), nullable=False))
+
+
+def milvus_schema(
+    client: Any,
+    fields: list[pa.Field],
+    *,
+    primary: str,
+    analyser: dict | None,
+    tenant: bool = False,
+):
     """A pymilvus CollectionSchema for ``fields`` (pymilvus imported by the caller)."""
     from pymilvus import DataType, Function, FunctionType
 
     out = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    if tenant:
+        out.add_field(
+            TENANT_COLUMN, DataType.VARCHAR, max_length=MAX_VARCHAR, is_partition_key=True
+        )
     for field in fields:
         kind = field.type
         name = field.name
@@ -143,14 +188,18 @@ def index_params(client: Any, fields: list[pa.Field], kind: str, params: dict, k
     return out
 
 
-def item_row(row: dict[str, Any]) -> dict[str, Any]:
+def item_row(row: dict[str, Any], tenant: bool = False) -> dict[str, Any]:
     """An item row as Milvus takes it (the keyword column may not be NULL)."""
     if KEYWORD_COLUMN in row and row[KEYWORD_COLUMN] is None:
         row = {**row, KEYWORD_COLUMN: ""}
+    if tenant:
+        row = {**row, TENANT_COLUMN: tenant_of(row.get("acl"))}
     return row
 
 
-def image_rows(row: dict[str, Any], images: pa.Schema, multi: list[str]) -> list[dict[str, Any]]:
+def image_rows(
+    row: dict[str, Any], images: pa.Schema, multi: list[str], tenant: bool = False
+) -> list[dict[str, Any]]:
     """One row per image of an item: its vectors of every image role, plus the copies."""
     counts = {len(row.get(column) or []) for column in multi}
     slots = max(counts, default=0)
@@ -159,6 +208,8 @@ def image_rows(row: dict[str, Any], images: pa.Schema, multi: list[str]) -> list
         for f in images
         if f.name not in multi and f.name not in (PK_COLUMN, SLOT_COLUMN)
     }
+    if tenant:
+        shared[TENANT_COLUMN] = tenant_of(row.get("acl"))
     out = []
     for slot in range(slots):
         vectors = {}
@@ -193,3 +244,102 @@ def _scalar_type(kind: pa.DataType, data_type: Any) -> Any:
 
 def _len(kind: pa.DataType) -> dict[str, int]:
     return {"max_length": MAX_VARCHAR} if pa.types.is_string(kind) else {}
+
+
+def server_version(client: Any) -> tuple[int, ...] | None:
+    """Milvus's version as numbers ("v2.6.4" -> (2, 6, 4)); None for Milvus Lite or unknown."""
+    try:
+        text = str(client.get_server_version())
+    except Exception:  # servers without the call predate every feature asked about here
+        return None
+    if text.startswith("milvus_lite"):
+        return None
+    numbers = [int(part) for part in re.findall(r"\d+", text.split("-")[0])[:3]]
+    return tuple(numbers) if numbers else None
+
+
+def images_layout(client: Any, wanted: str) -> str:
+    """The layout of a new build's images: "struct" where the server has Array-of-Structs
+    ("auto" picks it there), "rows" (an image collection with group-by) elsewhere."""
+    version = server_version(client)
+    native = version is not None and version >= STRUCT_MIN_VERSION
+    if wanted == ROWS or (wanted == "auto" and not native):
+        return ROWS
+    if not native:
+        shown = ".".join(map(str, version)) if version else "Milvus Lite"
+        raise MMSearchError(
+            f"MMSEARCH_MILVUS_IMAGE_LAYOUT=struct needs Milvus 2.6.4 or later (Array of "
+            f"Structs); this server is {shown}. Use 'auto' or 'rows'."
+        )
+    return STRUCT
+
+
+def add_image_struct(client: Any, schema: Any, multi: list[VectorField]) -> None:
+    """The ``image_vectors`` array of structs: one struct per image, a vector per role."""
+    from pymilvus import DataType
+
+    element = client.create_struct_field_schema()
+    for vector in multi:
+        element.add_field(vector.column, DataType.FLOAT_VECTOR, dim=vector.dim)
+    schema.add_field(
+        STRUCT_FIELD,
+        DataType.ARRAY,
+        element_type=DataType.STRUCT,
+        struct_schema=element,
+        max_capacity=STRUCT_CAPACITY,
+    )
+
+
+def add_struct_indexes(index: Any, multi: list[VectorField], params: dict) -> None:
+    """Embedding-list indexes (HNSW, the kind Array-of-Structs vectors take) per role."""
+    build = {**DEFAULT_INDEX_PARAMS["hnsw"], **params}
+    for vector in multi:
+        index.add_index(
+            struct_path(vector.column),
+            index_type="HNSW",
+            metric_type="MAX_SIM_COSINE",
+            params=build,
+        )
+
+
+def struct_path(column: str) -> str:
+    return f"{STRUCT_FIELD}[{column}]"
+
+
+def struct_search(column: str, query: np.ndarray, params: dict[str, Any]) -> dict[str, Any]:
+    """Search arguments for one role of ``image_vectors``: the query as a one-vector
+    embedding list, whose MAX_SIM score is the item's best image's cosine."""
+    from pymilvus.client.embedding_list import EmbeddingList
+
+    return {
+        "data": [EmbeddingList(np.asarray(query, dtype=np.float32).reshape(1, -1))],
+        "anns_field": struct_path(column),
+        "search_params": params,
+    }
+
+
+def struct_value(row: dict[str, Any], multi: list[str]) -> list[dict[str, list[float]]]:
+    """The ``image_vectors`` of an item row: its images in catalog order."""
+    slots = max((len(row.get(column) or []) for column in multi), default=0)
+    if slots > STRUCT_CAPACITY:
+        raise MMSearchError(
+            f"Item {row['id']} has {slots} images; a Milvus build keeps at most "
+            f"{STRUCT_CAPACITY} per item in the struct layout."
+        )
+    out = []
+    for slot in range(slots):
+        element = {}
+        for column in multi:
+            values = row.get(column) or []
+            if slot >= len(values):
+                break
+            element[column] = list(values[slot])
+        else:
+            out.append(element)
+    return out
+
+
+def from_struct(value: list[dict] | None, column: str) -> list | None:
+    """One role's vectors of an item back from ``image_vectors`` (None: no images)."""
+    vectors = [element[column] for element in value or []]
+    return vectors or None

@@ -18,6 +18,7 @@ import pyarrow as pa
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.base import BuildIndex
+from mmsearch.manifest import BuildManifest
 from mmsearch.workspace import CollectionDir
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def store_description(
     return {"backend": DEFAULT_BACKEND, "path": str(collection.lancedb_dir)}
 
 
-def backend_of(manifest: dict[str, Any]) -> str:
-    return str((manifest.get("store") or {}).get("backend", DEFAULT_BACKEND))
+def backend_of(manifest: BuildManifest) -> str:
+    return manifest.store.backend
 
 
 def milvus_connection(settings: Settings | None, uri: str | None = None, index: str | None = None):
@@ -68,17 +69,20 @@ def milvus_connection(settings: Settings | None, uri: str | None = None, index: 
         index=index or settings.milvus_index,
         index_params=dict(settings.milvus_index_params),
         search_params=dict(settings.milvus_search_params),
+        tenant_partitions=settings.milvus_tenant_partitions,
+        image_layout=settings.milvus_image_layout,
+        exact_filter_rows=settings.milvus_exact_filter_rows,
     )
 
 
-def _manifest_connection(manifest: dict[str, Any], settings: Settings | None) -> MilvusConnection:
-    store = manifest.get("store") or {}
-    return milvus_connection(settings, store.get("uri"), store.get("index"))
+def _manifest_connection(manifest: BuildManifest, settings: Settings | None) -> MilvusConnection:
+    store = manifest.store
+    return milvus_connection(settings, store.uri, store.index)
 
 
 def open_build_index(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     settings: Settings | None = None,
     *,
     for_writing: bool = False,
@@ -89,38 +93,38 @@ def open_build_index(
     has not finished (or was killed) stay invisible; writers get the latest version.
     Milvus keeps no versions: readers see the latest rows (see ``index/milvus.py``)."""
     backend = _check_backend(manifest)
-    version = None if for_writing else manifest.get("table_version")
+    version = None if for_writing else manifest.table_version
     if backend == "milvus":
         from mmsearch.index.milvus import MilvusBuildIndex
 
         connection = _manifest_connection(manifest, settings)
-        return MilvusBuildIndex.open(connection, manifest["table"], version)
+        return MilvusBuildIndex.open(connection, manifest.table, version)
     from mmsearch.index.lancedb import LanceBuildIndex
 
     return LanceBuildIndex.open(
-        collection.lancedb_dir, manifest["table"], _ann_min_rows(settings), version
+        collection.lancedb_dir, manifest.table, _ann_min_rows(settings), version
     )
 
 
 def drop_build_index(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings | None = None
+    collection: CollectionDir, manifest: BuildManifest, settings: Settings | None = None
 ) -> None:
     """Remove a build's table (a build that never became visible, or was refused)."""
     if _check_backend(manifest) == "milvus":
         from mmsearch.index.milvus import MilvusBuildIndex
 
-        MilvusBuildIndex.drop(_manifest_connection(manifest, settings), manifest["table"])
+        MilvusBuildIndex.drop(_manifest_connection(manifest, settings), manifest.table)
         return
     from mmsearch.index.lancedb import LanceBuildIndex
 
-    LanceBuildIndex.drop(collection.lancedb_dir, manifest["table"])
+    LanceBuildIndex.drop(collection.lancedb_dir, manifest.table)
 
 
-def _check_backend(manifest: dict[str, Any]) -> str:
+def _check_backend(manifest: BuildManifest) -> str:
     backend = backend_of(manifest)
     if backend not in BACKENDS:
         raise MMSearchError(
-            f"Build {manifest.get('build_id')} uses the store '{backend}', which this "
+            f"Build {manifest.build_id} uses the store '{backend}', which this "
             f"installation of mmsearch cannot open (it has: {', '.join(BACKENDS)})."
         )
     return backend
@@ -171,13 +175,13 @@ def _sync_aliases(
 
     aliases = dict(state.get("aliases") or {})
     aliases["canary"] = (state.get("canary") or {}).get("build_id")
-    uris = {str((m.get("store") or {}).get("uri")) for m in manifests.values()}
+    uris = {str(m.store.uri) for m in manifests.values()}
     for uri in sorted(uris):
         wanted: dict[str, str | None] = {}
         for alias in ALIASES:
             manifest = manifests.get(aliases.get(alias) or "")
-            on_server = manifest is not None and manifest["store"].get("uri") == uri
+            on_server = manifest is not None and manifest.store.uri == uri
             name = alias_name(collection.name, str(collection.folder.resolve()), alias)
-            wanted[name] = manifest["table"] if on_server and manifest else None
-        tables = [m["table"] for m in manifests.values() if m["store"].get("uri") == uri]
+            wanted[name] = manifest.table if on_server and manifest else None
+        tables = [m.table for m in manifests.values() if m.store.uri == uri]
         point_aliases(milvus_connection(settings, uri), wanted, tables)

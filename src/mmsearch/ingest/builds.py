@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any
 
 from mmsearch import __version__
 from mmsearch.catalog.mapping import FieldMapping
@@ -29,8 +28,16 @@ from mmsearch.index.open import (
 from mmsearch.index.schema import KEYWORD_COLUMN, SCHEMA_VERSION, build_schema, vector_column
 from mmsearch.ingest.encoders import EncoderSet, image_roles
 from mmsearch.ingest.runlog import close_run, unfinished_runs
+from mmsearch.manifest import (
+    BUILDING,
+    AttributeDescription,
+    BuildConfig,
+    BuildManifest,
+    EncoderDescription,
+    StoreDescription,
+)
 from mmsearch.monitoring.drift_reference import compute_reference
-from mmsearch.workspace import BUILDING, CollectionDir, new_id, utc_now
+from mmsearch.workspace import CollectionDir, new_id, utc_now
 
 log = logging.getLogger("mmsearch.ingest")
 
@@ -39,15 +46,15 @@ class SchemaMismatch(MMSearchError):
     """The catalog or encoders do not fit the live build, and no new build was asked for."""
 
 
-def live_specs(manifest: dict[str, Any]) -> list[AttributeSpec]:
-    return [AttributeSpec(**spec) for spec in manifest.get("attributes", [])]
+def live_specs(manifest: BuildManifest) -> list[AttributeSpec]:
+    return [AttributeSpec(a.field, a.column, a.kind) for a in manifest.attributes]
 
 
 def mapping_differences(
-    live: dict[str, Any], mapping: FieldMapping, pinned: dict[str, str]
+    live: BuildManifest, mapping: FieldMapping, pinned: dict[str, str]
 ) -> list[str]:
     """How this catalog's field roles differ from the live build's, in words."""
-    before = FieldMapping.model_validate(live.get("mapping", {}))
+    before = live.mapping
     found: list[str] = []
     for role in ("id", "title", "acl"):
         old, new = getattr(before, role), getattr(mapping, role)
@@ -72,26 +79,26 @@ def mapping_differences(
     for name, kind in pinned.items():
         if name in kinds and kinds[name] != kind:
             found.append(f"attribute {name}: live build stores {kinds[name]}, asked for {kind}")
-    if live.get("schema_version", 1) != SCHEMA_VERSION:
+    if live.schema_version != SCHEMA_VERSION:
         found.append(
-            f"index schema: live build has version {live.get('schema_version', 1)}, "
+            f"index schema: live build has version {live.schema_version}, "
             f"this mmsearch writes {SCHEMA_VERSION}"
         )
     return found
 
 
-def encoder_differences(live: dict[str, Any], described: dict[str, dict[str, Any]]) -> list[str]:
+def encoder_differences(live: BuildManifest, described: dict[str, EncoderDescription]) -> list[str]:
     found = []
-    before = live.get("encoders", {})
+    before = live.encoders
     for role in sorted(set(before) | set(described)):
         old, new = before.get(role), described.get(role)
         if old is None or new is None:
             state = "has no" if old is None else "has"
             found.append(f"{role} encoder: live build {state} {role} vectors")
-        elif (old["spec"], old["version"]) != (new["spec"], new["version"]):
+        elif (old.spec, old.version) != (new.spec, new.version):
             found.append(
-                f"{role} encoder: live build {old['spec']} ({old['version'][:24]}), "
-                f"now {new['spec']} ({new['version'][:24]})"
+                f"{role} encoder: live build {old.spec} ({old.version[:24]}), "
+                f"now {new.spec} ({new.version[:24]})"
             )
     return found
 
@@ -113,34 +120,37 @@ def create_build(
     specs: list[AttributeSpec],
     encoders: EncoderSet,
     settings: Settings,
-) -> tuple[str, dict[str, Any], BuildIndex]:
+) -> tuple[str, BuildManifest, BuildIndex]:
     """A new, invisible ("building") build with an empty table."""
     build_id = new_id("build")
     described = encoders.describe()
     vectors = [
-        VectorField(vector_column(role), d["dim"], multi=role in image_roles(encoders))
+        VectorField(vector_column(role), d.dim, multi=role in image_roles(encoders))
         for role, d in described.items()
     ]
     table = f"build_{build_id.replace('-', '_')}"
-    manifest: dict[str, Any] = {
-        "collection": collection.name,
-        "build_id": build_id,
-        "state": BUILDING,
-        "created_at": utc_now(),
-        "mmsearch_version": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "table": table,
-        "store": store_description(collection, settings),
-        "encoders": described,
-        "mapping": mapping.model_dump(),
-        "attributes": [vars(spec) for spec in specs],
-        "keyword_column": KEYWORD_COLUMN,
-        "config": settings.model_dump(
-            mode="json", include={"candidates", "rrf_k", "ann_min_rows", "batch_size", "ocr"}
+    manifest = BuildManifest(
+        collection=collection.name,
+        build_id=build_id,
+        state=BUILDING,
+        created_at=utc_now(),
+        mmsearch_version=__version__,
+        schema_version=SCHEMA_VERSION,
+        table=table,
+        store=StoreDescription.model_validate(store_description(collection, settings)),
+        encoders=described,
+        # Validated from its dump, so every role is set and written, as before.
+        mapping=FieldMapping.model_validate(mapping.model_dump()),
+        attributes=[AttributeDescription.model_validate(vars(spec)) for spec in specs],
+        keyword_column=KEYWORD_COLUMN,
+        config=BuildConfig.model_validate(
+            settings.model_dump(
+                mode="json", include={"candidates", "rrf_k", "ann_min_rows", "batch_size", "ocr"}
+            )
         ),
-        "sources": [],
-        "runs": [],
-    }
+        sources=[],
+        runs=[],
+    )
     # The manifest first: a crash after it leaves a build that is found and removed or
     # resumed; a table without a manifest would be found by nothing.
     collection.write_manifest(build_id, manifest)
@@ -154,13 +164,13 @@ def discard_build(collection: CollectionDir, build_id: str) -> None:
         manifest = collection.manifest(build_id)
     except MMSearchError:
         manifest = None
-    if manifest is not None and manifest.get("table"):
+    if manifest is not None and manifest.table:
         drop_build_index(collection, manifest)
     collection.remove_build_files(build_id)
 
 
 def writable_live_index(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings, keep_run: str = ""
+    collection: CollectionDir, manifest: BuildManifest, settings: Settings, keep_run: str = ""
 ) -> tuple[BuildIndex, list[str]]:
     """The live build's table for a writer, at exactly the version readers see.
 
@@ -168,10 +178,10 @@ def writable_live_index(
     is ``keep_run``, being resumed), so no writer ever publishes another run's half."""
     notices = []
     index = open_build_index(collection, manifest, settings, for_writing=True)
-    visible = int(manifest.get("table_version", index.version()))
-    for run in unfinished_runs(collection, manifest["build_id"]):
+    visible = manifest.table_version if manifest.table_version is not None else index.version()
+    for run in unfinished_runs(collection, manifest.build_id):
         if run.run_id != keep_run:
-            close_run(collection, manifest["build_id"], run.run_id, "abandoned", "another write")
+            close_run(collection, manifest.build_id, run.run_id, "abandoned", "another write")
             notices.append(f"abandoned the interrupted run {run.run_id}: another write came first")
     if not keep_run and index.version() != visible:
         index.restore(visible)
@@ -190,11 +200,11 @@ def finish_pending_publish(collection: CollectionDir) -> str | None:
             manifest = collection.manifest(build_id)
         except MMSearchError:
             continue
-        if not manifest.get("pending_live"):
+        if not manifest.pending_live:
             continue
         if build_id != live:
             collection.set_live(build_id)
-        manifest.pop("pending_live", None)
+        manifest.clear("pending_live")
         collection.write_manifest(build_id, manifest)
         return build_id
     return None
@@ -205,7 +215,7 @@ def publish_new_build(collection: CollectionDir, build_id: str, actor: str) -> N
     then clear the crash marker that ``finish_pending_publish`` would otherwise act on."""
     publish(collection, build_id, actor, reason="ingest --new-build", record={"via": "ingest"})
     manifest = collection.manifest(build_id)
-    manifest.pop("pending_live", None)
+    manifest.clear("pending_live")
     collection.write_manifest(build_id, manifest)
 
 

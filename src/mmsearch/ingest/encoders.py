@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mmsearch.encoders.base import Encoder, create_encoder
+from mmsearch.manifest import EncoderDescription
 
 
 @dataclass
@@ -22,16 +22,16 @@ class EncoderSet:
     def get(self, role: str) -> Encoder | None:
         return self.encoders.get(role)
 
-    def describe(self) -> dict[str, dict[str, Any]]:
+    def describe(self) -> dict[str, EncoderDescription]:
         """What the manifest records; two builds with equal descriptions share vectors."""
         return {
-            role: {
-                "spec": self.specs[role],
-                "name": encoder.name,
-                "version": encoder.version,
-                "dim": encoder.dim,
-                "modalities": sorted(encoder.modalities),
-            }
+            role: EncoderDescription(
+                spec=self.specs[role],
+                name=encoder.name,
+                version=encoder.version,
+                dim=encoder.dim,
+                modalities=sorted(encoder.modalities),
+            )
             for role, encoder in self.encoders.items()
         }
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from mmsearch.catalog.item import Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping
@@ -68,7 +68,8 @@ from mmsearch.ingest.staging import (
     settle_stage,
     stage_notices,
 )
-from mmsearch.workspace import READY, CollectionDir, Workspace, check_collection_name, new_id
+from mmsearch.manifest import READY, BuildManifest, ErrorSummary, IndexSummary, ManifestCounts
+from mmsearch.workspace import CollectionDir, Workspace, check_collection_name, new_id
 from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
 
@@ -80,7 +81,7 @@ ProgressCallback = Callable[[int], None]
 @dataclass
 class _Target:
     build_id: str
-    manifest: dict[str, Any]
+    manifest: BuildManifest | None  # None in a dry run, which writes no manifest
     index: BuildIndex
     new_build: bool
     visible_version: int | None
@@ -283,20 +284,17 @@ class Ingestor:
             "removed_ids_sample": removed[:20],
         }
         manifest = target.manifest
-        manifest.update(
-            {
-                "state": READY,
-                "updated_at": now(),
-                "counts": {"items": counts["items"], "last_run": counts},
-                "errors": {"count": counts["failed"], "file": summary["errors_file"]},
-                "indexes": index_info,
-                "table_version": target.index.version(),
-            }
-        )
+        assert manifest is not None, "only a dry run has no manifest, and it writes nothing"
+        manifest.state = READY
+        manifest.updated_at = now()
+        manifest.counts = ManifestCounts(items=counts["items"], last_run=counts)
+        manifest.errors = ErrorSummary(count=counts["failed"], file=str(summary["errors_file"]))
+        manifest.indexes = IndexSummary.model_validate(index_info)
+        manifest.table_version = target.index.version()
         note_run(manifest, summary, target.visible_version)  # the log gets it once committed
         going_live = target.new_build and self._staging is None
         if going_live:
-            manifest["pending_live"] = True
+            manifest.pending_live = True
         elif self._staging is not None:  # named first: a crash before the commit names a
             mark_staged(collection, target.build_id)  # building build, which no one uses
         manifest_path = collection.write_manifest(target.build_id, manifest)  # commit point
@@ -321,14 +319,16 @@ class Ingestor:
         notices: list[str] = list(self._staging.notices) if self._staging else []
         kind = "ingest" if self._staging is None else "stage"
         if plan.live is not None:
-            build_id = plan.live["build_id"]
+            build_id = plan.live.build_id
             runs = unfinished_runs(collection, build_id)
             resumed = next((run for run in runs if run.key == key), None)
             index, undone = writable_live_index(
                 collection, plan.live, self.settings, resumed.run_id if resumed else ""
             )
             notices.extend(undone)
-            visible = int(plan.live.get("table_version", index.version()))
+            visible = (
+                plan.live.table_version if plan.live.table_version is not None else index.version()
+            )
             notices.extend(kept_unfinished(collection))
             run_id = resumed.run_id if resumed else new_id("run")
             return _Target(build_id, plan.live, index, False, visible, run_id, resumed, notices)
@@ -544,8 +544,8 @@ class Ingestor:
         state = _RunState(known_before=known, known_now=known, writing=False)
         timings = dict.fromkeys(("read", "decode"), 0.0)
         target = _Target(
-            plan.live["build_id"] if plan.live else "",
-            plan.live or {},
+            plan.live.build_id if plan.live else "",
+            plan.live,
             cast(BuildIndex, _NoIndex()),
             plan.live is None,
             None,
@@ -558,7 +558,7 @@ class Ingestor:
         check_accounting(state.counts)
         counts = {**state.counts, "items": len(known)}
         report = self._report(plan, options, target, counts, log, timings, None, False)
-        report.build_id = plan.live["build_id"] if plan.live else None
+        report.build_id = plan.live.build_id if plan.live else None
         return report
 
     def _report(
@@ -614,7 +614,7 @@ def _items(collection: CollectionDir) -> int:
     live = collection.alias("live")
     if live is None:
         return 0
-    return int(collection.manifest(live).get("counts", {}).get("items", 0))
+    return collection.manifest(live).counts.items
 
 
 class _NoIndex:

@@ -26,7 +26,8 @@ EXECUTORS: tuple[str, ...] = get_args(ExecutorName)
 
 
 class ExecutorError(MMSearchError):
-    """The chosen executor cannot run (Ray not installed, cluster unreachable)."""
+    """The chosen executor cannot run (Ray not installed, cluster unreachable) or lost a
+    worker mid-run (a Ray actor died); a run that fails so resumes like any other."""
 
 
 class ChunkExecutor(Protocol):

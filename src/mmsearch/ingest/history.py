@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import BuildManifest, RunRecord, SourceRecord
 from mmsearch.workspace import CollectionDir, read_json
 
 HISTORY_FILE = "runs.jsonl"
@@ -124,7 +125,7 @@ def history_path(collection: CollectionDir, build_id: str) -> Path:
 # -- the manifest's view -----------------------------------------------------------------
 
 
-def note_run(manifest: dict[str, Any], summary: dict[str, Any], version_before: int | None) -> None:
+def note_run(manifest: BuildManifest, summary: dict[str, Any], version_before: int | None) -> None:
     """Record a finished run in the manifest without growing it.
 
     ``summary`` gains ``kind``, ``actor`` and ``table_version_before`` (so its run.json
@@ -135,16 +136,16 @@ def note_run(manifest: dict[str, Any], summary: dict[str, Any], version_before: 
     summary.setdefault("kind", context.kind)
     summary.setdefault("actor", context.actor)
     summary.setdefault("table_version_before", version_before)
-    manifest["last_run"] = {k: v for k, v in summary.items() if k != "mapping"}
-    compact = {k: summary[k] for k in _COMPACT_KEYS if k in summary}
-    manifest["runs"] = [*manifest.get("runs", []), compact][-RUNS_IN_MANIFEST:]
+    manifest.last_run = {k: v for k, v in summary.items() if k != "mapping"}
+    compact = RunRecord.model_validate({k: summary[k] for k in _COMPACT_KEYS if k in summary})
+    manifest.runs = [*manifest.runs, compact][-RUNS_IN_MANIFEST:]
     source = summary.get("source")
     if summary["kind"] == "ingest" and isinstance(source, dict) and source.get("path"):
-        kept = [s for s in manifest.get("sources", []) if s.get("path") != source["path"]]
-        kept.append({**source, "run_id": summary.get("run_id")})
-        manifest["sources"] = kept[-SOURCES_IN_MANIFEST:]
+        kept = [s for s in manifest.sources if s.path != source["path"]]
+        kept.append(SourceRecord.model_validate({**source, "run_id": summary.get("run_id")}))
+        manifest.sources = kept[-SOURCES_IN_MANIFEST:]
     else:
-        manifest["sources"] = manifest.get("sources", [])[-SOURCES_IN_MANIFEST:]
+        manifest.sources = manifest.sources[-SOURCES_IN_MANIFEST:]
 
 
 def entry_from_summary(build_id: str, summary: dict[str, Any]) -> RunEntry:
@@ -214,13 +215,13 @@ def read_runs(collection: CollectionDir, build_id: str) -> list[RunEntry]:
     logged = [*_read_file(path.with_name(path.name + BACKUP_SUFFIX)), *_read_file(path)]
     logged_ids = {entry.run_id for entry in logged}
     try:
-        manifest = collection.manifest(build_id)
+        runs = collection.manifest(build_id).runs
     except MMSearchError:
-        manifest = {}
+        runs = []
     legacy = [
         _from_manifest(collection, build_id, run)
-        for run in manifest.get("runs", [])
-        if isinstance(run, dict) and run.get("run_id") and run["run_id"] not in logged_ids
+        for run in runs
+        if run.run_id and run.run_id not in logged_ids
     ]
     newest: dict[str, int] = {}
     merged = [*legacy, *logged]
@@ -243,27 +244,27 @@ def _read_file(path: Path) -> list[RunEntry]:
     return entries
 
 
-def _from_manifest(collection: CollectionDir, build_id: str, run: dict[str, Any]) -> RunEntry:
+def _from_manifest(collection: CollectionDir, build_id: str, run: RunRecord) -> RunEntry:
     """A run recorded only by an old manifest (or its tail): the version before it is in
     the run's progress.json, which every ingest since resumable runs writes."""
-    before = run.get("table_version_before")
-    if before is None and "table_version_before" not in run:
-        progress = collection.build_dir(build_id) / "runs" / str(run["run_id"]) / "progress.json"
+    before = run.table_version_before
+    if before is None and "table_version_before" not in run.model_fields_set:
+        progress = collection.build_dir(build_id) / "runs" / run.run_id / "progress.json"
         with contextlib.suppress(FileNotFoundError, MMSearchError):
             found = read_json(progress)
             if isinstance(found, dict):
                 before = found.get("table_version_visible")
     return RunEntry(
-        kind=str(run.get("kind", "ingest")),
-        run_id=str(run["run_id"]),
+        kind=run.kind,
+        run_id=run.run_id,
         build_id=build_id,
-        started_at=run.get("started_at"),
-        finished_at=run.get("finished_at"),
-        counts=dict(run.get("counts") or {}),
-        source=run.get("source"),
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=dict(run.counts),
+        source=None if run.source is None else run.source.as_json(),
         table_version_before=before,
-        table_version_after=run.get("table_version"),
-        actor=run.get("actor"),
+        table_version_after=run.table_version,
+        actor=run.actor,
         legacy=True,
     )
 

@@ -20,6 +20,7 @@ from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest.builds import live_specs, mapping_differences, refuse
 from mmsearch.ingest.report import IngestOptions
+from mmsearch.manifest import BuildManifest
 from mmsearch.media.paths import ImageRoots
 from mmsearch.workspace import CollectionDir
 
@@ -39,7 +40,7 @@ class IngestPlan:
     encoder_specs: dict[str, str]
     skipped_fields: dict[str, str]
     images_root: ImageRoots
-    live: dict[str, Any] | None  # the live manifest this run updates; None: a new build
+    live: BuildManifest | None  # the live manifest this run updates; None: a new build
 
 
 def plan_ingest(
@@ -67,7 +68,7 @@ def plan_ingest(
         specs = infer_attribute_specs(records, mapping.attributes or [], dict(mapping.types))
     encoder_specs = _encoder_specs(settings, options, mapping, live)
     if live is not None:
-        live_roles = {role: d["spec"] for role, d in live.get("encoders", {}).items()}
+        live_roles = {role: d.spec for role, d in live.encoders.items()}
         if live_roles != encoder_specs:
             differences.append(
                 f"encoders: live build {_roles(live_roles)}, this ingest {_roles(encoder_specs)}"
@@ -92,10 +93,13 @@ def plan_ingest(
 
 
 def _encoder_specs(
-    settings: Settings, options: IngestOptions, mapping: FieldMapping, live: dict[str, Any] | None
+    settings: Settings,
+    options: IngestOptions,
+    mapping: FieldMapping,
+    live: BuildManifest | None,
 ) -> dict[str, str]:
     """The live build's encoders unless others are named (then it is a new build)."""
-    before = {role: d["spec"] for role, d in (live or {}).get("encoders", {}).items()}
+    before = {role: d.spec for role, d in (live.encoders if live else {}).items()}
     specs = {"text": options.text_encoder or before.get("text") or settings.text_encoder}
     if mapping.images:
         specs["image"] = options.image_encoder or before.get("image") or settings.image_encoder
@@ -103,7 +107,10 @@ def _encoder_specs(
 
 
 def _keep_live_attributes(
-    mapping: FieldMapping, given: FieldMapping, live: dict[str, Any], records: list[dict[str, Any]]
+    mapping: FieldMapping,
+    given: FieldMapping,
+    live: BuildManifest,
+    records: list[dict[str, Any]],
 ) -> FieldMapping:
     """A live attribute whose column is present but empty in the sample is still the same
     attribute: guessing would drop it and make the catalog look like a new schema."""

@@ -45,13 +45,18 @@ from mmsearch.ingest.rebuild_rows import RowRebuilder
 from mmsearch.ingest.remap import RebuildRefused, Remap, plan_remap
 from mmsearch.ingest.report import ERRORS_KEPT_IN_REPORT
 from mmsearch.ingest.runlog import ERRORS_FILE, RunLog, UnfinishedRun, resume_key, unfinished_runs
-from mmsearch.ingest.staging import (
-    REBUILD_MARKER,
-    build_kind,
-    mark_staged,
-    staged_candidate,
+from mmsearch.ingest.staging import build_kind, mark_staged, staged_candidate
+from mmsearch.manifest import (
+    READY,
+    BuildManifest,
+    EncoderDescription,
+    ErrorSummary,
+    IndexSummary,
+    ManifestCounts,
+    RebuildOrigin,
+    manifest_json,
 )
-from mmsearch.workspace import READY, CollectionDir, Workspace, check_collection_name, new_id
+from mmsearch.workspace import CollectionDir, Workspace, check_collection_name, new_id
 from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
 
@@ -104,7 +109,7 @@ class RebuildReport:
 @dataclass
 class _Target:
     build_id: str
-    manifest: dict[str, Any]
+    manifest: BuildManifest
     index: BuildIndex
     run_id: str
     key: str
@@ -141,15 +146,15 @@ class Rebuilder:
             reused = reusable_roles(source, encoders.describe(), remap)
             if set(encoders.describe()) <= reused and not remap.changed:
                 raise RebuildRefused(
-                    f"Nothing to rebuild: build {source['build_id']} already has these "
+                    f"Nothing to rebuild: build {source.build_id} already has these "
                     "encoders and this mapping. Name another --text-encoder, --image-encoder "
                     "or --mapping."
                 )
             key = resume_key(
                 {
-                    "rebuild": source["build_id"],
-                    "table_version": source.get("table_version"),
-                    "encoders": encoders.describe(),
+                    "rebuild": source.build_id,
+                    "table_version": source.table_version,
+                    "encoders": manifest_json(encoders.describe()),
                     "mapping": remap.mapping.model_dump(),
                     "fetch": options.fetch,
                 }
@@ -159,7 +164,7 @@ class Rebuilder:
                 collection, source, remap, encoders, reused, target, options, on_plan
             )
 
-    def _source(self, collection: CollectionDir, build_id: str | None) -> dict[str, Any]:
+    def _source(self, collection: CollectionDir, build_id: str | None) -> BuildManifest:
         chosen = build_id or collection.alias("live")
         if chosen is None:
             raise RebuildRefused(
@@ -167,9 +172,9 @@ class Rebuilder:
                 "build with --from (list them with: mmsearch builds list)."
             )
         manifest = ready_manifest(collection, chosen)
-        if manifest.get("schema_version", 1) != SCHEMA_VERSION:
+        if manifest.schema_version != SCHEMA_VERSION:
             raise RebuildRefused(
-                f"Build {chosen} stores its rows in layout {manifest.get('schema_version', 1)}, "
+                f"Build {chosen} stores its rows in layout {manifest.schema_version}, "
                 f"and a rebuild reads layout {SCHEMA_VERSION}; re-ingest its catalog with "
                 "--new-build instead."
             )
@@ -178,7 +183,7 @@ class Rebuilder:
     def _target(
         self,
         collection: CollectionDir,
-        source: dict[str, Any],
+        source: BuildManifest,
         remap: Remap,
         encoders: EncoderSet,
         reused: set[str],
@@ -203,20 +208,20 @@ class Rebuilder:
         build_id, manifest, index = create_build(
             collection, remap.mapping, remap.specs, encoders, self.settings
         )
-        manifest[REBUILD_MARKER] = {
-            "build": source["build_id"],
-            "table_version": source.get("table_version"),
-            "encoders_reused": sorted(reused),
-            "encoders_re_encoded": sorted(set(encoders.describe()) - reused),
-            "mapping_changed": remap.changed,
-        }
+        manifest.rebuilt_from = RebuildOrigin(
+            build=source.build_id,
+            table_version=source.table_version,
+            encoders_reused=sorted(reused),
+            encoders_re_encoded=sorted(set(encoders.describe()) - reused),
+            mapping_changed=remap.changed,
+        )
         collection.write_manifest(build_id, manifest)
         return _Target(build_id, manifest, index, new_id("run"), key, None, notices)
 
     def _write(
         self,
         collection: CollectionDir,
-        source: dict[str, Any],
+        source: BuildManifest,
         remap: Remap,
         encoders: EncoderSet,
         reused: set[str],
@@ -236,7 +241,7 @@ class Rebuilder:
                 "kind": "rebuild",
                 "resume_key": target.key,
                 "started_at": started_at,
-                "rebuilt_from": source["build_id"],
+                "rebuilt_from": source.build_id,
                 "rows_total": len(ids) + len(done),
             },
             ERRORS_KEPT_IN_REPORT,
@@ -271,23 +276,21 @@ class Rebuilder:
         counts = {**rows.counts, "items": target.index.row_count(), "resumed": len(done)}
         errors_file = str(Path("runs") / target.run_id / ERRORS_FILE)
         manifest = target.manifest
-        manifest[REBUILD_MARKER] = {**manifest[REBUILD_MARKER], "counts": counts}
-        manifest.update(
-            {
-                "state": READY,
-                "updated_at": now(),
-                "counts": {"items": counts["items"], "last_run": counts},
-                "errors": {"count": counts["failed"], "file": errors_file},
-                "indexes": index_info,
-                "table_version": target.index.version(),
-                "sources": source.get("sources", []),
-            }
-        )
+        origin = manifest.rebuilt_from
+        assert origin is not None, "a rebuild's build is marked when it is created"
+        origin.counts = counts
+        manifest.state = READY
+        manifest.updated_at = now()
+        manifest.counts = ManifestCounts(items=counts["items"], last_run=counts)
+        manifest.errors = ErrorSummary(count=counts["failed"], file=errors_file)
+        manifest.indexes = IndexSummary.model_validate(index_info)
+        manifest.table_version = target.index.version()
+        manifest.sources = [s.model_copy(deep=True) for s in source.sources]
         earlier = staged_candidate(collection)
-        if earlier is not None and earlier["build_id"] != target.build_id:
+        if earlier is not None and earlier.build_id != target.build_id:
             target.notices.append(
                 f"this build is now the staged candidate (ingest --stage adds to it); the "
-                f"earlier staged build {earlier['build_id']} is kept as a plain candidate"
+                f"earlier staged build {earlier.build_id} is kept as a plain candidate"
             )
         mark_staged(collection, target.build_id)  # the candidate to publish; see staging.py
         manifest_path = collection.write_manifest(target.build_id, manifest)  # commit point
@@ -296,7 +299,7 @@ class Rebuilder:
             "kind": "rebuild",
             "started_at": started_at,
             "finished_at": now(),
-            "rebuilt_from": manifest[REBUILD_MARKER],
+            "rebuilt_from": origin.as_json(),
             "counts": counts,
             "errors_file": errors_file,
             "timings_s": {k: round(v, 4) for k, v in rows.timings.items()},
@@ -309,7 +312,7 @@ class Rebuilder:
         return RebuildReport(
             collection=collection.name,
             build_id=target.build_id,
-            source_build=source["build_id"],
+            source_build=source.build_id,
             run_id=target.run_id,
             counts=counts,
             errors=log.errors,
@@ -321,15 +324,15 @@ class Rebuilder:
         )
 
 
-def encoder_specs(source: dict[str, Any], options: RebuildOptions) -> dict[str, str]:
+def encoder_specs(source: BuildManifest, options: RebuildOptions) -> dict[str, str]:
     """The source build's encoders by role, with the ones named on this rebuild."""
-    specs = {role: d["spec"] for role, d in source.get("encoders", {}).items()}
+    specs = {role: d.spec for role, d in source.encoders.items()}
     if options.text_encoder:
         specs["text"] = options.text_encoder
     if options.image_encoder:
         if "image" not in specs:
             raise RebuildRefused(
-                f"Build {source['build_id']} has no images, so it has no image encoder to "
+                f"Build {source.build_id} has no images, so it has no image encoder to "
                 "change; drop --image-encoder."
             )
         specs["image"] = options.image_encoder
@@ -337,17 +340,17 @@ def encoder_specs(source: dict[str, Any], options: RebuildOptions) -> dict[str, 
 
 
 def reusable_roles(
-    source: dict[str, Any], described: dict[str, dict[str, Any]], remap: Remap
+    source: BuildManifest, described: dict[str, EncoderDescription], remap: Remap
 ) -> set[str]:
     """Roles whose stored vectors the new build can keep: same encoder (spec, version,
     dimension) and, for text, the same text embedded."""
-    before = source.get("encoders", {})
+    before = source.encoders
     same = {
         role
         for role, new in described.items()
         if role in before
-        and (before[role]["spec"], before[role]["version"], before[role]["dim"])
-        == (new["spec"], new["version"], new["dim"])
+        and (before[role].spec, before[role].version, before[role].dim)
+        == (new.spec, new.version, new.dim)
     }
     if remap.text_changed:
         same.discard("text")

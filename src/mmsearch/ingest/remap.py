@@ -19,6 +19,7 @@ from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest.builds import live_specs
+from mmsearch.manifest import BuildManifest
 
 
 class RebuildRefused(MMSearchError):
@@ -78,11 +79,11 @@ class Remap:
         return "" if value is None else str(value).strip()
 
 
-def plan_remap(source: dict[str, Any], given: FieldMapping | None) -> Remap:
+def plan_remap(source: BuildManifest, given: FieldMapping | None) -> Remap:
     """The new mapping: the source's, with the roles ``given`` sets (only those it sets)."""
-    before = FieldMapping.model_validate(source.get("mapping", {}))
+    before = source.mapping.model_copy(deep=True)
     specs = live_specs(source)
-    ocr = bool((source.get("config") or {}).get("ocr"))
+    ocr = source.config.ocr
     if given is None:
         return Remap(before, before, specs, specs, False, False, ocr)
     mapping = before.model_copy(

@@ -22,7 +22,8 @@ from mmsearch.governance.lifecycle import build_status
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import finish_pending_publish, writable_live_index
 from mmsearch.ingest.history import RunEntry, append_run, find_run, note_run, read_runs
-from mmsearch.workspace import BUILDING, CollectionDir, Workspace, new_id, utc_now
+from mmsearch.manifest import BUILDING, BuildManifest
+from mmsearch.workspace import CollectionDir, Workspace, new_id, utc_now
 from mmsearch.writer_lock import collection_writer
 
 SAMPLE_IDS = 20
@@ -127,7 +128,7 @@ def _plan(collection: CollectionDir, run_id: str, build_id: str | None) -> Rever
             f"searches see. Nothing was reverted; if that build is what you mean, pass "
             f"--build {found_build}."
         )
-    if manifest.get("state") == BUILDING:
+    if manifest.state == BUILDING:
         raise RevertRefused(
             f"Build {found_build} of '{collection.name}' is still being built; finish its "
             "ingest (re-run the same command) before reverting its runs."
@@ -193,9 +194,9 @@ def _revert(
         "reverted_run": plan.run.run_id,
         "later_runs_undone": later_ids,
     }
-    manifest.setdefault("counts", {})["items"] = items
-    manifest["table_version"] = after
-    manifest["updated_at"] = summary["finished_at"]
+    manifest.counts = manifest.counts.model_copy(update={"items": items})
+    manifest.table_version = after
+    manifest.updated_at = str(summary["finished_at"])
     note_run(manifest, summary, before)
     collection.write_manifest(plan.build_id, manifest)  # readers switch to ``after`` here
     append_run(
@@ -241,10 +242,10 @@ def _revert(
 
 
 def _hashes_at(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings, plan: RevertPlan
+    collection: CollectionDir, manifest: BuildManifest, settings: Settings, plan: RevertPlan
 ) -> dict[str, str]:
     """The rows at the version to restore, or a refusal naming why it is gone."""
-    at = {**manifest, "table_version": plan.restore_version}
+    at = manifest.model_copy(update={"table_version": plan.restore_version})
     try:
         return open_build_index(collection, at, settings).content_hashes()
     except MMSearchError:

@@ -17,7 +17,6 @@ candidate, as ``--new-build`` would; ``--stage --new-build`` asks for that expli
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from mmsearch.config import Settings
 from mmsearch.filters.expr import InList
@@ -32,14 +31,10 @@ from mmsearch.ingest.builds import (
 )
 from mmsearch.ingest.planning import IngestPlan, plan_ingest
 from mmsearch.ingest.report import IngestOptions
+from mmsearch.manifest import BuildManifest, EncoderDescription, StageMarker
 from mmsearch.workspace import CollectionDir
 
 STAGED_KEY = "staged"  # collection.json: the build id of the staged candidate
-# Manifest markers that tell an unfinished build's origin, so that a writer resumes only
-# a build of its own kind (a staged copy of live must never be resumed and published
-# by a plain --new-build of the same catalog, nor a rebuild by any ingest).
-STAGE_MARKER = "staged"
-REBUILD_MARKER = "rebuilt_from"
 COPY_BATCH_ROWS = 1024
 
 
@@ -48,14 +43,18 @@ class Staging:
     """How a staged run differs from a plain one; ``plan.live`` is the candidate it updates."""
 
     forced_by_gate: bool = False
-    copy_from: dict[str, Any] | None = None  # the live manifest whose rows seed a new build
+    copy_from: BuildManifest | None = None  # the live manifest whose rows seed a new build
     notices: list[str] = field(default_factory=list)
 
 
-def build_kind(manifest: dict[str, Any]) -> str:
-    if REBUILD_MARKER in manifest:
+def build_kind(manifest: BuildManifest) -> str:
+    """How a build was made, from the manifest's markers (``rebuilt_from``, ``staged``), so
+    that a writer resumes only an unfinished build of its own kind: a staged copy of live
+    must never be resumed and published by a plain --new-build of the same catalog, nor a
+    rebuild by any ingest."""
+    if manifest.rebuilt_from is not None:
         return "rebuild"
-    return "stage" if STAGE_MARKER in manifest else "ingest"
+    return "stage" if manifest.staged is not None else "ingest"
 
 
 def must_stage(options: IngestOptions, collection: CollectionDir | None) -> bool:
@@ -86,26 +85,26 @@ def plan_stage(
         differences = candidate_differences(candidate, plan, options)
         if not differences:
             staging.copy_from = None
-            cand_specs = {role: d["spec"] for role, d in candidate["encoders"].items()}
+            cand_specs = {role: d.spec for role, d in candidate.encoders.items()}
             fitted = replace(
                 plan, live=candidate, specs=live_specs(candidate), encoder_specs=cand_specs
             )
             return fitted, staging
         staging.notices.append(
-            f"the staged build {candidate['build_id']} does not fit this catalog "
+            f"the staged build {candidate.build_id} does not fit this catalog "
             f"({'; '.join(differences)}), so a new candidate was staged; the old one is kept"
         )
     return replace(plan, live=None), staging
 
 
 def settle_stage(
-    plan: IngestPlan, staging: Staging, described: dict[str, dict[str, Any]]
+    plan: IngestPlan, staging: Staging, described: dict[str, EncoderDescription]
 ) -> IngestPlan:
     """Once the encoders are loaded: a model whose weights changed under the same spec
     cannot share vectors, so its run starts a new, empty candidate instead."""
     if plan.live is not None and encoder_differences(plan.live, described):
         staging.notices.append(
-            f"the encoders of the staged build {plan.live['build_id']} changed since it was "
+            f"the encoders of the staged build {plan.live.build_id} changed since it was "
             "written, so a new candidate was staged"
         )
         return replace(plan, live=None)
@@ -114,7 +113,7 @@ def settle_stage(
     return plan
 
 
-def staged_candidate(collection: CollectionDir) -> dict[str, Any] | None:
+def staged_candidate(collection: CollectionDir) -> BuildManifest | None:
     """The staged candidate, while it is still one (not published, aliased or removed)."""
     state = collection.state()
     build_id = state.get(STAGED_KEY)
@@ -125,12 +124,12 @@ def staged_candidate(collection: CollectionDir) -> dict[str, Any] | None:
 
 
 def candidate_differences(
-    candidate: dict[str, Any], plan: IngestPlan, options: IngestOptions
+    candidate: BuildManifest, plan: IngestPlan, options: IngestOptions
 ) -> list[str]:
     """Why this catalog does not fit the candidate; encoders not named on this run are the
     candidate's, as an update of live keeps live's."""
     found = mapping_differences(candidate, plan.mapping, dict(plan.mapping.types))
-    have = {role: d["spec"] for role, d in candidate.get("encoders", {}).items()}
+    have = {role: d.spec for role, d in candidate.encoders.items()}
     named = {"text": options.text_encoder, "image": options.image_encoder}
     wanted = {
         role: named.get(role) or have.get(role) or spec for role, spec in plan.encoder_specs.items()
@@ -146,9 +145,9 @@ def mark_staged(collection: CollectionDir, build_id: str) -> None:
 
 def seed_candidate(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     index: BuildIndex,
-    copy_from: dict[str, Any] | None,
+    copy_from: BuildManifest | None,
     settings: Settings,
 ) -> int | None:
     """Mark a new build as staged and copy live's rows into it; returns the table version
@@ -157,24 +156,23 @@ def seed_candidate(
     The mark and the seeded version are written before any row of the run, so a crash
     during the copy leaves a build without a resumable run (removed by the next writer)
     and a crash after it is resumed with the copy complete."""
-    marker: dict[str, Any] = {"seeded_from": None}
+    marker = StageMarker(seeded_from=None)
     if copy_from is not None:
         source = open_build_index(collection, copy_from, settings)
         copied = copy_rows(source, index, settings.write_batch_rows or COPY_BATCH_ROWS)
-        marker = {
-            "seeded_from": copy_from["build_id"],
-            "source_table_version": copy_from.get("table_version"),
-            "rows_copied": copied,
-            "seeded_version": index.version(),
-        }
-    manifest[STAGE_MARKER] = marker
-    collection.write_manifest(manifest["build_id"], manifest)
+        marker = StageMarker(
+            seeded_from=copy_from.build_id,
+            source_table_version=copy_from.table_version,
+            rows_copied=copied,
+            seeded_version=index.version(),
+        )
+    manifest.staged = marker
+    collection.write_manifest(manifest.build_id, manifest)
     return seeded_version(manifest)
 
 
-def seeded_version(manifest: dict[str, Any]) -> int | None:
-    value = (manifest.get(STAGE_MARKER) or {}).get("seeded_version")
-    return None if value is None else int(value)
+def seeded_version(manifest: BuildManifest) -> int | None:
+    return None if manifest.staged is None else manifest.staged.seeded_version
 
 
 def copy_rows(source: BuildIndex, target: BuildIndex, batch_rows: int) -> int:
@@ -220,10 +218,10 @@ def missed_by_candidate(collection: CollectionDir, build_id: str) -> str | None:
     """After a plain ingest changed ``build_id``: publishing the staged candidate as it is
     would undo these changes, so say so while there is time to stage them too."""
     candidate = staged_candidate(collection)
-    if candidate is None or candidate["build_id"] == build_id:
+    if candidate is None or candidate.build_id == build_id:
         return None
     return (
-        f"the staged build {candidate['build_id']} does not have these changes; run this "
+        f"the staged build {candidate.build_id} does not have these changes; run this "
         "ingest again with --stage before publishing it"
     )
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift_reference import RoleReference, ensure_reference
 from mmsearch.workspace import CollectionDir
 
@@ -185,8 +186,8 @@ def _alert(collection: str, result: DriftResult) -> None:
 
 def compare_builds(
     collection: CollectionDir,
-    candidate_manifest: dict[str, Any],
-    live_manifest: dict[str, Any],
+    candidate_manifest: BuildManifest,
+    live_manifest: BuildManifest,
     settings: Settings | None = None,
     *,
     threshold: float = DEFAULT_THRESHOLD,
@@ -195,27 +196,27 @@ def compare_builds(
 
     A role whose encoder differs (spec or version) lives in another vector space, so it
     is reported untested instead of with a meaningless p-value."""
-    candidate_id = str(candidate_manifest["build_id"])
-    if candidate_id == live_manifest["build_id"]:
+    candidate_id = candidate_manifest.build_id
+    if candidate_id == live_manifest.build_id:
         raise MMSearchError(
             f"Build {candidate_id} is the live build of '{collection.name}'; name another "
             "build as the candidate (see: mmsearch collections)."
         )
     live_refs = ensure_reference(collection, live_manifest, settings)
     candidate_refs = ensure_reference(collection, candidate_manifest, settings)
-    live_enc = live_manifest.get("encoders") or {}
-    cand_enc = candidate_manifest.get("encoders") or {}
+    live_enc = live_manifest.encoders
+    cand_enc = candidate_manifest.encoders
     results = []
     for role in sorted(set(live_enc) | set(cand_enc)):
         result = DriftResult(role, "candidate", None, None, 0, 0, threshold, None)
-        result.reference_build, result.test_source = live_manifest["build_id"], candidate_id
+        result.reference_build, result.test_source = live_manifest.build_id, candidate_id
         a, b = live_enc.get(role), cand_enc.get(role)
         if a is None or b is None:
             result.note = f"role only in the {'candidate' if a is None else 'live'} build"
-        elif (a.get("spec"), a.get("version")) != (b.get("spec"), b.get("version")):
+        elif (a.spec, a.version) != (b.spec, b.version):
             result.note = (
-                f"encoders differ ({a.get('spec')} {a.get('version')} vs {b.get('spec')} "
-                f"{b.get('version')}): vectors are in different spaces; compare search "
+                f"encoders differ ({a.spec} {a.version} vs {b.spec} "
+                f"{b.version}): vectors are in different spaces; compare search "
                 "quality instead (mmsearch eval)"
             )
         elif role not in live_refs or role not in candidate_refs:
@@ -232,7 +233,7 @@ def compare_builds(
 
 def compare_queries(
     collection: CollectionDir,
-    live_manifest: dict[str, Any],
+    live_manifest: BuildManifest,
     vectors_by_role: dict[str, np.ndarray],
     settings: Settings | None = None,
     *,
@@ -251,7 +252,7 @@ def compare_queries(
             result = DriftResult(
                 role, "queries", None, None, 0, int(rows.shape[0]), threshold, None
             )
-            result.reference_build, result.test_source = live_manifest["build_id"], "queries"
+            result.reference_build, result.test_source = live_manifest.build_id, "queries"
             result.note = "the live build has no vectors of this role"
         else:
             mean = rows.mean(axis=0) if rows.size else np.zeros(0)

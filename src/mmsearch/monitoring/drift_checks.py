@@ -17,6 +17,7 @@ import numpy as np
 
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift import (
     DEFAULT_THRESHOLD,
     DriftResult,
@@ -31,23 +32,23 @@ QUERY_WINDOW = 2_000
 
 def recent_query_vectors(
     collection: CollectionDir,
-    live_manifest: dict[str, Any],
+    live_manifest: BuildManifest,
     query_log: QueryVectorLog,
     limit: int = QUERY_WINDOW,
 ) -> dict[str, np.ndarray]:
     """Per role of live: the newest logged query vectors made by live's very encoder
     (queries answered by an older build with the same spec and version count too)."""
     found = {}
-    for role, encoder in sorted((live_manifest.get("encoders") or {}).items()):
-        same = [live_manifest["build_id"]]
+    for role, encoder in sorted(live_manifest.encoders.items()):
+        same = [live_manifest.build_id]
         for build_id in collection.build_ids():
             try:
-                other = (collection.manifest(build_id).get("encoders") or {}).get(role) or {}
+                other = collection.manifest(build_id).encoders.get(role)
             except MMSearchError:
                 continue
-            if (other.get("spec"), other.get("version")) == (
-                encoder.get("spec"),
-                encoder.get("version"),
+            if other is not None and (other.spec, other.version) == (
+                encoder.spec,
+                encoder.version,
             ):
                 same.append(build_id)
         rows = query_log.recent(collection.name, role, limit, builds=set(same))
@@ -76,7 +77,7 @@ def check_collection(
     if queries:
         vectors = recent_query_vectors(collection, live, query_log or QueryVectorLog(settings.home))
         results += compare_queries(collection, live, vectors, settings, threshold=threshold)
-    save_results(settings.home, collection.name, live["build_id"], results)
+    save_results(settings.home, collection.name, live.build_id, results)
     return results
 
 

@@ -36,6 +36,7 @@ from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import vector_column
+from mmsearch.manifest import BuildManifest
 from mmsearch.workspace import CollectionDir, read_json, utc_now, write_json_atomic
 
 REFERENCE_DIR = "reference"
@@ -178,7 +179,7 @@ def _vector_chunks(table: pa.Table, column: str, dim: int) -> tuple[int, Iterato
 
 def compute_reference(
     collection: CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     settings: Settings | None = None,
     *,
     sample_size: int = SAMPLE_SIZE,
@@ -186,11 +187,11 @@ def compute_reference(
     """Summarise every encoder role of a build and store it under ``builds/<id>/reference``.
 
     Call it once a build is ready (the ingest hook), or through ``ensure_reference``."""
-    build_id = str(manifest["build_id"])
+    build_id = manifest.build_id
     index = open_build_index(collection, manifest, settings)
     columns = {f.column: f for f in index.vector_fields}
     found: dict[str, RoleReference] = {}
-    for role, encoder in sorted((manifest.get("encoders") or {}).items()):
+    for role, encoder in sorted(manifest.encoders.items()):
         field = columns.get(vector_column(role))
         if field is None:
             continue
@@ -202,15 +203,15 @@ def compute_reference(
         del table
         found[role] = replace(
             reference,
-            encoder_spec=str(encoder.get("spec", "")),
-            encoder_version=str(encoder.get("version", "")),
-            table_version=manifest.get("table_version"),
+            encoder_spec=encoder.spec,
+            encoder_version=encoder.version,
+            table_version=manifest.table_version,
         )
     _save(reference_dir(collection, build_id), manifest, found)
     return found
 
 
-def _save(folder: Path, manifest: dict[str, Any], found: dict[str, RoleReference]) -> None:
+def _save(folder: Path, manifest: BuildManifest, found: dict[str, RoleReference]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for role, ref in found.items():
         # Temp file + rename: a reader (or a second process computing the same thing)
@@ -230,8 +231,8 @@ def _save(folder: Path, manifest: dict[str, Any], found: dict[str, RoleReference
     write_json_atomic(
         folder / SUMMARY_FILE,
         {
-            "build_id": manifest["build_id"],
-            "table_version": manifest.get("table_version"),
+            "build_id": manifest.build_id,
+            "table_version": manifest.table_version,
             "computed_at": utc_now(),
             "seed": SEED,
             "roles": {role: ref.summary() for role, ref in found.items()},
@@ -278,20 +279,19 @@ def load_reference(collection: CollectionDir, build_id: str, role: str) -> RoleR
 
 
 def ensure_reference(
-    collection: CollectionDir, manifest: dict[str, Any], settings: Settings | None = None
+    collection: CollectionDir, manifest: BuildManifest, settings: Settings | None = None
 ) -> dict[str, RoleReference]:
     """The build's references, computed first when missing or older than the table version
     the manifest names (builds from before this feature, or a live build updated since)."""
-    build_id = str(manifest["build_id"])
+    build_id = manifest.build_id
     summary = reference_summary(collection, build_id)
-    roles = sorted(manifest.get("encoders") or {})
+    roles = sorted(manifest.encoders)
     stored = (summary or {}).get("roles", {})
     current = (
         summary is not None
-        and summary.get("table_version") == manifest.get("table_version")
+        and summary.get("table_version") == manifest.table_version
         and all(
-            stored.get(role, {}).get("encoder_version")
-            == str(manifest["encoders"][role].get("version", ""))
+            stored.get(role, {}).get("encoder_version") == manifest.encoders[role].version
             for role in roles
             if role in stored
         )

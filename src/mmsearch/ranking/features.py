@@ -19,6 +19,7 @@ import pyarrow as pa
 from PIL import Image
 
 from mmsearch.errors import QueryError
+from mmsearch.manifest import BuildManifest, EncoderDescription
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.retrieve import Retrieved
 
@@ -31,7 +32,7 @@ def phash_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if "phash" in f.name.lower()]
 
 
-def all_signals(encoders: dict[str, Any]) -> dict[str, str | None]:
+def all_signals(encoders: dict[str, EncoderDescription]) -> dict[str, str | None]:
     """Every retriever this build can run → its vector column (None for keyword)."""
     try:
         plans = plan_retrievers(has_text=True, has_image=True, encoders=encoders)
@@ -51,15 +52,15 @@ class FeatureSpace:
     phash: str | None
 
     @classmethod
-    def for_build(cls, manifest: dict[str, Any], schema: pa.Schema) -> FeatureSpace:
-        signals = all_signals(manifest["encoders"])
-        attributes = manifest.get("attributes", [])
+    def for_build(cls, manifest: BuildManifest, schema: pa.Schema) -> FeatureSpace:
+        signals = all_signals(manifest.encoders)
+        attributes = manifest.attributes
         hashes = phash_columns(schema)
         return cls(
             signals=tuple(sorted(signals)),
             vector_columns=tuple(sorted((s, c) for s, c in signals.items() if c)),
-            numeric=tuple(a["column"] for a in attributes if a["kind"] in NUMERIC_KINDS),
-            strings=tuple(a["column"] for a in attributes if a["kind"] == "string"),
+            numeric=tuple(a.column for a in attributes if a.kind in NUMERIC_KINDS),
+            strings=tuple(a.column for a in attributes if a.kind == "string"),
             phash=hashes[0] if hashes else None,
         )
 

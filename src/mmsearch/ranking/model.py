@@ -19,6 +19,7 @@ import numpy as np
 
 from mmsearch import __version__
 from mmsearch.errors import MMSearchError
+from mmsearch.manifest import BuildManifest
 
 MODEL_FILE, META_FILE = "model.txt", "meta.json"
 
@@ -40,8 +41,8 @@ class RankerMeta:
     source: str = "qrels"  # qrels | clicks
 
 
-def encoder_signature(manifest: dict[str, Any]) -> dict[str, str]:
-    return {role: f"{e['spec']}@{e['version']}" for role, e in sorted(manifest["encoders"].items())}
+def encoder_signature(manifest: BuildManifest) -> dict[str, str]:
+    return {role: f"{e.spec}@{e.version}" for role, e in sorted(manifest.encoders.items())}
 
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -132,7 +133,7 @@ class RankerModel:
             )
         return cls(booster, meta, folder)
 
-    def incompatibility(self, features: list[str], manifest: dict[str, Any]) -> str | None:
+    def incompatibility(self, features: list[str], manifest: BuildManifest) -> str | None:
         """Why this model cannot rank this build, or None when it can."""
         if self.meta.features != features:
             missing = sorted(set(self.meta.features) - set(features))
@@ -146,13 +147,13 @@ class RankerModel:
                 detail.append("the features are in another order")
             return (
                 f"the reranker {self.name} was trained on other features ({'; '.join(detail)}); "
-                f"retrain it on collection '{manifest.get('collection')}' "
+                f"retrain it on collection '{manifest.collection}' "
                 "with `mmsearch train-ranker`"
             )
         signature = encoder_signature(manifest)
         if self.meta.encoders != signature:
             return (
                 f"the reranker {self.name} was trained with encoders {self.meta.encoders}, "
-                f"but build {manifest['build_id']} uses {signature}; retrain it on this build"
+                f"but build {manifest.build_id} uses {signature}; retrain it on this build"
             )
         return None

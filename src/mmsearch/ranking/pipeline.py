@@ -21,6 +21,7 @@ from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter
 from mmsearch.index.base import BuildIndex
+from mmsearch.manifest import BuildManifest
 from mmsearch.ranking.apply_rules import active_pins, apply_rules
 from mmsearch.ranking.explain import (
     Explanation,
@@ -61,13 +62,13 @@ def _choice(value: str | Path | None, default: Path | None) -> Path | None:
 
 
 class RankingStage:
-    def __init__(self, settings: Settings, manifest: dict[str, Any], index: BuildIndex):
+    def __init__(self, settings: Settings, manifest: BuildManifest, index: BuildIndex):
         self.settings = settings
         self.manifest = manifest
         self.index = index
         self.space = FeatureSpace.for_build(manifest, index.schema)
-        self.columns = {a["column"] for a in manifest.get("attributes", [])}
-        self.signal_columns = all_signals(manifest["encoders"])
+        self.columns = {a.column for a in manifest.attributes}
+        self.signal_columns = all_signals(manifest.encoders)
         self._models: dict[Path, RankerModel] = {}
         self._rules: dict[Path, tuple[float, RuleSet]] = {}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.manifest import BuildManifest
 from mmsearch.ranking.model import RankerMeta, RankerModel, encoder_signature, fit_lambdamart
 
 Judgments = dict[str, dict[str, int]]
@@ -134,7 +135,7 @@ def fit_ranker(
     judgments: Judgments,
     *,
     features: list[str],
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     collection: str,
     folds: int = 5,
     seed: int = 13,
@@ -148,7 +149,7 @@ def fit_ranker(
     collected from: the saved model records both, so that it is refused on a build whose
     features or encoders differ.
     """
-    build_id = manifest["build_id"]
+    build_id = manifest.build_id
     report = TrainingReport(queries=len(pools), skipped=list(skipped))
     if folds >= 2 and len(pools) >= folds:
         report.folds = cross_validate(pools, judgments, folds=folds, seed=seed, params=params)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from mmsearch.errors import QueryError
 from mmsearch.index.schema import vector_column
+from mmsearch.manifest import EncoderDescription
 
 KEYWORD, TEXT_VECTOR, IMAGE_VECTOR = "keyword", "text_vector", "image_vector"
 TEXT_TO_IMAGE, TEXT_IMAGE = "text_to_image", "text_image"
@@ -76,13 +77,13 @@ def blend_query_vectors(text: np.ndarray, image: np.ndarray, image_weight: float
     return (mixed / norm).astype(np.float32)
 
 
-def is_cross_modal(encoders: dict[str, dict[str, Any]]) -> bool:
+def is_cross_modal(encoders: dict[str, EncoderDescription]) -> bool:
     """True when the build's image encoder also embeds text into the image vector space."""
     image = encoders.get("image")
-    return image is not None and "text" in image.get("modalities", [])
+    return image is not None and "text" in image.modalities
 
 
-def check_image_weight(image_weight: float, encoders: dict[str, dict[str, Any]]) -> None:
+def check_image_weight(image_weight: float, encoders: dict[str, EncoderDescription]) -> None:
     if not (math.isfinite(image_weight) and 0.0 <= image_weight <= 1.0):
         raise QueryError(f"image_weight must be between 0 and 1, got {image_weight}.")
     if image_weight != DEFAULT_IMAGE_WEIGHT and not is_cross_modal(encoders):
@@ -98,7 +99,7 @@ def plan_retrievers(
     *,
     has_text: bool,
     has_image: bool,
-    encoders: dict[str, dict[str, Any]],
+    encoders: dict[str, EncoderDescription],
     only: list[str] | None = None,
     image_weight: float = DEFAULT_IMAGE_WEIGHT,
 ) -> list[RetrieverPlan]:

@@ -23,6 +23,7 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Filter
 from mmsearch.index.base import BuildIndex, Match
+from mmsearch.manifest import BuildManifest
 from mmsearch.retrieval.image_hits import (
     DuplicateKind,
     ImageSignal,
@@ -104,7 +105,7 @@ class Retriever:
     def __init__(
         self,
         settings: Settings,
-        manifest: dict[str, Any],
+        manifest: BuildManifest,
         index: BuildIndex,
         query_cache: QueryEmbeddingCache,
     ):
@@ -121,7 +122,7 @@ class Retriever:
         plans = plan_retrievers(
             has_text=text is not None,
             has_image=query.image is not None,
-            encoders=self.manifest["encoders"],
+            encoders=self.manifest.encoders,
             only=query.signals,
             image_weight=query.image_weight,
         )
@@ -185,8 +186,8 @@ class Retriever:
     ) -> np.ndarray | None:
         """Embed the query; a failing text model becomes a warning, not a failed search."""
         tick = time.perf_counter()
-        spec = self.manifest["encoders"][role]["spec"]
-        version = str(self.manifest["encoders"][role].get("version", ""))
+        spec = self.manifest.encoders[role].spec
+        version = self.manifest.encoders[role].version
         try:
             # Keyed by spec and version: a changed model never answers from the cache.
             key = (text_key if modality == "text" else image_key)(spec, version, query)
@@ -226,7 +227,7 @@ class Retriever:
         plans = plan_retrievers(
             has_text=retrieved.text is not None,
             has_image=retrieved.image is not None,
-            encoders=self.manifest["encoders"],
+            encoders=self.manifest.encoders,
             image_weight=image_weight,
         )
         signals = [

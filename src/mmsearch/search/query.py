@@ -15,6 +15,7 @@ itself. Those decoded images, and the caller's access, are arguments of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from PIL import Image
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Visible
 from mmsearch.filters.structured import structured_filter
+from mmsearch.manifest import AttributeDescription
 from mmsearch.search.request import MAX_K, MAX_QUERY_CHARS, SearchRequest
 
 MAX_TEXT = MAX_QUERY_CHARS
@@ -112,7 +114,7 @@ def parse_query(**fields: Any) -> SearchQuery:
 
 def build_request(
     query: SearchQuery,
-    attributes: list[dict[str, Any]] | None = None,
+    attributes: Sequence[AttributeDescription] | None = None,
     *,
     image: Image.Image | None = None,
     image_sha256: str | None = None,

@@ -23,12 +23,13 @@ from mmsearch.filters.parse import parse_where
 from mmsearch.index.base import BuildIndex, Match
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
+from mmsearch.manifest import BUILDING
 from mmsearch.ranking.pipeline import RankingStage
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
 from mmsearch.search.request import SearchRequest, fusion_params, validate_request
 from mmsearch.search.result import Hit, SearchResult, SignalScore
-from mmsearch.workspace import BUILDING, Workspace
+from mmsearch.workspace import Workspace
 
 HIT_COLUMNS = ["id", "title", "images", "texts_json"]
 
@@ -51,16 +52,16 @@ class Searcher:
         self.folder = folder
         self.collection = collection
         self.manifest = folder.live_manifest() if build_id is None else folder.manifest(build_id)
-        if self.manifest.get("state") == BUILDING:
+        if self.manifest.state == BUILDING:
             raise MMSearchError(
                 f"Build {build_id} of '{collection}' is still being built; it cannot be "
                 "searched until its first ingest finishes."
             )
-        self.build_id: str = self.manifest["build_id"]
+        self.build_id: str = self.manifest.build_id
         self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
-        self.attribute_columns = [a["column"] for a in self.manifest["attributes"]]
+        self.attribute_columns = [a.column for a in self.manifest.attributes]
         # What a user's ``where`` may name: the attribute columns and their kinds, only.
-        self.attribute_kinds = {a["column"]: a["kind"] for a in self.manifest["attributes"]}
+        self.attribute_kinds: dict[str, str] = {a.column: a.kind for a in self.manifest.attributes}
         self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
         self.ranking = RankingStage(settings, self.manifest, self.index)
         self._items_with_acl: int | None = None

@@ -20,6 +20,7 @@ from mmsearch.config import Settings
 from mmsearch.filters.expr import Filter
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
+from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.workspace import CollectionDir
 
 MAX_DROPDOWN_VALUES = 50
@@ -31,7 +32,7 @@ _LOCK = threading.Lock()
 
 def collection_facets(
     source: BuildIndex | CollectionDir,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
     filter: Filter | None = None,
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
@@ -41,14 +42,14 @@ def collection_facets(
     ``source`` is the build's open index (the service passes its Searcher's) or the
     collection folder, from which the build of ``manifest`` is opened.
     """
-    collection = str(manifest.get("collection") or getattr(source, "name", ""))
-    key = (collection, manifest["build_id"], int(manifest.get("table_version", 0)), filter)
+    collection = manifest.collection or str(getattr(source, "name", ""))
+    key = (collection, manifest.build_id, manifest.table_version or 0, filter)
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    attributes = manifest.get("attributes", [])
-    columns = [a["column"] for a in attributes]
+    attributes = manifest.attributes
+    columns = [a.column for a in attributes]
     data = pa.table({})
     if columns:
         index = (
@@ -57,7 +58,7 @@ def collection_facets(
             else source
         )
         data = index.scan(columns, filter)
-    facets = [_facet(spec, data.column(spec["column"])) for spec in attributes]
+    facets = [_facet(spec, data.column(spec.column)) for spec in attributes]
     with _LOCK:
         _CACHE[key] = facets
         while len(_CACHE) > MAX_CACHED:
@@ -65,13 +66,13 @@ def collection_facets(
     return facets
 
 
-def _facet(spec: dict[str, Any], column: pa.ChunkedArray) -> dict[str, Any]:
-    facet: dict[str, Any] = {"field": spec["field"], "column": spec["column"], "kind": spec["kind"]}
-    if spec["kind"] in {"int", "float"}:
+def _facet(spec: AttributeDescription, column: pa.ChunkedArray) -> dict[str, Any]:
+    facet: dict[str, Any] = {"field": spec.field, "column": spec.column, "kind": spec.kind}
+    if spec.kind in {"int", "float"}:
         bounds = pc.min_max(column)
         facet["min"] = bounds["min"].as_py()
         facet["max"] = bounds["max"].as_py()
-    elif spec["kind"] == "bool":
+    elif spec.kind == "bool":
         facet["values"] = [True, False]
     else:
         counts = pc.value_counts(column.drop_null()).to_pylist()

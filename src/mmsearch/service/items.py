@@ -34,6 +34,7 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
 from mmsearch.ingest.history import RunEntry, append_run, note_run, recording
+from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.media.images import decode_image
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, WriterBusy
@@ -149,17 +150,17 @@ def delete_item(
             "counts": counts,
             "table_version": index.version(),
         }
-        manifest.setdefault("counts", {})["items"] = counts["items"]
-        manifest["table_version"] = index.version()
-        manifest["updated_at"] = utc_now()
+        manifest.counts = manifest.counts.model_copy(update={"items": counts["items"]})
+        manifest.table_version = index.version()
+        manifest.updated_at = utc_now()
         note_run(manifest, summary, before)
-        folder.write_manifest(manifest["build_id"], manifest)
+        folder.write_manifest(manifest.build_id, manifest)
         append_run(
             folder,
             RunEntry(
                 "item_delete",
                 summary["run_id"],
-                manifest["build_id"],
+                manifest.build_id,
                 started_at,
                 summary["finished_at"],
                 counts,
@@ -171,7 +172,7 @@ def delete_item(
         )
     state.forget(collection)
     state.audit(caller.key_id, "item.delete", collection=collection, items=[item_id])
-    return {"deleted": item_id, "build_id": manifest["build_id"], "items": index.row_count()}
+    return {"deleted": item_id, "build_id": manifest.build_id, "items": index.row_count()}
 
 
 def upsert_item(
@@ -205,16 +206,18 @@ def _upsert_item(
     with _item_writer(state, collection, f"PUT item {item_id}"):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
-        mapping = FieldMapping(**manifest["mapping"])
+        mapping = manifest.mapping.model_copy(deep=True)
         if not caller.unrestricted:
             _check_restricted_write(state, collection, item_id, body, mapping, caller)
         record = _prepare_record(state, collection, item_id, body, mapping, manifest)
         settings = state.settings.model_copy(
             update={
-                "text_encoder": manifest["encoders"]["text"]["spec"],
-                "image_encoder": manifest["encoders"]
-                .get("image", {})
-                .get("spec", state.settings.image_encoder),
+                "text_encoder": manifest.encoders["text"].spec,
+                "image_encoder": (
+                    manifest.encoders["image"].spec
+                    if "image" in manifest.encoders
+                    else state.settings.image_encoder
+                ),
                 "image_roots": [*state.allowed_roots(), state.uploads_dir / "images"],
             }
         )
@@ -258,7 +261,7 @@ def _prepare_record(
     item_id: str,
     body: ItemBody,
     mapping: FieldMapping,
-    manifest: dict[str, Any],
+    manifest: BuildManifest,
 ) -> dict[str, Any]:
     record = dict(body.record)
     id_field = mapping.id or "id"
@@ -266,7 +269,7 @@ def _prepare_record(
     if given is not None and str(given) != item_id:
         raise QueryError(f"The record's {id_field} '{given}' differs from the URL's '{item_id}'.")
     record[id_field] = item_id
-    _coerce_attributes(record, manifest["attributes"])
+    _coerce_attributes(record, manifest.attributes)
     # Paths the caller named must lie in the configured roots; uploads are saved below.
     for field in mapping.images:
         value = record.get(field)
@@ -289,19 +292,19 @@ def _prepare_record(
     return record
 
 
-def _coerce_attributes(record: dict[str, Any], attributes: list[dict[str, Any]]) -> None:
+def _coerce_attributes(record: dict[str, Any], attributes: list[AttributeDescription]) -> None:
     """Make JSON numbers match the build's types, then insist every typed attribute fits."""
     for spec in attributes:
-        value = record.get(spec["field"])
-        if spec["kind"] == "float" and isinstance(value, int) and not isinstance(value, bool):
-            record[spec["field"]] = float(value)
-        if spec["kind"] == "int" and isinstance(value, float) and value.is_integer():
-            record[spec["field"]] = int(value)
-    inferred = infer_attribute_specs([record], [a["field"] for a in attributes])
+        value = record.get(spec.field)
+        if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            record[spec.field] = float(value)
+        if spec.kind == "int" and isinstance(value, float) and value.is_integer():
+            record[spec.field] = int(value)
+    inferred = infer_attribute_specs([record], [a.field for a in attributes])
     problems = [
-        f"{spec['field']} must be {spec['kind']} (got {record.get(spec['field'])!r})"
+        f"{spec.field} must be {spec.kind} (got {record.get(spec.field)!r})"
         for spec, found in zip(attributes, inferred, strict=True)
-        if found.kind != spec["kind"]
+        if found.kind != spec.kind
     ]
     if problems:
         raise Conflict(

@@ -115,7 +115,7 @@ def run_search(
     searcher = state.searcher(collection, routed.build_id)
     request = build_request(
         body,
-        searcher.manifest["attributes"],
+        searcher.manifest.attributes,
         image=image.image if image else None,
         image_sha256=image.sha256 if image else None,
         mode=body.mode,

@@ -156,7 +156,7 @@ class ServiceState:
                 manifest = folder.manifest(live)
             except (MMSearchError, OSError):
                 continue
-            items = int(manifest.get("counts", {}).get("items", 0))
+            items = manifest.counts.items
             infos.append(CollectionInfo(name, live, items))
         return infos
 

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.gate_report import latest_gate_report
 from mmsearch.governance.lifecycle import build_status
+from mmsearch.manifest import BuildManifest, manifest_json
 from mmsearch.media.images import read_image_bytes
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import NotFound, error_responses
@@ -46,10 +47,10 @@ def summary(state: ServiceState, name: str, caller: Caller) -> dict[str, Any]:
     folder = state.workspace.collection(name)
     aliases = folder.aliases()
     live = aliases.get("live")
-    manifest = folder.manifest(live) if live else {}
+    manifest = folder.manifest(live) if live else None
     builds_dir = folder.folder / "builds"
     builds = sorted(p.name for p in builds_dir.iterdir()) if builds_dir.is_dir() else []
-    items = manifest.get("counts", {}).get("items", 0)
+    items = manifest.counts.items if manifest else 0
     if live and (access := state.access_filter(caller, name)) is not None:
         items = state.searcher(name).index.count(access)
     return {
@@ -59,13 +60,30 @@ def summary(state: ServiceState, name: str, caller: Caller) -> dict[str, Any]:
         "live_build": live,
         "default_access": folder.default_access(state.settings.default_access),
         "items": items,
-        "created_at": manifest.get("created_at"),
-        "updated_at": manifest.get("updated_at"),
-        "encoders": manifest.get("encoders", {}),
-        "mapping": manifest.get("mapping", {}),
-        "attributes": manifest.get("attributes", []),
-        "table_version": manifest.get("table_version"),
-        "errors": manifest.get("errors", {}),
+        **_build_summary(manifest),
+    }
+
+
+def _build_summary(manifest: BuildManifest | None) -> dict[str, Any]:
+    """The live build's part of a collection summary, parts as the manifest stores them."""
+    if manifest is None:  # no live build yet
+        return {
+            "created_at": None,
+            "updated_at": None,
+            "encoders": {},
+            "mapping": {},
+            "attributes": [],
+            "table_version": None,
+            "errors": {},
+        }
+    return {
+        "created_at": manifest.created_at,
+        "updated_at": manifest.updated_at,
+        "encoders": manifest_json(manifest.encoders),
+        "mapping": manifest_json(manifest.mapping),
+        "attributes": manifest_json(manifest.attributes),
+        "table_version": manifest.table_version,
+        "errors": manifest_json(manifest.errors),
     }
 
 
@@ -112,7 +130,7 @@ def get_build(name: CollectionName, build_id: str, request: Request) -> dict[str
     manifest = folder.manifest(build_id)
     report = latest_gate_report(folder, build_id)
     return {
-        **manifest,
+        **manifest.as_json(),
         "status": build_status(folder.state(), manifest),
         "gate_report": report.as_dict() if report is not None else None,
     }

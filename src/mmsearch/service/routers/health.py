@@ -44,8 +44,8 @@ def readyz(request: Request) -> JSONResponse:
                 collections[name] = {"status": "empty"}
                 continue
             searcher = state.searcher(name)
-            for role, encoder in searcher.manifest["encoders"].items():
-                create_encoder(encoder["spec"])
+            for role, encoder in searcher.manifest.encoders.items():
+                create_encoder(encoder.spec)
                 collections.setdefault(name, {}).setdefault("encoders", {})[role] = "loaded"
             collections[name].update(
                 {"build_id": searcher.build_id, "items": searcher.index.row_count()}

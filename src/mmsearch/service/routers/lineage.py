@@ -33,6 +33,7 @@ from mmsearch.governance.lineage import (
 from mmsearch.governance.roles import Permission
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.kpis import DEFAULT_K, parse_moment, read_kpis
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import Forbidden, NotFound, error_responses
@@ -54,7 +55,7 @@ def _state(request: Request) -> ServiceState:
 
 def _build(
     state: ServiceState, name: str, build: str | None
-) -> tuple[CollectionDir, dict[str, Any], BuildIndex]:
+) -> tuple[CollectionDir, BuildManifest, BuildIndex]:
     """The named build, else the live one (through the open searcher: no reopening)."""
     folder = state.workspace.collection(name)
     if build is None:
@@ -131,7 +132,7 @@ def read_items_from(
         folder, manifest, state.settings, source_file=source, run=run, limit=limit, index=index
     )
     total = count_from(folder, manifest, state.settings, source_file=source, run=run, index=index)
-    return {"collection": name, "build_id": manifest["build_id"], "total": total, "items": rows}
+    return {"collection": name, "build_id": manifest.build_id, "total": total, "items": rows}
 
 
 @router.get(

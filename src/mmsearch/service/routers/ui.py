@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from mmsearch import __version__
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.lifecycle import build_status, canary_of, switch_history
+from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift_checks import last_results
 from mmsearch.service.access import SESSION_COOKIE, AccessControl, request_caller
 from mmsearch.service.charts import bucket_by_minute, canary_svg, latency_svg, volume_svg
@@ -127,22 +128,22 @@ def _canary_panel(state: ServiceState, folder: CollectionDir) -> dict[str, Any]:
     return panel
 
 
-def _build_row(manifest: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
-    gate = manifest.get("gate") or {}
+def _build_row(manifest: BuildManifest, snapshot: dict[str, Any]) -> dict[str, Any]:
+    gate = manifest.gate
+    stored = manifest.as_json()  # the file as it is, for the page's "manifest" view
+    stored.pop("runs", None)
     return {
         "status": build_status(snapshot, manifest),
-        "gate": gate.get("verdict"),
-        "gate_reasons": gate.get("reasons") or [],
-        "build_id": manifest.get("build_id"),
-        "created_at": manifest.get("created_at"),
-        "updated_at": manifest.get("updated_at"),
-        "items": manifest.get("counts", {}).get("items"),
-        "encoders": {r: e.get("spec") for r, e in manifest.get("encoders", {}).items()},
-        "runs": len(manifest.get("runs", [])),
-        "errors": manifest.get("errors", {}).get("count", 0),
-        "json": json.dumps(
-            {k: v for k, v in manifest.items() if k != "runs"}, indent=2, default=str
-        ),
+        "gate": gate.verdict if gate is not None else None,
+        "gate_reasons": list(gate.reasons) if gate is not None else [],
+        "build_id": manifest.build_id,
+        "created_at": manifest.created_at,
+        "updated_at": manifest.updated_at,
+        "items": manifest.counts.items,
+        "encoders": {r: e.spec for r, e in manifest.encoders.items()},
+        "runs": len(manifest.runs),
+        "errors": manifest.errors.count,
+        "json": json.dumps(stored, indent=2, default=str),
     }
 
 
