@@ -1,9 +1,16 @@
-"""``mmsearch audit verify|show``: check and read the hash-chained audit trail."""
+"""``mmsearch audit verify|show|anchor``: check, read and anchor the hash-chained audit trail.
+
+``verify`` also compares the log with the workspace's anchor (``<home>/auth/audit-anchor.json``),
+so an emptied or removed log fails once events were recorded; ``anchor FILE`` exports
+the head for safekeeping outside the workspace, and ``verify --anchor FILE`` checks the
+log against such an export, which a person who can rewrite the workspace cannot reach.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +19,7 @@ from rich.table import Table
 
 from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.audit import AuditError, AuditLog
+from mmsearch.governance.audit import AuditError, AuditLog, load_anchor
 from mmsearch.governance.keys import parse_duration
 from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
@@ -47,14 +54,36 @@ def _summary(event: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    audit_app = typer.Typer(help="The audit trail of writes and admin acts (verify, show).")
+    audit_app = typer.Typer(help="The audit trail of writes and admin acts (verify, show, anchor).")
     app.add_typer(audit_app, name="audit")
 
     @audit_app.command("verify")
-    def verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
-        """Check the hash chain; exit 1 and list the lines when the log was tampered with."""
+    def verify(
+        anchor: Annotated[
+            Path | None,
+            typer.Option(
+                "--anchor",
+                help="Also check the log against an anchor exported by `mmsearch audit "
+                "anchor FILE`: the log must still reach its seq with the same hash.",
+            ),
+        ] = None,
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Check the hash chain, the head and the workspace's anchor; exit 1 and list the
+        lines when the log was tampered with.
+
+        An emptied or removed log fails once the workspace has recorded events (its
+        anchor, auth/audit-anchor.json, remembers how many). Someone who can rewrite the
+        whole workspace can rewrite that too: keep an exported anchor elsewhere and pass
+        it with --anchor.
+        """
         log = AuditLog(load_settings(home).home)
-        report = log.verify()
+        try:
+            exported = load_anchor(anchor) if anchor is not None else None
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        report = log.verify(exported)
         if as_json:
             console.print_json(json.dumps(report.as_dict()))
         elif report.ok:
@@ -69,13 +98,43 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
             )
             for problem in report.problems:
-                where = f"line {problem.line}" if problem.line else log.head_path.name
+                if problem.line:
+                    where = f"line {problem.line}"
+                elif problem.kind == "anchor":
+                    where = log.anchor_path.name
+                else:
+                    where = log.head_path.name
                 errors.print(
                     f"  {where}: [red]{problem.kind}[/] — {escape(problem.detail)}",
                     highlight=False,
                 )
         if not report.ok:
             raise typer.Exit(1)
+
+    @audit_app.command("anchor")
+    def export_anchor(
+        file: Annotated[Path, typer.Argument(help="Where to write the anchor (JSON, mode 0600).")],
+        home: HomeOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Export the log's head (seq and hash of the last event) to FILE for safekeeping.
+
+        Keep FILE somewhere the workspace's writers cannot change (another machine, a
+        ticket, a backup); later, `mmsearch audit verify --anchor FILE` fails if the log
+        was cut short or rewritten since. Refused while the log does not verify.
+        """
+        try:
+            anchor = AuditLog(load_settings(home).home).export_anchor(file)
+        except MMSearchError as exc:
+            raise fail(str(exc)) from None
+        if as_json:
+            console.print_json(json.dumps(anchor))
+        else:
+            console.print(
+                f"anchor written to {escape(str(file))}: seq {anchor['seq']}, "
+                f"sha256 {anchor['sha256'][:16]}…",
+                highlight=False,
+            )
 
     @audit_app.command("show")
     def show(

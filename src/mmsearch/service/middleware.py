@@ -1,11 +1,15 @@
 """ASGI middleware: request ids, body size cap, request metrics and the access log.
 
+It also sets ``client_var`` (``ip:<address>``) for the request's whole handling, so an
+anonymous refusal audited by the guard or a route is counted per client address.
+
 Written as plain ASGI (not ``BaseHTTPMiddleware``) so streaming bodies are counted
 as they arrive and an oversized upload is refused without buffering it first.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -22,6 +26,9 @@ from mmsearch.service.errors import PayloadTooLarge, error_body
 
 access_log = logging.getLogger("mmsearch.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+client_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mmsearch_client", default=None
+)
 
 
 class ServiceMiddleware:
@@ -38,6 +45,8 @@ class ServiceMiddleware:
         given = headers.get("x-request-id", "")
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        client = scope.get("client")
+        client_token = client_var.set(f"ip:{client[0]}" if client else None)
         started = time.perf_counter()
         status = {"code": 500}
 
@@ -73,6 +82,7 @@ class ServiceMiddleware:
                 },
             )
             request_id_var.reset(token)
+            client_var.reset(client_token)
 
     def _capped(self, receive: Receive) -> Receive:
         seen = 0

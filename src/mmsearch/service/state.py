@@ -6,6 +6,9 @@ ingest by the CLI or a rollback is picked up on the next request without a resta
 
 Writes take the collection's writer lock (``mmsearch.writer_lock``), which excludes
 the CLI and the other workers of this service as well as this process's own threads.
+
+Refusals are audited; anonymous ones are folded into one line per client address and
+minute (``governance.audit.RefusalTally``), written at the latest when the service stops.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from mmsearch.config import Settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
-from mmsearch.governance.audit import AuditEvent, AuditLog
+from mmsearch.governance.audit import ANONYMOUS_KEY_ID, AuditEvent, AuditLog, RefusalTally
 from mmsearch.governance.lifecycle import Route, protected_builds, route
 from mmsearch.monitoring.canary import CanaryMonitor
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
@@ -32,6 +35,7 @@ from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.search.searcher import Searcher
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden
+from mmsearch.service.middleware import client_var
 from mmsearch.workspace import Workspace
 from mmsearch.writer_lock import WriterInfo, collection_writer
 
@@ -57,6 +61,7 @@ class ServiceState:
         )
         self.click_log = ClickLog(logs / "clicks.jsonl")
         self.audit_log = AuditLog(settings.home)
+        self.refusals = RefusalTally(self._append_audit)
         self.canaries = CanaryMonitor()
         # Recent query embeddings per role: what ``drift`` compares with live's reference.
         self.query_vectors = QueryVectorLog(settings.home)
@@ -191,29 +196,47 @@ class ServiceState:
     ) -> None:
         """Append one line to the hash-chained audit trail; a failure to audit is logged."""
         try:
-            self.audit_log.append(
-                AuditEvent(
-                    key_id=key_id,
-                    action=action,
-                    collection=collection,
-                    items=items,
-                    counts=counts,
-                    outcome=outcome,
-                    detail=detail,
-                )
+            event = AuditEvent(
+                key_id=key_id,
+                action=action,
+                collection=collection,
+                items=items,
+                counts=counts,
+                outcome=outcome,
+                detail=detail,
             )
-        except Exception:  # the trail must not take the service down; the log says why
-            log.exception("audit append failed", extra={"action": action})
+        except Exception:
+            log.exception("audit event invalid", extra={"action": action})
+            return
+        self._append_audit(event)
 
-    def audit_refusal(self, key_id: str, method: str, path: str, status: int, kind: str) -> None:
-        self.audit(
-            key_id,
-            "request.refused",
-            outcome="refused",
-            detail=f"{method} {path} -> {status} {kind}",
-        )
+    def _append_audit(self, event: AuditEvent) -> None:
+        try:
+            self.audit_log.append(event)
+        except Exception:  # the trail must not take the service down; the log says why
+            log.exception("audit append failed", extra={"action": event.action})
+
+    def audit_refusal(
+        self,
+        key_id: str,
+        method: str,
+        path: str,
+        status: int,
+        kind: str,
+        client: str | None = None,
+    ) -> None:
+        """Audit a refused request. A known key's refusal is a line of its own (it names
+        who tried what); anonymous ones, which a scanner sends many times a second, are
+        counted per client address (``client``, else the request's, which the service
+        middleware keeps in ``client_var``) and written as one line a minute."""
+        request = f"{method} {path} -> {status} {kind}"
+        if key_id == ANONYMOUS_KEY_ID:
+            self.refusals.refused(client or client_var.get() or "ip:unknown", request, status)
+            return
+        self.audit(key_id, "request.refused", outcome="refused", detail=request)
 
     def close(self) -> None:
+        self.refusals.close()  # pending anonymous counts are written, not lost
         self.query_log.close()
         self.query_vectors.close()
         self.tracer.shutdown()
