@@ -11,16 +11,27 @@ Encoders look at far fewer pixels than a camera produces (the visual descriptor
 works on 64x64, pHash on 32x32, CLIP on 224x224, OCR on at most 1600 px), yet a
 36-megapixel photo decoded at full size holds about 140 MB. ``max_side`` bounds the
 decoded size; for JPEG the decoder itself then works at 1/2, 1/4 or 1/8 scale (DCT
-scaling), so the full-size frame is never built at all.
+scaling), so the full-size frame is never built at all. Other formats (PNG, WebP,
+TIFF) can only be decoded at full size; a bounded decode then holds that frame once,
+not twice: it is shrunk before the EXIF rotation and freed as soon as the small copy
+exists. ``decode_pixels`` says from the header alone how many pixels a decode will
+hold at once, so a caller can bound how many run together, and ``release_free_memory``
+hands freed heap pages back to the OS after a large decode (glibc keeps them otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import io
 import stat
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -32,6 +43,17 @@ from mmsearch.errors import ImageError
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 # Integer and float greyscale modes whose values do not fit 0..255.
 _WIDE_GREY_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps does).
+_ORIENTATION = 0x0112
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -108,24 +130,13 @@ def decode_image(
         image = _open_checked(data, source, limits)
         try:
             declared = image.size
-            target: tuple[int, int] | None = None
             if max_side is not None and max(declared) > max_side:
-                target = bounded_size(declared, max_side)
-            _load_first_frame(image, target)
-            loaded_size = image.size
+                return _decode_bounded(image, bounded_size(declared, max_side))
+            _load_first_frame(image)
             upright = ImageOps.exif_transpose(image)
             if upright is None:
                 upright = image
-            elif target is not None:
-                # Drop the full-resolution pixels now rather than after the resize.
-                image.close()
-            result = normalise_mode(upright)
-            if target is None:
-                return result
-            # A 90-degree EXIF rotation swaps the axes of the frame that was decoded.
-            if upright.size != loaded_size:
-                target = (target[1], target[0])
-            return _downscale(result, target)
+            return normalise_mode(upright)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -137,6 +148,83 @@ def decode_image(
             raise ImageError(f"{source}: cannot decode image: {_reason(exc)}") from None
         finally:
             image.close()
+
+
+def _decode_bounded(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Decode (reduced for JPEG), normalise, shrink to ``target``, then turn upright.
+
+    Shrinking before the EXIF rotation means the rotation copies the small image, not
+    the full frame, and each larger stage is closed as soon as the next exists, so a
+    format without draft holds its full frame once and only while it is shrunk.
+    ``target`` is in the stored (unrotated) axes, as the header declares them.
+    """
+    _load_first_frame(image, target)
+    orientation = image.getexif().get(_ORIENTATION, 1)
+    result = normalise_mode(image)
+    if result is not image:
+        image.close()
+    smaller = _downscale(result, target)
+    if smaller is not result:
+        result.close()
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    if method is not None:
+        turned = smaller.transpose(method)
+        smaller.close()
+        smaller = turned
+    # The caller closes the opened file image; hand back an image of our own.
+    return smaller.copy() if smaller is image else smaller
+
+
+def decode_pixels(data: bytes, max_side: int | None = None) -> int:
+    """Pixels a ``decode_image(data, max_side=...)`` holds at once, from the header alone.
+
+    JPEG is decoded at the smallest DCT scale (1/1 to 1/8) that still covers the bound,
+    so it holds at most about four times the bounded size; other formats hold their
+    full frame. 0 when the header cannot be read (the decode proper says why).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            is_jpeg = probe.format == "JPEG"
+    except Exception:  # see decode_image: any plugin error means "unusable image"
+        return 0
+    full = max(width, 0) * max(height, 0)
+    if max_side is None or max(width, height) <= max_side or not is_jpeg:
+        return full
+    scale = 1
+    while scale < 8 and max(width, height) // (scale * 2) >= max_side:
+        scale *= 2
+    return -(-width // scale) * -(-height // scale)
+
+
+def _load_libc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (not Linux, or a libc without it, such as musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+        return cast("Callable[[int], int]", trim)
+    return None
+
+
+_MALLOC_TRIM = _load_libc_trim()
+
+
+def release_free_memory() -> bool:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``); False where unavailable.
+
+    A full frame of tens of MB is freed into the allocator's heaps (glibc raises its
+    mmap threshold after the first large free, and each thread has its own arena), and
+    glibc keeps those pages: without a trim the server's resident memory stays at its
+    peak after a few concurrent large decodes. The trim takes about a millisecond.
+    """
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
 
 
 def load_image(

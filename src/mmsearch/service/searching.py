@@ -3,7 +3,8 @@
 The body is a ``search.query.SearchQuery`` plus what only HTTP carries (a base64
 image, a ``mode``); ``search.query.build_request`` turns it into the resolved request
 exactly as it does for the CLI and evaluation. What stays here is HTTP's own part:
-decoding the image under the server's limits, the caller's access, registered
+decoding the image under the server's limits (to the size ingest decodes to, under the
+process's decode budget: ``service.query_images``), the caller's access, registered
 rules/reranker names → paths, canary routing, offset slicing and observation.
 """
 
@@ -28,7 +29,7 @@ from mmsearch.errors import QueryError
 from mmsearch.governance.lifecycle import canary_of, stop_canary
 from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.governance.roles import Role
-from mmsearch.media.images import ImageLimits, decode_image
+from mmsearch.media.images import ImageLimits
 from mmsearch.monitoring.canary import CanaryGuards, Trip
 from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
@@ -38,6 +39,7 @@ from mmsearch.search.query import FilterValue, build_request
 from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden, PayloadTooLarge
+from mmsearch.service.query_images import decode_bounded
 from mmsearch.service.schemas import SearchBody
 from mmsearch.service.state import ServiceState
 
@@ -58,7 +60,10 @@ class QueryImage:
 
 
 def decode_query_image(data: bytes, source: str, settings: Settings) -> QueryImage:
-    image = decode_image(data, source=source, limits=image_limits(settings))
+    """Decode to ``ingest_image_max_side`` (what the encoders saw of the catalog), under
+    the process-wide budget of pixels decoded at once: a small file may declare tens
+    of megapixels, and a few such searches at once must not grow the server by GBs."""
+    image = decode_bounded(data, source, image_limits(settings), settings.ingest_image_max_side)
     return QueryImage(image, hashlib.sha256(data).hexdigest())
 
 
