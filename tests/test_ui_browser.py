@@ -180,3 +180,27 @@ def test_sign_in_with_a_key_then_search_with_the_session_and_csrf_token(server, 
         page.screenshot(path=str(ARTIFACTS / "ui-signed-in-search.png"), full_page=True)
         page.click("#sign-out")
         page.wait_for_url("**/login")
+
+
+@pytest.mark.parametrize("next_path", ["/%5Cevil.example", "/%09/evil.example", "//evil.example"])
+def test_sign_in_never_leaves_this_origin(server, page, next_path):
+    """A crafted ``next`` that a browser would resolve to another host (a backslash, a
+    tab, two slashes) lands on this server's own search page after sign-in."""
+    from urllib.parse import urlsplit
+
+    from mmsearch.governance.keys import KeyStore
+
+    _, settings = server
+    secret = KeyStore(settings.home).create("reader", name="redirect")[1]
+    locked = settings.model_copy(update={"auth": "on"})
+    with running_server(create_app(locked)) as base_url:
+        page.context.clear_cookies()
+        page.goto(f"{base_url}/login?next={next_path}")
+        page.fill("#api-key", secret)
+        page.click("#login-button")
+        page.wait_for_url(lambda url: "/login" not in url)
+        landed = urlsplit(page.url)
+        assert f"{landed.scheme}://{landed.netloc}" == base_url
+        assert landed.path == "/", page.url
+        hosts = {urlsplit(url).hostname for url in page.requested}  # type: ignore[attr-defined]
+        assert "evil.example" not in hosts

@@ -72,9 +72,12 @@ class Permission(StrEnum):
     WRITE_ITEMS = "write_items"  # item PUT / DELETE
     INGEST = "ingest"
     FEEDBACK = "feedback"
-    # keys, builds' full manifests, the rules/rankers registry, the audit trail,
-    # switching a collection's default rules off
+    # a collection's builds, canaries, publishes, default rules, lineage, drift, KPIs;
+    # keys and audit events within the key's own scope
     ADMIN = "admin"
+    # what spans collections: the rules/rankers registry, /metrics, stored reports, the
+    # whole audit trail; never held by a key limited to collections (``allows``)
+    GLOBAL_ADMIN = "global_admin"
 
 
 _READER = frozenset(
@@ -94,10 +97,18 @@ def permissions(role: Role | str) -> frozenset[Permission]:
     return ROLE_PERMISSIONS[Role.parse(role)]
 
 
-def allows(role: Role | str, permission: Permission | str) -> bool:
-    """Whether ``role`` may do what ``permission`` protects (unknown permission: no)."""
+SCOPED_OUT = frozenset({Permission.GLOBAL_ADMIN})
+"""Permissions a key limited to some collections never has, whatever its role: they act
+on what every collection shares, which a limited key must not reach."""
+
+
+def allows(role: Role | str, permission: Permission | str, *, scoped: bool = False) -> bool:
+    """Whether ``role`` may do what ``permission`` protects (unknown permission: no);
+    ``scoped``: the key is limited to some collections."""
     try:
         wanted = Permission(permission)
     except ValueError:
+        return False
+    if scoped and wanted in SCOPED_OUT:
         return False
     return wanted in permissions(role)

@@ -31,7 +31,14 @@ from mmsearch.ranking.explain import (
 )
 from mmsearch.ranking.features import FeatureSpace, all_signals, feature_matrix, item_vectors
 from mmsearch.ranking.model import RankerError, RankerModel
-from mmsearch.ranking.rules import RulesError, RuleSet, check_columns, load_rules
+from mmsearch.ranking.rules import (
+    RulesChoice,
+    RulesError,
+    RuleSet,
+    check_columns,
+    load_rules,
+    stack_rules,
+)
 from mmsearch.retrieval.fusion import FusionParams, FusionResult, fuse, order_by_score
 from mmsearch.retrieval.retrieve import Retrieved
 
@@ -74,7 +81,14 @@ class RankingStage:
 
     # --- choices -------------------------------------------------------------------------
 
-    def rules_for(self, value: str | Path | None) -> RuleSet | None:
+    def rules_for(self, value: RulesChoice) -> RuleSet | None:
+        """The rules a request asked for; a pair is a binding set and one stacked on it
+        (``stack_rules``)."""
+        if isinstance(value, tuple):
+            binding, added = (self.rules_for(part) for part in value)
+            if binding is None or added is None:
+                return binding or added
+            return stack_rules(binding, added)
         path = _choice(value, self.settings.rules)
         if path is None:
             return None
@@ -95,7 +109,7 @@ class RankingStage:
         self._rules[path] = (mtime, rules)
         return rules
 
-    def store_filter(self, text: str | None, rules: str | Path | None) -> Filter | None:
+    def store_filter(self, text: str | None, rules: RulesChoice) -> Filter | None:
         """The rules' filters and blocks for this query (the Searcher ANDs them with the rest)."""
         ruleset = self.rules_for(rules)
         return ruleset.store_filter(text) if ruleset else None
@@ -131,7 +145,7 @@ class RankingStage:
         fusion: str,
         params: FusionParams,
         reranker: str | Path | None = None,
-        rules: str | Path | None = None,
+        rules: RulesChoice = None,
         explain: bool = False,
     ) -> Ranked:
         timings = retrieved.timings

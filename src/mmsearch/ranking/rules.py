@@ -48,6 +48,11 @@ Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+RulesChoice = str | Path | tuple[Path, Path] | None
+"""What a search asks of the rules: a file, "none", None for the default, or a binding
+file and one stacked on it (a caller's rules on a collection's default rules)."""
+
+
 class RulesError(MMSearchError):
     """The rules file cannot be read or does not fit this collection."""
 
@@ -209,6 +214,23 @@ class RuleSet(_Strict):
 
     def blocked(self, text: str | None) -> set[str]:
         return {i for rule in self.blocks if rule.applies_to(text) for i in rule.ids}
+
+
+def stack_rules(binding: RuleSet, added: RuleSet) -> RuleSet:
+    """``added`` on top of ``binding``: every filter, block, boost and pin of both apply,
+    so the added set can narrow or reorder results but never lift what ``binding``
+    filters or blocks; where only one of each may apply (diversity, dedupe), the
+    binding set's choice wins. This is how a caller's rules meet a collection's default
+    rules that bind it."""
+    return RuleSet(
+        version=f"{binding.version}+{added.version}",
+        filters=[*binding.filters, *added.filters],
+        boosts=[*binding.boosts, *added.boosts],
+        pins=[*binding.pins, *added.pins],
+        blocks=[*binding.blocks, *added.blocks],
+        diversity=binding.diversity or added.diversity,
+        dedupe=binding.dedupe or added.dedupe,
+    )
 
 
 def rule_name(rule: BaseModel, kind: str, index: int) -> str:

@@ -18,6 +18,7 @@ from PIL import Image
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter, Visible
+from mmsearch.ranking.rules import RulesChoice
 from mmsearch.retrieval.fusion import FusionParams
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT
 
@@ -47,7 +48,8 @@ class SearchRequest:
     rrf_k: int | None = None  # settings.rrf_k when None
     explain: bool = False  # attach a per-hit Explanation (signals, reranker, rules)
     reranker: str | Path | None = None  # model folder; settings.ranker when None; "none" = off
-    rules: str | Path | None = None  # rules file; settings.rules when None; "none" = off
+    # rules file; settings.rules when None; "none" = off; (binding, added) stacks them
+    rules: RulesChoice = None
     # Weight of the image in the text_image blend (CLIP-family builds only), in [0, 1].
     image_weight: float = DEFAULT_IMAGE_WEIGHT
 

@@ -42,7 +42,8 @@ class UnsupportedMediaType(MMSearchError):
 
 
 class Forbidden(MMSearchError):
-    """A server path outside the folders the service may read."""
+    """A refusal the guard cannot make alone: a server path outside the folders the
+    service may read, a key broader than its creator, another collection's events."""
 
 
 class Conflict(MMSearchError):

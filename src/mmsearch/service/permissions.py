@@ -1,5 +1,9 @@
 """What each route needs, in one table: the guard refuses any route that is not listed.
 
+A key limited to collections never holds ``GLOBAL_ADMIN`` (``roles.allows``), and the
+guard refuses it any route whose ``{name}``/``{collection}`` is outside its scope, so
+this table decides both what a role may do and how far a key's scope reaches.
+
 Keeping the table apart from the routes makes it reviewable at a glance and lets a
 test check that every route of the app has an entry (fail closed: an unlisted route
 answers 403 to everyone, never 200 to anyone).
@@ -19,11 +23,11 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/v1/session"): PUBLIC,  # the login itself checks the key it is given
     ("DELETE", "/v1/session"): PUBLIC,
-    ("GET", "/metrics"): Permission.ADMIN,
+    ("GET", "/metrics"): Permission.GLOBAL_ADMIN,
     ("GET", "/"): Permission.SEARCH,
     ("GET", "/items/{collection}/{item_id}"): Permission.READ_ITEMS,
     ("GET", "/admin"): Permission.ADMIN,
-    ("GET", "/admin/reports/{path:path}"): Permission.ADMIN,
+    ("GET", "/admin/reports/{path:path}"): Permission.GLOBAL_ADMIN,
     ("POST", "/v1/collections/{name}/search"): Permission.SEARCH,
     ("GET", "/v1/collections"): Permission.READ_COLLECTIONS,
     ("GET", "/v1/collections/{name}"): Permission.READ_COLLECTIONS,
@@ -50,17 +54,19 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/jobs"): Permission.INGEST,
     ("GET", "/v1/jobs/{job_id}"): Permission.INGEST,
     ("POST", "/v1/feedback"): Permission.FEEDBACK,
+    # A collection-limited admin manages keys inside its own scope (admin.py checks
+    # that a new key is no broader than its creator, and hides keys outside the scope).
     ("GET", "/v1/admin/keys"): Permission.ADMIN,
     ("POST", "/v1/admin/keys"): Permission.ADMIN,
     ("DELETE", "/v1/admin/keys/{key_id}"): Permission.ADMIN,
-    ("GET", "/v1/admin/rules"): Permission.ADMIN,
-    ("PUT", "/v1/admin/rules/{rules_name}"): Permission.ADMIN,
-    ("DELETE", "/v1/admin/rules/{rules_name}"): Permission.ADMIN,
+    ("GET", "/v1/admin/rules"): Permission.GLOBAL_ADMIN,
+    ("PUT", "/v1/admin/rules/{rules_name}"): Permission.GLOBAL_ADMIN,
+    ("DELETE", "/v1/admin/rules/{rules_name}"): Permission.GLOBAL_ADMIN,
     ("PUT", "/v1/admin/collections/{name}/default-rules"): Permission.ADMIN,
-    ("GET", "/v1/admin/rankers"): Permission.ADMIN,
-    ("DELETE", "/v1/admin/rankers/{ranker_name}"): Permission.ADMIN,
-    ("GET", "/v1/admin/audit"): Permission.ADMIN,
-    ("GET", "/v1/admin/audit/verify"): Permission.ADMIN,
+    ("GET", "/v1/admin/rankers"): Permission.GLOBAL_ADMIN,
+    ("DELETE", "/v1/admin/rankers/{ranker_name}"): Permission.GLOBAL_ADMIN,
+    ("GET", "/v1/admin/audit"): Permission.ADMIN,  # a limited admin: its collections' events
+    ("GET", "/v1/admin/audit/verify"): Permission.GLOBAL_ADMIN,
 }
 PUBLIC_PREFIXES = ("/static/",)
 # Path parameters that name a collection the caller's key must be allowed to use.

@@ -28,13 +28,13 @@ from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.governance.lifecycle import canary_of, stop_canary
 from mmsearch.governance.registry import Registry, RegistryError
-from mmsearch.governance.roles import Role
 from mmsearch.media.images import ImageLimits
 from mmsearch.monitoring.canary import CanaryGuards, Trip
 from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
 from mmsearch.ranking.pipeline import OFF
+from mmsearch.ranking.rules import RulesChoice
 from mmsearch.search.query import FilterValue, build_request
 from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
@@ -244,23 +244,31 @@ def stop_tripped_canary(state: ServiceState, collection: str, build_id: str, tri
 
 def resolve_rules(
     state: ServiceState, collection: str, name: str | None, caller: Caller
-) -> Path | str | None:
+) -> RulesChoice:
     """A request names registered rules, or none: never a server path.
 
     Without a name, the collection's default rules apply (else the server's setting).
-    Switching a default off is a policy decision, so only admins may ask for "none"."""
+    The default binds every caller but an admin of all collections: for anyone else a
+    named set is stacked on top of it (it may narrow or reorder, never lift a filter or
+    a block), and switching it off ("none") is refused."""
     registry = Registry(state.settings.home)
     default = registry.default_rules(collection)
+    binding = registry.rules_path(default) if default else state.settings.rules
     if name is None:
         return registry.rules_path(default) if default else None
     if name.strip().lower() in OFF:
-        if (default or state.settings.rules) and caller.role != Role.ADMIN:
-            raise Forbidden("Only an admin key may switch this collection's default rules off.")
+        if binding is not None and not caller.global_admin:
+            raise Forbidden(
+                "Only an admin of every collection may switch this collection's default rules off."
+            )
         return "none"
     try:
-        return registry.rules_path(name)
+        chosen = registry.rules_path(name)
     except RegistryError:
         raise QueryError(f"No rules named '{name}' are registered on this server.") from None
+    if binding is None or caller.global_admin or Path(binding) == chosen:
+        return chosen
+    return (Path(binding), chosen)
 
 
 def resolve_ranker(state: ServiceState, name: str | None) -> Path | str | None:

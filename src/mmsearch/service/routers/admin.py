@@ -1,7 +1,10 @@
 """Admin API: keys, the rules/rankers registry, collection default rules, the audit trail.
 
-Every route here needs an admin key (see ``service/permissions.py``); every change is
-appended to the audit trail with the acting key's id.
+Every route here needs an admin key (see ``service/permissions.py``); the registry and
+the audit chain's check span collections, so they need an admin of every collection.
+An admin limited to collections manages keys inside its scope only: it sees and revokes
+keys limited to its collections, and creates none broader than itself (``Caller.
+grant_problem``). Every change is appended to the audit trail with the acting key's id.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmsearch.errors import QueryError
-from mmsearch.governance.keys import KeyStore, parse_duration
+from mmsearch.governance.keys import KeyStore, UnknownKey, parse_duration
 from mmsearch.governance.registry import Registry
+from mmsearch.governance.roles import Role
 from mmsearch.service.access import request_caller
-from mmsearch.service.errors import error_responses
+from mmsearch.service.errors import Forbidden, error_responses
 from mmsearch.service.requests import read_model
 from mmsearch.service.schemas import CollectionName, KeyId, RegistryName, json_body_doc
 from mmsearch.service.state import ServiceState
@@ -62,7 +66,9 @@ def _keys(request: Request) -> KeyStore:
     "/keys", summary="API keys (never their secrets)", responses=error_responses(*ADMIN_ERRORS)
 )
 def list_keys(request: Request) -> dict[str, Any]:
-    return {"keys": [key.public_dict() for key in _keys(request).list()]}
+    caller = request_caller(request)
+    keys = [key for key in _keys(request).list() if caller.covers(key.collections)]
+    return {"keys": [key.public_dict() for key in keys]}
 
 
 @router.post(
@@ -74,6 +80,10 @@ def list_keys(request: Request) -> dict[str, Any]:
 )
 async def create_key(request: Request) -> dict[str, Any]:
     body = await read_model(request, KeyCreateBody)
+    caller = request_caller(request)
+    problem = caller.grant_problem(Role(body.role), body.collections, body.groups)
+    if problem is not None:
+        raise Forbidden(problem)
     key, secret = _keys(request).create(
         body.role,
         collections=body.collections,
@@ -95,7 +105,15 @@ async def create_key(request: Request) -> dict[str, Any]:
     responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
 )
 def revoke_key(key_id: KeyId, request: Request) -> dict[str, Any]:
-    key = _keys(request).revoke(key_id)
+    caller = request_caller(request)
+    keys = _keys(request)
+    if not caller.global_admin:
+        # A key outside the caller's scope answers as an unknown one: its existence is
+        # not the caller's business.
+        target = next((key for key in keys.list() if key.key_id == key_id), None)
+        if target is None or not caller.covers(target.collections):
+            raise UnknownKey(f"There is no API key {key_id!r}; see `mmsearch keys list`.")
+    key = keys.revoke(key_id)
     _state(request).audit(request_caller(request).key_id, "keys.revoke", detail=key.key_id)
     return key.public_dict()
 
@@ -190,7 +208,12 @@ def read_audit(
         start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
     except ValueError:
         raise QueryError(f"'since' is not a date or time: {since!r}.") from None
-    events = _state(request).audit_log.read(since=start, collection=collection, limit=limit)
+    caller = request_caller(request)
+    if collection is not None and not caller.may_use(collection):
+        raise Forbidden(f"This key may not use collection '{collection}'.")
+    events = _state(request).audit_log.read(
+        since=start, collection=collection, limit=limit, within=caller.collections
+    )
     return {"events": events}
 
 

@@ -192,7 +192,7 @@ def item_image(
     path = item_image_path(_state(request), name, item_id, n, request_caller(request))
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(
-        path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"}
+        path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"}
     )
 
 
@@ -214,6 +214,12 @@ async def similar(
     return await run_in_threadpool(_similar, state, name, item_id, by, k, caller)
 
 
+def _one_more(body: SearchBody) -> SearchBody:
+    """The same search for one hit more (the item itself is among the hits and is
+    dropped), past the API's own bound on k: a caller's k=100 stays answerable."""
+    return body.model_copy(update={"k": body.k + 1})
+
+
 def _similar(
     state: ServiceState, name: str, item_id: str, by: str, k: int, caller: Caller
 ) -> dict[str, Any]:
@@ -224,13 +230,13 @@ def _similar(
         path = item_image_path(state, name, item_id, 0, caller)
         data = read_image_bytes(path, image_limits(state.settings))
         image = decode_query_image(data, f"image 0 of item '{item_id}'", state.settings)
-        body = SearchBody(k=k + 1, mode="image")
+        body = _one_more(SearchBody(k=k, mode="image"))
         result = run_search(state, name, body, image, caller)
     else:
         text = " ".join([item.get("title") or "", *item.get("texts", {}).values()]).strip()
         if not text:
             raise NotFound(f"Item '{item_id}' has no text to compare by meaning.")
-        body = SearchBody(text=text[:MAX_SIMILAR_TEXT], k=k + 1, signals=["text_vector"])
+        body = _one_more(SearchBody(text=text[:MAX_SIMILAR_TEXT], k=k, signals=["text_vector"]))
         result = run_search(state, name, body, None, caller)
     hits = [hit for hit in result["hits"] if hit["id"] != item_id][:k]
     for rank, hit in enumerate(hits, start=1):

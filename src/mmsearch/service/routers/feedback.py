@@ -32,6 +32,8 @@ async def feedback(request: Request) -> dict[str, Any]:
     # A click counts only for the key that searched: no key can read or skew another's log.
     if query is not None and not caller.unrestricted and query.key_id != caller.key_id:
         query = None
+    if query is not None and not caller.may_use(query.collection):
+        query = None  # nor a collection-limited admin another collection's
     if query is None:
         raise NotFound(
             f"Unknown query id '{body.query_id}': feedback must follow a search on this server."

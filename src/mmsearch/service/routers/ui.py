@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from mmsearch import __version__
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.lifecycle import build_status, canary_of, switch_history
+from mmsearch.governance.roles import Permission
 from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift_checks import last_results
 from mmsearch.service.access import SESSION_COOKIE, AccessControl, request_caller
@@ -48,6 +49,9 @@ def page(request: Request, template: str, **context: Any) -> HTMLResponse:
     if token and caller.via == "session":
         context["csrf_token"] = access.sessions.csrf_token(token)
         context["signed_in"] = caller.key_id
+    # Links only to pages the caller may open: a reader is not shown doors that answer 403.
+    context.setdefault("show_admin", caller.may(Permission.ADMIN))
+    context.setdefault("show_metrics", caller.may(Permission.GLOBAL_ADMIN))
     return TEMPLATES.TemplateResponse(
         request, template, context, headers={"Cache-Control": "no-store"}
     )
@@ -85,10 +89,13 @@ def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> HTMLResponse:
     state = _state(request)
+    caller = request_caller(request)
     collections = []
     for name in state.workspace.collection_names():
+        if not caller.may_use(name):
+            continue  # a collection-limited admin sees its own collections only
         try:
-            info = summary(state, name, request_caller(request))
+            info = summary(state, name, caller)
             folder = state.workspace.collection(name)
             snapshot = folder.state()
             info["build_manifests"] = [
@@ -99,6 +106,9 @@ def admin_page(request: Request) -> HTMLResponse:
         except MMSearchError as exc:
             info = {"name": name, "error": str(exc), "build_manifests": []}
         collections.append(info)
+    if not caller.global_admin:
+        # The charts, reports and drift panel span every collection: admins of all only.
+        return page(request, "admin.html", collections=collections, scoped=True)
     buckets = bucket_by_minute(state.metrics.history.samples(), time.time())
     total = sum(b.count for b in buckets)
     zero = sum(b.zero for b in buckets)
@@ -106,6 +116,7 @@ def admin_page(request: Request) -> HTMLResponse:
         request,
         "admin.html",
         collections=collections,
+        scoped=False,
         reports=_reports(state.reports_dir),
         volume_svg=volume_svg(buckets),
         latency_svg=latency_svg(buckets),

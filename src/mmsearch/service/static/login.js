@@ -15,7 +15,9 @@
         body: JSON.stringify({ key: document.getElementById("api-key").value }),
       });
       const next = form.dataset.next || "/";
-      window.location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      // The server already kept only a same-origin path; check again before leaving.
+      const sameOrigin = new URL(next, window.location.origin).origin === window.location.origin;
+      window.location.href = sameOrigin && !/[\\\s]/.test(next) ? next : "/";
     } catch (problem) {
       error.textContent = problem.message;
       error.hidden = false;
