@@ -21,7 +21,7 @@ from mmsearch.catalog.item import Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import normalise_record
 from mmsearch.config import Settings
-from mmsearch.errors import ImageError
+from mmsearch.errors import ImageError, MMSearchError
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import (
@@ -68,6 +68,7 @@ from mmsearch.ingest.staging import (
     settle_stage,
     stage_notices,
 )
+from mmsearch.ingest.write_access import NOT_WRITABLE, WriteAccess
 from mmsearch.manifest import READY, BuildManifest, ErrorSummary, IndexSummary, ManifestCounts
 from mmsearch.workspace import CollectionDir, Workspace, check_collection_name, new_id
 from mmsearch.workspace import utc_now as now
@@ -102,6 +103,10 @@ class _RunState:
     rows_without_id: int = 0
     writing: bool = True
     unreported: int = 0
+    # A restricted writer (None: unrestricted) and the stored ids it may write, as the
+    # store selected them with its access node when the run started.
+    access: WriteAccess | None = None
+    writable: set[str] = field(default_factory=set)
 
 
 class Ingestor:
@@ -139,6 +144,11 @@ class Ingestor:
 
     def _run(self, options: IngestOptions, on_plan: Callable[[IngestPlan], None]) -> IngestReport:
         check_collection_name(options.collection)
+        if options.writer_groups is not None and (options.new_build or options.stage):
+            raise MMSearchError(
+                "A key bound by ACL groups may not start a new or staged build: it would "
+                "replace items of other groups. Update the live build instead."
+            )
         workspace = Workspace(self.settings.home)
         if options.dry_run:
             found = workspace.find(options.collection)
@@ -209,6 +219,12 @@ class Ingestor:
                 "sync": options.sync,
                 "strict": options.strict,
                 "ocr": self.settings.ocr,
+                # A run is resumed only by the writer that started it.
+                **(
+                    {"writer_groups": sorted(options.writer_groups)}
+                    if options.writer_groups is not None
+                    else {}
+                ),
             }
         )
         target = self._target(collection, plan, encoders, key)
@@ -223,6 +239,7 @@ class Ingestor:
         state.known_now = (
             target.index.content_hashes() if target.resumed is not None else state.known_before
         )
+        self._restrict(options, collection, target.index, state)
         started_at = now()
         log = RunLog.start(
             collection.build_dir(target.build_id) / "runs" / target.run_id,
@@ -421,6 +438,9 @@ class Ingestor:
             error = RowError(result.source, result.row, reason, plan.mapping.id, result.id)
             return _failed(state, problems, error)
         state.seen[result.id] = result.row
+        if state.access is not None and not _may_write(result, state.access, state):
+            error = RowError(result.source, result.row, NOT_WRITABLE, None, result.id)
+            return _failed(state, problems, error)
         problems.extend(result.warnings)
         state.counts["warnings"] += len(result.warnings)
         result.ocr = self.settings.ocr and bool(result.images)
@@ -501,16 +521,45 @@ class Ingestor:
                 "the catalog's id list is incomplete; fix them and run again"
             )
             return []
-        gone = sorted(i for i in state.known_before if i not in state.catalog_ids)
+        gone = sorted(
+            i
+            for i in state.known_before
+            if i not in state.catalog_ids and (state.access is None or i in state.writable)
+        )
         state.counts["removed"] = len(gone)
         if (
             state.writing
             and not options.dry_run
             and not (options.strict and state.counts["failed"])
         ):
-            present = target.index.content_hashes()
+            # A restricted writer removes only what it may see: the store selects those.
+            present = (
+                target.index.content_hashes()
+                if state.access is None
+                else state.access.writable_ids(target.index)
+            )
             target.index.delete([i for i in present if i not in state.catalog_ids])
         return gone
+
+    def _restrict(
+        self,
+        options: IngestOptions,
+        collection: CollectionDir | None,
+        index: BuildIndex | None,
+        state: _RunState,
+    ) -> None:
+        """Bind the run to a restricted writer's groups: which stored ids it may write is
+        asked of the store once, with the writer's access node in the query."""
+        if options.writer_groups is None:
+            return
+        default = (
+            collection.default_access(self.settings.default_access)
+            if collection is not None
+            else self.settings.default_access
+        )
+        state.access = WriteAccess(frozenset(options.writer_groups), default == "public")
+        if index is not None and (state.known_before or state.known_now):
+            state.writable = state.access.writable_ids(index)
 
     def _refuse_strict(
         self,
@@ -539,9 +588,12 @@ class Ingestor:
     ) -> IngestReport:
         """Everything but the writes: row errors, image decodes, what would change."""
         known = {}
+        live_index = None
         if plan.live is not None and collection is not None:
-            known = open_build_index(collection, plan.live, self.settings).content_hashes()
+            live_index = open_build_index(collection, plan.live, self.settings)
+            known = live_index.content_hashes()
         state = _RunState(known_before=known, known_now=known, writing=False)
+        self._restrict(options, collection, live_index, state)
         timings = dict.fromkeys(("read", "decode"), 0.0)
         target = _Target(
             plan.live.build_id if plan.live else "",
@@ -602,6 +654,19 @@ class Ingestor:
             field_name = mapping.images[0] if len(mapping.images) == 1 else "image"
             error = RowError(item.source, item.row, str(exc), field_name, item.id)
             return _failed(state, problems, error)
+
+
+def _may_write(item: Item, access: WriteAccess, state: _RunState) -> bool:
+    """Whether a restricted writer may store this row: not over a stored item it cannot
+    see, and labelled (its own groups when the row names none) so that it still sees it.
+
+    Checked before the row is compared with what is stored, so that neither "unchanged"
+    nor any message tells the writer that a hidden item exists."""
+    stored = item.id in state.known_before or item.id in state.known_now
+    if stored and item.id not in state.writable:
+        return False
+    item.acl = access.label(item.acl)
+    return access.may_label(item.acl)
 
 
 def _failed(state: _RunState, problems: list[RowError], error: RowError) -> None:

@@ -44,6 +44,10 @@ class IngestOptions:
     # or a Ray cluster (the ``ray`` extra); ``ray_address`` None starts a local instance.
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+    # The ACL groups of a restricted writer (an API key bound by groups): it writes only
+    # items it can see, labelled with its own groups (ingest/write_access.py). None: an
+    # unrestricted writer (the CLI, an admin key).
+    writer_groups: frozenset[str] | None = None
 
 
 @dataclass

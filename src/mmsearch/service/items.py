@@ -34,6 +34,7 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
 from mmsearch.ingest.history import RunEntry, append_run, note_run, recording
+from mmsearch.ingest.write_access import WriteAccess
 from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.media.images import decode_image
 from mmsearch.service.access import Caller
@@ -131,12 +132,15 @@ def _item_writer(state: ServiceState, collection: str, purpose: str) -> Iterator
 def delete_item(
     state: ServiceState, collection: str, item_id: str, caller: Caller
 ) -> dict[str, Any]:
+    access = state.access_filter(caller, collection)
     _visible_row(state, collection, item_id, caller, ["id"])
     with _item_writer(state, collection, f"DELETE item {item_id}"):
         folder = state.workspace.collection(collection)
         manifest = folder.live_manifest()
         index, _undone = writable_live_index(folder, manifest, state.settings)
-        if not index.get([item_id], ["id"]):
+        # Asked again under the lock, of the table written, with the caller's access node:
+        # the item may have been relabelled since the check above.
+        if not index.get([item_id], ["id"], access):
             raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
         started_at, before = utc_now(), index.version()
         index.delete([item_id])
@@ -225,8 +229,14 @@ def _upsert_item(
         with tempfile.TemporaryDirectory(dir=state.uploads_dir, prefix="put-") as tmp:
             catalog = Path(tmp) / "item.jsonl"
             catalog.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+            options = IngestOptions(
+                catalog,
+                collection,
+                mapping,
+                writer_groups=None if caller.unrestricted else caller.groups,
+            )
             with recording("item_put", caller.key_id, items=[item_id]):
-                report = Ingestor(settings).run(IngestOptions(catalog, collection, mapping))
+                report = Ingestor(settings).run(options)
     state.forget(collection)
     if report.errors:
         raise QueryError(f"The item was not stored: {report.errors[0].reason}")
@@ -244,14 +254,21 @@ def _check_restricted_write(
     caller: Caller,
 ) -> None:
     """A key bound by ACLs may overwrite only items it can see, and label items only with
-    its own groups: it can neither take over nor plant items in other groups."""
+    its own groups: it can neither take over nor plant items in other groups.
+
+    The ingest that follows applies the same rule (ingest/write_access.py) and gives an
+    unlabelled item the key's groups; checking here first answers with the status codes
+    of the item routes: 404 for an item the key cannot see, as for a missing one."""
     searcher = state.searcher(collection)
     exists = bool(searcher.index.get([item_id], ["id"]))
     if exists:
         _visible_row(state, collection, item_id, caller, ["id"])
     value = body.record.get(mapping.acl) if mapping.acl else None
     groups = [value] if isinstance(value, str | int) else value
-    if isinstance(groups, list) and not caller.may_grant([str(g) for g in groups]):
+    if not isinstance(groups, list):
+        return  # no acl, or one the ingest refuses as malformed
+    writer = WriteAccess(caller.groups, searcher.access_for(caller.groups).default_public)
+    if not writer.may_label(sorted({str(g).strip() for g in groups if str(g).strip()})):
         raise Forbidden("This key may label items only with its own ACL groups.")
 
 

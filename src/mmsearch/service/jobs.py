@@ -19,7 +19,7 @@ from typing import Any, Literal
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.service.errors import NotFound
+from mmsearch.service.errors import Forbidden, NotFound
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import new_id, utc_now
 from mmsearch.writer_lock import WriterInfo
@@ -70,7 +70,18 @@ class JobManager:
         sync: bool = False,
         strict: bool = False,
         stage: bool = False,
+        writer_groups: frozenset[str] | None = None,
     ) -> Job:
+        """Queue an ingest; ``writer_groups``: the ACL groups of a restricted writer, which
+        writes only items it can see (ingest/write_access.py), None for an unrestricted one.
+
+        A restricted writer may not start a new or staged build: that build would hold only
+        its catalog and, once live, drop every item of the other groups."""
+        if writer_groups is not None and (new_build or stage):
+            raise Forbidden(
+                "A key bound by ACL groups may not start a new or staged build; "
+                "ingest into the live build instead."
+            )
         job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
         self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
         with self._lock:
@@ -90,6 +101,7 @@ class JobManager:
             strict=strict,
             stage=stage,
             purpose=f"ingest job {job.id}",
+            writer_groups=writer_groups,
         )
         self._pool.submit(self._run, job, options)
         return job
@@ -110,7 +122,7 @@ class JobManager:
                 report = Ingestor(self.state.settings, progress=advance).run(
                     options, on_plan=lambda plan: setattr(job, "total", plan.total_rows)
                 )
-            job.report = report.as_dict()
+            job.report = self._as_seen_by(report.as_dict(), options)
             failed = report.counts["failed"]
             if options.strict and failed:
                 job.error, job.status = f"{failed} rows failed (strict): nothing written", "failed"
@@ -133,6 +145,18 @@ class JobManager:
                 outcome="ok" if job.status == "succeeded" else "failed",
                 detail=job.id if job.error is None else f"{job.id}: {job.error}"[:500],
             )
+
+    def _as_seen_by(self, report: dict[str, Any], options: IngestOptions) -> dict[str, Any]:
+        """A restricted writer's report counts only the items it may see: the total would
+        tell it how many items of other groups the collection holds."""
+        if options.writer_groups is None:
+            return report
+        try:
+            searcher = self.state.searcher(options.collection)
+            items = searcher.index.count(searcher.access_for(options.writer_groups))
+        except MMSearchError:  # no live build (nothing landed): nothing to count
+            items = 0
+        return {**report, "counts": {**report["counts"], "items": items}}
 
     def get(self, job_id: str) -> Job:
         with self._lock:

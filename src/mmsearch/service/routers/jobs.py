@@ -65,6 +65,8 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
     state: ServiceState = request.app.state.mmsearch
     jobs = _jobs(request)
     caller = request_caller(request)
+    # A key bound by ACL groups writes only items it can see (ingest/write_access.py).
+    writer_groups = None if caller.unrestricted else caller.groups
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=8)
@@ -90,7 +92,16 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
             else None
         )
         flags = {key: _flag(form.get(key), key) for key in ("new_build", "sync", "strict", "stage")}
-        job = jobs.submit(name, target, mapping, None, job_id=job_id, key_id=caller.key_id, **flags)
+        job = jobs.submit(
+            name,
+            target,
+            mapping,
+            None,
+            job_id=job_id,
+            key_id=caller.key_id,
+            writer_groups=writer_groups,
+            **flags,
+        )
     else:
         body = await read_model(request, IngestBody)
         catalog = state.check_allowed(Path(body.catalog), "catalog")
@@ -109,6 +120,7 @@ async def start_ingest(name: CollectionName, request: Request) -> dict[str, Any]
             sync=body.sync,
             strict=body.strict,
             stage=body.stage,
+            writer_groups=writer_groups,
         )
     return {**job.as_dict(), "url": f"/v1/jobs/{job.id}"}
 
