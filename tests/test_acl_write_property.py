@@ -351,3 +351,18 @@ def test_a_restricted_writer_may_not_start_a_new_or_staged_build(shop):
         options = IngestOptions(catalog, "c", new_build=True, writer_groups=frozenset({"A"}))
         Ingestor(shop.settings).run(options)
     assert set(shop.stored()) == {"a1", "b1", "b2"}
+
+
+def test_a_writer_bound_by_groups_sees_only_its_own_jobs(shop):
+    """A job's report names the rows it refused: another writer must not read it."""
+    writer_a = shop.key(frozenset({"A"}))
+    writer_b = shop.key(frozenset({"B"}))
+    job = ingest(shop, writer_a, [record("a9", "mine", ["A"])], sync=False, upload=True)
+    listed_b = shop.client.get("/v1/jobs", headers=writer_b).json()["jobs"]
+    assert job["id"] not in {j["id"] for j in listed_b}
+    assert shop.client.get(f"/v1/jobs/{job['id']}", headers=writer_b).status_code == 404
+    listed_a = shop.client.get("/v1/jobs", headers=writer_a).json()["jobs"]
+    assert job["id"] in {j["id"] for j in listed_a}
+    secret = KeyStore(shop.settings.home).create("admin")[1]
+    admin = {"authorization": f"Bearer {secret}"}
+    assert job["id"] in {j["id"] for j in shop.client.get("/v1/jobs", headers=admin).json()["jobs"]}

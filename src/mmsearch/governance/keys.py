@@ -6,16 +6,23 @@ so a copy of the workspace does not hand out working keys. The secret names its 
 rather than one per key; for unknown ids a dummy hash is verified instead, so the time
 taken does not tell which ids exist.
 
-Argon2 is slow on purpose (tens of ms), too slow for every request, so secrets that
-verified once are remembered in-process by their SHA-256. Revocation and expiry are
-still checked on every call, against a key file that is reloaded whenever it changes
-on disk: ``mmsearch keys revoke`` takes effect on the next request of a running
-service without a restart.
+Argon2 is slow on purpose (hundreds of ms of CPU with the library defaults), so
+nothing pays it that a cheaper check can refuse: a secret not shaped like
+``mms_k_<10 hex>_<43 url-safe chars>`` is refused by a regex (``precheck``), and the
+service counts failures per client and per key id *before* it verifies (see
+``mmsearch.service.access``). Secrets that verified once are remembered in-process,
+keyed by an HMAC-SHA256 of the secret under a random per-process key (so the cache
+holds nothing a memory dump could replay or test guesses against offline), at most
+``CACHE_SIZE`` of them. Revocation and expiry are still checked on every call, against
+a key file that is reloaded whenever it changes on disk, and a remembered secret is
+forgotten as soon as its key is revoked, expires or disappears: ``mmsearch keys
+revoke`` takes effect on the next request of a running service without a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -207,6 +214,15 @@ def _clean_groups(groups: Iterable[str] | None) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class Precheck:
+    """What a secret's shape and the verification cache tell before any argon2 work."""
+
+    key_id: str | None  # the id the secret names; None when the secret is malformed
+    settled: bool  # True: ``key`` is the final answer; False: argon2 must decide
+    key: ApiKey | None = None  # the active key, when a remembered verification settled it
+
+
 class KeyStore:
     """The API keys of one workspace (``<home>/auth/keys.json``); safe across processes."""
 
@@ -218,7 +234,9 @@ class KeyStore:
         self._dummy_hash: str | None = None
         self._keys: dict[str, ApiKey] = {}
         self._signature: tuple[int, ...] | None = None
-        self._verified: OrderedDict[str, tuple[str, str]] = OrderedDict()  # sha256 → (id, hash)
+        # HMAC-SHA256(per-process key, secret) → (key id, hash it verified against), LRU.
+        self._verified: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        self._cache_key = secrets.token_bytes(32)
         self._mutex = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------
@@ -249,7 +267,18 @@ class KeyStore:
         if signature != self._signature:
             self._keys = self._read_file() if signature is not None else {}
             self._signature = signature
+            self._forget_stale()
         return self._keys
+
+    def _forget_stale(self) -> None:
+        """Drop remembered verifications whose key is gone, replaced, revoked or expired
+        (the caller holds ``_mutex``): a revoked secret must need argon2 again, never
+        ride on the cache."""
+        now = _now()
+        for tag, (key_id, stored_hash) in list(self._verified.items()):
+            key = self._keys.get(key_id)
+            if key is None or key.hash != stored_hash or not key.is_active(now):
+                del self._verified[tag]
 
     def list(self) -> list[ApiKey]:
         """Every key, oldest first, revoked and expired ones included."""
@@ -297,6 +326,7 @@ class KeyStore:
                 "permissions and free space."
             ) from exc
         self._keys, self._signature = dict(keys), self._file_signature()
+        self._forget_stale()
 
     def create(
         self,
@@ -375,29 +405,69 @@ class KeyStore:
         except (VerificationError, InvalidHashError):
             return False
 
-    def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key this secret belongs to; None when malformed, unknown, wrong,
-        revoked or expired (callers cannot tell which, and neither can a stopwatch).
+    def _tag(self, secret: str) -> bytes:
+        """The cache key of a secret: fast, and useless without this process's random key."""
+        return hmac.new(self._cache_key, secret.encode("utf-8"), hashlib.sha256).digest()
 
-        An unreadable key file raises ``KeyStoreError`` rather than letting anyone in.
+    def precheck(self, secret: str) -> Precheck:
+        """What can be told about ``secret`` without argon2: its shape, and whether it
+        verified before (then revocation and expiry decide, read from the key file now).
+
+        ``settled`` answers are final; otherwise ``verify`` must be called, and the
+        service does that off its event loop, after charging the failure budgets.
+        """
+        key_id = secret_key_id(secret)
+        if key_id is None:
+            return Precheck(None, settled=True)
+        tag = self._tag(secret)
+        with self._mutex:
+            key = self._refresh().get(key_id)
+            cached = self._verified.get(tag)
+            if cached is None:
+                return Precheck(key_id, settled=False)
+            if key is None or cached != (key.key_id, key.hash):
+                del self._verified[tag]  # the key was rewritten: verify against the new hash
+                return Precheck(key_id, settled=False)
+            if not key.is_active():
+                del self._verified[tag]
+                return Precheck(key_id, settled=True)
+            self._verified.move_to_end(tag)
+        return Precheck(key_id, settled=True, key=key)
+
+    def verify(self, secret: str) -> ApiKey | None:
+        """The argon2 verification behind ``authenticate``: blocking, hundreds of ms.
+
+        Unknown ids are verified against a dummy hash, so the time taken does not tell
+        which ids exist. A success is remembered (see ``precheck``).
         """
         key_id = secret_key_id(secret)
         if key_id is None:
             return None
-        digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()
         with self._mutex:
             key = self._refresh().get(key_id)
-            cached = self._verified.get(digest)
-            if cached is not None:
-                self._verified.move_to_end(digest)
-        if cached is not None and key is not None and cached == (key.key_id, key.hash):
-            return key if key.is_active() else None
-        # Verify outside the mutex: argon2 takes tens of ms and other requests must go on.
+        # Verify outside the mutex: argon2 is slow and other requests must go on.
         ok = self._verify(key.hash if key is not None else self._dummy(), secret)
         if not ok or key is None:
             return None
         with self._mutex:
-            self._verified[digest] = (key.key_id, key.hash)
+            current = self._refresh().get(key_id)
+            if current is None or current.hash != key.hash or not current.is_active():
+                return None  # revoked (or rewritten) while argon2 ran
+            self._verified[self._tag(secret)] = (key.key_id, key.hash)
             while len(self._verified) > CACHE_SIZE:
                 self._verified.popitem(last=False)
-        return key if key.is_active() else None
+        return current
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The active key this secret belongs to; None when malformed, unknown, wrong,
+        revoked or expired (callers cannot tell which, and neither can a stopwatch,
+        except that a malformed secret is refused at once).
+
+        Blocking (argon2); the service uses ``precheck`` and ``verify`` instead, to
+        charge failure budgets in between and keep argon2 off its event loop. An
+        unreadable key file raises ``KeyStoreError`` rather than letting anyone in.
+        """
+        check = self.precheck(secret)
+        if check.settled:
+            return check.key
+        return self.verify(secret)

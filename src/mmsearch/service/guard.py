@@ -3,7 +3,9 @@
 In order: the Host header must be one the service answers (DNS rebinding); a write
 from a browser must come from an allowed origin and carry JSON or multipart (a
 cross-site page can send ``text/plain`` or a form without a preflight, never JSON);
-the caller is authenticated (bearer key, or session cookie + CSRF token for writes);
+the caller is authenticated (bearer key, or session cookie + CSRF token for writes;
+a key that must be hashed is first charged to the client's and the key id's failure
+budgets, then verified off the event loop, see ``mmsearch.service.access``);
 the caller's budget of requests is checked; the route's permission and the key's
 collections are checked. Refusals are JSON errors that name what is missing, never
 what exists, and each one is appended to the audit trail.
@@ -28,6 +30,7 @@ from mmsearch.service.access import (
     OPERATOR,
     SESSION_COOKIE,
     AccessControl,
+    AuthThrottled,
     Caller,
 )
 from mmsearch.service.errors import error_body
@@ -94,7 +97,7 @@ class GuardMiddleware:
                 self._check_origin(headers)
                 self._check_body_type(headers)
             template, params = self._match_route(scope)
-            caller, session = self._authenticate(headers, scope)
+            caller, session = await self._authenticate(headers, scope)
             self._check_rate(caller, scope)
             if template is not None:
                 self._authorise(caller, method, template, params)
@@ -165,15 +168,17 @@ class GuardMiddleware:
                 "Send the request body as application/json or multipart/form-data.",
             )
 
-    def _authenticate(self, headers: dict[str, str], scope: Scope) -> tuple[Caller, str | None]:
+    async def _authenticate(
+        self, headers: dict[str, str], scope: Scope
+    ) -> tuple[Caller, str | None]:
         if not self.access.enabled():
             return OPERATOR, None
         authorization = headers.get("authorization", "")
         if authorization:
             scheme, _, secret = authorization.partition(" ")
-            caller = self.access.from_bearer(secret.strip()) if scheme.lower() == "bearer" else None
+            secret = secret.strip() if scheme.lower() == "bearer" else ""
+            caller = await self._bearer_caller(secret, scope)
             if caller is None:
-                self._count_failure(scope)
                 raise Refusal(
                     401,
                     "Unauthorized",
@@ -188,11 +193,12 @@ class GuardMiddleware:
                 return caller, token
         return ANONYMOUS, None
 
-    def _count_failure(self, scope: Scope) -> None:
-        """Guessing keys is rate limited per client address, before argon2 costs more."""
-        wait = self.access.failures.take(_client(scope))
-        if wait > 0:
-            raise _too_many(wait)
+    async def _bearer_caller(self, secret: str, scope: Scope) -> Caller | None:
+        """The key's caller; failures are counted before argon2 runs (429 when spent)."""
+        try:
+            return await self.access.from_bearer(secret, _client(scope))
+        except AuthThrottled as throttled:
+            raise _too_many(throttled.retry_after, audit=throttled.audit) from None
 
     def _check_rate(self, caller: Caller, scope: Scope) -> None:
         who = caller.key_id if caller.via in ("bearer", "session") else _client(scope)

@@ -12,9 +12,9 @@ from starlette.datastructures import UploadFile
 
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.errors import QueryError
-from mmsearch.service.access import request_caller
+from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import NotFound, UnsupportedMediaType, error_responses
-from mmsearch.service.jobs import JobManager
+from mmsearch.service.jobs import Job, JobManager
 from mmsearch.service.requests import parse_json_object, read_model
 from mmsearch.service.schemas import CollectionName, IngestBody, JobId
 from mmsearch.service.state import ServiceState
@@ -145,13 +145,21 @@ def _mapping(data: dict[str, Any] | None) -> FieldMapping | None:
 
 @router.get(
     "/v1/jobs",
-    summary="Ingest jobs, newest first (of the collections this key may use)",
+    summary="Ingest jobs, newest first (an admin: of its collections; else its own)",
     responses=error_responses(401, 403, 429),
 )
 def list_jobs(request: Request) -> dict[str, Any]:
     caller = request_caller(request)
-    jobs = [job for job in _jobs(request).list() if caller.may_use(job.collection)]
+    jobs = [job for job in _jobs(request).list() if _may_see(caller, job)]
     return {"jobs": [job.as_dict() for job in jobs]}
+
+
+def _may_see(caller: Caller, job: Job) -> bool:
+    """A job's report names rows and ids of what it wrote: a caller bound by ACL groups
+    sees only the jobs it started itself; an admin every job of its collections."""
+    if not caller.may_use(job.collection):
+        return False
+    return caller.unrestricted or job.key_id == caller.key_id
 
 
 @router.get(
@@ -161,6 +169,6 @@ def list_jobs(request: Request) -> dict[str, Any]:
 )
 def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
     job = _jobs(request).get(job_id)
-    if not request_caller(request).may_use(job.collection):
+    if not _may_see(request_caller(request), job):
         raise NotFound(f"No ingest job '{job_id}' (jobs are kept until the server restarts).")
     return job.as_dict()

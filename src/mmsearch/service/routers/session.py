@@ -3,6 +3,11 @@
 The browser never stores the key: the cookie holds a signed session token, and the
 pages carry the CSRF token derived from it, which the guard requires on every write
 made with the cookie. API clients keep using ``Authorization: Bearer``.
+
+Signing in checks the key exactly as the guard checks a bearer key: failure budgets
+first, argon2 off the event loop. Signing out records the session as ended in the
+workspace (see ``RevokedSessions``), so the old cookie and CSRF token stop working in
+every worker process, not only in the browser that drops the cookie.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmsearch.service.access import SESSION_COOKIE, AccessControl
+from mmsearch.service.access import SESSION_COOKIE, AccessControl, AuthThrottled
 from mmsearch.service.errors import TooManyRequests, Unauthorized, error_responses
 from mmsearch.service.requests import read_model
 from mmsearch.service.schemas import json_body_doc
@@ -53,18 +58,18 @@ async def sign_in(request: Request) -> JSONResponse:
     access: AccessControl = request.app.state.access
     state: ServiceState = request.app.state.mmsearch
     body = await read_model(request, LoginBody)
-    caller = access.from_bearer(body.key) if access.enabled() else None
+    if not access.enabled():
+        raise Unauthorized("This server does not use API keys; no sign-in is needed.")
+    client = request.client.host if request.client else "unknown"
+    try:
+        caller = await access.from_bearer(body.key, f"ip:{client}")
+    except AuthThrottled as throttled:
+        if throttled.audit:
+            state.audit_refusal("anonymous", "POST", "/v1/session", 429, "login throttled")
+        raise TooManyRequests(str(throttled), throttled.retry_after) from None
     if caller is None:
-        client = request.client.host if request.client else "unknown"
         state.audit_refusal("anonymous", "POST", "/v1/session", 401, "login failed")
-        wait = access.failures.take(f"ip:{client}")
-        if wait > 0:
-            raise TooManyRequests("Too many failed sign-ins; wait a minute.", wait)
-        raise Unauthorized(
-            "The API key is not valid (unknown, revoked or expired)."
-            if access.enabled()
-            else "This server does not use API keys; no sign-in is needed."
-        )
+        raise Unauthorized("The API key is not valid (unknown, revoked or expired).")
     token = access.sessions.issue(caller.key_id)
     lifetime = int(access.sessions.lifetime_s)
     payload: dict[str, Any] = {
@@ -88,10 +93,14 @@ async def sign_in(request: Request) -> JSONResponse:
 
 @router.delete(
     "/v1/session",
-    summary="Sign out (clears the session cookie)",
+    summary="Sign out (ends the session on the server and clears its cookie)",
     responses=error_responses(400, 403, 429),
 )
-def sign_out() -> JSONResponse:
+def sign_out(request: Request) -> JSONResponse:
+    access: AccessControl = request.app.state.access
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        access.sessions.revoke(token)  # a forged or expired token has nothing to end
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
