@@ -159,6 +159,18 @@ class Settings(BaseSettings):
         "is answered exactly, and a wider one searches the graph deeper in proportion to "
         "what the filter removes; 0: the index alone",
     )
+    milvus_flush: Literal["run", "server"] = Field(
+        default="run",
+        description="run: flush each ingest's and rebuild's rows and wait for their index "
+        "before publishing; server: leave sealing to the server's auto-flush (clusters)",
+    )
+    milvus_index_wait_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="how long a run waits (after its flush) for Milvus to index what it "
+        "wrote; past it the build is published with a warning, its newest rows searched "
+        "by brute force until indexed",
+    )
     default_access: Literal["public", "private"] = Field(
         default="public",
         description="who sees items without an acl in collections that do not say otherwise",

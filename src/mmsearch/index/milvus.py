@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,13 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import And, Filter, InList, Visible, all_of
 from mmsearch.filters.nnf import CANNOT_APPLY
 from mmsearch.index.base import Match, VectorField
-from mmsearch.index.milvus_client import MilvusConnection, collection_name, is_lite
+from mmsearch.index.milvus_client import (
+    MilvusConnection,
+    MilvusStoreError,
+    collection_name,
+    is_lite,
+    store_error,
+)
 from mmsearch.index.milvus_filter import MilvusExpr, to_milvus_expr
 from mmsearch.index.milvus_schema import (
     LAYOUT_PROPERTY,
@@ -177,10 +184,28 @@ class MilvusBuildIndex:
             tenant=int(properties.get(TENANT_PROPERTY, 0)) > 0,
             layout=properties.get(LAYOUT_PROPERTY, ROWS),
         )
+        index.ensure_loaded()
         if version is not None and version != index.version():
             # No snapshots in Milvus: the latest rows answer (see the module docstring).
             log.debug("%s: manifest names version %s, serving %s", name, version, index.version())
         return index
+
+    def ensure_loaded(self) -> None:
+        """Load the build's collections where they are not loaded.
+
+        A collection is searchable only while loaded, and loading is server state, not
+        data: Milvus Lite with a file URI starts every process with its collections
+        released, and a Milvus server forgets loads on restart or after a release. So
+        whoever opens a build loads it (a no-op, one call per collection, when it is)."""
+        for target in self._targets():
+            state = self._client.get_load_state(target).get("state")
+            if getattr(state, "name", str(state)) != "Loaded":
+                log.info("loading the Milvus collection %s", target)
+                self._client.load_collection(target)
+
+    def _targets(self) -> list[str]:
+        """The build's collections: items, and images in the rows layout."""
+        return [self._name, *([self._images] if self._multi and not self._struct else [])]
 
     @staticmethod
     def drop(connection: MilvusConnection, table: str) -> None:
@@ -287,18 +312,59 @@ class MilvusBuildIndex:
             self._client.delete(self._images, **self._filter_args(expr))
 
     def refresh_indexes(self) -> dict[str, Any]:
-        """Seal what a run wrote so searches use the indexes.
+        """Seal what a run wrote and wait for its index, so searches use the indexes.
 
         Milvus indexes rows once their segment is sealed; rows still in the growing
         segment (Milvus Lite: the memtable, up to 128 MB) are searched by brute force,
         which at 10k rows made every search ~15x slower (300 vs 20 ms p50). One flush
-        per run, not per write batch, keeps segments large on a cluster.
+        per run, not per write batch, keeps segments large on a cluster; waiting for
+        the index before the run publishes means the first searches of a new build are
+        served by it. ``flush="server"`` leaves both to the server (its auto-flush), for
+        clusters where many writers share the flush rate limit.
         """
-        targets = [self._name, *([self._images] if self._multi and not self._struct else [])]
-        for target in targets:
-            self._client.flush(target)
+        if self._conn.flush == "run":
+            for target in self._targets():
+                self._client.flush(target)
+            self.wait_for_indexes(self._conn.index_wait_s)
         names = sorted([KEYWORD_COLUMN, *(v.column for v in self._vectors)])
         return {"created": [], "indexed_columns": names, "rows": self.row_count()}
+
+    def index_states(self) -> list[dict[str, Any]]:
+        """``describe_index`` of every index of the build (rows indexed, pending, state)."""
+        out = []
+        for target in self._targets():
+            for name in self._client.list_indexes(target):
+                out.append({"collection": target, **self._client.describe_index(target, name)})
+        return out
+
+    def wait_for_indexes(self, timeout_s: float) -> bool:
+        """Poll ``describe_index`` until no index has rows pending (True), or until
+        ``timeout_s`` (False, with a warning: the build is still correct, its newest
+        rows are searched by brute force until Milvus has indexed them)."""
+        deadline = time.monotonic() + timeout_s
+        pause = 0.05
+        while True:
+            states = self.index_states()
+            failed = [s for s in states if str(s.get("state")) == "Failed"]
+            if failed:
+                raise MilvusStoreError(
+                    f"Milvus failed to build the index {failed[0].get('index_name')} of "
+                    f"{failed[0]['collection']}: {failed[0].get('fail_reason') or 'no reason'}"
+                )
+            if all(_indexed(state) for state in states):
+                return True
+            if time.monotonic() >= deadline:
+                pending = sum(int(s.get("pending_index_rows") or 0) for s in states)
+                log.warning(
+                    "%s: Milvus had not indexed %d rows after %.0f s; publishing anyway "
+                    "(those rows are searched without the index until it has)",
+                    self._name,
+                    pending,
+                    timeout_s,
+                )
+                return False
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(1.0, pause * 2)
 
     def prune_versions(self) -> None:
         """Nothing to prune: Milvus keeps no old versions."""
@@ -452,6 +518,8 @@ class MilvusBuildIndex:
         try:
             while batch := iterator.next():
                 out.extend(dict(row) for row in batch)
+        except Exception as exc:  # the iterator's calls bypass the guarded client
+            raise store_error(exc, self._conn.uri, f"query {name}") from exc
         finally:
             iterator.close()
         return out
@@ -476,10 +544,13 @@ class MilvusBuildIndex:
 
     @staticmethod
     def _checked(call: Any, expr: MilvusExpr | None) -> Any:
-        """Run a Milvus call; a filter the server refuses is a QueryError without internals."""
+        """Run a Milvus call; a filter the server refuses is a QueryError without internals.
+        A server that cannot serve the collection is its own error, filter or not."""
         try:
             return call()
-        except Exception as exc:  # pymilvus.MilvusException with the parser's message
+        except MilvusStoreError:
+            raise
+        except Exception as exc:  # MilvusRequestError with the parser's message
             if expr is None:
                 raise
             log.debug("Milvus refused the filter %s: %s", expr.text, exc)
@@ -519,6 +590,13 @@ def tenant_hint(filter: Filter) -> Filter | None:
         if isinstance(part, Visible)
     ]
     return all_of(*hints)
+
+
+def _indexed(state: dict[str, Any]) -> bool:
+    """An index with nothing left to build (``describe_index``'s counts and state)."""
+    pending = int(state.get("pending_index_rows") or 0)
+    total, done = int(state.get("total_rows") or 0), int(state.get("indexed_rows") or 0)
+    return pending == 0 and done >= total and str(state.get("state", "Finished")) == "Finished"
 
 
 def _plain(value: Any) -> Any:

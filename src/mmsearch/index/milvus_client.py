@@ -2,14 +2,23 @@
 
 Kept apart from ``milvus.py`` so that alias upkeep (``index/open.py::sync_aliases``)
 needs no build open. pymilvus is imported only when a client is first made.
+
+Every client handed out is wrapped (``GuardedClient``) so that no pymilvus exception
+leaves the store: an unreachable server or a collection that is missing or not
+loaded is a ``MilvusStoreError``, anything else Milvus refuses a
+``MilvusRequestError``; both are ``MMSearchError``s, which the CLI and the API show as
+a message, never a traceback. pymilvus's own error log (a traceback per failed call)
+is silenced for the same reason; the store logs the server's message at debug level.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +45,10 @@ class MilvusConnection:
     image_layout: str = "auto"
     # A filtered vector search matching at most this many items is answered exactly.
     exact_filter_rows: int = 4096
+    # "run": flush at the end of each run and wait for the index; "server": auto-flush.
+    flush: str = "run"
+    # Seconds a run waits for the index of what it flushed.
+    index_wait_s: float = 600.0
 
     def client(self) -> Any:
         key = (self.uri, self.token or "")
@@ -48,8 +61,12 @@ class MilvusConnection:
                         "This build is stored in Milvus, but pymilvus is not installed: "
                         "pip install 'mmsearch[milvus]'."
                     ) from None
+                # pymilvus logs each failed call with its traceback; ours are re-raised
+                # as MMSearchErrors (see the module docstring) and logged at debug.
+                logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
                 try:
-                    _clients[key] = MilvusClient(uri=self.uri, token=self.token or "", timeout=30)
+                    client = MilvusClient(uri=self.uri, token=self.token or "", timeout=30)
+                    _clients[key] = GuardedClient(client, self.uri)
                 except Exception as exc:
                     log.debug("connecting to Milvus at %s failed: %s", self.uri, exc)
                     raise MMSearchError(
@@ -58,6 +75,77 @@ class MilvusConnection:
                         "MMSEARCH_MILVUS_TOKEN_FILE) to a reachable one."
                     ) from None
             return _clients[key]
+
+
+class MilvusStoreError(MMSearchError):
+    """Milvus cannot serve the build now: unreachable, or a collection missing or not
+    loaded. Not the caller's fault: retrying later or fixing the server helps."""
+
+
+class MilvusRequestError(MMSearchError):
+    """Milvus refused a request as given (a filter it cannot parse, a value too long)."""
+
+
+# MilvusException codes meaning "the server cannot serve this collection", not "the
+# request is wrong": 2 unavailable, 100 collection missing, 101 not loaded (Milvus and
+# Milvus Lite), 103/106 and 503 (Milvus: not ready, no replica available).
+_STORE_CODES = frozenset({2, 100, 101, 103, 106, 503})
+_UNREACHABLE = ("MilvusUnavailableException", "ConnectError", "RpcError", "_InactiveRpcError")
+
+
+def _unreachable(exc: Exception) -> bool:
+    if getattr(exc, "code", None) == 2 or isinstance(exc, OSError | TimeoutError):
+        return True
+    return any(kind.__name__ in _UNREACHABLE for kind in type(exc).__mro__)
+
+
+def store_error(exc: Exception, uri: str, operation: str) -> MMSearchError:
+    """The MMSearchError a failed Milvus call becomes, with the server's own words."""
+    code = getattr(exc, "code", None)
+    text = str(getattr(exc, "message", "") or exc).strip()
+    message = (text.splitlines() or [type(exc).__name__])[0][:300]
+    log.debug("Milvus at %s: %s failed: %r", uri, operation, exc)
+    if _unreachable(exc):
+        return MilvusStoreError(
+            f"Cannot reach Milvus at {uri} ({operation}: {message}). Start the server, or "
+            "set MMSEARCH_MILVUS_URI (and MMSEARCH_MILVUS_TOKEN or "
+            "MMSEARCH_MILVUS_TOKEN_FILE) to a reachable one."
+        )
+    if code in _STORE_CODES or "not loaded" in message or "released" in message:
+        return MilvusStoreError(f"Milvus at {uri} could not {operation}: {message}")
+    return MilvusRequestError(f"Milvus at {uri} refused to {operation}: {message}")
+
+
+class GuardedClient:
+    """A ``MilvusClient`` whose calls raise ``MMSearchError`` and nothing else."""
+
+    def __init__(self, client: Any, uri: str):
+        self._client = client
+        self._uri = uri
+
+    @property
+    def raw(self) -> Any:
+        """The pymilvus client itself (tests and tools that want pymilvus's errors)."""
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        return self._guarded(name, attr)
+
+    def _guarded(self, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(call)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(*args, **kwargs)
+            except MMSearchError:
+                raise
+            except Exception as exc:
+                target = args[0] if args and isinstance(args[0], str) else ""
+                raise store_error(exc, self._uri, f"{name} {target}".strip()) from exc
+
+        return guarded
 
 
 def collection_name(table: str) -> str:

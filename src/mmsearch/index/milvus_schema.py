@@ -31,6 +31,7 @@ return exactly the types a LanceDB build would.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any
 
@@ -180,9 +181,7 @@ def index_params(client: Any, fields: list[pa.Field], kind: str, params: dict, k
     build = {**DEFAULT_INDEX_PARAMS[kind], **params}
     for field in fields:
         if pa.types.is_fixed_size_list(field.type):
-            out.add_index(
-                field.name, index_type=INDEX_TYPES[kind], metric_type="COSINE", params=build
-            )
+            out.append(nested_index(field.name, INDEX_TYPES[kind], "COSINE", build))
     if keyword:
         out.add_index(SPARSE_COLUMN, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     return out
@@ -294,12 +293,36 @@ def add_struct_indexes(index: Any, multi: list[VectorField], params: dict) -> No
     """Embedding-list indexes (HNSW, the kind Array-of-Structs vectors take) per role."""
     build = {**DEFAULT_INDEX_PARAMS["hnsw"], **params}
     for vector in multi:
-        index.add_index(
-            struct_path(vector.column),
-            index_type="HNSW",
-            metric_type="MAX_SIM_COSINE",
-            params=build,
-        )
+        index.append(nested_index(struct_path(vector.column), "HNSW", "MAX_SIM_COSINE", build))
+
+
+def nested_index(field: str, index_type: str, metric: str, build: dict[str, Any]) -> Any:
+    """An index whose build parameters travel as one ``params`` JSON entry.
+
+    ``IndexParams.add_index(params=...)`` flattens them into top-level key/value pairs
+    (``M``, ``efConstruction``), which Milvus reads but Milvus Lite 3.x ignores (it
+    reads only ``params``): the index was built with its engine's defaults and
+    ``describe_index`` showed no parameters. Milvus itself unpacks a ``params`` entry
+    into the same keys, so this one form reaches every engine."""
+    return _nested_index_class()(field, index_type, metric, build)
+
+
+@functools.cache
+def _nested_index_class() -> type:
+    from pymilvus.milvus_client.index import IndexParam
+
+    class NestedIndexParam(IndexParam):
+        """``IndexParam`` sending its build parameters nested under ``params``."""
+
+        def __init__(self, field: str, index_type: str, metric: str, build: dict[str, Any]):
+            super().__init__(field, index_type, "", metric_type=metric)
+            self.build = dict(build)
+
+        def get_index_configs(self) -> dict[str, Any]:
+            configs = dict(super().get_index_configs())
+            return {**configs, "params": dict(self.build)} if self.build else configs
+
+    return NestedIndexParam
 
 
 def struct_path(column: str) -> str:

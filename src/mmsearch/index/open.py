@@ -72,6 +72,8 @@ def milvus_connection(settings: Settings | None, uri: str | None = None, index: 
         tenant_partitions=settings.milvus_tenant_partitions,
         image_layout=settings.milvus_image_layout,
         exact_filter_rows=settings.milvus_exact_filter_rows,
+        flush=settings.milvus_flush,
+        index_wait_s=settings.milvus_index_wait_s,
     )
 
 
