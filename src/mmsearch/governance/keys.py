@@ -105,7 +105,7 @@ class ApiKey:
         return self.collections is None or collection in self.collections
 
     def allows(self, permission: Permission | str) -> bool:
-        return allows(self.role, permission)
+        return allows(self.role, permission, scoped=self.collections is not None)
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or _now())

@@ -75,8 +75,19 @@ class Caller:
         """Admins and the local operator (auth off) are not bound by item ACLs."""
         return self.via == "none" or self.role == Role.ADMIN
 
+    @property
+    def scoped(self) -> bool:
+        """Limited to some collections: never acts on what all collections share."""
+        return self.collections is not None
+
+    @property
+    def global_admin(self) -> bool:
+        """An admin of everything (or the local operator): the only caller who may change
+        what spans collections or step outside a collection's default rules."""
+        return self.via == "none" or (self.role == Role.ADMIN and not self.scoped)
+
     def may(self, permission: Permission) -> bool:
-        return not self.anonymous and allows(self.role, permission)
+        return not self.anonymous and allows(self.role, permission, scoped=self.scoped)
 
     def may_use(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
@@ -84,6 +95,35 @@ class Caller:
     def may_grant(self, groups: list[str] | None) -> bool:
         """A restricted writer may label items only with groups it belongs to."""
         return self.unrestricted or not groups or set(groups) <= self.groups
+
+    def grant_problem(
+        self, role: Role, collections: list[str] | None, groups: list[str]
+    ) -> str | None:
+        """Why this caller may not create a key with this role and scope (None: it may).
+
+        A key never hands out more than it holds: no role above its own, no collection
+        outside its own (a limited key creates only limited keys), and, when it carries
+        groups, no group it lacks."""
+        if self.global_admin:
+            return None
+        if role > self.role:
+            return f"A {self.role} key may not create a {role} key."
+        if self.collections is not None:
+            if collections is None:
+                return "A key limited to collections may only create keys limited to them."
+            outside = sorted(set(collections) - self.collections)
+            if outside:
+                return "A key may only create keys for collections it may use itself."
+        if self.groups and not set(groups) <= self.groups:
+            return "A key may only give out ACL groups it belongs to itself."
+        return None
+
+    def covers(self, collections: list[str] | None) -> bool:
+        """Whether a key limited to ``collections`` (None: all) is within this caller's
+        scope, so that this caller may see or revoke it."""
+        if self.collections is None:
+            return True
+        return collections is not None and set(collections) <= self.collections
 
 
 OPERATOR = Caller(LOCAL_OPERATOR, Role.ADMIN, via="none")

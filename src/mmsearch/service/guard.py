@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
 
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmsearch.service.access import (
     ANONYMOUS,
@@ -114,6 +115,8 @@ class GuardMiddleware:
             await _send_error(send, refusal)
             return
         scope.setdefault("state", {})["caller"] = caller
+        if template is not None and _guarded(scope["method"], template):
+            send = _private_responses(send)
         await self.app(scope, receive, send)
 
     def _match_route(self, scope: Scope) -> tuple[str | None, dict[str, Any]]:
@@ -256,11 +259,50 @@ def _too_many(wait: float, audit: bool = True) -> Refusal:
     )
 
 
+_HOST = re.compile(
+    r"^(?:\[(?P<ipv6>[0-9a-f:.]*:[0-9a-f:.]*)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]{0,252})))"
+    r"(?::[0-9]{1,5})?$"
+)
+
+
 def _hostname(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):  # [::1]:8000
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The host name of a Host header, or "" when it is not one: a name or an IPv4
+    address, or an IPv6 address in brackets, with an optional port and nothing else
+    (``localhost:80@evil.example`` and ``[localhost]`` are not host names)."""
+    found = _HOST.match(host.strip().lower())
+    if found is None:
+        return ""
+    return found.group("ipv6") or found.group("name")
+
+
+def _guarded(method: str, template: str) -> bool:
+    """Whether the route answers only to callers the guard let in (not a public one)."""
+    if template.startswith(PUBLIC_PREFIXES):
+        return False
+    wanted = "GET" if method == "HEAD" else method
+    return ROUTE_PERMISSIONS.get((wanted, template), "unlisted") is not None
+
+
+def _private_responses(send: Send) -> Send:
+    """What a guarded route answers depends on who asked: shared caches must not keep it
+    (``private``), and a browser's own cache keys it by the credentials (``Vary``). A
+    route that chose ``private`` caching keeps it; anything else becomes ``no-store``."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (name, value)
+                for name, value in message.get("headers", [])
+                if name.lower() not in (b"cache-control", b"vary")
+                or (name.lower() == b"cache-control" and value.lower().startswith(b"private"))
+            ]
+            if not any(name.lower() == b"cache-control" for name, _ in headers):
+                headers.append((b"cache-control", b"private, no-store"))
+            headers.append((b"vary", b"Authorization, Cookie"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 def _cookie(headers: dict[str, str], name: str) -> str | None:

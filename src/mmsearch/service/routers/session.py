@@ -13,6 +13,7 @@ every worker process, not only in the browser that drops the cookie.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -43,8 +44,33 @@ class SessionOut(BaseModel):
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
     from mmsearch.service.routers.ui import page
 
-    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
-    return page(request, "login.html", next=safe_next)
+    return page(request, "login.html", next=same_origin_path(next))
+
+
+MAX_NEXT_CHARS = 2_048
+
+
+def same_origin_path(target: str) -> str:
+    r"""``target`` when a browser resolves it to a path on this origin, else "/".
+
+    Browsers are more forgiving than a ``startswith("/")`` check: they read ``\`` as
+    ``/`` and drop tabs and newlines, so ``/\evil.example`` and ``/\t/evil.example``
+    are ``//evil.example``, another host. So: no whitespace at all; one leading slash;
+    no backslash or control character, also after percent-decoding (which some
+    redirects apply once more); and no scheme or host once parsed."""
+    if not target or len(target) > MAX_NEXT_CHARS:
+        return "/"
+    if any(ch.isspace() for ch in target):
+        return "/"
+    for form in (target, unquote(target)):
+        if not form.startswith("/") or form.startswith("//"):
+            return "/"
+        if "\\" in form or any(ch != " " and not ch.isprintable() for ch in form):
+            return "/"
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return target
 
 
 @router.post(
