@@ -55,7 +55,11 @@ def _kind(values: list[object]) -> str:
         (["1", "x"], "string"),
         ([True, 1], "string"),
         (["red", "blue"], "string"),
-        (["true", "false"], "string"),
+        (["true", "false"], "bool"),  # CSV spells booleans as text
+        (["Yes", "NO", "yes"], "bool"),
+        (["1", "0"], "bool"),
+        (["1", "1"], "int"),  # 1/0 needs both values
+        (["yes", "false"], "string"),  # one spelling per column
         ([], "string"),
     ],
 )

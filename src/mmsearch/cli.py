@@ -5,24 +5,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from mmsearch.commands import register_all
-from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.filters.groups import parse_groups
-from mmsearch.ingest import file_sha256
-from mmsearch.media.images import ImageLimits, load_image
-from mmsearch.ranking.cli_support import parse_weights, print_explanation
-from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT, SIGNALS
-from mmsearch.search.query import build_request, parse_query
-from mmsearch.search.result import SearchResult
-from mmsearch.search.searcher import Searcher
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmsearch.config import Settings
+    from mmsearch.manifest import BuildManifest
+    from mmsearch.search.result import SearchResult
+
+# Only light modules at import time: ``mmsearch --help`` and every command's argument
+# errors must not wait for lancedb, torch, scipy or pydantic. Each command imports what
+# it needs when it runs (tests/test_cli_startup.py keeps it so).
+
+# retrieval.planner.DEFAULT_IMAGE_WEIGHT, repeated so that --help does not import numpy;
+# tests/test_cli_startup.py checks that the two agree.
+DEFAULT_IMAGE_WEIGHT = 0.5
+
 
 app = typer.Typer(
     help="mmsearch: multimodal catalog search (images, text embeddings and keywords).",
@@ -33,6 +38,8 @@ app = typer.Typer(
 
 
 def _settings(home: Path | None) -> Settings:
+    from mmsearch.config import load_settings
+
     return load_settings(home)
 
 
@@ -94,14 +101,16 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection by text, by image, or both."""
+    from mmsearch.filters.groups import parse_groups
+    from mmsearch.filters.parse import parse_where
+    from mmsearch.ranking.cli_support import parse_weights, print_explanation
+    from mmsearch.search.query import build_request, parse_query
+
     settings = _settings(home)
     try:
-        query_image = (
-            load_image(image, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
-            if image
-            else None
-        )
-        searcher = Searcher(settings, collection)
+        # Everything the user typed is checked against the live manifest first: a typo in
+        # --where or --weight must not wait for lancedb and the models to load.
+        manifest = _live_manifest(settings, collection)
         caller_groups = parse_groups(groups)
         # The same model and the same conversion as the API and evaluation; the CLI's
         # own parts are the image file and searching as a set of ACL groups.
@@ -118,6 +127,16 @@ def search(
             rules=rules,
             explain=explain,
         )
+        if not (query or "").strip() and image is None:
+            raise QueryError("Give a text query, an image, or both.")
+        if where:  # parsed again by the Searcher; here so that a typo fails in a blink
+            parse_where(where, {a.column: a.kind for a in manifest.attributes})
+        query_image = _query_image(settings, image) if image else None
+        # Only now the store (lancedb) and, on the first query, the models.
+        from mmsearch.ingest.sources import file_sha256
+        from mmsearch.search.searcher import Searcher
+
+        searcher = Searcher(settings, collection)
         request = build_request(
             search_query,
             searcher.manifest.attributes,
@@ -140,6 +159,19 @@ def search(
             print_explanation(console, rank, hit.id, hit.explanation)
 
 
+def _live_manifest(settings: Settings, collection: str) -> BuildManifest:
+    """The live build's manifest, read without opening its index or any model."""
+    from mmsearch.workspace import Workspace
+
+    return Workspace(settings.home).collection(collection).live_manifest()
+
+
+def _query_image(settings: Settings, path: Path) -> Image.Image:
+    from mmsearch.media.images import ImageLimits, load_image
+
+    return load_image(path, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
+
+
 def _normalisation(value: str | None) -> Literal["minmax", "zscore"] | None:
     if value is None or value in ("minmax", "zscore"):
         return value  # type: ignore[return-value]
@@ -158,6 +190,11 @@ def _describe_query(query: str | None, image: Path | None, where: str | None) ->
 
 
 def print_result(result: SearchResult, *, title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mmsearch.retrieval.planner import SIGNALS
+
     table = Table(title=f"{escape(title)}  [dim]({result.collection} / {result.build_id})[/]")
     table.add_column("#", justify="right")
     table.add_column("id")
@@ -200,6 +237,8 @@ def print_result(result: SearchResult, *, title: str) -> None:
 @app.command()
 def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """List collections with item counts, build time and encoders."""
+    from rich.table import Table
+
     from mmsearch.workspace import Workspace
 
     settings = _settings(home)

@@ -124,12 +124,58 @@ def collection_writer(
             lock.release()
         return
     _acquire(lock, folder, wait=wait, timeout_s=timeout_s, on_wait=on_wait)
+    while not _holds_current_file(lock, folder):
+        # The file was unlinked (remove_unused_folder) while this writer waited on it:
+        # holding it excludes nobody, so take the lock again on the file now at the path.
+        lock.release()
+        lock = _lock_for(folder)
+        _acquire(lock, folder, wait=wait, timeout_s=timeout_s, on_wait=on_wait)
     try:
         _write_holder(folder, WriterInfo.current(purpose))
         yield
     finally:
         _remove_holder(folder)  # before the release, so the next holder's record stays
         lock.release()
+
+
+def remove_unused_folder(folder: Path) -> bool:
+    """Remove a collection folder that holds nothing but its writer lock files.
+
+    A first ingest that fails (every row refused, an error before its first build)
+    leaves the folder its lock was taken in: ``collections`` would then list nothing,
+    but a later ``mmsearch`` sees a collection folder with no collection in it. The
+    folder goes only while no one else writes it (the lock is taken without waiting),
+    and a writer that was waiting on the removed lock file takes the lock again on a new
+    one (see ``collection_writer``). True when the folder was removed."""
+    if not folder.is_dir():
+        return False
+    lock = _lock_for(folder)
+    if lock.is_locked or not _try_acquire(lock, folder, blocking=False, timeout_s=0.0):
+        return False  # held by this thread or by another writer: it is in use
+    try:
+        entries = list(folder.iterdir())
+        if any(not entry.name.startswith(".writer") or entry.is_dir() for entry in entries):
+            return False
+        for entry in entries:
+            entry.unlink(missing_ok=True)
+        folder.rmdir()
+        return True
+    except OSError:
+        return False
+    finally:
+        lock.release()
+
+
+def _holds_current_file(lock: FileLock, folder: Path) -> bool:
+    """Whether the file this lock holds is still the one at ``folder/.writer.lock``."""
+    fd = getattr(lock._context, "lock_file_fd", None)  # filelock keeps no public handle
+    if fd is None:
+        return True
+    try:
+        held, current = os.fstat(fd), os.stat(lock_path(folder))
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
 
 
 def _lock_for(folder: Path) -> FileLock:

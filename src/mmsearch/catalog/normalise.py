@@ -29,6 +29,8 @@ __all__ = [
 
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
+# Text a column may spell its booleans with (CSV has no other way), one pair per column.
+BOOL_SPELLINGS = (("true", "false"), ("yes", "no"), ("1", "0"))
 MAX_ID_LENGTH = 512
 IMAGE_LIST_SEPARATOR = "|"  # several images in one CSV cell or string
 MAX_TEXT_CHARS = 1_000_000
@@ -82,12 +84,13 @@ def _infer_kind(values: list[object]) -> AttributeKind:
     numeric text); also when real (typed) numbers are the majority, as a JSON or Parquet
     number is stronger evidence than digits in text. Int when every such number is whole.
     A NaN or infinite float is a number type with no value: it marks the field as typed
-    numeric but is neither counted for nor against. Bool only when every value is a bool."""
+    numeric but is neither counted for nor against. Bool when every value is a bool, or
+    text that spells one (see _spells_booleans)."""
     typed = any(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     values = [v for v in values if not (isinstance(v, float) and not math.isfinite(v))]
     if not values:
         return "string"
-    if all(isinstance(v, bool) for v in values):
+    if all(isinstance(v, bool) for v in values) or _spells_booleans(values):
         return "bool"
     floats = sum(_as_float(v) is not None for v in values)
     numeric = floats >= NUMERIC_SHARE * len(values) or (typed and floats * 2 > len(values))
@@ -95,6 +98,22 @@ def _infer_kind(values: list[object]) -> AttributeKind:
         return "string"
     ints = sum(_as_int(v) is not None for v in values)
     return "int" if ints == floats else "float"
+
+
+def _spells_booleans(values: list[object]) -> bool:
+    """Text values that are all words of one BOOL_SPELLINGS pair, in any case.
+
+    CSV has no booleans: without this an ``in_stock`` column of ``true``/``false`` became
+    text, and ``--where "in_stock"`` was refused. One pair per column, so that a column
+    mixing ``yes`` and ``false`` stays text; ``1``/``0`` needs both values, so that a
+    column of ``1`` (a quantity, say) stays a number."""
+    if not all(isinstance(v, str) for v in values):
+        return False
+    words = {str(v).strip().lower() for v in values}
+    for true, false in BOOL_SPELLINGS:
+        if words <= {true, false} and (true != "1" or words == {true, false}):
+            return True
+    return False
 
 
 def _as_int(value: object) -> int | None:

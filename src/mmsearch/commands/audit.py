@@ -17,15 +17,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.audit import AuditError, AuditLog, load_anchor
-from mmsearch.governance.keys import parse_duration
 from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``24h`` / ``7d`` (that long ago) or an ISO date or time (UTC unless it says)."""
+    from mmsearch.governance.audit import AuditError
+    from mmsearch.governance.keys import parse_duration
+
     try:
         return (now or datetime.now(UTC)) - parse_duration(text)
     except MMSearchError:
@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         whole workspace can rewrite that too: keep an exported anchor elsewhere and pass
         it with --anchor.
         """
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import AuditLog, load_anchor
+
         log = AuditLog(load_settings(home).home)
         try:
             exported = load_anchor(anchor) if anchor is not None else None
@@ -123,6 +126,9 @@ def register(app: typer.Typer) -> None:
         ticket, a backup); later, `mmsearch audit verify --anchor FILE` fails if the log
         was cut short or rewritten since. Refused while the log does not verify.
         """
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import AuditLog
+
         try:
             anchor = AuditLog(load_settings(home).home).export_anchor(file)
         except MMSearchError as exc:
@@ -150,6 +156,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Show the newest audit events (oldest of them first)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import AuditLog
+
         try:
             start = parse_since(since) if since else None
             events = AuditLog(load_settings(home).home).read(start, collection, limit)

@@ -9,7 +9,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
 from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
@@ -27,6 +26,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Measure search latency (p50/p95/p99) per mode, in process, and peak memory."""
+        from mmsearch.config import load_settings
         from mmsearch.evaluation.latency import measure_latency
 
         settings = load_settings(home)

@@ -8,27 +8,20 @@ as operator acts; a revert says what it will undo before it writes.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.audit import cli_actor
-from mmsearch.governance.builds import (
-    describe_build,
-    diff_builds,
-    list_builds,
-    prune_builds,
-    prune_plan,
-)
-from mmsearch.governance.cli_support import operator_act
-from mmsearch.ingest.history import RunEntry, read_runs
-from mmsearch.ingest.revert import RevertPlan, RevertReport, plan_revert, revert_run
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
-from mmsearch.workspace import CollectionDir, Workspace
+
+if TYPE_CHECKING:
+    from mmsearch.ingest.history import RunEntry
+    from mmsearch.ingest.revert import RevertPlan, RevertReport
+    from mmsearch.workspace import CollectionDir
+
 
 STATUS_COLOURS = {
     "live": "green",
@@ -133,6 +126,10 @@ def _register_builds(app: typer.Typer) -> None:
         collection: CollectionOption, home: HomeOption = None, as_json: JsonOption = False
     ) -> None:
         """Every build, newest first: status, encoders, items, gate verdict."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.builds import list_builds
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             summaries = list_builds(Workspace(settings.home).collection(collection))
@@ -169,6 +166,11 @@ def _register_builds(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """One build in full: encoders, mapping, schema, sources, runs, publishes, gate."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.builds import describe_build
+        from mmsearch.ingest.history import RunEntry
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)
@@ -221,6 +223,10 @@ def _register_builds(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """What B changes against A: encoders, mapping, schema, items by content hash."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.builds import diff_builds
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             diff = diff_builds(Workspace(settings.home).collection(collection), a, b, settings)
@@ -265,6 +271,11 @@ def _register_builds(app: typer.Typer) -> None:
     ) -> None:
         """Remove old builds (table and folder). Live, canary and previous are always kept,
         and so is any build being written."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.builds import prune_builds, prune_plan
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)
@@ -302,6 +313,10 @@ def _register_runs(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Every ingest run, item write and revert of a build, oldest first."""
+        from mmsearch.config import load_settings
+        from mmsearch.ingest.history import read_runs
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)
@@ -335,6 +350,11 @@ def _register_runs(app: typer.Typer) -> None:
     ) -> None:
         """Bring the build back to the table version before RUN. Runs after it are undone
         too; they are listed first, and this revert can itself be reverted."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.ingest.revert import plan_revert, revert_run
+
         settings = load_settings(home)
         try:
             plan = plan_revert(settings, collection, run, build_id=build)

@@ -9,27 +9,20 @@ next request; nothing needs a restart.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.audit import cli_actor
-from mmsearch.governance.cli_support import operator_act
-from mmsearch.governance.lifecycle import (
-    SwitchEvent,
-    canary_of,
-    rollback,
-    start_canary,
-    stop_canary,
-)
-from mmsearch.monitoring.canary import CanaryGuards
-from mmsearch.monitoring.canary_report import canary_report
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
-from mmsearch.workspace import CollectionDir, Workspace
+
+if TYPE_CHECKING:
+    from mmsearch.governance.lifecycle import SwitchEvent
+    from mmsearch.monitoring.canary import CanaryGuards
+    from mmsearch.workspace import CollectionDir
+
 
 # The audit action of each word; any other target is a build id to canary.
 ACTIONS = {"stop": "build.canary_stop", "guards": "build.canary_guards"}
@@ -52,6 +45,8 @@ def _print_event(event: SwitchEvent, as_json: bool) -> None:
 
 def _set_guards(folder: CollectionDir, settings: list[str]) -> CanaryGuards:
     """Apply NAME=VALUE pairs over the collection's current guards."""
+    from mmsearch.monitoring.canary import CanaryGuards
+
     current = CanaryGuards.of(folder.state()).model_dump()
     for pair in settings:
         name, sep, value = pair.partition("=")
@@ -138,6 +133,14 @@ def register(app: typer.Typer) -> None:
 
         Rollback guards (zero results, p95, CTR, encoder failures) switch a failing
         canary off by themselves; 'mmsearch promote' makes it live."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.lifecycle import start_canary, stop_canary
+        from mmsearch.monitoring.canary import CanaryGuards
+        from mmsearch.monitoring.canary_report import canary_report
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)
@@ -177,6 +180,12 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Point live back at the previous build at once (a second rollback undoes it)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.lifecycle import canary_of, rollback
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)

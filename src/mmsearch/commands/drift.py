@@ -7,19 +7,23 @@ statistics, e.g. for builds made before drift monitoring existed.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.monitoring.drift import DEFAULT_THRESHOLD, DriftResult
-from mmsearch.monitoring.drift_checks import check_collection
-from mmsearch.monitoring.drift_reference import compute_reference
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
-from mmsearch.workspace import CollectionDir, Workspace
+
+# monitoring.drift.DEFAULT_THRESHOLD, repeated so that loading the CLI does not import
+# scipy (tests/test_cli_startup.py checks that the two agree).
+DEFAULT_THRESHOLD = 0.01
+
+if TYPE_CHECKING:
+    from mmsearch.monitoring.drift import DriftResult
+    from mmsearch.workspace import CollectionDir
+
 
 DRIFT_EXIT = 1
 
@@ -95,6 +99,11 @@ def register(app: typer.Typer) -> None:
         """Test each encoder role for embedding drift: a candidate build vs live, and recent
         queries vs live (MMD² with a permutation test). Exits with 1 when a role drifted,
         0 when none did, 2 on errors."""
+        from mmsearch.config import load_settings
+        from mmsearch.monitoring.drift_checks import check_collection
+        from mmsearch.monitoring.drift_reference import compute_reference
+        from mmsearch.workspace import Workspace
+
         try:
             settings = load_settings(home)
             folder = Workspace(settings.home).collection(collection)

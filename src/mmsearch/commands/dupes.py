@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.index.open import open_build_index
-from mmsearch.retrieval.duplicates import DuplicateReport, collection_duplicates
 from mmsearch.terminal import HomeOption, JsonOption, console, fail
-from mmsearch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mmsearch.retrieval.duplicates import DuplicateReport
 
 
 def find_duplicates(
     home: Path | None, collection: str, max_distance: int | None, min_cosine: float | None
 ) -> DuplicateReport:
+    from mmsearch.config import load_settings
+    from mmsearch.index.open import open_build_index
+    from mmsearch.retrieval.duplicates import collection_duplicates
+    from mmsearch.workspace import Workspace
+
     settings = load_settings(home)
     folder = Workspace(settings.home).collection(collection)
     manifest = folder.live_manifest()

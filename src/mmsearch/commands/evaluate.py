@@ -12,9 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.filters.groups import parse_groups
 from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
 
 
@@ -98,7 +96,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Evaluate retrieval configurations: nDCG@10, Recall@10/100, MRR@10, MAP, p-values."""
+        from mmsearch.config import load_settings
         from mmsearch.evaluation.experiment import run_evaluation
+        from mmsearch.filters.groups import parse_groups
 
         settings = load_settings(home)
         try:

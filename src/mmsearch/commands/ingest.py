@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -24,13 +24,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
-from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
-from mmsearch.ingest import IngestOptions, Ingestor, IngestPlan, IngestReport
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
-from mmsearch.writer_lock import WriterInfo
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
+    from mmsearch.ingest import IngestOptions, IngestPlan, IngestReport
+    from mmsearch.writer_lock import WriterInfo
+
 
 RATE_WINDOW_S = 10.0
 
@@ -90,6 +91,8 @@ def writer_waiting(collection: str, *, quiet: bool) -> Callable[[WriterInfo | No
 def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> IngestReport:
     """Ingest with a progress bar that starts only once the plan stands (so argument and
     schema errors print alone), with the row total counted up front."""
+    from mmsearch.ingest import Ingestor
+
     progress = items_progress(6, quiet=quiet)
     tasks: dict[str, TaskID] = {}
 
@@ -280,6 +283,11 @@ def ingest(
 ) -> None:
     """Ingest a catalog into a collection (upsert by id; unchanged rows are not re-encoded;
     an interrupted run resumes when the same command is run again)."""
+    from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
+    from mmsearch.config import load_settings
+    from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
+    from mmsearch.ingest import IngestOptions
+
     settings = load_settings(home)
     overrides = {
         key: value
@@ -320,9 +328,14 @@ def ingest(
             executor=check_executor(executor, ray_address),
             ray_address=ray_address,
         )
+        new_collection = not dry_run and preflight(settings, options)
         if default_access is not None and not dry_run:
             _set_default_access(settings, collection, default_access)
-        report = run_ingest(settings, options, quiet=as_json)
+        try:
+            report = run_ingest(settings, options, quiet=as_json)
+        finally:
+            if new_collection:
+                _remove_if_unused(settings, collection)
         if not dry_run:
             audit_ingest(settings.home, collection, report, strict=strict)
     except MMSearchError as exc:
@@ -333,11 +346,51 @@ def ingest(
         if not dry_run:
             audit_ingest_failure(settings.home, collection, exc)
         raise
+    report.errors_path = kept_errors_path(report)
     print_ingest_report(report, as_json=as_json)
     if strict and report.counts["failed"]:
         raise fail(f"{report.counts['failed']} rows failed and --strict was given", code=1)
     if report.ingested + report.counts["unchanged"] == 0:
         raise fail("nothing was ingested", code=1)
+
+
+def preflight(settings: Settings, options: IngestOptions) -> bool:
+    """Plan a first ingest before its collection folder exists; True when it is new.
+
+    The engine plans again once it holds the writer lock, and that lock lives in the
+    collection's folder: a typo in a field name would otherwise leave an empty folder
+    behind. Planning reads only a sample of the catalog and loads no model."""
+    from mmsearch.ingest.staging import plan_run
+    from mmsearch.workspace import Workspace
+
+    if Workspace(settings.home).find(options.collection) is not None:
+        return False
+    plan_run(settings, options, None)
+    return True
+
+
+def _remove_if_unused(settings: Settings, collection: str) -> None:
+    """A first ingest that wrote no build leaves no folder (its lock files included)."""
+    from mmsearch.workspace import Workspace
+    from mmsearch.writer_lock import remove_unused_folder
+
+    workspace = Workspace(settings.home)
+    if workspace.find(collection) is None:
+        remove_unused_folder(workspace.folder_of(collection))
+
+
+def kept_errors_path(report: IngestReport) -> Path | None:
+    """The errors file the report may name: where the run wrote it, or where it was kept
+    when a first ingest that wrote nothing removed its collection again; never a file
+    that is gone."""
+    from mmsearch.ingest.builds import kept_errors_file
+
+    path = report.errors_path
+    if path is None or path.exists():
+        return path
+    folder = path.parents[4] if len(path.parents) > 4 else None  # builds/B/runs/R/errors
+    kept = kept_errors_file(folder, report.run_id) if folder is not None else None
+    return kept if kept is not None and kept.exists() else None
 
 
 def check_executor(name: str, ray_address: str | None) -> Literal["local", "ray"]:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.cli_support import operator_act
-from mmsearch.governance.keys import ApiKey, KeyStore, parse_duration
-from mmsearch.governance.roles import Role
+from mmsearch.governance.roles import Role  # light (an enum), and typer needs it now
 from mmsearch.terminal import HomeOption, JsonOption, console, fail
+
+if TYPE_CHECKING:
+    from mmsearch.governance.keys import ApiKey
+
 
 NOT_SHOWN_AGAIN = "This secret will not be shown again: store it now (only its hash is kept)."
 
@@ -63,6 +64,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Create an API key and print its secret (once)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.keys import KeyStore, parse_duration
+
         workspace = load_settings(home).home
         try:
             with operator_act(workspace, "keys.create") as act:
@@ -92,6 +97,9 @@ def register(app: typer.Typer) -> None:
     @keys_app.command("list")
     def list_keys(home: HomeOption = None, as_json: JsonOption = False) -> None:
         """List keys with their role, scope and status (never secrets or hashes)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.keys import KeyStore
+
         try:
             keys = KeyStore(load_settings(home).home).list()
         except MMSearchError as exc:
@@ -132,6 +140,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Revoke a key; a running service refuses it from its next request on."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.keys import KeyStore
+
         workspace = load_settings(home).home
         try:
             with operator_act(workspace, "keys.revoke") as act:

@@ -8,27 +8,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import Settings, load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.lineage import (
-    DEFAULT_LIMIT,
-    LineageError,
-    build_of_run,
-    count_from,
-    item_lineage,
-    items_from,
-    runs_of,
-)
-from mmsearch.manifest import BuildManifest
-from mmsearch.monitoring.kpis import DEFAULT_K, BuildKpis, parse_moment, read_kpis
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
-from mmsearch.workspace import CollectionDir, Workspace
+
+# governance.lineage.DEFAULT_LIMIT and monitoring.kpis.DEFAULT_K, repeated so that loading
+# the CLI does not import scipy (tests/test_cli_startup.py checks that they agree).
+DEFAULT_LIMIT = 1000
+DEFAULT_K = 10
+
+if TYPE_CHECKING:
+    from mmsearch.config import Settings
+    from mmsearch.manifest import BuildManifest
+    from mmsearch.monitoring.kpis import BuildKpis
+    from mmsearch.workspace import CollectionDir
+
 
 BuildOption = Annotated[
     str | None, typer.Option("--build", help="A build id (default: the live build).")
@@ -39,6 +38,9 @@ def _manifest(
     settings: Settings, collection: str, build: str | None, run: str | None
 ) -> tuple[CollectionDir, BuildManifest]:
     """The build asked for; for a run without --build, the build the run wrote."""
+    from mmsearch.governance.lineage import LineageError, build_of_run, runs_of
+    from mmsearch.workspace import Workspace
+
     folder = Workspace(settings.home).collection(collection)
     if build is None and run:
         build = build_of_run(folder, run)
@@ -165,6 +167,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Where an item came from (source row, run, images, encoders, build), or which
         items came from a catalog file (--source) or an ingest run (--run)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.lineage import count_from, item_lineage, items_from
+
         if (item_id is None) == (source is None and run is None):
             raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")
         settings = load_settings(home)
@@ -226,6 +231,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per build: queries, zero-result rate, fallbacks, clicks, CTR@k, MRR of the first
         click and latency percentiles, from the service's query and click logs."""
+        from mmsearch.config import load_settings
+        from mmsearch.monitoring.kpis import parse_moment, read_kpis
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             Workspace(settings.home).collection(collection)

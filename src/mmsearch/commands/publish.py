@@ -12,30 +12,19 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.audit import cli_actor
-from mmsearch.governance.cli_support import operator_act
-from mmsearch.governance.gate import evaluate_gate
-from mmsearch.governance.gate_report import GateReport, MetricRow, latest_gate_report
-from mmsearch.governance.publishing import (
-    GateFailed,
-    PublishOutcome,
-    clear_default_gate,
-    default_gate_info,
-    gated_publish,
-    promote,
-    resolve_gate,
-    set_default_gate,
-)
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
-from mmsearch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mmsearch.governance.gate_report import GateReport, MetricRow
+    from mmsearch.governance.publishing import GateFailed, PublishOutcome
+
 
 REFUSED = 1  # the gate said no: not a usage error
 GateOption = Annotated[
@@ -154,6 +143,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make a build live if it passes its gate (judged queries, canonical queries,
         item counts, latency, each against live); exit 1 when the gate refuses it."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.publishing import GateFailed, gated_publish
+
         settings = load_settings(home)
         try:
             with operator_act(settings.home, "build.publish", collection=collection) as act:
@@ -185,6 +179,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Make the running canary live, through the same gate as 'mmsearch publish'."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.publishing import GateFailed, promote
+
         settings = load_settings(home)
         try:
             with operator_act(settings.home, "build.promote", collection=collection) as act:
@@ -217,6 +216,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make FILE the collection's default gate; it and the files it names are copied
         into the collection, so every later publish (CLI or API) is gated by it."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.audit import cli_actor
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.publishing import set_default_gate
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             with operator_act(settings.home, "gate.set", collection=collection) as act:
@@ -237,6 +242,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """The collection's default gate, or with --build the build's latest gate report."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.gate_report import latest_gate_report
+        from mmsearch.governance.publishing import default_gate_info
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)
@@ -271,6 +281,11 @@ def register(app: typer.Typer) -> None:
     @gate_app.command("clear")
     def gate_clear(collection: CollectionOption, home: HomeOption = None) -> None:
         """Remove the collection's default gate (publishes are then ungated)."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.publishing import clear_default_gate
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             with operator_act(settings.home, "gate.clear", collection=collection):
@@ -289,6 +304,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a build's gate against live and store the report; switch nothing.
         Exit 1 when it fails."""
+        from mmsearch.config import load_settings
+        from mmsearch.governance.gate import evaluate_gate
+        from mmsearch.governance.publishing import resolve_gate
+        from mmsearch.workspace import Workspace
+
         settings = load_settings(home)
         try:
             folder = Workspace(settings.home).collection(collection)

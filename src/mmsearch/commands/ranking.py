@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.filters.groups import parse_groups
-from mmsearch.media.images import ImageLimits, load_image
-from mmsearch.ranking.training import Judgments, TrainingReport
-from mmsearch.search.training import TrainingQuery, train_ranker
 from mmsearch.terminal import console, errors, fail
+
+if TYPE_CHECKING:
+    from mmsearch.media.images import ImageLimits
+    from mmsearch.ranking.training import Judgments, TrainingReport
+    from mmsearch.search.training import TrainingQuery
 
 
 def _queries_from_files(
@@ -24,6 +24,8 @@ def _queries_from_files(
 ) -> tuple[list[TrainingQuery], Judgments]:
     from mmsearch.evaluation.judgments import load_judgments
     from mmsearch.evaluation.queries import load_queries
+    from mmsearch.media.images import load_image
+    from mmsearch.search.training import TrainingQuery
 
     loaded = load_queries(queries)
     judgments = load_judgments(qrels)
@@ -37,6 +39,7 @@ def _queries_from_files(
 
 def _queries_from_clicks(clicks: Path, eta: float) -> tuple[list[TrainingQuery], Judgments, str]:
     from mmsearch.ranking.clicks import implicit_judgments, read_click_log
+    from mmsearch.search.training import TrainingQuery
 
     implicit = implicit_judgments(read_click_log(clicks), eta=eta)
     queries = [
@@ -120,7 +123,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Train the learned reranker (LightGBM LambdaMART) and report CV nDCG@10 vs RRF."""
+        from mmsearch.config import load_settings
+        from mmsearch.filters.groups import parse_groups
+        from mmsearch.media.images import ImageLimits
         from mmsearch.search.searcher import Searcher
+        from mmsearch.search.training import train_ranker
 
         settings = load_settings(home)
         try:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from mmsearch.catalog.mapping import FieldMapping, load_mapping_file
-from mmsearch.commands.ingest import items_progress, writer_waiting
-from mmsearch.config import Settings, load_settings
 from mmsearch.errors import CatalogError, MMSearchError
-from mmsearch.governance.audit import record
-from mmsearch.ingest.rebuild import Rebuilder, RebuildOptions, RebuildReport
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+
+if TYPE_CHECKING:
+    from mmsearch.catalog.mapping import FieldMapping
+    from mmsearch.config import Settings
+    from mmsearch.ingest.rebuild import RebuildOptions, RebuildReport
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +57,9 @@ def rebuild(
     """Re-encode a build's items into a new candidate build while live keeps serving; no
     catalog file is needed, and vectors of unchanged encoders are reused. Publish the
     result with 'mmsearch publish'. An interrupted rebuild resumes when run again."""
+    from mmsearch.config import load_settings
+    from mmsearch.ingest.rebuild import RebuildOptions
+
     settings = load_settings(home)
     try:
         options = RebuildOptions(
@@ -85,6 +88,8 @@ def rebuild(
 
 def _mapping(path: Path) -> FieldMapping:
     """A mapping file; JSON too (the mapping is what an API caller would send)."""
+    from mmsearch.catalog.mapping import FieldMapping, load_mapping_file
+
     if path.suffix.lower() != ".json":
         return load_mapping_file(path)
     try:
@@ -100,6 +105,9 @@ def _mapping(path: Path) -> FieldMapping:
 
 
 def _run(settings: Settings, options: RebuildOptions, *, quiet: bool) -> RebuildReport:
+    from mmsearch.commands.ingest import items_progress, writer_waiting
+    from mmsearch.ingest.rebuild import Rebuilder
+
     progress = items_progress(7, quiet=quiet)
     tasks: dict[str, TaskID] = {}
 
@@ -156,4 +164,6 @@ def _print(report: RebuildReport) -> None:
 def _audit(
     home: Path, collection: str, outcome: str, detail: str, counts: dict[str, object] | None
 ) -> None:
+    from mmsearch.governance.audit import record
+
     record(home, "rebuild", collection=collection, outcome=outcome, detail=detail, counts=counts)

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.config import load_settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.cli_support import operator_act
-from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.terminal import HomeOption, JsonOption, console, fail
+
+if TYPE_CHECKING:
+    from mmsearch.governance.registry import Registry
+
 
 NameArgument = Annotated[str, typer.Argument(help="Registered name (letters, digits, _ . -).")]
 
 
 def _registry(home: Path | None) -> tuple[Path, Registry]:
+    from mmsearch.config import load_settings
+    from mmsearch.governance.registry import Registry
+
     workspace = load_settings(home).home
     return workspace, Registry(workspace)
 
@@ -37,6 +41,8 @@ def register_rules(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Validate a rules file and register a copy of it as NAME (replacing an older one)."""
+        from mmsearch.governance.cli_support import operator_act
+
         workspace, registry = _registry(home)
         try:
             with operator_act(workspace, "rules.add") as act:
@@ -84,6 +90,8 @@ def register_rules(app: typer.Typer) -> None:
     @rules_app.command("remove")
     def remove(name: NameArgument, home: HomeOption = None) -> None:
         """Unregister rules (refused while a collection uses them by default)."""
+        from mmsearch.governance.cli_support import operator_act
+
         workspace, registry = _registry(home)
         try:
             with operator_act(workspace, "rules.remove") as act:
@@ -105,6 +113,9 @@ def register_rules(app: typer.Typer) -> None:
         home: HomeOption = None,
     ) -> None:
         """Set (NAME) or switch off (--off) the rules a collection's searches use by default."""
+        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.governance.registry import RegistryError
+
         workspace, registry = _registry(home)
         try:
             with operator_act(workspace, "rules.default", collection=collection) as act:
@@ -136,6 +147,8 @@ def register_rankers(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Validate a reranker model and register a copy of it as NAME."""
+        from mmsearch.governance.cli_support import operator_act
+
         workspace, registry = _registry(home)
         try:
             with operator_act(workspace, "rankers.add") as act:
@@ -182,6 +195,8 @@ def register_rankers(app: typer.Typer) -> None:
     @rankers_app.command("remove")
     def remove(name: NameArgument, home: HomeOption = None) -> None:
         """Unregister a reranker model."""
+        from mmsearch.governance.cli_support import operator_act
+
         workspace, registry = _registry(home)
         try:
             with operator_act(workspace, "rankers.remove") as act:

@@ -9,8 +9,10 @@ written "building" — invisible — and becomes live only once complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from pathlib import Path
 
 from mmsearch import __version__
 from mmsearch.catalog.mapping import FieldMapping
@@ -166,6 +168,7 @@ def discard_build(collection: CollectionDir, build_id: str) -> None:
         manifest = None
     if manifest is not None and manifest.table:
         drop_build_index(collection, manifest)
+    keep_errors_files(collection.folder, collection.build_dir(build_id))
     collection.remove_build_files(build_id)
 
 
@@ -230,11 +233,32 @@ def store_reference(collection: CollectionDir, build_id: str, settings: Settings
     return []
 
 
+def kept_errors_file(folder: Path, run_id: str) -> Path:
+    """Where the errors file of a run is kept when its new collection is removed again:
+    beside the collections, ``<home>/failed-runs/<collection>/<run>.errors.jsonl``."""
+    return folder.parent.parent / "failed-runs" / folder.name / f"{run_id}.errors.jsonl"
+
+
+def keep_errors_files(folder: Path, under: Path) -> None:
+    """Move the non-empty run errors files below ``under`` to ``kept_errors_file``.
+
+    A build discarded because no row landed takes its folder with it, but the run's
+    report names its errors file, and that file is the one place that says why."""
+    for errors in under.glob("**/runs/*/errors.jsonl"):
+        with contextlib.suppress(OSError):
+            if errors.stat().st_size:
+                kept = kept_errors_file(folder, errors.parent.name)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(errors, kept)
+
+
 def remove_if_empty(collection: CollectionDir) -> None:
     """A collection this run created and left without a build is removed again (all but
-    its writer lock, which waiting writers may hold open)."""
+    its writer lock, which waiting writers may hold open). Its runs' errors files are
+    moved out first: the run's report names them, and they say why nothing landed."""
     if collection.build_ids() or collection.alias("live") is not None:
         return
+    keep_errors_files(collection.folder, collection.folder / "builds")
     for path in collection.folder.iterdir():
         if path.name.startswith(".writer"):
             continue

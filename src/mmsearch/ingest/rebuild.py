@@ -142,6 +142,15 @@ class Rebuilder:
             finish_pending_publish(collection)
             source = self._source(collection, options.source_build)
             remap = plan_remap(source, options.mapping)
+            if not (options.text_encoder or options.image_encoder) and not remap.changed:
+                # Decided before the models load (that took most of 20 s on a laptop):
+                # the same encoder specs and the same mapping leave nothing to do. To
+                # re-check the weights behind a spec, name it: then versions are compared.
+                raise RebuildRefused(
+                    f"Nothing to rebuild: build {source.build_id} already has these "
+                    "encoders and this mapping. Name another --text-encoder, --image-encoder "
+                    "or --mapping (naming the same encoder re-checks its weights)."
+                )
             encoders = EncoderSet.load(encoder_specs(source, options))
             reused = reusable_roles(source, encoders.describe(), remap)
             if set(encoders.describe()) <= reused and not remap.changed:
