@@ -278,11 +278,24 @@ def ingest(
             "'ray://host:10001'; unset, a local Ray instance is started for the run.",
         ),
     ] = None,
+    split_by: Annotated[
+        str | None,
+        typer.Option(
+            "--split-by",
+            help="'acl': one collection per tenant, NAME-<tenant>, each with its tenant's "
+            "items and the unlabelled ones (keyword statistics are then per tenant; see "
+            "docs/SECURITY.md).",
+        ),
+    ] = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest a catalog into a collection (upsert by id; unchanged rows are not re-encoded;
     an interrupted run resumes when the same command is run again)."""
+    if split_by is not None:
+        arguments = dict(locals())  # exactly this command's parameters, for each tenant
+        ingest_per_tenant(arguments)
+        return
     from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
     from mmsearch.config import load_settings
     from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
@@ -352,6 +365,53 @@ def ingest(
         raise fail(f"{report.counts['failed']} rows failed and --strict was given", code=1)
     if report.ingested + report.counts["unchanged"] == 0:
         raise fail("nothing was ingested", code=1)
+
+
+def ingest_per_tenant(arguments: dict[str, Any]) -> None:
+    """``ingest --split-by acl``: the catalog cut into one catalog per tenant (checked
+    whole before any collection is touched), then one ingest per tenant collection with
+    the same options. Relative image paths keep resolving against the catalog's folder."""
+    from mmsearch.catalog.mapping import load_mapping_file
+    from mmsearch.config import load_settings
+    from mmsearch.ingest.tenants import SPLIT_FIELDS, split_catalog, tenant_collection
+
+    split_by, catalog = arguments["split_by"], Path(arguments["catalog"])
+    if split_by not in SPLIT_FIELDS:
+        raise fail(f"--split-by takes {', '.join(SPLIT_FIELDS)}, not {split_by!r}.")
+    base = arguments["collection"]
+    try:
+        mapped = (
+            load_mapping_file(arguments["mapping_file"]).acl if arguments["mapping_file"] else None
+        )
+        acl_field = arguments["acl_field"] or mapped or "acl"
+        settings = load_settings(arguments["home"])
+        # Kept, not temporary: each tenant's items trace back to these files (lineage),
+        # and running the same command again resumes or updates from them.
+        folder = settings.home / "splits" / base
+        split = split_catalog(catalog, acl_field, base, folder)
+        if not arguments["as_json"]:
+            console.print(
+                f"{split.read} rows, {len(split.files)} tenants, {split.shared} shared "
+                "rows copied to each",
+                highlight=False,
+            )
+        root = arguments["images_root"] or (catalog.parent if catalog.is_file() else None)
+        for tenant, path in split.files.items():
+            name = tenant_collection(base, tenant)
+            if not arguments["as_json"]:
+                console.print(f"tenant {tenant} → collection {name}", highlight=False)
+            ingest(
+                **{
+                    **arguments,
+                    "catalog": path,
+                    "collection": name,
+                    "acl_field": acl_field,
+                    "images_root": root,
+                    "split_by": None,
+                }
+            )
+    except MMSearchError as exc:
+        raise fail(str(exc)) from None
 
 
 def preflight(settings: Settings, options: IngestOptions) -> bool:
