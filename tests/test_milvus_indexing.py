@@ -143,3 +143,31 @@ def test_the_wait_for_the_index_polls_until_built_and_gives_up_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="mmsearch.index"):
         assert index.wait_for_indexes(0.2) is False
     assert "had not indexed 50 rows" in caplog.text
+
+
+def test_an_image_search_asks_milvus_for_item_ids_only(tmp_path, request):
+    """Group-by over-fetches hits per item (Milvus Lite: 10x k); only ``id`` and the
+    score come back, display fields are read once for the final page by the Searcher."""
+    settings = _settings(tmp_path, request)
+    Ingestor(settings).run(IngestOptions(_catalog(tmp_path / "cat"), "shop"))
+    collection = Workspace(settings.home).collection("shop")
+    index = open_build_index(collection, collection.live_manifest(), settings)
+    assert isinstance(index, MilvusBuildIndex)
+    sent: list[dict[str, Any]] = []
+    client = index._client
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            if name != "search":
+                return getattr(client, name)
+
+            def search(*args: Any, **kwargs: Any) -> Any:
+                sent.append(kwargs)
+                return client.search(*args, **kwargs)
+
+            return search
+
+    index._client = Spy()
+    found = index.vector_search("vector_image", np.ones(48, np.float32), 3)
+    assert len(found) == 3
+    assert [(s["output_fields"], s.get("group_by_field")) for s in sent] == [(["id"], "id")]
