@@ -14,6 +14,8 @@ Usage::
 
     python benchmarks/api_fuzz.py                       # 25 examples per operation
     python benchmarks/api_fuzz.py --max-examples 100 --items 60
+    python benchmarks/api_fuzz.py --identity admin-scoped   # admin limited to 'emoji'
+    python benchmarks/api_fuzz.py --identity reader         # reader with ACL groups
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ from mmsearch.governance.keys import KeyStore
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
 
+# role, collections, ACL groups
+IDENTITIES: dict[str, tuple[str, list[str] | None, list[str]]] = {
+    "admin": ("admin", None, []),
+    "admin-scoped": ("admin", ["emoji"], []),
+    "reader": ("reader", None, ["team"]),
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -42,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", type=Path, help="write schemathesis' whole report here")
+    parser.add_argument(
+        "--identity",
+        choices=sorted(IDENTITIES),
+        default="admin",
+        help="the key the requests carry: refusals must be documented statuses too",
+    )
     args = parser.parse_args(argv)
+    print(f"identity: {args.identity}")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -52,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         home = folder / "home"
         settings = Settings(home=home)
         Ingestor(settings).run(IngestOptions(catalog, "emoji", images_root=SAMPLE_EMOJI_DIR))
-        secret = KeyStore(home).create("admin", name="fuzz")[1]
+        role, collections, groups = IDENTITIES[args.identity]
+        secret = KeyStore(home).create(role, collections=collections, groups=groups)[1]
         roots = {"MMSEARCH_ALLOWED_ROOTS": json.dumps([str(folder)])}
         with serve(home, env=roots) as base:
             started = time.perf_counter()
