@@ -17,6 +17,7 @@ from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console,
 if TYPE_CHECKING:
     from mmsearch.catalog.mapping import FieldMapping
     from mmsearch.config import Settings
+    from mmsearch.governance.audit import Outcome
     from mmsearch.ingest.rebuild import RebuildOptions, RebuildReport
 
 
@@ -162,7 +163,7 @@ def _print(report: RebuildReport) -> None:
 
 
 def _audit(
-    home: Path, collection: str, outcome: str, detail: str, counts: dict[str, object] | None
+    home: Path, collection: str, outcome: Outcome, detail: str, counts: dict[str, object] | None
 ) -> None:
     from mmsearch.governance.audit import record
 
