@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from mmsearch.builds.publishing import GateFailed, gated_publish
 from mmsearch.commands.publish import print_report
 from mmsearch.config import Settings
 from mmsearch.datasets.cranfield import build_cranfield
 from mmsearch.governance import lifecycle
-from mmsearch.governance.publishing import GateFailed, gated_publish
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.terminal import console
 from mmsearch.workspace import Workspace

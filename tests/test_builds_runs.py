@@ -13,16 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from mmsearch.builds import history as history_module
+from mmsearch.builds.history import RunNotFound, find_run, read_runs
+from mmsearch.builds.lifecycle import publish, start_canary
+from mmsearch.builds.listing import diff_builds, list_builds, prune_builds, prune_plan
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.cli import app as cli_app
-from mmsearch.governance.builds import diff_builds, list_builds, prune_builds, prune_plan
-from mmsearch.governance.lifecycle import publish, start_canary
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.ingest import history as history_module
 from mmsearch.ingest.builds import create_build
 from mmsearch.ingest.encoders import EncoderSet
-from mmsearch.ingest.history import RunNotFound, find_run, read_runs
 from mmsearch.ingest.revert import RevertRefused, revert_run
 from mmsearch.manifest import GateSummary, RunRecord
 from mmsearch.service.app import create_app

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from mmsearch.builds import lifecycle
+from mmsearch.builds.publishing import set_default_gate
 from mmsearch.cli import app as cli_app
-from mmsearch.governance import lifecycle
-from mmsearch.governance.publishing import set_default_gate
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.service.app import create_app
 from mmsearch.workspace import Workspace

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from mmsearch.builds.gate import evaluate_gate
+from mmsearch.builds.gate_config import load_gate
 from mmsearch.cli import app as cli_app
 from mmsearch.encoders.base import create_encoder
-from mmsearch.governance.gate import evaluate_gate
-from mmsearch.governance.gate_config import load_gate
 from mmsearch.governance.keys import KeyStore
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.monitoring.drift import (

@@ -13,9 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from mmsearch.cli import app as cli_app
-from mmsearch.governance.keys import KeyStore
-from mmsearch.governance.lineage import (
+from mmsearch.builds.lineage import (
     LineageError,
     count_from,
     encoder_lineage,
@@ -24,6 +22,8 @@ from mmsearch.governance.lineage import (
     items_from,
     runs_of,
 )
+from mmsearch.cli import app as cli_app
+from mmsearch.governance.keys import KeyStore
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.kpis import (

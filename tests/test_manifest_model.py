@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from mmsearch.builds.listing import describe_build, list_builds
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.builds import describe_build, list_builds
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.manifest import READY, BuildManifest, PublishRecord, manifest_json
 from mmsearch.workspace import CollectionDir, Workspace

@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmsearch.cli import app
-from mmsearch.errors import MMSearchError
-from mmsearch.governance import lifecycle
-from mmsearch.governance.gate import evaluate_gate, paired_drop_p
-from mmsearch.governance.gate_config import GateError, load_gate
-from mmsearch.governance.gate_report import latest_gate_report
-from mmsearch.governance.publishing import (
+from mmsearch.builds import lifecycle
+from mmsearch.builds.gate import evaluate_gate, paired_drop_p
+from mmsearch.builds.gate_config import GateError, load_gate
+from mmsearch.builds.gate_report import latest_gate_report
+from mmsearch.builds.publishing import (
     GateFailed,
     default_gate,
     gated_publish,
     promote,
     set_default_gate,
 )
+from mmsearch.cli import app
+from mmsearch.errors import MMSearchError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.workspace import Workspace
 

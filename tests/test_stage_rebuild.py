@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from mmsearch.builds.lifecycle import CANDIDATE, build_status
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.cli import app
 from mmsearch.encoders.base import l2_normalise, register, unsupported_modality
-from mmsearch.governance.lifecycle import CANDIDATE, build_status
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.pipeline import ChunkEncoder

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from mmsearch.commands import register_all
+from mmsearch.commands.results import print_result
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
     from mmsearch.config import Settings
     from mmsearch.manifest import BuildManifest
-    from mmsearch.search.result import SearchResult
 
 # Only light modules at import time: ``mmsearch --help`` and every command's argument
 # errors must not wait for lancedb, torch, scipy or pydantic. Each command imports what
@@ -131,6 +131,10 @@ def search(
             raise QueryError("Give a text query, an image, or both.")
         if where:  # parsed again by the Searcher; here so that a typo fails in a blink
             parse_where(where, {a.column: a.kind for a in manifest.attributes})
+        if rules and rules != "none":  # a missing or invalid rules file, likewise
+            from mmsearch.ranking.rules import load_rules
+
+            load_rules(rules)
         query_image = _query_image(settings, image) if image else None
         # Only now the store (lancedb) and, on the first query, the models.
         from mmsearch.ingest.sources import file_sha256
@@ -187,51 +191,6 @@ def _describe_query(query: str | None, image: Path | None, where: str | None) ->
     if where:
         parts.append(f"where {where}")
     return " + ".join(parts)
-
-
-def print_result(result: SearchResult, *, title: str) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from mmsearch.retrieval.planner import SIGNALS
-
-    table = Table(title=f"{escape(title)}  [dim]({result.collection} / {result.build_id})[/]")
-    table.add_column("#", justify="right")
-    table.add_column("id")
-    table.add_column("title")
-    table.add_column("score", justify="right")
-    for signal in SIGNALS:
-        if signal in result.signals:
-            table.add_column(signal, justify="right")
-    # Which image matched only matters when some hit has several images.
-    show_match = any(hit.matched_image and len(hit.images) > 1 for hit in result.hits)
-    show_duplicate = any(hit.duplicate for hit in result.hits)
-    if show_match:
-        table.add_column("matched image")
-    if show_duplicate:
-        table.add_column("duplicate")
-    for rank, hit in enumerate(result.hits, start=1):
-        # Catalog text is data, never Rich markup: "[red] shirt" must print as written.
-        cells = [str(rank), escape(hit.id), escape(hit.title), f"{hit.score:.4f}"]
-        for signal in SIGNALS:
-            if signal in result.signals:
-                found = hit.signals.get(signal)
-                cells.append(f"{found.score:.3f} (#{found.rank})" if found else "-")
-        if show_match:
-            matched = hit.matched_image
-            cells.append(f"#{matched.index} {Path(matched.path).name}" if matched else "-")
-        if show_duplicate:
-            cells.append(
-                f"{hit.duplicate} (d={hit.duplicate_distance})"
-                if hit.duplicate and hit.duplicate_distance is not None
-                else hit.duplicate or "-"
-            )
-        table.add_row(*cells)
-    console.print(table)
-    for warning in result.warnings:
-        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    if not result.hits:
-        console.print("no results")
 
 
 @app.command()

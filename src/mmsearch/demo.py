@@ -35,8 +35,8 @@ def degraded_copy(path: Path) -> Image.Image:
 def run_demo(
     settings: Settings, collection: str, *, console: Console, progress_console: Console
 ) -> None:
-    from mmsearch.cli import print_result
     from mmsearch.commands.ingest import print_ingest_report, run_ingest
+    from mmsearch.commands.results import print_result
 
     catalog = sample_catalog_path()
     console.print(f"[bold]Ingesting the emoji sample[/] ({catalog}) into '{collection}' ...")

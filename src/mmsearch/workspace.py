@@ -26,6 +26,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mmsearch.clock import utc_now
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.manifest import BUILDING, BuildManifest, load_manifest, manifest_json
 
@@ -35,10 +36,6 @@ STATE_LOCK_TIMEOUT_S = 30.0
 # CLI and from every service worker, including the automatic canary stop: a short lock of
 # its own, so a switch never waits behind an ingest holding the writer lock for minutes.
 _state_threads = threading.Lock()
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_id(prefix: str) -> str:

@@ -65,7 +65,7 @@ class WriterInfo:
         pid, host, purpose, since = (data.get(k) for k in ("pid", "host", "purpose", "since"))
         if not isinstance(pid, int) or isinstance(pid, bool):
             return None
-        if not all(isinstance(v, str) for v in (host, purpose, since)):
+        if not (isinstance(host, str) and isinstance(purpose, str) and isinstance(since, str)):
             return None
         return cls(pid, host, purpose, since)
 

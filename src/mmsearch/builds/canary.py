@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import norm
 
-from mmsearch.governance.lifecycle import Canary
+from mmsearch.builds.lifecycle import Canary
 from mmsearch.monitoring.kpis import two_proportion_z
 from mmsearch.workspace import CollectionDir
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmsearch.governance.lifecycle import canary_of, switch_history
-from mmsearch.monitoring.canary import CanaryGuards
+from mmsearch.builds.canary import CanaryGuards
+from mmsearch.builds.lifecycle import canary_of, switch_history
 from mmsearch.monitoring.kpis import collection_kpis, compare_builds
 from mmsearch.workspace import CollectionDir
 

@@ -27,15 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmsearch.config import Settings
-from mmsearch.evaluation.configs import RetrievalConfig
-from mmsearch.evaluation.latency import WARMUP, Latency, sample_queries
-from mmsearch.evaluation.metrics import evaluate_runs
-from mmsearch.evaluation.queries import EvalQuery
-from mmsearch.evaluation.runner import run_experiment
-from mmsearch.governance.gate_config import Gate, load_judged
-from mmsearch.governance.gate_drift import drift_check
-from mmsearch.governance.gate_report import (
+from mmsearch.builds.gate_config import Gate, load_judged
+from mmsearch.builds.gate_drift import drift_check
+from mmsearch.builds.gate_report import (
     FAIL,
     PASS,
     CheckResult,
@@ -43,10 +37,17 @@ from mmsearch.governance.gate_report import (
     MetricRow,
     store_report,
 )
-from mmsearch.governance.lifecycle import LIVE, ready_manifest
+from mmsearch.builds.lifecycle import LIVE, ready_manifest
+from mmsearch.clock import utc_now
+from mmsearch.config import Settings
+from mmsearch.evaluation.configs import RetrievalConfig
+from mmsearch.evaluation.latency import WARMUP, Latency, sample_queries
+from mmsearch.evaluation.metrics import evaluate_runs
+from mmsearch.evaluation.queries import EvalQuery
+from mmsearch.evaluation.runner import run_experiment
 from mmsearch.media.images import ImageLimits, load_image
 from mmsearch.search.searcher import Searcher
-from mmsearch.workspace import Workspace, utc_now
+from mmsearch.workspace import Workspace
 
 NDCG = "ndcg@10"
 LATENCY_K = 10  # what a typical search page asks for

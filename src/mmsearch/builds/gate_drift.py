@@ -8,9 +8,9 @@ space and cannot be compared; they pass with a note instead of a meaningless p-v
 
 from __future__ import annotations
 
+from mmsearch.builds.gate_config import DriftGate
+from mmsearch.builds.gate_report import CheckResult, GateReport
 from mmsearch.config import Settings
-from mmsearch.governance.gate_config import DriftGate
-from mmsearch.governance.gate_report import CheckResult, GateReport
 from mmsearch.monitoring.drift import compare_builds
 from mmsearch.workspace import CollectionDir
 

@@ -16,9 +16,10 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import BUILDING, BuildManifest, PublishRecord
-from mmsearch.workspace import CollectionDir, utc_now
+from mmsearch.workspace import CollectionDir
 
 LIVE = "live"
 CANARY = "canary"
@@ -26,6 +27,7 @@ PREVIOUS = "previous"
 CANDIDATE = "candidate"
 RETIRED = "retired"
 SWITCH_LOG = "switches.jsonl"
+STAGED_KEY = "staged"  # collection.json: the build id of the staged candidate
 BUCKETS = 10_000  # canary shares resolve to 0.01 percentage points
 
 

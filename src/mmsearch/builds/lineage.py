@@ -276,7 +276,8 @@ def items_from(
     found = index.scan(["id", "source_file", "source_row"], where)
     if found.num_rows == 0:
         return []
-    order = pc.sort_indices(
+    # pyarrow.compute defines its kernels at import time, so pyright cannot see them.
+    order = pc.sort_indices(  # pyright: ignore[reportAttributeAccessIssue]
         found,
         sort_keys=[("source_file", "ascending"), ("source_row", "ascending"), ("id", "ascending")],
     )

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mmsearch.builds.history import read_runs
+from mmsearch.builds.lifecycle import STAGED_KEY, build_status, protected_builds
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.lifecycle import build_status, protected_builds
 from mmsearch.index.open import drop_build_index, open_build_index
-from mmsearch.ingest.history import read_runs
-from mmsearch.ingest.staging import STAGED_KEY
 from mmsearch.manifest import BUILDING, BuildManifest, manifest_json
 from mmsearch.workspace import CollectionDir
 from mmsearch.writer_lock import collection_writer

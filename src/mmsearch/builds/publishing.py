@@ -18,12 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mmsearch.config import Settings
-from mmsearch.errors import MMSearchError
-from mmsearch.governance.gate import evaluate_gate
-from mmsearch.governance.gate_config import GATE_FILE_NAME, Gate, copy_gate, load_gate
-from mmsearch.governance.gate_report import GateReport
-from mmsearch.governance.lifecycle import (
+from mmsearch.builds.gate import evaluate_gate
+from mmsearch.builds.gate_config import GATE_FILE_NAME, Gate, copy_gate, load_gate
+from mmsearch.builds.gate_report import GateReport
+from mmsearch.builds.lifecycle import (
     LIVE,
     SwitchEvent,
     SwitchRefused,
@@ -31,7 +29,10 @@ from mmsearch.governance.lifecycle import (
     publish,
     ready_manifest,
 )
-from mmsearch.workspace import CollectionDir, Workspace, utc_now
+from mmsearch.clock import utc_now
+from mmsearch.config import Settings
+from mmsearch.errors import MMSearchError
+from mmsearch.workspace import CollectionDir, Workspace
 
 DEFAULT_GATE_DIR = "gate"
 STATE_KEY = "gate"

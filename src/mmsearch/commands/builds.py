@@ -18,7 +18,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
 if TYPE_CHECKING:
-    from mmsearch.ingest.history import RunEntry
+    from mmsearch.builds.history import RunEntry
     from mmsearch.ingest.revert import RevertPlan, RevertReport
     from mmsearch.workspace import CollectionDir
 
@@ -126,8 +126,8 @@ def _register_builds(app: typer.Typer) -> None:
         collection: CollectionOption, home: HomeOption = None, as_json: JsonOption = False
     ) -> None:
         """Every build, newest first: status, encoders, items, gate verdict."""
+        from mmsearch.builds.listing import list_builds
         from mmsearch.config import load_settings
-        from mmsearch.governance.builds import list_builds
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -166,9 +166,9 @@ def _register_builds(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """One build in full: encoders, mapping, schema, sources, runs, publishes, gate."""
+        from mmsearch.builds.history import RunEntry
+        from mmsearch.builds.listing import describe_build
         from mmsearch.config import load_settings
-        from mmsearch.governance.builds import describe_build
-        from mmsearch.ingest.history import RunEntry
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -223,8 +223,8 @@ def _register_builds(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """What B changes against A: encoders, mapping, schema, items by content hash."""
+        from mmsearch.builds.listing import diff_builds
         from mmsearch.config import load_settings
-        from mmsearch.governance.builds import diff_builds
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -271,9 +271,9 @@ def _register_builds(app: typer.Typer) -> None:
     ) -> None:
         """Remove old builds (table and folder). Live, canary and previous are always kept,
         and so is any build being written."""
+        from mmsearch.builds.listing import prune_builds, prune_plan
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
-        from mmsearch.governance.builds import prune_builds, prune_plan
-        from mmsearch.governance.cli_support import operator_act
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -313,8 +313,8 @@ def _register_runs(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Every ingest run, item write and revert of a build, oldest first."""
+        from mmsearch.builds.history import read_runs
         from mmsearch.config import load_settings
-        from mmsearch.ingest.history import read_runs
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -350,9 +350,9 @@ def _register_runs(app: typer.Typer) -> None:
     ) -> None:
         """Bring the build back to the table version before RUN. Runs after it are undone
         too; they are listed first, and this revert can itself be reverted."""
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
         from mmsearch.ingest.revert import plan_revert, revert_run
 
         settings = load_settings(home)

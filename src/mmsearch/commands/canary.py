@@ -19,8 +19,8 @@ from mmsearch.errors import MMSearchError
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
 if TYPE_CHECKING:
-    from mmsearch.governance.lifecycle import SwitchEvent
-    from mmsearch.monitoring.canary import CanaryGuards
+    from mmsearch.builds.canary import CanaryGuards
+    from mmsearch.builds.lifecycle import SwitchEvent
     from mmsearch.workspace import CollectionDir
 
 
@@ -45,7 +45,7 @@ def _print_event(event: SwitchEvent, as_json: bool) -> None:
 
 def _set_guards(folder: CollectionDir, settings: list[str]) -> CanaryGuards:
     """Apply NAME=VALUE pairs over the collection's current guards."""
-    from mmsearch.monitoring.canary import CanaryGuards
+    from mmsearch.builds.canary import CanaryGuards
 
     current = CanaryGuards.of(folder.state()).model_dump()
     for pair in settings:
@@ -133,12 +133,12 @@ def register(app: typer.Typer) -> None:
 
         Rollback guards (zero results, p95, CTR, encoder failures) switch a failing
         canary off by themselves; 'mmsearch promote' makes it live."""
+        from mmsearch.builds.canary import CanaryGuards
+        from mmsearch.builds.canary_report import canary_report
+        from mmsearch.builds.lifecycle import start_canary, stop_canary
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.lifecycle import start_canary, stop_canary
-        from mmsearch.monitoring.canary import CanaryGuards
-        from mmsearch.monitoring.canary_report import canary_report
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -180,10 +180,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Point live back at the previous build at once (a second rollback undoes it)."""
+        from mmsearch.builds.lifecycle import canary_of, rollback
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.lifecycle import canary_of, rollback
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)

@@ -297,8 +297,8 @@ def ingest(
         ingest_per_tenant(arguments)
         return
     from mmsearch.catalog.mapping import FieldMapping, load_mapping_file, merge_mappings
+    from mmsearch.commands.operator_audit import audit_ingest, audit_ingest_failure
     from mmsearch.config import load_settings
-    from mmsearch.governance.cli_support import audit_ingest, audit_ingest_failure
     from mmsearch.ingest import IngestOptions
 
     settings = load_settings(home)

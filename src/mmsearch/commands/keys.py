@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Create an API key and print its secret (once)."""
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
-        from mmsearch.governance.cli_support import operator_act
         from mmsearch.governance.keys import KeyStore, parse_duration
 
         workspace = load_settings(home).home
@@ -140,8 +140,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Revoke a key; a running service refuses it from its next request on."""
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
-        from mmsearch.governance.cli_support import operator_act
         from mmsearch.governance.keys import KeyStore
 
         workspace = load_settings(home).home

@@ -38,7 +38,7 @@ def _manifest(
     settings: Settings, collection: str, build: str | None, run: str | None
 ) -> tuple[CollectionDir, BuildManifest]:
     """The build asked for; for a run without --build, the build the run wrote."""
-    from mmsearch.governance.lineage import LineageError, build_of_run, runs_of
+    from mmsearch.builds.lineage import LineageError, build_of_run, runs_of
     from mmsearch.workspace import Workspace
 
     folder = Workspace(settings.home).collection(collection)
@@ -167,8 +167,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Where an item came from (source row, run, images, encoders, build), or which
         items came from a catalog file (--source) or an ingest run (--run)."""
+        from mmsearch.builds.lineage import count_from, item_lineage, items_from
         from mmsearch.config import load_settings
-        from mmsearch.governance.lineage import count_from, item_lineage, items_from
 
         if (item_id is None) == (source is None and run is None):
             raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")

@@ -22,8 +22,8 @@ from mmsearch.errors import MMSearchError
 from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
 
 if TYPE_CHECKING:
-    from mmsearch.governance.gate_report import GateReport, MetricRow
-    from mmsearch.governance.publishing import GateFailed, PublishOutcome
+    from mmsearch.builds.gate_report import GateReport, MetricRow
+    from mmsearch.builds.publishing import GateFailed, PublishOutcome
 
 
 REFUSED = 1  # the gate said no: not a usage error
@@ -143,10 +143,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make a build live if it passes its gate (judged queries, canonical queries,
         item counts, latency, each against live); exit 1 when the gate refuses it."""
+        from mmsearch.builds.publishing import GateFailed, gated_publish
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.publishing import GateFailed, gated_publish
 
         settings = load_settings(home)
         try:
@@ -179,10 +179,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Make the running canary live, through the same gate as 'mmsearch publish'."""
+        from mmsearch.builds.publishing import GateFailed, promote
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.publishing import GateFailed, promote
 
         settings = load_settings(home)
         try:
@@ -216,10 +216,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make FILE the collection's default gate; it and the files it names are copied
         into the collection, so every later publish (CLI or API) is gated by it."""
+        from mmsearch.builds.publishing import set_default_gate
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import cli_actor
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.publishing import set_default_gate
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -242,9 +242,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """The collection's default gate, or with --build the build's latest gate report."""
+        from mmsearch.builds.gate_report import latest_gate_report
+        from mmsearch.builds.publishing import default_gate_info
         from mmsearch.config import load_settings
-        from mmsearch.governance.gate_report import latest_gate_report
-        from mmsearch.governance.publishing import default_gate_info
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -281,9 +281,9 @@ def register(app: typer.Typer) -> None:
     @gate_app.command("clear")
     def gate_clear(collection: CollectionOption, home: HomeOption = None) -> None:
         """Remove the collection's default gate (publishes are then ungated)."""
+        from mmsearch.builds.publishing import clear_default_gate
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.config import load_settings
-        from mmsearch.governance.cli_support import operator_act
-        from mmsearch.governance.publishing import clear_default_gate
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
@@ -304,9 +304,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a build's gate against live and store the report; switch nothing.
         Exit 1 when it fails."""
+        from mmsearch.builds.gate import evaluate_gate
+        from mmsearch.builds.publishing import resolve_gate
         from mmsearch.config import load_settings
-        from mmsearch.governance.gate import evaluate_gate
-        from mmsearch.governance.publishing import resolve_gate
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)

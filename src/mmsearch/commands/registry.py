@@ -41,7 +41,7 @@ def register_rules(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Validate a rules file and register a copy of it as NAME (replacing an older one)."""
-        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
         try:
@@ -90,7 +90,7 @@ def register_rules(app: typer.Typer) -> None:
     @rules_app.command("remove")
     def remove(name: NameArgument, home: HomeOption = None) -> None:
         """Unregister rules (refused while a collection uses them by default)."""
-        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
         try:
@@ -113,7 +113,7 @@ def register_rules(app: typer.Typer) -> None:
         home: HomeOption = None,
     ) -> None:
         """Set (NAME) or switch off (--off) the rules a collection's searches use by default."""
-        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.commands.operator_audit import operator_act
         from mmsearch.governance.registry import RegistryError
 
         workspace, registry = _registry(home)
@@ -147,7 +147,7 @@ def register_rankers(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Validate a reranker model and register a copy of it as NAME."""
-        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
         try:
@@ -195,7 +195,7 @@ def register_rankers(app: typer.Typer) -> None:
     @rankers_app.command("remove")
     def remove(name: NameArgument, home: HomeOption = None) -> None:
         """Unregister a reranker model."""
-        from mmsearch.governance.cli_support import operator_act
+        from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
         try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.evaluation.configs import (
     RetrievalConfig,
@@ -24,7 +25,7 @@ from mmsearch.evaluation.queries import EvalQuery, load_queries
 from mmsearch.evaluation.report import ExperimentInfo, summary, write_outputs
 from mmsearch.evaluation.runner import ConfigRun, run_experiment
 from mmsearch.manifest import BuildManifest
-from mmsearch.workspace import Workspace, utc_now
+from mmsearch.workspace import Workspace
 
 
 @dataclass

@@ -337,8 +337,9 @@ class AuditLog:
         elif not isinstance(head.get("seq"), int) or not isinstance(head.get("sha256"), str):
             problems.append(AuditProblem(0, "head", f"{self.head_path.name} is unreadable"))
         else:
-            head_seq = head["seq"]
-            if head_seq > high:
+            recorded: int = head["seq"]  # checked to be an int just above
+            head_seq = recorded
+            if recorded > high:
                 problems.append(
                     AuditProblem(
                         len(lines) + 1,

@@ -15,11 +15,12 @@ import shutil
 from pathlib import Path
 
 from mmsearch import __version__
+from mmsearch.builds.lifecycle import publish
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import AttributeSpec
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.lifecycle import publish
 from mmsearch.index.base import BuildIndex, VectorField
 from mmsearch.index.open import (
     create_build_index,
@@ -39,7 +40,7 @@ from mmsearch.manifest import (
     StoreDescription,
 )
 from mmsearch.monitoring.drift_reference import compute_reference
-from mmsearch.workspace import CollectionDir, new_id, utc_now
+from mmsearch.workspace import CollectionDir, new_id
 
 log = logging.getLogger("mmsearch.ingest")
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
+from mmsearch.builds.history import append_run, entry_from_summary, note_run
 from mmsearch.catalog.item import Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import normalise_record
+from mmsearch.clock import utc_now as now
 from mmsearch.config import Settings
 from mmsearch.errors import ImageError, MMSearchError
 from mmsearch.index.base import BuildIndex
@@ -37,7 +39,6 @@ from mmsearch.ingest.builds import (
 )
 from mmsearch.ingest.encoders import EncoderSet
 from mmsearch.ingest.executors import ChunkExecutor, create_executor
-from mmsearch.ingest.history import append_run, entry_from_summary, note_run
 from mmsearch.ingest.item_images import ItemImages
 from mmsearch.ingest.pipeline import Pending
 from mmsearch.ingest.planning import IngestPlan
@@ -71,7 +72,6 @@ from mmsearch.ingest.staging import (
 from mmsearch.ingest.write_access import NOT_WRITABLE, WriteAccess
 from mmsearch.manifest import READY, BuildManifest, ErrorSummary, IndexSummary, ManifestCounts
 from mmsearch.workspace import CollectionDir, Workspace, check_collection_name, new_id
-from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
 
 SAMPLE_ROWS = 1000

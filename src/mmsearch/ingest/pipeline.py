@@ -23,6 +23,7 @@ import pyarrow as pa
 from PIL import Image
 
 from mmsearch.catalog.item import Item, RowError
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.encoders.base import Encoder
 from mmsearch.encoders.hashes import ImageHashes, image_hashes
@@ -30,7 +31,6 @@ from mmsearch.errors import ImageError
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_column
 from mmsearch.ingest.encoders import EncoderSet, image_roles
 from mmsearch.media.images import ImageLimits, decode_image
-from mmsearch.workspace import utc_now
 
 if TYPE_CHECKING:
     from mmsearch.encoders.ocr import ImageTextReader

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmsearch.builds.history import append_run, entry_from_summary
+from mmsearch.builds.lifecycle import ready_manifest
 from mmsearch.catalog.item import RowError
 from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.clock import utc_now as now
 from mmsearch.config import Settings
-from mmsearch.governance.lifecycle import ready_manifest
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import SCHEMA_VERSION
@@ -40,7 +42,6 @@ from mmsearch.ingest.builds import (
     store_reference,
 )
 from mmsearch.ingest.encoders import EncoderSet
-from mmsearch.ingest.history import append_run, entry_from_summary
 from mmsearch.ingest.rebuild_rows import RowRebuilder
 from mmsearch.ingest.remap import RebuildRefused, Remap, plan_remap
 from mmsearch.ingest.report import ERRORS_KEPT_IN_REPORT
@@ -57,7 +58,6 @@ from mmsearch.manifest import (
     manifest_json,
 )
 from mmsearch.workspace import CollectionDir, Workspace, check_collection_name, new_id
-from mmsearch.workspace import utc_now as now
 from mmsearch.writer_lock import WriterInfo, collection_writer
 
 ProgressCallback = Callable[[int], None]

@@ -16,14 +16,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mmsearch.builds.history import RunEntry, append_run, find_run, note_run, read_runs
+from mmsearch.builds.lifecycle import build_status
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.lifecycle import build_status
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import finish_pending_publish, writable_live_index
-from mmsearch.ingest.history import RunEntry, append_run, find_run, note_run, read_runs
 from mmsearch.manifest import BUILDING, BuildManifest
-from mmsearch.workspace import CollectionDir, Workspace, new_id, utc_now
+from mmsearch.workspace import CollectionDir, Workspace, new_id
 from mmsearch.writer_lock import collection_writer
 
 SAMPLE_IDS = 20

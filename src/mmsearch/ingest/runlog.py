@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mmsearch.catalog.item import RowError
-from mmsearch.workspace import CollectionDir, read_json, utc_now, write_json_atomic
+from mmsearch.clock import utc_now
+from mmsearch.workspace import CollectionDir, read_json, write_json_atomic
 
 RUNNING = "running"
 PROGRESS_FILE = "progress.json"

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from mmsearch.builds.lifecycle import CANDIDATE, STAGED_KEY, build_status
 from mmsearch.config import Settings
 from mmsearch.filters.expr import InList
-from mmsearch.governance.lifecycle import CANDIDATE, build_status
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import (
@@ -34,7 +34,6 @@ from mmsearch.ingest.report import IngestOptions
 from mmsearch.manifest import BuildManifest, EncoderDescription, StageMarker
 from mmsearch.workspace import CollectionDir
 
-STAGED_KEY = "staged"  # collection.json: the build id of the staged candidate
 COPY_BATCH_ROWS = 1024
 
 

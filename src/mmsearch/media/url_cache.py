@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmsearch.workspace import utc_now
+from mmsearch.clock import utc_now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import BuildManifest
@@ -25,7 +26,7 @@ from mmsearch.monitoring.drift import (
     compare_queries,
 )
 from mmsearch.monitoring.query_vectors import QueryVectorLog
-from mmsearch.workspace import CollectionDir, read_json, utc_now, write_json_atomic
+from mmsearch.workspace import CollectionDir, read_json, write_json_atomic
 
 QUERY_WINDOW = 2_000
 

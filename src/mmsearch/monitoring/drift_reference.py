@@ -32,12 +32,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import vector_column
 from mmsearch.manifest import BuildManifest
-from mmsearch.workspace import CollectionDir, read_json, utc_now, write_json_atomic
+from mmsearch.workspace import CollectionDir, read_json, write_json_atomic
 
 REFERENCE_DIR = "reference"
 SUMMARY_FILE = "reference.json"

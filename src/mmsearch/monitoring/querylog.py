@@ -22,7 +22,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from mmsearch.workspace import utc_now
+from mmsearch.clock import utc_now
 
 RECENT_QUERIES = 10_000
 TAIL_BYTES = 8 * 1024 * 1024

@@ -137,9 +137,9 @@ def find_clusters(
     pairs, distances = pairs[other_item], distances[other_item]
     cosines: np.ndarray | None = None
     if vectors is not None and min_cosine is not None and len(pairs):
-        cosines = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-        keep = (cosines >= min_cosine) | (distances == 0)
-        pairs, distances, cosines = pairs[keep], distances[keep], cosines[keep]
+        found: np.ndarray = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+        keep = (found >= min_cosine) | (distances == 0)
+        pairs, distances, cosines = pairs[keep], distances[keep], found[keep]
     sets = UnionFind(len(item_ids))
     for a, b in pairs:
         sets.union(int(image_item[a]), int(image_item[b]))

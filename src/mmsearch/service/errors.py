@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -191,7 +192,7 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(found)
 
 
-def _describe(errors: list[object]) -> str:
+def _describe(errors: Sequence[object]) -> str:
     """Pydantic's error list as one sentence per problem, naming the field."""
     parts = []
     for error in errors:

@@ -69,13 +69,15 @@ def collection_facets(
 def _facet(spec: AttributeDescription, column: pa.ChunkedArray) -> dict[str, Any]:
     facet: dict[str, Any] = {"field": spec.field, "column": spec.column, "kind": spec.kind}
     if spec.kind in {"int", "float"}:
-        bounds = pc.min_max(column)
+        # pyarrow.compute defines its kernels at import time, so pyright cannot see them.
+        bounds = pc.min_max(column)  # pyright: ignore[reportAttributeAccessIssue]
         facet["min"] = bounds["min"].as_py()
         facet["max"] = bounds["max"].as_py()
     elif spec.kind == "bool":
         facet["values"] = [True, False]
     else:
-        counts = pc.value_counts(column.drop_null()).to_pylist()
+        # pyarrow.compute defines its kernels at import time, so pyright cannot see them.
+        counts = pc.value_counts(column.drop_null()).to_pylist()  # pyright: ignore[reportAttributeAccessIssue]
         if len(counts) <= MAX_DROPDOWN_VALUES:
             ordered = sorted(counts, key=lambda c: (-c["counts"], str(c["values"])))
             facet["values"] = [c["values"] for c in ordered]

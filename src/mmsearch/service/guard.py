@@ -351,7 +351,7 @@ async def _send_error(send: Send, refusal: Refusal) -> None:
 
 def default_hosts(bind_host: str | None = None) -> list[str]:
     """Loopback names, plus the bound address when it is a specific one."""
-    hosts = list(LOOPBACK_HOSTS)
+    hosts: list[str] = list(LOOPBACK_HOSTS)
     if bind_host and bind_host not in ("0.0.0.0", "::", ""):
         hosts.append(bind_host.lower())
     return hosts

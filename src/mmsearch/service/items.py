@@ -28,12 +28,13 @@ from typing import Any
 
 from PIL import Image
 
+from mmsearch.builds.history import RunEntry, append_run, note_run, recording
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
+from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
-from mmsearch.ingest.history import RunEntry, append_run, note_run, recording
 from mmsearch.ingest.write_access import WriteAccess
 from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.media.images import decode_image
@@ -42,7 +43,7 @@ from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLar
 from mmsearch.service.schemas import ItemBody
 from mmsearch.service.searching import image_limits, image_url
 from mmsearch.service.state import ServiceState
-from mmsearch.workspace import new_id, utc_now
+from mmsearch.workspace import new_id
 from mmsearch.writer_lock import CollectionBusy
 
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}

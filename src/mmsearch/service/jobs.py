@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.service.errors import Forbidden, NotFound
 from mmsearch.service.state import ServiceState
-from mmsearch.workspace import new_id, utc_now
+from mmsearch.workspace import new_id
 from mmsearch.writer_lock import WriterInfo
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]

@@ -24,12 +24,12 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from mmsearch.builds.canary import CanaryGuards, Trip
+from mmsearch.builds.lifecycle import canary_of, stop_canary
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
-from mmsearch.governance.lifecycle import canary_of, stop_canary
 from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.media.images import ImageLimits
-from mmsearch.monitoring.canary import CanaryGuards, Trip
 from mmsearch.monitoring.logs import request_id_var
 from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns

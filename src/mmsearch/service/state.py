@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmsearch.builds.canary import CanaryMonitor
+from mmsearch.builds.lifecycle import Route, protected_builds, route
 from mmsearch.config import Settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
 from mmsearch.governance.audit import ANONYMOUS_KEY_ID, AuditEvent, AuditLog, RefusalTally
-from mmsearch.governance.lifecycle import Route, protected_builds, route
-from mmsearch.monitoring.canary import CanaryMonitor
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
 from mmsearch.monitoring.query_vectors import QueryVectorLog
 from mmsearch.monitoring.querylog import ClickLog, QueryLog

@@ -16,17 +16,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmsearch.governance.builds import list_builds
-from mmsearch.governance.lifecycle import (
+from mmsearch.builds.canary import CanaryGuards
+from mmsearch.builds.canary_report import canary_report
+from mmsearch.builds.lifecycle import (
     SwitchEvent,
     SwitchRefused,
     rollback,
     start_canary,
     stop_canary,
 )
-from mmsearch.governance.publishing import GateFailed, PublishOutcome, gated_publish, promote
-from mmsearch.monitoring.canary import CanaryGuards
-from mmsearch.monitoring.canary_report import canary_report
+from mmsearch.builds.listing import list_builds
+from mmsearch.builds.publishing import GateFailed, PublishOutcome, gated_publish, promote
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import Conflict, error_responses
 from mmsearch.service.requests import read_model

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from mmsearch.builds.gate_report import latest_gate_report
+from mmsearch.builds.lifecycle import build_status
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.gate_report import latest_gate_report
-from mmsearch.governance.lifecycle import build_status
 from mmsearch.manifest import BuildManifest, manifest_json
 from mmsearch.media.images import read_image_bytes
 from mmsearch.service.access import Caller, request_caller

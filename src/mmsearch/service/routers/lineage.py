@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from mmsearch.governance.lineage import (
+from mmsearch.builds.lineage import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     RUN_ID,

@@ -13,8 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from mmsearch import __version__
+from mmsearch.builds.lifecycle import build_status, canary_of, switch_history
 from mmsearch.errors import MMSearchError
-from mmsearch.governance.lifecycle import build_status, canary_of, switch_history
 from mmsearch.governance.roles import Permission
 from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift_checks import last_results

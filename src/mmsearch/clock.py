@@ -1,0 +1,14 @@
+"""Timestamps as mmsearch stores them: UTC, ISO 8601, to the second.
+
+Its own module, below everything, so that any layer (media's URL cache, the workspace,
+run logs) can stamp a record without importing the storage layer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now() -> str:
+    """Now, as stored in manifests, logs and caches (``2026-01-31T12:00:00+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
