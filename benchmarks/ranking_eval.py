@@ -37,9 +37,9 @@ from mmsearch.errors import MMSearchError
 from mmsearch.evaluation.judgments import load_judgments
 from mmsearch.evaluation.queries import load_queries
 from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.ranking.fusion import FusionParams, fuse, order_by_score
 from mmsearch.ranking.model import fit_lambdamart
 from mmsearch.ranking.training import QueryPool, cross_validate, ndcg_at_10
-from mmsearch.retrieval.fusion import FusionParams, fuse, order_by_score
 from mmsearch.retrieval.retrieve import Retrieved
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher

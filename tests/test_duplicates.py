@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from mmsearch.cli import app
 from mmsearch.config import Settings
 from mmsearch.encoders.hashes import hamming, hamming_matrix, image_hashes, to_hex
+from mmsearch.evaluation.duplicates import UnionFind, candidate_pairs, find_clusters
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.retrieval.duplicates import UnionFind, candidate_pairs, find_clusters
 
 from conftest import write_jsonl
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mmsearch.errors import QueryError
-from mmsearch.retrieval.fusion import (
+from mmsearch.ranking.fusion import (
     fusion_by_name,
     order_by_score,
     reciprocal_rank_fusion,

@@ -8,7 +8,7 @@ import pytest
 
 from mmsearch.errors import QueryError
 from mmsearch.index.base import Match
-from mmsearch.retrieval.fusion import (
+from mmsearch.ranking.fusion import (
     FUSIONS,
     FusionParams,
     distribution_based_score_fusion,

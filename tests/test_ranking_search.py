@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
+from mmsearch.commands.ranking_output import parse_weights
 from mmsearch.errors import QueryError
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.ranking.cli_support import parse_weights
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
 

@@ -101,9 +101,9 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection by text, by image, or both."""
+    from mmsearch.commands.ranking_output import parse_weights, print_explanation
     from mmsearch.filters.groups import parse_groups
     from mmsearch.filters.parse import parse_where
-    from mmsearch.ranking.cli_support import parse_weights, print_explanation
     from mmsearch.search.query import build_request, parse_query
 
     settings = _settings(home)

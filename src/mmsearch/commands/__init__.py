@@ -3,7 +3,8 @@
 Every command module in this package defines ``register(app: typer.Typer) -> None``;
 the CLI discovers them at start-up, so a new area of functionality adds its commands
 without touching the core CLI module. Modules without ``register`` are helpers the
-commands share (``results``: the search table; ``operator_audit``: audited CLI acts).
+commands share (``results``: the search table; ``ranking_output``: ranking options and explanations;
+``operator_audit``: audited CLI acts).
 """
 
 from __future__ import annotations
@@ -21,4 +22,4 @@ def register_all(app: typer.Typer) -> None:
         importlib.import_module(f"{__name__}.{module.name}").register(app)
 
 
-HELPERS = frozenset({"operator_audit", "results"})
+HELPERS = frozenset({"operator_audit", "ranking_output", "results"})

@@ -13,15 +13,15 @@ from mmsearch.errors import MMSearchError
 from mmsearch.terminal import HomeOption, JsonOption, console, fail
 
 if TYPE_CHECKING:
-    from mmsearch.retrieval.duplicates import DuplicateReport
+    from mmsearch.evaluation.duplicates import DuplicateReport
 
 
 def find_duplicates(
     home: Path | None, collection: str, max_distance: int | None, min_cosine: float | None
 ) -> DuplicateReport:
     from mmsearch.config import load_settings
+    from mmsearch.evaluation.duplicates import collection_duplicates
     from mmsearch.index.open import open_build_index
-    from mmsearch.retrieval.duplicates import collection_duplicates
     from mmsearch.workspace import Workspace
 
     settings = load_settings(home)

@@ -18,8 +18,8 @@ import numpy as np
 
 from mmsearch.ranking.explain import RuleApplication
 from mmsearch.ranking.features import hamming, hashes_of
+from mmsearch.ranking.fusion import min_max, order_by_score
 from mmsearch.ranking.rules import RuleSet, rule_name
-from mmsearch.retrieval.fusion import min_max, order_by_score
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmsearch.retrieval.fusion import SignalContribution
+from mmsearch.ranking.fusion import SignalContribution
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from mmsearch.ranking.explain import (
     RuleApplication,
 )
 from mmsearch.ranking.features import FeatureSpace, all_signals, feature_matrix, item_vectors
+from mmsearch.ranking.fusion import FusionParams, FusionResult, fuse, order_by_score
 from mmsearch.ranking.model import RankerError, RankerModel
 from mmsearch.ranking.rules import (
     RulesChoice,
@@ -39,7 +40,6 @@ from mmsearch.ranking.rules import (
     load_rules,
     stack_rules,
 )
-from mmsearch.retrieval.fusion import FusionParams, FusionResult, fuse, order_by_score
 from mmsearch.retrieval.retrieve import Retrieved
 
 OFF = {"", "none", "off"}

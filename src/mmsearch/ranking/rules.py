@@ -116,8 +116,11 @@ class QueryPattern(_Strict):
         return re.search(self.pattern, query, flags=re.IGNORECASE) is not None
 
 
-class _Scoped(_Strict):
+class _Named(_Strict):
     name: str | None = None
+
+
+class _Scoped(_Named):
     query: QueryPattern | None = None  # the rule applies only to queries matching this
 
     def applies_to(self, text: str | None) -> bool:
@@ -151,9 +154,12 @@ class Pin(_Strict):
     position: int = Field(ge=1)
 
 
-class PinRule(_Scoped):
+class PinRule(_Named):
     query: QueryPattern  # pins always name the queries they are for
     items: list[Pin] = Field(min_length=1)
+
+    def applies_to(self, text: str | None) -> bool:
+        return self.query.matches(text)
 
 
 class BlockRule(_Scoped):

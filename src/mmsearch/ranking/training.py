@@ -72,7 +72,9 @@ def ndcg_at_10(runs: dict[str, dict[str, float]], judgments: Judgments) -> float
     if not judged:
         return float("nan")
     run = {q: (runs[q] or {"__none__": 0.0}) for q in judged}
-    return float(evaluate(Qrels(judged), Run(run), "ndcg@10"))
+    score = evaluate(Qrels(judged), Run(run), "ndcg@10")
+    assert not isinstance(score, dict)  # one metric asked for: one number back
+    return float(score)
 
 
 def _stack(pools: list[QueryPool]) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -18,8 +18,8 @@ from PIL import Image
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter, Visible
+from mmsearch.ranking.fusion import FusionParams
 from mmsearch.ranking.rules import RulesChoice
-from mmsearch.retrieval.fusion import FusionParams
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT
 
 MAX_QUERY_CHARS = 2000

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from mmsearch.filters.parse import FilterError
+from mmsearch.ranking.fusion import FusionParams, fuse, order_by_score
 from mmsearch.ranking.model import RankerModel
 from mmsearch.ranking.training import Judgments, QueryPool, TrainingReport, fit_ranker
-from mmsearch.retrieval.fusion import FusionParams, fuse, order_by_score
 from mmsearch.search.request import SearchRequest
 
 if TYPE_CHECKING:  # the commands import this module at CLI start-up; opening stores can wait
