@@ -15,7 +15,7 @@ from mmsearch.evaluation.configs import (
 )
 from mmsearch.evaluation.judgments import load_judgments, write_trec_qrels
 from mmsearch.evaluation.queries import EvalQuery, load_queries, write_queries
-from mmsearch.retrieval import fusion
+from mmsearch.ranking import fusion
 
 from conftest import save_image
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from mmsearch.errors import EvaluationError, QueryError
 from mmsearch.filters.expr import Visible
-from mmsearch.retrieval import fusion as fusion_module
+from mmsearch.ranking import fusion as fusion_module
 from mmsearch.search.query import SearchQuery, build_request, parse_query
 from mmsearch.search.request import SearchRequest
 from mmsearch.table_files import read_table_file
