@@ -76,12 +76,12 @@ class _Compiler(NnfCompiler):
        no answer, and rewrites that assume ``x`` is not NULL become sound.
     """
 
-    def guarded(self, name: str, sql: str) -> str:
-        """``sql`` made false (not unknown) for a NULL in a nullable column."""
+    def guarded(self, name: str, expr: str) -> str:
+        """``expr`` made false (not unknown) for a NULL in a nullable column."""
         column = f"`{name}`"
-        if not self.schema.field(name).nullable or sql in ("false", _always(column)):
-            return sql
-        return f"({column} IS NOT NULL AND {sql})"
+        if not self.schema.field(name).nullable or expr in ("false", _always(column)):
+            return expr
+        return f"({column} IS NOT NULL AND {expr})"
 
     # --- columns and values ----------------------------------------------------------
 

@@ -25,7 +25,7 @@ from lancedb.index import FTS, BTree, IvfHnswSq
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, InList, all_of
 from mmsearch.filters.nnf import CANNOT_APPLY
-from mmsearch.index.base import Match, VectorField
+from mmsearch.index.base import BuildIndex, Match, VectorField
 from mmsearch.index.lance_filter import to_lance_sql
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
@@ -81,7 +81,10 @@ class LanceBuildIndex:
 
     @staticmethod
     def drop(db_dir: Path, table_name: str) -> None:
-        lancedb.connect(str(db_dir)).drop_table(table_name, ignore_missing=True)
+        db = lancedb.connect(str(db_dir))
+        # connect() is typed as the abstract DBConnection; a local directory opens a
+        # LanceDBConnection, whose drop_table takes ignore_missing
+        db.drop_table(table_name, ignore_missing=True)  # pyright: ignore[reportCallIssue]
 
     @property
     def schema(self) -> pa.Schema:
@@ -245,3 +248,7 @@ class LanceBuildIndex:
 def _vector_fields(schema: pa.Schema) -> list[VectorField]:
     """Single-vector and multivector (one vector per image) columns alike."""
     return [found for field in schema if (found := vector_field_of(field)) is not None]
+
+
+# The store implements the BuildIndex protocol; pyright checks this assignment.
+_IMPLEMENTS: type[BuildIndex] = LanceBuildIndex

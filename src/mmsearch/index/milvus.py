@@ -30,7 +30,7 @@ import pyarrow as pa
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import And, Filter, InList, Visible, all_of
 from mmsearch.filters.nnf import CANNOT_APPLY
-from mmsearch.index.base import Match, VectorField
+from mmsearch.index.base import BuildIndex, Match, VectorField
 from mmsearch.index.milvus_client import (
     MilvusConnection,
     MilvusStoreError,
@@ -608,3 +608,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# The store implements the BuildIndex protocol; pyright checks this assignment.
+_IMPLEMENTS: type[BuildIndex] = MilvusBuildIndex

@@ -198,7 +198,9 @@ def _ctr_test(a: BuildKpis, b: BuildKpis) -> tuple[float, str]:
         for share in (clicked / total, 1 - clicked / total)
     ]
     if min(expected) < MIN_EXPECTED_FOR_Z:
-        return float(stats.fisher_exact(table).pvalue), "fisher-exact"
+        # scipy's result bunch (statistic, pvalue) is typed as an anonymous class
+        pvalue = stats.fisher_exact(table).pvalue  # pyright: ignore[reportAttributeAccessIssue]
+        return float(pvalue), "fisher-exact"
     z = two_proportion_z(a.clicked_top_k, a.queries, b.clicked_top_k, b.queries)
     return float(2 * stats.norm.sf(abs(z or 0.0))), "two-proportion-z"
 
@@ -416,8 +418,11 @@ def _query_fields(
     if not isinstance(build_id, str) or not isinstance(hits, list) or moment is None:
         return None
     latency = record.get("latency_ms")
-    usable = isinstance(latency, int | float) and not isinstance(latency, bool)
-    if not usable or not math.isfinite(latency):
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+    ):
         latency = None
     routed = record.get("routed")
     return build_id, moment, latency, len(hits), routed if isinstance(routed, str) else "live"

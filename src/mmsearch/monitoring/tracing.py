@@ -37,7 +37,10 @@ def make_exporter(name: str) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            # the optional 'otlp' extra, which CI does not install
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # pyright: ignore[reportMissingImports]
+                OTLPSpanExporter,
+            )
         except ImportError:
             raise MMSearchError(
                 "Tracing to OTLP needs the exporter: pip install 'mmsearch[otlp]'."
