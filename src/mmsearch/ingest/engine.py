@@ -201,7 +201,7 @@ class Ingestor:
         collection: CollectionDir,
         encoders: EncoderSet,
     ) -> IngestReport:
-        timings = dict.fromkeys(
+        timings: dict[str, float] = dict.fromkeys(
             ("read", "decode", "encode_text", "encode_image", "write", "index"), 0.0
         )
         source_info = {
@@ -594,7 +594,7 @@ class Ingestor:
             known = live_index.content_hashes()
         state = _RunState(known_before=known, known_now=known, writing=False)
         self._restrict(options, collection, live_index, state)
-        timings = dict.fromkeys(("read", "decode"), 0.0)
+        timings: dict[str, float] = dict.fromkeys(("read", "decode"), 0.0)
         target = _Target(
             plan.live.build_id if plan.live else "",
             plan.live,

@@ -65,7 +65,7 @@ class RowRebuilder:
             "reused": dict.fromkeys(sorted(reused), 0),
             "encoded": dict.fromkeys(sorted(set(roles) - reused), 0),
         }
-        self.timings = dict.fromkeys(
+        self.timings: dict[str, float] = dict.fromkeys(
             ("read", "decode", "encode_text", "encode_image", "write"), 0.0
         )
 

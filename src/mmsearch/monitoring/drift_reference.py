@@ -159,8 +159,9 @@ def _vector_chunks(table: pa.Table, column: str, dim: int) -> tuple[int, Iterato
     values = table.column(column)
     multi = pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
     if multi:
-        lengths = pc.list_value_length(values)
-        count = int(pc.sum(lengths).as_py() or 0)
+        # pyarrow.compute defines its kernels at import time, so pyright cannot see them.
+        lengths = pc.list_value_length(values)  # pyright: ignore[reportAttributeAccessIssue]
+        count = int(pc.sum(lengths).as_py() or 0)  # pyright: ignore[reportAttributeAccessIssue]
     else:
         count = len(values) - values.null_count
 
