@@ -109,11 +109,6 @@ class RankingStage:
         self._rules[path] = (mtime, rules)
         return rules
 
-    def store_filter(self, text: str | None, rules: RulesChoice) -> Filter | None:
-        """The rules' filters and blocks for this query (the Searcher ANDs them with the rest)."""
-        ruleset = self.rules_for(rules)
-        return ruleset.store_filter(text) if ruleset else None
-
     def reranker_for(self, value: str | Path | None, warnings: list[str]) -> RankerModel | None:
         path = _choice(value, self.settings.ranker)
         if path is None:
@@ -145,9 +140,11 @@ class RankingStage:
         fusion: str,
         params: FusionParams,
         reranker: str | Path | None = None,
-        rules: RulesChoice = None,
+        ruleset: RuleSet | None = None,
         explain: bool = False,
     ) -> Ranked:
+        """Fuse, rerank, apply ``ruleset`` (resolved once by the caller with ``rules_for``,
+        whose filters already went down with retrieval), explain."""
         timings = retrieved.timings
         _check_weight_names(params.weights, retrieved.planned)
         tick = time.perf_counter()
@@ -155,7 +152,6 @@ class RankingStage:
         timings["fusion"] = _ms(tick)
         out = Ranked([], dict(fused.scores), fused)
         model = self.reranker_for(reranker, out.warnings)
-        ruleset = self.rules_for(rules)
         pool = order_by_score(fused.scores)
         pins = active_pins(ruleset, retrieved.text) if ruleset else []
         pool += self._pinned_outside(pool, pins, retrieved.where)

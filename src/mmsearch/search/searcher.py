@@ -25,6 +25,7 @@ from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
 from mmsearch.manifest import BUILDING
 from mmsearch.ranking.pipeline import RankingStage
+from mmsearch.ranking.rules import RuleSet
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
 from mmsearch.search.request import SearchRequest, fusion_params, validate_request
@@ -97,7 +98,10 @@ class Searcher:
         return all_of(parsed, request.filter)
 
     def search(self, request: SearchRequest) -> SearchResult:
-        retrieved = self.retrieve(request)
+        # The rules are resolved once: their filters go down with retrieval, the rest
+        # (boosts, pins, diversity) come back up through ranking.
+        ruleset = self.ranking.rules_for(request.rules)
+        retrieved = self.retrieve(request, ruleset)
         fusion = request.fusion or self.settings.fusion
         ranked = self.ranking.rank(
             retrieved,
@@ -105,7 +109,7 @@ class Searcher:
             fusion=fusion,
             params=fusion_params(request, self.settings),
             reranker=request.reranker,
-            rules=request.rules,
+            ruleset=ruleset,
             explain=request.explain,
         )
         tick = time.perf_counter()
@@ -138,18 +142,21 @@ class Searcher:
             query_vectors=retrieved.own_space_vectors(),
         )
 
-    def retrieve(self, request: SearchRequest) -> Retrieved:
+    def retrieve(self, request: SearchRequest, ruleset: RuleSet | None = None) -> Retrieved:
         """Run every planned retriever to depth ``candidates``; no fusion, no cut.
 
         One tree for every retriever: the user's filter, the business rules' filters and
         blocks, and what the caller may see. The store applies it before any top-k cut.
-        The rules come from the ranking stage, which is why this combination happens
-        here rather than in ``retrieval/``."""
+        ``ruleset`` is the request's resolved rules (``search`` resolves them once);
+        alone, this resolves ``request.rules`` itself. Retrieval knows nothing of rules,
+        which is why the combination happens here rather than in ``retrieval/``."""
         text = validate_request(request)
+        if ruleset is None:
+            ruleset = self.ranking.rules_for(request.rules)
         user_filter = self.user_filter(request)
         combined = all_of(
             user_filter,
-            self.ranking.store_filter(text, request.rules),
+            ruleset.store_filter(text) if ruleset is not None else None,
             self.effective_access(request.access),
         )
         return self.retriever.retrieve(
