@@ -35,7 +35,7 @@ from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
 from mmsearch.ranking.pipeline import OFF
 from mmsearch.ranking.rules import RulesChoice
-from mmsearch.search.query import FilterValue, build_request
+from mmsearch.search.query import FilterValue, RangeFilter, build_request
 from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden, PayloadTooLarge
@@ -288,6 +288,6 @@ def _filters_json(filters: dict[str, FilterValue] | None) -> dict[str, Any] | No
     if not filters:
         return None
     return {
-        name: value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+        name: value.model_dump(exclude_none=True) if isinstance(value, RangeFilter) else value
         for name, value in filters.items()
     }

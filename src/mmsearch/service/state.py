@@ -26,7 +26,13 @@ from mmsearch.builds.lifecycle import Route, protected_builds, route
 from mmsearch.config import Settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
-from mmsearch.governance.audit import ANONYMOUS_KEY_ID, AuditEvent, AuditLog, RefusalTally
+from mmsearch.governance.audit import (
+    ANONYMOUS_KEY_ID,
+    AuditEvent,
+    AuditLog,
+    Outcome,
+    RefusalTally,
+)
 from mmsearch.monitoring.metrics import CollectionInfo, ServiceMetrics
 from mmsearch.monitoring.query_vectors import QueryVectorLog
 from mmsearch.monitoring.querylog import ClickLog, QueryLog
@@ -191,7 +197,7 @@ class ServiceState:
         collection: str | None = None,
         items: list[str] | None = None,
         counts: dict[str, int] | None = None,
-        outcome: str = "ok",
+        outcome: Outcome = "ok",
         detail: str | None = None,
     ) -> None:
         """Append one line to the hash-chained audit trail; a failure to audit is logged."""
