@@ -66,9 +66,9 @@ def test_help_of_every_command_loads_none_of_them():
 
 
 def test_defaults_repeated_for_a_light_cli_agree_with_their_sources():
+    from mmsearch.builds.lineage import DEFAULT_LIMIT
     from mmsearch.cli import DEFAULT_IMAGE_WEIGHT
     from mmsearch.commands import drift, lineage
-    from mmsearch.governance.lineage import DEFAULT_LIMIT
     from mmsearch.monitoring.drift import DEFAULT_THRESHOLD
     from mmsearch.monitoring.kpis import DEFAULT_K
     from mmsearch.retrieval import planner
@@ -250,7 +250,7 @@ def test_where_in_stock_on_a_csv_catalog(tmp_path):
 # --- checked before the store or a model opens -----------------------------------------
 
 
-def test_a_bad_where_fails_before_the_searcher_opens(tmp_path, monkeypatch):
+def test_bad_search_options_fail_before_the_searcher_opens(tmp_path, monkeypatch):
     home = str(tmp_path / "ws")
     catalog = write_products(tmp_path / "products.csv", rows=3)
     assert invoke("ingest", str(catalog), "-c", "shop", "--home", home, *FAKE).exit_code == 0
@@ -264,6 +264,11 @@ def test_a_bad_where_fails_before_the_searcher_opens(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "error:" in result.output
     unknown = invoke("search", "mug", "-c", "shop", "--home", home, "--where", "nosuch = 1")
     assert unknown.exit_code == 2 and "nosuch" in unknown.output
+    missing = tmp_path / "nope.yaml"
+    rules = invoke("search", "mug", "-c", "shop", "--home", home, "--rules", str(missing))
+    assert rules.exit_code == 2 and "does not exist" in rules.output
+    nothing = invoke("search", "-c", "shop", "--home", home)
+    assert nothing.exit_code == 2 and "Give a text query, an image, or both" in nothing.output
 
 
 def test_rebuild_with_nothing_to_do_loads_no_model(tmp_path, monkeypatch):
