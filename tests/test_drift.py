@@ -464,7 +464,7 @@ def test_minilm_texts_from_another_source_drift_and_halves_do_not():
 def test_a_gate_with_drift_refuses_a_candidate_from_another_source(two_builds, settings, tmp_path):
     folder, older, live = two_builds
     ingest_texts(settings, tmp_path, "e2", texts(ENGINES, 120, 3), stage=True, new_build=True)
-    same_source = folder.state()["staged"]
+    same_source = folder.state().staged
     gate = tmp_path / "drift-gate.toml"
     gate.write_text("[drift]\nthreshold = 0.01\n")
     refused = evaluate_gate(settings, "docs", older, load_gate(gate))

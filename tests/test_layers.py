@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"index"},
     {"encoders", "filters"},
     {"writer_lock", "workspace", "sample_data", "terminal"},
+    {"collection_state"},
     {"manifest"},
     {"catalog"},
     {"media"},

@@ -262,7 +262,7 @@ def test_promote_gates_the_canary(settings, shop, tmp_path):
 def test_first_publish_passes_comparisons_with_a_note(settings, shop, tmp_path):
     folder, _, candidate = shop
     same = candidate("same")
-    folder.update_state(lambda state: state["aliases"].pop("live"))
+    folder.update_state(lambda state: state.aliases.clear("live"))
     gate = gate_file(
         tmp_path / "gate", "\n[counts]\nmin_ratio = 0.9\n[latency]\nmax_p95_ratio = 1.5\n"
     )

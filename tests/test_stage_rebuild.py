@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mmsearch.builds.lifecycle import CANDIDATE, build_status
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.cli import app
+from mmsearch.collection_state import DefaultGate
 from mmsearch.encoders.base import l2_normalise, register, unsupported_modality
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
@@ -125,7 +126,7 @@ def test_stage_writes_a_full_candidate_and_leaves_live_alone(settings, shop):
     collection = Workspace(settings.home).collection("shop")
     assert report.staged and report.new_build and report.build_id != live
     assert collection.alias("live") == live and "previous" not in collection.aliases()
-    assert collection.state()["staged"] == report.build_id
+    assert collection.state().staged == report.build_id
     manifest = collection.manifest(report.build_id)
     assert build_status(collection.state(), manifest) == CANDIDATE
     assert any(f"mmsearch publish -c shop {report.build_id}" in n for n in report.notices)
@@ -148,7 +149,7 @@ def test_stage_writes_a_full_candidate_and_leaves_live_alone(settings, shop):
     other = Ingestor(settings).run(IngestOptions(texts, "shop", stage=True))
     assert other.build_id not in (live, report.build_id) and other.counts["items"] == 1
     assert any("does not fit" in n for n in other.notices)
-    assert collection.state()["staged"] == other.build_id
+    assert collection.state().staged == other.build_id
     assert collection.alias("live") == live
 
     plain = Ingestor(settings).run(IngestOptions(changed, "shop"))
@@ -194,7 +195,9 @@ def test_an_interrupted_stage_resumes_only_as_a_stage(settings, shop, monkeypatc
 def test_a_new_build_in_a_gated_collection_is_staged(settings, shop):
     catalog, live = shop
     collection = Workspace(settings.home).collection("shop")
-    collection.update_state(lambda state: state.__setitem__("gate", {"min_ndcg": 0.5}))
+    collection.update_state(
+        lambda state: setattr(state, "gate", DefaultGate(path="gate/gate.toml"))
+    )
     report = Ingestor(settings).run(IngestOptions(catalog, "shop", new_build=True))
     assert report.staged and report.build_id != live
     assert collection.alias("live") == live
@@ -331,7 +334,7 @@ def test_ingest_job_stage_over_the_api(settings, shop, tmp_path):
         assert "item-9" not in [hit["id"] for hit in found.json()["hits"]]
     collection = Workspace(settings.home).collection("shop")
     assert collection.alias("live") == live
-    assert collection.state()["staged"] == job["report"]["build_id"]
+    assert collection.state().staged == job["report"]["build_id"]
 
 
 def test_cli_stage_and_rebuild(settings, shop):

@@ -7,8 +7,9 @@ Layout::
     <home>/collections/<name>/builds/<build>/manifest.json
     <home>/collections/<name>/builds/<build>/runs/<run>/errors.jsonl
 
-Manifests are plain JSON so that operators can read them without mmsearch; in code they
-are ``BuildManifest`` models (``manifest.py``).
+Manifests and collection.json are plain JSON so that operators can read them without
+mmsearch; in code they are ``BuildManifest`` (``manifest.py``) and ``CollectionState``
+(``collection_state.py``) models.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 
 from mmsearch.clock import utc_now
+from mmsearch.collection_state import SCHEMA_VERSION, Aliases, CollectionState, load_state
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.manifest import BUILDING, BuildManifest, load_manifest, manifest_json
 
@@ -36,6 +38,7 @@ STATE_LOCK_TIMEOUT_S = 30.0
 # CLI and from every service worker, including the automatic canary stop: a short lock of
 # its own, so a switch never waits behind an ingest holding the writer lock for minutes.
 _state_threads = threading.Lock()
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -105,9 +108,10 @@ class Workspace:
         check_collection_name(name)
         folder = self.collections_dir / name
         if not (folder / "collection.json").is_file():
-            write_json_atomic(
-                folder / "collection.json", {"name": name, "created_at": utc_now(), "aliases": {}}
+            state = CollectionState(
+                name=name, created_at=utc_now(), schema_version=SCHEMA_VERSION, aliases=Aliases()
             )
+            write_json_atomic(folder / "collection.json", state.as_json())
         return CollectionDir(folder)
 
 
@@ -133,26 +137,30 @@ class CollectionDir:
     def build_dir(self, build_id: str) -> Path:
         return self.folder / "builds" / build_id
 
-    def _state(self) -> dict[str, Any]:
-        return read_json(self.folder / "collection.json")
-
-    def aliases(self) -> dict[str, str]:
-        return dict(self._state().get("aliases", {}))
+    def aliases(self) -> dict[str, str | None]:
+        """The aliases as collection.json has them (``{"live": ..., "previous": ...}``)."""
+        aliases: dict[str, str | None] = self.state().aliases.as_json()
+        return aliases
 
     def alias(self, name: str) -> str | None:
         return self.aliases().get(name)
 
-    def state(self) -> dict[str, Any]:
-        """collection.json as one snapshot: aliases, canary, default access, gate."""
-        return self._state()
+    def state(self) -> CollectionState:
+        """collection.json as one snapshot: aliases, canary, default access, gate; an
+        unreadable or invalid file is an ``MMSearchError`` naming it."""
+        path = self.folder / "collection.json"
+        return load_state(read_json(path), collection=self.name, path=path)
 
-    def update_state(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        """Read-modify-write collection.json under its own lock; returns what ``change`` did."""
+    def update_state(self, change: Callable[[CollectionState], T]) -> T:
+        """Read-modify-write collection.json under its own lock; returns what ``change`` did.
+
+        ``change`` changes the state in place; it is written back as it was read, plus
+        what changed (``collection_state``), or not at all when ``change`` raises."""
         path = self.folder / "collection.json"
         with _state_threads, FileLock(str(path) + ".lock", timeout=STATE_LOCK_TIMEOUT_S):
-            state = self._state()
+            state = self.state()
             result = change(state)
-            write_json_atomic(path, state)
+            write_json_atomic(path, state.as_json())
         return result
 
     def set_live(self, build_id: str) -> None:
@@ -160,29 +168,32 @@ class CollectionDir:
 
         A canary of the build that goes live has nothing left to compare with, so it ends."""
 
-        def change(state: dict[str, Any]) -> None:
-            aliases = state.setdefault("aliases", {})
-            current = aliases.get("live")
+        def change(state: CollectionState) -> None:
+            aliases = state.aliases
+            current = aliases.live
             if current and current != build_id:
-                aliases["previous"] = current
-            aliases["live"] = build_id
-            canary = state.get("canary") or {}
-            if canary.get("build_id") == build_id:
-                state.pop("canary", None)
-                aliases.pop("canary", None)
+                aliases.previous = current
+            aliases.live = build_id
+            if state.canary is not None and state.canary.build_id == build_id:
+                state.clear("canary")
 
         self.update_state(change)
 
     def default_access(self, fallback: str = "public") -> str:
         """Who sees items without an ACL: "public" (everyone) or "private" (no one but
         unrestricted callers). Kept per collection so one workspace can host both."""
-        value = self._state().get("default_access", fallback)
+        stored = self.state().default_access
+        value = fallback if stored is None else stored
         return value if value in ("public", "private") else "private"
 
     def set_default_access(self, access: str) -> None:
         if access not in ("public", "private"):
             raise MMSearchError(f"Default access must be public or private, not {access!r}.")
-        self.update_state(lambda state: state.__setitem__("default_access", access))
+
+        def change(state: CollectionState) -> None:
+            state.default_access = access
+
+        self.update_state(change)
 
     def build_ids(self) -> list[str]:
         """Every build with a manifest, oldest first (build ids sort by creation time)."""

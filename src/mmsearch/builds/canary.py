@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict
 from scipy.stats import norm
 
 from mmsearch.builds.lifecycle import Canary
+from mmsearch.collection_state import CanaryGuardSettings, CollectionState
 from mmsearch.monitoring.kpis import two_proportion_z
 from mmsearch.workspace import CollectionDir
 
@@ -29,31 +30,25 @@ LATENCY_WINDOW = 5000
 MAX_CLICKED = 1_000_000
 
 
-class CanaryGuards(BaseModel):
-    """Rollback thresholds, kept per collection in ``collection.json`` (``canary_guards``)."""
+class CanaryGuards(CanaryGuardSettings):
+    """Rollback thresholds, kept per collection in ``collection.json`` (``canary_guards``):
+    the stored model's fields, refusing names it does not know (CLI ``--set``, API body)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_searches: int = Field(default=100, ge=1, description="canary searches before judging")
-    max_zero_rate_increase: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="zero-result rate above live's, as a share"
-    )
-    max_p95_ratio: float = Field(default=2.0, gt=0.0, description="canary p95 / live p95")
-    max_encoder_failure_rate: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="share of canary searches with a failed encoder"
-    )
-    ctr_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="one-sided CTR test")
-    ctr_min_impressions: int = Field(
-        default=1000, ge=1, description="searches per build before the CTR test may trip"
-    )
-
     @classmethod
-    def of(cls, state: dict[str, Any]) -> CanaryGuards:
-        return cls.model_validate(state.get("canary_guards") or {})
+    def of(cls, state: CollectionState) -> CanaryGuards:
+        stored = state.canary_guards
+        return cls.model_validate(stored.as_json() if stored is not None else {})
 
     def store(self, folder: CollectionDir) -> None:
         """Make these the collection's guards (one locked rewrite of collection.json)."""
-        folder.update_state(lambda state: state.__setitem__("canary_guards", self.model_dump()))
+        guards = CanaryGuardSettings.model_validate(self.model_dump())
+
+        def change(state: CollectionState) -> None:
+            state.canary_guards = guards
+
+        folder.update_state(change)
 
 
 @dataclass

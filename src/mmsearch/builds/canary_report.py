@@ -20,7 +20,7 @@ from mmsearch.workspace import CollectionDir
 def canary_report(home: Path, folder: CollectionDir) -> dict[str, Any]:
     state = folder.state()
     canary = canary_of(state)
-    live = state.get("aliases", {}).get("live")
+    live = state.aliases.live
     report: dict[str, Any] = {
         "collection": folder.name,
         "live": live,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmsearch.clock import utc_now
+from mmsearch.collection_state import CanaryState, CollectionState
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import BUILDING, BuildManifest, PublishRecord
 from mmsearch.workspace import CollectionDir
@@ -27,7 +28,6 @@ PREVIOUS = "previous"
 CANDIDATE = "candidate"
 RETIRED = "retired"
 SWITCH_LOG = "switches.jsonl"
-STAGED_KEY = "staged"  # collection.json: the build id of the staged candidate
 BUCKETS = 10_000  # canary shares resolve to 0.01 percentage points
 
 
@@ -63,18 +63,18 @@ class SwitchEvent:
     at: str = field(default_factory=utc_now)
 
 
-def canary_of(state: dict[str, Any]) -> Canary | None:
-    raw = state.get("canary")
-    if not raw or not raw.get("build_id"):
+def canary_of(state: CollectionState) -> Canary | None:
+    raw = state.canary
+    if raw is None or not raw.build_id:
         return None
-    return Canary(raw["build_id"], float(raw["percent"]), raw["started_at"], raw["started_by"])
+    return Canary(raw.build_id, raw.percent, raw.started_at, raw.started_by)
 
 
-def route(collection: str, state: dict[str, Any], caller_key: str | None) -> Route:
+def route(collection: str, state: CollectionState, caller_key: str | None) -> Route:
     """Live or canary for one search. With a caller key (session or user) the choice is a
     hash of it, so one caller always sees the same build while a canary runs; without,
     each search is drawn on its own."""
-    live = state.get("aliases", {}).get(LIVE)
+    live = state.aliases.live
     if live is None:
         raise MMSearchError(
             f"Collection '{collection}' has no live build yet; ingest a catalog into it first."
@@ -92,25 +92,24 @@ def route(collection: str, state: dict[str, Any], caller_key: str | None) -> Rou
     return Route(live, False)
 
 
-def build_status(state: dict[str, Any], manifest: BuildManifest) -> str:
+def build_status(state: CollectionState, manifest: BuildManifest) -> str:
     build_id = manifest.build_id
-    aliases = state.get("aliases", {})
+    aliases = state.aliases
     canary = canary_of(state)
-    if aliases.get(LIVE) == build_id:
+    if aliases.live == build_id:
         return LIVE
     if canary is not None and canary.build_id == build_id:
         return CANARY
-    if aliases.get(PREVIOUS) == build_id:
+    if aliases.previous == build_id:
         return PREVIOUS
     if manifest.state == BUILDING:
         return BUILDING
     return RETIRED if manifest.published_at else CANDIDATE
 
 
-def protected_builds(state: dict[str, Any]) -> set[str]:
+def protected_builds(state: CollectionState) -> set[str]:
     """Builds nothing may remove: what answers searches now or is one rollback away."""
-    aliases = state.get("aliases", {})
-    found = {aliases.get(LIVE), aliases.get(PREVIOUS)}
+    found = {state.aliases.live, state.aliases.previous}
     canary = canary_of(state)
     if canary is not None:
         found.add(canary.build_id)
@@ -152,23 +151,23 @@ def publish(
     and its verdict says nothing about a build someone else published meanwhile."""
     manifest = ready_manifest(collection, build_id)
 
-    def change(state: dict[str, Any]) -> SwitchEvent:
-        aliases = state.setdefault("aliases", {})
+    def change(state: CollectionState) -> SwitchEvent:
+        aliases = state.aliases
         before = _snapshot(state)
-        if aliases.get(LIVE) == build_id:
+        if aliases.live == build_id:
             raise SwitchRefused(f"Build {build_id} is already live in '{collection.name}'.")
-        if guard_live and aliases.get(LIVE) != expect_live:
+        if guard_live and aliases.live != expect_live:
             raise SwitchRefused(
-                f"Live in '{collection.name}' changed to {aliases.get(LIVE)} while build "
+                f"Live in '{collection.name}' changed to {aliases.live} while build "
                 f"{build_id} was compared with {expect_live or 'no live build'}; run the "
                 "publish again to compare it with the build that is live now."
             )
-        if aliases.get(LIVE):
-            aliases[PREVIOUS] = aliases[LIVE]
-        aliases[LIVE] = build_id
+        if aliases.live:
+            aliases.previous = aliases.live
+        aliases.live = build_id
         canary = canary_of(state)
         if canary is not None and canary.build_id == build_id:
-            state.pop("canary", None)
+            state.clear("canary")
         return _event(state, action, build_id, actor, reason, before)
 
     event = collection.update_state(change)
@@ -191,14 +190,16 @@ def start_canary(
         )
     ready_manifest(collection, build_id)
 
-    def change(state: dict[str, Any]) -> SwitchEvent:
+    def change(state: CollectionState) -> SwitchEvent:
         before = _snapshot(state)
-        if state.get("aliases", {}).get(LIVE) in (None, build_id):
+        if state.aliases.live in (None, build_id):
             raise SwitchRefused(
                 f"Build {build_id} cannot be the canary of '{collection.name}': "
-                + ("it is live." if state.get("aliases", {}).get(LIVE) else "nothing is live yet.")
+                + ("it is live." if state.aliases.live else "nothing is live yet.")
             )
-        state["canary"] = asdict(Canary(build_id, float(percent), utc_now(), actor))
+        state.canary = CanaryState(
+            build_id=build_id, percent=float(percent), started_at=utc_now(), started_by=actor
+        )
         return _event(state, "canary_start", build_id, actor, f"{percent:g}%", before)
 
     event = collection.update_state(change)
@@ -218,12 +219,12 @@ def stop_canary(
     """End the canary (None when none runs, or when it is no longer ``only_build``: an
     automatic stop must not end a canary an operator started since)."""
 
-    def change(state: dict[str, Any]) -> SwitchEvent | None:
+    def change(state: CollectionState) -> SwitchEvent | None:
         canary = canary_of(state)
         if canary is None or (only_build is not None and canary.build_id != only_build):
             return None
         before = _snapshot(state)
-        state.pop("canary", None)
+        state.clear("canary")
         event = _event(state, "canary_stop", canary.build_id, actor, reason, before)
         event.automatic = automatic
         return event
@@ -240,18 +241,18 @@ def rollback(collection: CollectionDir, actor: str, reason: str | None = None) -
     second rollback undoes the first. A running canary ends: it was compared with the
     build that is no longer live."""
 
-    def change(state: dict[str, Any]) -> SwitchEvent:
-        aliases = state.setdefault("aliases", {})
+    def change(state: CollectionState) -> SwitchEvent:
+        aliases = state.aliases
         before = _snapshot(state)
-        target = aliases.get(PREVIOUS)
+        target = aliases.previous
         if not target:
             raise SwitchRefused(
                 f"Collection '{collection.name}' has no previous build to roll back to."
             )
         if target not in collection.build_ids():
             raise SwitchRefused(f"The previous build {target} of '{collection.name}' is gone.")
-        aliases[PREVIOUS], aliases[LIVE] = aliases.get(LIVE), target
-        state.pop("canary", None)
+        aliases.previous, aliases.live = aliases.live, target
+        state.clear("canary")
         return _event(state, "rollback", target, actor, reason, before)
 
     event = collection.update_state(change)
@@ -285,16 +286,16 @@ def switch_history(collection: CollectionDir, limit: int = 50) -> list[dict[str,
     return events
 
 
-def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(state: CollectionState) -> dict[str, Any]:
     canary = canary_of(state)
     return {
-        **state.get("aliases", {}),
+        **state.aliases.as_json(),
         **({"canary": canary.build_id, "canary_percent": canary.percent} if canary else {}),
     }
 
 
 def _event(
-    state: dict[str, Any],
+    state: CollectionState,
     action: str,
     build_id: str | None,
     actor: str,

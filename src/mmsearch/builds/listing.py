@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mmsearch.builds.history import read_runs
-from mmsearch.builds.lifecycle import STAGED_KEY, build_status, protected_builds
+from mmsearch.builds.lifecycle import build_status, protected_builds
+from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.open import drop_build_index, open_build_index
@@ -88,7 +89,7 @@ def short_version(version: str) -> str:
     return digest[:12] if mark else version[:24]
 
 
-def _summary(build_id: str, manifest: BuildManifest, state: dict[str, Any]) -> BuildSummary:
+def _summary(build_id: str, manifest: BuildManifest, state: CollectionState) -> BuildSummary:
     gate = manifest.gate
     return BuildSummary(
         build_id=build_id,
@@ -236,7 +237,7 @@ def prune_plan(collection: CollectionDir, keep: int) -> list[str]:
         raise MMSearchError(f"--keep must be 0 or more, not {keep}.")
     state = collection.state()
     # The staged candidate is one that successive ``ingest --stage`` runs are still filling.
-    protected = protected_builds(state) | ({state[STAGED_KEY]} if state.get(STAGED_KEY) else set())
+    protected = protected_builds(state) | ({state.staged} if state.staged else set())
     ready: list[str] = []
     for build_id in reversed(collection.build_ids()):
         try:

@@ -30,12 +30,12 @@ from mmsearch.builds.lifecycle import (
     ready_manifest,
 )
 from mmsearch.clock import utc_now
+from mmsearch.collection_state import CollectionState, DefaultGate
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.workspace import CollectionDir, Workspace
 
 DEFAULT_GATE_DIR = "gate"
-STATE_KEY = "gate"
 
 
 class GateFailed(MMSearchError):
@@ -74,10 +74,10 @@ class PublishOutcome:
 
 def default_gate(collection: CollectionDir) -> Gate | None:
     """The collection's default gate (its copy inside the collection), or None."""
-    entry = collection.state().get(STATE_KEY)
-    if not entry:
+    entry = collection.state().gate
+    if entry is None:
         return None
-    path = collection.folder / entry["path"]
+    path = collection.folder / entry.path
     try:
         return load_gate(path)
     except MMSearchError as exc:
@@ -88,9 +88,10 @@ def default_gate(collection: CollectionDir) -> Gate | None:
 
 
 def default_gate_info(collection: CollectionDir) -> dict[str, Any] | None:
-    """Who set the default gate, when, from which file, with which digest."""
-    entry = collection.state().get(STATE_KEY)
-    return dict(entry) if entry else None
+    """Who set the default gate, when, from which file, with which digest (as
+    collection.json has it)."""
+    entry = collection.state().gate
+    return entry.as_json() if entry is not None else None
 
 
 def set_default_gate(collection: CollectionDir, path: Path, actor: str = "unknown") -> Gate:
@@ -99,21 +100,31 @@ def set_default_gate(collection: CollectionDir, path: Path, actor: str = "unknow
     source = load_gate(path)
     copied = load_gate(copy_gate(source, collection.folder / DEFAULT_GATE_DIR))
     relative = copied.path.relative_to(collection.folder.resolve()).as_posix()
-    entry = {
-        "path": relative,
-        "source": str(source.path),
-        "source_sha256": source.sha256,
-        "set_at": utc_now(),
-        "set_by": actor,
-    }
-    collection.update_state(lambda state: state.__setitem__(STATE_KEY, entry))
+    entry = DefaultGate(
+        path=relative,
+        source=str(source.path),
+        source_sha256=source.sha256,
+        set_at=utc_now(),
+        set_by=actor,
+    )
+
+    def change(state: CollectionState) -> None:
+        state.gate = entry
+
+    collection.update_state(change)
     return copied
 
 
 def clear_default_gate(collection: CollectionDir) -> bool:
     """Remove the default gate; False when there was none. The copied files are kept
     (reports name them) until the next ``set_default_gate`` replaces them."""
-    return bool(collection.update_state(lambda state: state.pop(STATE_KEY, None)))
+
+    def change(state: CollectionState) -> bool:
+        had = state.gate is not None
+        state.clear("gate")
+        return had
+
+    return collection.update_state(change)
 
 
 def resolve_gate(

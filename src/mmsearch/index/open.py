@@ -11,10 +11,11 @@ the environment (``MMSEARCH_MILVUS_TOKEN`` or ``MMSEARCH_MILVUS_TOKEN_FILE``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.index.base import BuildIndex
@@ -146,7 +147,7 @@ def create_build_index(
 
 
 def sync_aliases(
-    collection: CollectionDir, state: dict[str, Any], settings: Settings | None = None
+    collection: CollectionDir, state: CollectionState, settings: Settings | None = None
 ) -> None:
     """Point the store's own aliases (live, canary, previous) where collection.json does.
 
@@ -161,7 +162,7 @@ def sync_aliases(
 
 
 def _sync_aliases(
-    collection: CollectionDir, state: dict[str, Any], settings: Settings | None
+    collection: CollectionDir, state: CollectionState, settings: Settings | None
 ) -> None:
     manifests = {}
     for build_id in collection.build_ids():
@@ -175,8 +176,11 @@ def _sync_aliases(
         return
     from mmsearch.index.milvus_client import alias_name, point_aliases
 
-    aliases = dict(state.get("aliases") or {})
-    aliases["canary"] = (state.get("canary") or {}).get("build_id")
+    aliases = {
+        "live": state.aliases.live,
+        "previous": state.aliases.previous,
+        "canary": state.canary.build_id if state.canary is not None else None,
+    }
     uris = {str(m.store.uri) for m in manifests.values()}
     for uri in sorted(uris):
         wanted: dict[str, str | None] = {}

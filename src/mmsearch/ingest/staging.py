@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mmsearch.builds.lifecycle import CANDIDATE, STAGED_KEY, build_status
+from mmsearch.builds.lifecycle import CANDIDATE, build_status
+from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.filters.expr import InList
 from mmsearch.index.base import BuildIndex
@@ -60,7 +61,7 @@ def must_stage(options: IngestOptions, collection: CollectionDir | None) -> bool
     """``--stage``, or a ``--new-build`` into a collection whose publishes go through a gate."""
     if options.stage:
         return True
-    return bool(options.new_build and collection is not None and collection.state().get("gate"))
+    return bool(options.new_build and collection is not None and collection.state().gate)
 
 
 def plan_stage(
@@ -115,7 +116,7 @@ def settle_stage(
 def staged_candidate(collection: CollectionDir) -> BuildManifest | None:
     """The staged candidate, while it is still one (not published, aliased or removed)."""
     state = collection.state()
-    build_id = state.get(STAGED_KEY)
+    build_id = state.staged
     if not build_id or build_id not in collection.build_ids():
         return None
     manifest = collection.manifest(build_id)
@@ -139,7 +140,11 @@ def candidate_differences(
 
 
 def mark_staged(collection: CollectionDir, build_id: str) -> None:
-    collection.update_state(lambda state: state.__setitem__(STAGED_KEY, build_id))
+
+    def change(state: CollectionState) -> None:
+        state.staged = build_id
+
+    collection.update_state(change)
 
 
 def seed_candidate(

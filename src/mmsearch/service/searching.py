@@ -26,6 +26,7 @@ from PIL import Image
 
 from mmsearch.builds.canary import CanaryGuards, Trip
 from mmsearch.builds.lifecycle import canary_of, stop_canary
+from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.governance.registry import Registry, RegistryError
@@ -192,7 +193,7 @@ def run_search(
 def watch_canary(
     state: ServiceState,
     collection: str,
-    collection_state: dict[str, Any],
+    collection_state: CollectionState,
     result: SearchResult,
     seconds: float,
     hits: int,
@@ -211,9 +212,7 @@ def watch_canary(
     if not due or canary is None:
         return
     guards = CanaryGuards.of(collection_state)
-    trip = state.canaries.check(
-        collection, canary, collection_state.get("aliases", {}).get("live", ""), guards
-    )
+    trip = state.canaries.check(collection, canary, collection_state.aliases.live or "", guards)
     if trip is not None:
         stop_tripped_canary(state, collection, canary.build_id, trip)
 

@@ -19,10 +19,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mmsearch.builds.canary import CanaryMonitor
 from mmsearch.builds.lifecycle import Route, protected_builds, route
+from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.filters.expr import Visible
@@ -76,7 +76,7 @@ class ServiceState:
         self._searchers: dict[tuple[str, str], _OpenSearcher] = {}
         self._lock = threading.Lock()
 
-    def route(self, collection: str, caller_key: str | None) -> tuple[Route, dict[str, Any]]:
+    def route(self, collection: str, caller_key: str | None) -> tuple[Route, CollectionState]:
         """The build that answers this search (live or the canary), from one read of
         collection.json: a switch by the CLI or another worker shows on the next request."""
         state = self.workspace.collection(collection).state()
@@ -110,7 +110,7 @@ class ServiceState:
             self._drop_unrouted(collection, folder.state(), keep=build_id)
         return searcher
 
-    def _drop_unrouted(self, collection: str, state: dict[str, Any], keep: str) -> None:
+    def _drop_unrouted(self, collection: str, state: CollectionState, keep: str) -> None:
         """Forget searchers of builds that no longer answer: a request still using one
         holds its own reference, so nothing in flight is cut off."""
         serving = protected_builds(state) | {keep}

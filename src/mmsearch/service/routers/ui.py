@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from mmsearch import __version__
 from mmsearch.builds.lifecycle import build_status, canary_of, switch_history
+from mmsearch.collection_state import CollectionState
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.roles import Permission
 from mmsearch.manifest import BuildManifest
@@ -133,13 +134,13 @@ def _canary_panel(state: ServiceState, folder: CollectionDir) -> dict[str, Any]:
     panel: dict[str, Any] = {"canary": canary, "switches": switch_history(folder, 10)[::-1]}
     if canary is not None:
         figures = state.canaries.snapshot(folder.name)
-        live = snapshot.get("aliases", {}).get("live", "")
+        live = snapshot.aliases.live or ""
         panel["canary_figures"] = figures
         panel["canary_svg"] = canary_svg(figures, live, canary.build_id)
     return panel
 
 
-def _build_row(manifest: BuildManifest, snapshot: dict[str, Any]) -> dict[str, Any]:
+def _build_row(manifest: BuildManifest, snapshot: CollectionState) -> dict[str, Any]:
     gate = manifest.gate
     stored = manifest.as_json()  # the file as it is, for the page's "manifest" view
     stored.pop("runs", None)
