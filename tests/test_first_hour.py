@@ -297,3 +297,32 @@ def test_an_unused_collection_folder_is_removed_and_a_later_writer_still_locks(t
         assert lock_path(folder).exists()
     (folder / "collection.json").write_text("{}")
     assert not remove_unused_folder(folder) and folder.exists()  # not empty: kept
+
+
+def test_a_writer_waiting_on_a_removed_lock_file_locks_the_new_one(tmp_path):
+    """remove_unused_folder unlinks the lock file while it holds it; a writer that was
+    already waiting on that file must not believe it holds the collection's lock."""
+    import os
+    import threading
+    import time
+
+    from mmsearch import writer_lock
+
+    folder = tmp_path / "collections" / "fresh"
+    held = writer_lock._lock_for(folder)
+    held.acquire()  # this thread holds it, as the remover does
+    seen: dict[str, bool] = {}
+
+    def second_writer() -> None:
+        with collection_writer(folder, purpose="second"):
+            lock = writer_lock._lock_for(folder)
+            seen["current"] = writer_lock._holds_current_file(lock, folder)
+            seen["exists"] = lock_path(folder).exists()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    time.sleep(0.5)  # the second writer now waits on the file
+    os.unlink(lock_path(folder))
+    held.release()
+    thread.join(timeout=10)
+    assert seen == {"current": True, "exists": True}
