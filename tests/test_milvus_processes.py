@@ -136,6 +136,18 @@ def test_store_errors_are_mmsearch_errors_with_the_servers_words():
         def search(self, *args: Any, **kwargs: Any) -> Any:
             raise self.exc
 
+    import grpc
+
+    class Grpc(grpc.RpcError):
+        def __init__(self, status: grpc.StatusCode, details: str):
+            self.status, self.text = status, details
+
+        def code(self) -> grpc.StatusCode:
+            return self.status
+
+        def details(self) -> str:
+            return self.text
+
     released = MilvusException(101, "Collection 'c' is in state 'released'; call load()")
     cases = [
         (released, MilvusStoreError, "could not search c: Collection 'c' is in state"),
@@ -143,6 +155,8 @@ def test_store_errors_are_mmsearch_errors_with_the_servers_words():
         (MilvusException(2, "Fail connecting"), MilvusStoreError, "Cannot reach Milvus at u"),
         (ConnectionRefusedError("refused"), MilvusStoreError, "Cannot reach Milvus at u"),
         (MilvusException(6, "unknown field 'x'\nmore"), MilvusRequestError, "refused to search"),
+        (Grpc(grpc.StatusCode.UNAVAILABLE, "connection reset"), MilvusStoreError, "reset"),
+        (Grpc(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!"), MilvusRequestError, "not"),
     ]
     for exc, kind, words in cases:
         with pytest.raises(kind) as raised:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from mmsearch.builds import lifecycle
 from mmsearch.config import Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError, QueryError
@@ -37,7 +38,6 @@ from mmsearch.filters import (
     Visible,
     matches,
 )
-from mmsearch.governance import lifecycle
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import create_build_index, open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor

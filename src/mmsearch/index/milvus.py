@@ -33,6 +33,7 @@ from mmsearch.filters.nnf import CANNOT_APPLY
 from mmsearch.index.base import BuildIndex, Match, VectorField
 from mmsearch.index.milvus_client import (
     MilvusConnection,
+    MilvusRequestError,
     MilvusStoreError,
     collection_name,
     is_lite,
@@ -142,27 +143,42 @@ class MilvusBuildIndex:
         if multi and layout == STRUCT:
             add_image_struct(client, item_schema, multi)
             add_struct_indexes(item_index, multi, connection.index_params)
-        client.create_collection(
-            name,
-            schema=item_schema,
-            index_params=item_index,
-            consistency_level=CONSISTENCY,
-            properties=properties,
-            **buckets,
-        )
-        images = list(image_schema(schema))
-        if multi and layout == ROWS:
+        try:
             client.create_collection(
-                name + IMAGES_SUFFIX,
-                schema=milvus_schema(
-                    client, images, primary=PK_COLUMN, analyser=None, tenant=tenant
-                ),
-                index_params=index_params(
-                    client, images, connection.index, connection.index_params, keyword=False
-                ),
+                name,
+                schema=item_schema,
+                index_params=item_index,
                 consistency_level=CONSISTENCY,
+                properties=properties,
                 **buckets,
             )
+            kept = client.describe_collection(name).get("properties") or {}
+            if SCHEMA_PROPERTY not in kept:
+                raise MMSearchError(
+                    f"Milvus at {connection.uri} did not keep the properties of {name} (the "
+                    "build's schema and write counter live there); Milvus Lite 2.5 drops "
+                    "them. Use Milvus, or Milvus Lite 3.x (milvus-lite server)."
+                )
+            images = list(image_schema(schema))
+            if multi and layout == ROWS:
+                client.create_collection(
+                    name + IMAGES_SUFFIX,
+                    schema=milvus_schema(
+                        client, images, primary=PK_COLUMN, analyser=None, tenant=tenant
+                    ),
+                    index_params=index_params(
+                        client, images, connection.index, connection.index_params, keyword=False
+                    ),
+                    consistency_level=CONSISTENCY,
+                    **buckets,
+                )
+        except BaseException:
+            # A refused index (or schema) can leave a created collection behind.
+            try:
+                cls.drop(connection, table)
+            except MMSearchError as exc:
+                log.warning("could not drop the half-made Milvus collection %s: %s", name, exc)
+            raise
         return cls(connection, name, schema, tenant=tenant, layout=layout)
 
     @classmethod
@@ -177,6 +193,12 @@ class MilvusBuildIndex:
                 "catalog with --new-build to rebuild the collection."
             )
         properties = client.describe_collection(name).get("properties") or {}
+        if SCHEMA_PROPERTY not in properties:
+            raise MMSearchError(
+                f"The Milvus collection {name} at {connection.uri} has no mmsearch schema "
+                "property: it was not made by mmsearch, or its server drops collection "
+                "properties (Milvus Lite 2.5). Re-ingest the catalog with --new-build."
+            )
         index = cls(
             connection,
             name,
@@ -213,7 +235,11 @@ class MilvusBuildIndex:
         name = collection_name(table)
         for target in (name, name + IMAGES_SUFFIX):
             if client.has_collection(target):
-                for alias in client.list_aliases(target).get("aliases", []):
+                try:
+                    aliases = client.list_aliases(target).get("aliases", [])
+                except MilvusRequestError:  # a server without aliases (Milvus Lite 2.5)
+                    aliases = []
+                for alias in aliases:
                     client.drop_alias(alias)
                 client.drop_collection(target)
 

@@ -93,16 +93,34 @@ _STORE_CODES = frozenset({2, 100, 101, 103, 106, 503})
 _UNREACHABLE = ("MilvusUnavailableException", "ConnectError", "RpcError", "_InactiveRpcError")
 
 
+_GRPC_UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
+def _code(exc: Exception) -> Any:
+    """A MilvusException's code, or a gRPC error's status name (pymilvus sometimes
+    hands the gRPC error's ``code`` method on as the code)."""
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            code = code()
+        except Exception:  # not a gRPC call after all
+            return None
+    return getattr(code, "name", code)
+
+
 def _unreachable(exc: Exception) -> bool:
-    if getattr(exc, "code", None) == 2 or isinstance(exc, OSError | TimeoutError):
+    code = _code(exc)
+    if code == 2 or code in _GRPC_UNREACHABLE or isinstance(exc, OSError | TimeoutError):
         return True
-    return any(kind.__name__ in _UNREACHABLE for kind in type(exc).__mro__)
+    grpc_error = any(kind.__name__ in _UNREACHABLE for kind in type(exc).__mro__)
+    return grpc_error and not isinstance(code, str)  # a gRPC status other than the above
 
 
 def store_error(exc: Exception, uri: str, operation: str) -> MMSearchError:
     """The MMSearchError a failed Milvus call becomes, with the server's own words."""
-    code = getattr(exc, "code", None)
-    text = str(getattr(exc, "message", "") or exc).strip()
+    code = _code(exc)
+    details = getattr(exc, "details", None)  # gRPC errors: the status's own words
+    text = str(details() if callable(details) else getattr(exc, "message", "") or exc).strip()
     message = (text.splitlines() or [type(exc).__name__])[0][:300]
     log.debug("Milvus at %s: %s failed: %r", uri, operation, exc)
     if _unreachable(exc):
