@@ -63,7 +63,8 @@ class MilvusConnection:
                     ) from None
                 # pymilvus logs each failed call with its traceback; ours are re-raised
                 # as MMSearchErrors (see the module docstring) and logged at debug.
-                logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
+                for name in ("pymilvus", "pymilvus.decorators", "pymilvus.milvus_client"):
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
                 try:
                     client = MilvusClient(uri=self.uri, token=self.token or "", timeout=30)
                     _clients[key] = GuardedClient(client, self.uri)
