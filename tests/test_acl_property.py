@@ -91,7 +91,7 @@ def build(home: Path, images: Path, rows: list[dict], default: str) -> ServiceSt
             "price": row["price"],
             "category": row["category"],
             "image": f"{row['colour']}.png",
-            **({"acl": row["acl"]} if row["acl"] is not None else {}),
+            "acl": row["acl"],  # null: no ACL, the collection's default applies
         }
         for n, row in enumerate(rows)
     ]

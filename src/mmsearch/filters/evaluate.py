@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from mmsearch.filters.expr import (
+    ACL_COLUMN,
     And,
     Between,
     Compare,
@@ -27,8 +28,6 @@ from mmsearch.filters.expr import (
     Or,
     Visible,
 )
-
-ACL_COLUMN = "acl"
 
 
 def matches(filter: Filter, row: dict[str, Any]) -> bool:

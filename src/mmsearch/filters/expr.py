@@ -109,6 +109,11 @@ class Not:
     part: Filter
 
 
+ACL_COLUMN = "acl"
+"""The column holding an item's ACL groups: the one column a ``Visible`` node reads,
+named here once for every store, the Python evaluator and the table schema."""
+
+
 @dataclass(frozen=True)
 class Visible:
     """What a caller may see: items whose ``acl`` shares a group with ``groups``.

@@ -34,7 +34,7 @@ import re
 import pyarrow as pa
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import Between, Filter, InList, Value, Visible
+from mmsearch.filters.expr import ACL_COLUMN, Between, Filter, InList, Value, Visible
 from mmsearch.filters.nnf import (
     CANNOT_APPLY,
     INT64_MAX,
@@ -47,7 +47,6 @@ from mmsearch.filters.nnf import (
 
 log = logging.getLogger("mmsearch.index")
 
-ACL_COLUMN = "acl"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

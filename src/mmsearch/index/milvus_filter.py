@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import Between, Filter, InList, Value, Visible
+from mmsearch.filters.expr import ACL_COLUMN, Between, Filter, InList, Value, Visible
 from mmsearch.filters.nnf import (
     CANNOT_APPLY,
     INT64_MAX,
@@ -40,7 +40,6 @@ from mmsearch.filters.nnf import (
 
 log = logging.getLogger("mmsearch.index")
 
-ACL_COLUMN = "acl"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Constant truth values written on the primary key (never NULL, every string >= ""),
 # because older Milvus parsers refuse a bare ``true``/``false`` as a whole expression.

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mmsearch.catalog.normalise import AttributeSpec
+from mmsearch.filters.expr import ACL_COLUMN
 from mmsearch.index.base import VectorField
 
 KEYWORD_COLUMN = "search_text"
-ACL_COLUMN = "acl"
 # Bumped when the column layout changes; a live build of another version is not reused.
 # 3: the per-item ``acl`` column.
 SCHEMA_VERSION = 3
