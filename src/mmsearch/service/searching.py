@@ -5,7 +5,8 @@ image, a ``mode``); ``search.query.build_request`` turns it into the resolved re
 exactly as it does for the CLI and evaluation. What stays here is HTTP's own part:
 decoding the image under the server's limits (to the size ingest decodes to, under the
 process's decode budget: ``service.query_images``), the caller's access, registered
-rules/reranker names → paths, canary routing, offset slicing and observation.
+rules/reranker names → paths, canary routing and offset slicing; what is recorded
+about an answered search is ``service/observer.py``'s.
 """
 
 from __future__ import annotations
@@ -24,15 +25,10 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from mmsearch.builds.canary import CanaryGuards, Trip
-from mmsearch.builds.lifecycle import canary_of, stop_canary
-from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.governance.registry import Registry, RegistryError
 from mmsearch.media.images import ImageLimits
-from mmsearch.monitoring.logs import request_id_var
-from mmsearch.monitoring.querylog import QueryRecord
 from mmsearch.monitoring.tracing import now_ns
 from mmsearch.ranking.pipeline import OFF
 from mmsearch.ranking.rules import RulesChoice
@@ -40,6 +36,7 @@ from mmsearch.search.query import FilterValue, RangeFilter, build_request
 from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden, PayloadTooLarge
+from mmsearch.service.observer import AnsweredSearch, SearchObserver
 from mmsearch.service.query_images import decode_bounded
 from mmsearch.service.schemas import SearchBody
 from mmsearch.service.state import ServiceState
@@ -115,8 +112,9 @@ def run_search(
     image: QueryImage | None,
     caller: Caller,
 ) -> dict[str, Any]:
-    """Search as ``caller`` (its ACL goes into the store query), then record metrics, a
-    trace and a query-log line; return the response body."""
+    """Search as ``caller`` (its ACL goes into the store query); the lookups happen
+    here, the observations (metrics, canary guards, trace, query log) in
+    ``SearchObserver``; return the response body."""
     routed, collection_state = state.route(collection, body.session or body.user)
     searcher = state.searcher(collection, routed.build_id)
     request = build_request(
@@ -138,39 +136,21 @@ def run_search(
     hits = result.hits[body.offset :]  # build_request asked for k + offset
     hits = hits[: body.k]
     query_id = uuid.uuid4().hex
-    state.metrics.observe_search(
-        collection, result.build_id, result.timings_ms, seconds, len(hits), len(result.warnings)
-    )
-    watch_canary(state, collection, collection_state, result, seconds, len(hits))
-    state.query_vectors.record(collection, result.build_id, result.query_vectors)
-    state.tracer.record_search(
-        started_ns=started_ns,
-        ended_ns=started_ns + int(seconds * 1e9),
-        timings_ms=result.timings_ms,
-        attributes={
-            "mmsearch.collection": collection,
-            "mmsearch.build_id": result.build_id,
-            "mmsearch.query_id": query_id,
-            "mmsearch.hits": len(hits),
-            "mmsearch.has_image": request.image is not None,
-        },
-    )
-    state.query_log.write(
-        QueryRecord(
+    SearchObserver(state).observe(
+        AnsweredSearch(
             query_id=query_id,
             collection=collection,
-            build_id=result.build_id,
+            caller=caller,
+            routed=routed,
+            collection_state=collection_state,
+            result=result,
+            hits=hits,
             text=request.text,
             has_image=request.image is not None,
-            filters=body.where,
+            where=body.where,
             structured_filters=_filters_json(body.filters),
-            latency_ms=round(seconds * 1000.0, 3),
-            hit_ids=[h.id for h in hits],
-            request_id=request_id_var.get(),
-            key_id=caller.key_id,
-            routed="canary" if routed.canary else "live",
-            fallback=bool(result.dropped_signals),
-            encoder_failures=len(result.dropped_signals),
+            started_ns=started_ns,
+            seconds=seconds,
         )
     )
     return {
@@ -188,57 +168,6 @@ def run_search(
         "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
         "warnings": result.warnings,
     }
-
-
-def watch_canary(
-    state: ServiceState,
-    collection: str,
-    collection_state: CollectionState,
-    result: SearchResult,
-    seconds: float,
-    hits: int,
-) -> None:
-    """Count the search for the canary's guards; stop the canary when one trips."""
-    canary = canary_of(collection_state)
-    due = state.canaries.observe(
-        collection,
-        canary,
-        result.build_id,
-        seconds=seconds,
-        hits=hits,
-        fallback=bool(result.dropped_signals),
-        encoder_failures=len(result.dropped_signals),
-    )
-    if not due or canary is None:
-        return
-    guards = CanaryGuards.of(collection_state)
-    trip = state.canaries.check(collection, canary, collection_state.aliases.live or "", guards)
-    if trip is not None:
-        stop_tripped_canary(state, collection, canary.build_id, trip)
-
-
-def stop_tripped_canary(state: ServiceState, collection: str, build_id: str, trip: Trip) -> None:
-    folder = state.workspace.collection(collection)
-    event = stop_canary(
-        folder,
-        "guard",
-        f"{trip.guard}: {trip.reason}",
-        automatic=True,
-        only_build=build_id,
-    )
-    if event is None:  # another worker (or an operator) stopped it first
-        return
-    state.metrics.canary_stops.labels(collection, trip.guard).inc()
-    log.warning(
-        "canary stopped by its rollback guard",
-        extra={"collection": collection, "build_id": build_id, "guard": trip.guard},
-    )
-    state.audit(
-        "guard",
-        "canary.auto_stop",
-        collection=collection,
-        detail=f"{build_id}: {trip.guard}: {trip.reason}",
-    )
 
 
 def resolve_rules(
