@@ -263,7 +263,7 @@ def test_an_item_moved_to_another_tenant_is_found_only_there(built, backend):
         "pair",
     }
     if backend == "milvus":
-        from mmsearch.index.open import milvus_connection
+        from mmsearch.index.milvus_store import milvus_connection
 
         settings = built[0]
         fields = milvus_connection(settings).client().describe_collection(index.collection)
@@ -312,7 +312,7 @@ def test_store_aliases_follow_lifecycle_switches(settings, tmp_path, backend):
 
 def _assert_milvus_aliases(settings, collection, expected) -> None:
     from mmsearch.index.milvus_client import alias_name, collection_name
-    from mmsearch.index.open import milvus_connection
+    from mmsearch.index.milvus_store import milvus_connection
 
     client = milvus_connection(settings).client()
     for alias, manifest in expected.items():
@@ -486,7 +486,7 @@ def test_real_milvus_gets_every_value_as_a_template_parameter():
 
 
 def test_the_milvus_token_never_shows_in_settings_or_connections(tmp_path):
-    from mmsearch.index.open import milvus_connection
+    from mmsearch.index.milvus_store import milvus_connection
 
     (tmp_path / "token").write_text("root:s3cret\n")
     settings = Settings(home=tmp_path, milvus_token_file=tmp_path / "token")

@@ -118,8 +118,12 @@ class Settings(BaseSettings):
     )
     session_hours: float = Field(default=12.0, gt=0, description="web UI login lifetime")
     # Store: LanceDB in the workspace (default) or a Milvus server / cluster (new builds).
-    backend: Literal["lancedb", "milvus"] = Field(
-        default="lancedb", description="store of new builds; existing builds keep theirs"
+    # A name from the store registry (index/stores.py: lancedb, milvus); checked there,
+    # so a new store is added without touching the settings.
+    backend: str = Field(
+        default="lancedb",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="store of new builds (lancedb, milvus); existing builds keep theirs",
     )
     milvus_uri: str = Field(
         default="http://127.0.0.1:19530", description="Milvus server or cluster address"

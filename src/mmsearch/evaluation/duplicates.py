@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmsearch.errors import MMSearchError
-from mmsearch.index.base import BuildIndex
+from mmsearch.index.base import BuildReader
 
 MAX_IMAGES = 50_000
 _BLOCK_CELLS = 8_000_000  # uint64 cells per block: 64 MB of XOR results at a time
@@ -203,9 +203,9 @@ def flatten_images(
 
 
 def collection_duplicates(
-    index: BuildIndex, *, max_distance: int, min_cosine: float | None
+    index: BuildReader, *, max_distance: int, min_cosine: float | None
 ) -> DuplicateReport:
-    """Duplicate clusters of a build (any ``BuildIndex``)."""
+    """Duplicate clusters of a build (any store's ``BuildReader``)."""
     names = set(index.schema.names)
     if "image_phash" not in names:
         raise MMSearchError(

@@ -28,8 +28,8 @@ class VectorField:
     multi: bool = False
 
 
-class BuildIndex(Protocol):
-    """The table(s) of one build: rows in, matches out, filters applied inside the engine.
+class BuildReader(Protocol):
+    """The read part of a build's table(s): what searches, item GETs and reports use.
 
     Every read that takes a ``filter`` applies it in the engine, before any top-k cut
     (a prefilter), so that access and attribute filters shape the candidates
@@ -54,16 +54,6 @@ class BuildIndex(Protocol):
 
     def content_hashes(self, version: int | None = None) -> dict[str, str]: ...
 
-    def restore(self, version: int) -> None: ...
-
-    def upsert(self, rows: pa.Table) -> None: ...
-
-    def delete(self, ids: list[str]) -> None: ...
-
-    def refresh_indexes(self) -> dict[str, Any]: ...
-
-    def prune_versions(self) -> None: ...
-
     def vector_search(
         self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
     ) -> list[Match]: ...
@@ -79,3 +69,21 @@ class BuildIndex(Protocol):
     def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table: ...
 
     def version(self) -> int: ...
+
+
+class BuildWriter(Protocol):
+    """The write part: what ingest, item writes, revert and prune use."""
+
+    def upsert(self, rows: pa.Table) -> None: ...
+
+    def delete(self, ids: list[str]) -> None: ...
+
+    def restore(self, version: int) -> None: ...
+
+    def refresh_indexes(self) -> dict[str, Any]: ...
+
+    def prune_versions(self) -> None: ...
+
+
+class BuildIndex(BuildReader, BuildWriter, Protocol):
+    """A build's table(s), read and written: what a store's ``open`` and ``create`` give."""

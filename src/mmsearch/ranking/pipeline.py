@@ -20,7 +20,7 @@ import numpy as np
 from mmsearch.config import Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter
-from mmsearch.index.base import BuildIndex
+from mmsearch.index.base import BuildReader
 from mmsearch.manifest import BuildManifest
 from mmsearch.ranking.apply_rules import active_pins, apply_rules
 from mmsearch.ranking.explain import (
@@ -69,7 +69,7 @@ def _choice(value: str | Path | None, default: Path | None) -> Path | None:
 
 
 class RankingStage:
-    def __init__(self, settings: Settings, manifest: BuildManifest, index: BuildIndex):
+    def __init__(self, settings: Settings, manifest: BuildManifest, index: BuildReader):
         self.settings = settings
         self.manifest = manifest
         self.index = index

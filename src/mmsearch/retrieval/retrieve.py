@@ -22,7 +22,7 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Filter
-from mmsearch.index.base import BuildIndex, Match
+from mmsearch.index.base import BuildReader, Match
 from mmsearch.manifest import BuildManifest
 from mmsearch.retrieval.image_hits import (
     DuplicateKind,
@@ -106,7 +106,7 @@ class Retriever:
         self,
         settings: Settings,
         manifest: BuildManifest,
-        index: BuildIndex,
+        index: BuildReader,
         query_cache: QueryEmbeddingCache,
     ):
         self.settings = settings
