@@ -125,6 +125,21 @@ def _fresh_encoders() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The per-user workspace default (config.default_home) points into the session's temp
+    folder, so a test that leaves out --home never writes into the real user data dir."""
+    import os
+
+    saved = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = saved
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clear_cache_at_end() -> None:
     yield
     clear_encoder_cache()

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where the workspace used to default to: a folder in whatever directory a command ran
+# in, so a command run from elsewhere found nothing. Still used when it is there.
+LEGACY_HOME = Path("mmsearch-data")
+
+
+def default_home() -> Path:
+    """The per-user data folder (``~/.local/share/mmsearch`` on Linux, honouring
+    ``XDG_DATA_HOME``): the same from every current folder, so the command the demo
+    suggests works wherever it is typed."""
+    return Path(platformdirs.user_data_dir("mmsearch", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -14,7 +27,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MMSEARCH_", extra="ignore")
 
-    home: Path = Field(default=Path("./mmsearch-data"), description="workspace folder")
+    home: Path = Field(
+        default_factory=default_home,
+        description="workspace folder (default: the per-user data folder)",
+    )
     text_encoder: str = "minilm"
     image_encoder: str = "visual"
     batch_size: int = Field(default=64, ge=1, le=4096)
@@ -181,8 +197,40 @@ class Settings(BaseSettings):
     )
 
 
-def load_settings(home: Path | None = None) -> Settings:
-    settings = Settings()
+def home_origin(home: Path | None, settings: Settings | None = None) -> tuple[Path, str]:
+    """The workspace a command uses and why (``--home``, ``$MMSEARCH_HOME``, a legacy
+    ``./mmsearch-data`` in the current folder, or the per-user default), so that commands
+    can say where they looked instead of leaving the user to guess.
+
+    Precedence: ``--home`` > ``$MMSEARCH_HOME`` > ``./mmsearch-data`` when it exists
+    (existing users keep their data) > the per-user data folder.
+    """
     if home is not None:
-        settings = settings.model_copy(update={"home": home})
+        return home, "--home"
+    settings = settings if settings is not None else Settings()
+    if "home" in settings.model_fields_set:
+        return settings.home, "$MMSEARCH_HOME"
+    if LEGACY_HOME.is_dir():
+        # absolute, so a command the user copies from the output works from any folder
+        return LEGACY_HOME.resolve(), "./mmsearch-data in the current folder"
+    return settings.home, "per-user default"
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Settings for a CLI command; ``home`` is its ``--home`` option.
+
+    A legacy ``./mmsearch-data`` picked up from the current folder is named on stderr,
+    since it wins over the per-user folder only because of where the command ran.
+    """
+    settings = Settings()
+    path, origin = home_origin(home, settings)
+    if origin == "./mmsearch-data in the current folder":
+        print(
+            f"note: using the workspace {path} found in the current folder "
+            f"(the default is now {default_home()}; pass --home or set MMSEARCH_HOME "
+            "to choose)",
+            file=sys.stderr,
+        )
+    if path != settings.home:
+        settings = settings.model_copy(update={"home": path})
     return settings

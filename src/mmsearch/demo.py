@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from mmsearch.config import Settings
+from mmsearch.config import Settings, default_home
 from mmsearch.ingest import IngestOptions
 from mmsearch.media.images import load_image
 from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
@@ -61,7 +61,10 @@ def run_demo(
         searcher.search(SearchRequest(text="love", image=heart, k=5)),
         title="text 'love' + image of a red heart",
     )
+    home = settings.home.expanduser().resolve()
+    console.print(f"\nThe collection '{collection}' is in the workspace {home}")
+    # --home only when a plain command typed elsewhere would not find this workspace
+    suggested_home = "" if home == default_home().resolve() else f" --home {home}"
     console.print(
-        f'\nTry your own: mmsearch search "rocket" --collection {collection}'
-        + (f" --home {settings.home}" if settings.home != Path("./mmsearch-data") else "")
+        f'Try your own: mmsearch search "rocket" --collection {collection}{suggested_home}'
     )
