@@ -67,8 +67,8 @@ def test_help_of_every_command_loads_none_of_them():
 
 def test_defaults_repeated_for_a_light_cli_agree_with_their_sources():
     from mmsearch.builds.lineage import DEFAULT_LIMIT
-    from mmsearch.cli import DEFAULT_IMAGE_WEIGHT
     from mmsearch.commands import drift, lineage
+    from mmsearch.commands.search import DEFAULT_IMAGE_WEIGHT
     from mmsearch.monitoring.drift import DEFAULT_THRESHOLD
     from mmsearch.monitoring.kpis import DEFAULT_K
     from mmsearch.retrieval import planner

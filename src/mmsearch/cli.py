@@ -1,266 +1,32 @@
-"""The ``mmsearch`` command line: ingest, search, collections, demo."""
+"""The ``mmsearch`` command line: the app, its global settings, and its commands.
+
+Every command lives in a module of ``mmsearch.commands`` (search, collections, demo,
+ingest, builds, ...); this module only creates the Typer app and registers them.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from mmsearch.commands import register_all
-from mmsearch.commands.results import print_result
-from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from mmsearch.config import Settings
-    from mmsearch.manifest import BuildManifest
 
 # Only light modules at import time: ``mmsearch --help`` and every command's argument
 # errors must not wait for lancedb, torch, scipy or pydantic. Each command imports what
-# it needs when it runs (tests/test_cli_startup.py keeps it so).
-
-# retrieval.planner.DEFAULT_IMAGE_WEIGHT, repeated so that --help does not import numpy;
-# tests/test_cli_startup.py checks that the two agree.
-DEFAULT_IMAGE_WEIGHT = 0.5
-
+# it needs when it runs (tests/test_first_hour.py keeps it so).
 
 app = typer.Typer(
     help="mmsearch: multimodal catalog search (images, text embeddings and keywords).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain Click help: Rich markup would swallow text in square brackets (the
+    # `pip install "mmsearch[ray]"` of ingest --help), give every flag a <bool>
+    # placeholder, and keep the source's line breaks inside a sentence; Click re-wraps
+    # each paragraph to the terminal instead.
+    rich_markup_mode=None,
 )
-
-
-def _settings(home: Path | None) -> Settings:
-    from mmsearch.config import load_settings
-
-    return load_settings(home)
-
-
-@app.command()
-def search(
-    collection: CollectionOption,
-    query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
-    image: Annotated[Path | None, typer.Option("--image", help="Query image file.")] = None,
-    k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
-    where: Annotated[
-        str | None,
-        typer.Option(
-            "--where",
-            help="Filter on attribute columns, e.g. \"category = 'Animals' AND price < 10\" "
-            "(comparisons, IN, BETWEEN, LIKE, IS NULL, AND/OR/NOT).",
-        ),
-    ] = None,
-    groups: Annotated[
-        str | None,
-        typer.Option(
-            "--groups",
-            help='Search as a caller with these ACL groups (comma-separated; "" for none) '
-            "to check what they see; without it the search is unrestricted.",
-        ),
-    ] = None,
-    image_weight: Annotated[
-        float,
-        typer.Option(
-            "--image-weight",
-            min=0.0,
-            max=1.0,
-            help="Text+image queries on a CLIP-family build: weight of the image in the "
-            "blended query vector (0 = text only, 1 = image only).",
-        ),
-    ] = DEFAULT_IMAGE_WEIGHT,
-    fusion: Annotated[
-        str | None, typer.Option("--fusion", help="rrf, weighted or dbsf (default: settings).")
-    ] = None,
-    weights: Annotated[
-        list[str] | None,
-        typer.Option("--weight", help="Signal weight, e.g. keyword=0.3; repeat per signal."),
-    ] = None,
-    normalisation: Annotated[
-        str | None, typer.Option("--normalisation", help="weighted fusion: minmax or zscore.")
-    ] = None,
-    candidates: Annotated[
-        int | None, typer.Option("--candidates", min=1, max=10_000, help="Depth per retriever.")
-    ] = None,
-    ranker: Annotated[
-        str | None, typer.Option("--ranker", help="Reranker model folder ('none' = off).")
-    ] = None,
-    rules: Annotated[
-        str | None, typer.Option("--rules", help="Business rules YAML/TOML ('none' = off).")
-    ] = None,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
-    ] = False,
-    home: HomeOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Search a collection by text, by image, or both."""
-    from mmsearch.commands.ranking_output import parse_weights, print_explanation
-    from mmsearch.filters.groups import parse_groups
-    from mmsearch.filters.parse import parse_where
-    from mmsearch.search.query import build_request, parse_query
-
-    settings = _settings(home)
-    try:
-        # Everything the user typed is checked against the live manifest first: a typo in
-        # --where or --weight must not wait for lancedb and the models to load.
-        manifest = _live_manifest(settings, collection)
-        caller_groups = parse_groups(groups)
-        # The same model and the same conversion as the API and evaluation; the CLI's
-        # own parts are the image file and searching as a set of ACL groups.
-        search_query = parse_query(
-            text=query,
-            k=k,
-            where=where,
-            image_weight=image_weight,
-            fusion=fusion,
-            weights=parse_weights(weights),
-            normalisation=_normalisation(normalisation),
-            candidates=candidates,
-            reranker=ranker,
-            rules=rules,
-            explain=explain,
-        )
-        if not (query or "").strip() and image is None:
-            raise QueryError("Give a text query, an image, or both.")
-        if where:  # parsed again by the Searcher; here so that a typo fails in a blink
-            parse_where(where, {a.column: a.kind for a in manifest.attributes})
-        if rules and rules != "none":  # a missing or invalid rules file, likewise
-            from mmsearch.ranking.rules import load_rules
-
-            load_rules(rules)
-        query_image = _query_image(settings, image) if image else None
-        # Only now the store (lancedb) and, on the first query, the models.
-        from mmsearch.ingest.sources import file_sha256
-        from mmsearch.search.searcher import Searcher
-
-        searcher = Searcher(settings, collection)
-        request = build_request(
-            search_query,
-            searcher.manifest.attributes,
-            image=query_image,
-            image_sha256=file_sha256(image) if image else None,
-            access=searcher.access_for(caller_groups) if caller_groups is not None else None,
-        )
-        result = searcher.search(request)
-    except MMSearchError as exc:
-        raise fail(str(exc)) from None
-    if as_json:
-        console.print_json(json.dumps(result.as_dict(), default=str))
-        return
-    title = _describe_query(query, image, where)
-    if groups is not None:
-        title += f" (as groups: {', '.join(sorted(parse_groups(groups) or [])) or 'none'})"
-    print_result(result, title=title)
-    for rank, hit in enumerate(result.hits, start=1):
-        if hit.explanation is not None:
-            print_explanation(console, rank, hit.id, hit.explanation)
-
-
-def _live_manifest(settings: Settings, collection: str) -> BuildManifest:
-    """The live build's manifest, read without opening its index or any model."""
-    from mmsearch.workspace import Workspace
-
-    return Workspace(settings.home).collection(collection).live_manifest()
-
-
-def _query_image(settings: Settings, path: Path) -> Image.Image:
-    from mmsearch.media.images import ImageLimits, load_image
-
-    return load_image(path, ImageLimits(settings.max_image_bytes, settings.max_image_pixels))
-
-
-def _normalisation(value: str | None) -> Literal["minmax", "zscore"] | None:
-    if value is None or value in ("minmax", "zscore"):
-        return value  # type: ignore[return-value]
-    raise QueryError(f"--normalisation must be minmax or zscore, not {value!r}.")
-
-
-def _describe_query(query: str | None, image: Path | None, where: str | None) -> str:
-    parts = []
-    if query:
-        parts.append(f"text {query!r}")
-    if image:
-        parts.append(f"image {image.name}")
-    if where:
-        parts.append(f"where {where}")
-    return " + ".join(parts)
-
-
-@app.command()
-def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
-    """List collections with item counts, build time and encoders."""
-    from rich.table import Table
-
-    from mmsearch.workspace import Workspace
-
-    settings = _settings(home)
-    workspace = Workspace(settings.home)
-    rows: list[dict[str, Any]] = []
-    try:
-        for name in workspace.collection_names():
-            folder = workspace.collection(name)
-            live = folder.alias("live")
-            manifest = folder.manifest(live) if live else None
-            rows.append(
-                {
-                    "name": name,
-                    "live_build": live,
-                    # builds whose first ingest was interrupted: resumed by the same command
-                    "unfinished_builds": folder.unfinished_builds(),
-                    "items": manifest.counts.items if manifest else 0,
-                    "built_at": manifest.created_at if manifest else None,
-                    "updated_at": manifest.updated_at if manifest else None,
-                    "encoders": {
-                        role: f"{e.spec} ({e.version[:48]})"
-                        for role, e in (manifest.encoders if manifest else {}).items()
-                    },
-                }
-            )
-    except MMSearchError as exc:
-        raise fail(str(exc)) from None
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    if not rows:
-        console.print(f"no collections in {settings.home}")
-        return
-    table = Table(title=f"collections in {settings.home}")
-    for column in ("name", "items", "live build", "built", "updated", "encoders"):
-        table.add_column(column)
-    for row in rows:
-        encoders = "\n".join(f"{role}: {spec}" for role, spec in row["encoders"].items())
-        table.add_row(
-            row["name"],
-            str(row["items"]),
-            (row["live_build"] or "-")
-            + ("\n(unfinished build: re-run its ingest)" if row["unfinished_builds"] else ""),
-            row["built_at"] or "-",
-            row["updated_at"] or "-",
-            encoders,
-        )
-    console.print(table)
-
-
-@app.command()
-def demo(
-    collection: Annotated[str, typer.Option("--collection", "-c")] = "demo",
-    home: HomeOption = None,
-) -> None:
-    """Build a collection from the bundled emoji sample and run a few searches on it."""
-    from mmsearch.demo import run_demo
-
-    try:
-        run_demo(_settings(home), collection, console=console, progress_console=errors)
-    except MMSearchError as exc:
-        raise fail(str(exc)) from None
-
 
 register_all(app)
 

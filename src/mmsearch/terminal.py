@@ -6,19 +6,27 @@ traceback; catalog text is escaped so that it prints as written, not as Rich mar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from types import TracebackType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from mmsearch.errors import MMSearchError
 
 console = Console()
 errors = Console(stderr=True)
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="Workspace folder (default ./mmsearch-data or $MMSEARCH_HOME)."),
+    typer.Option(
+        "--home",
+        help="Workspace folder (default $MMSEARCH_HOME, else ./mmsearch-data if present, "
+        "else the per-user data folder).",
+    ),
 ]
 CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
@@ -28,3 +36,35 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print the message as an error and return the Exit to raise."""
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class _UserErrors:
+    """The context manager of ``user_errors``: a class, not ``@contextmanager``, so that
+    its ``__exit__`` is typed to never swallow an exception and type checkers know the
+    variables assigned in the block are bound after it."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, MMSearchError):
+            raise fail(str(exc)) from None
+
+
+def user_errors() -> _UserErrors:
+    """Turn an ``MMSearchError`` raised in the ``with`` block into the one-line error exit.
+
+    Every command wraps its work in this, so that what a user can cause (a bad
+    option, a missing collection, a locked build) never ends in a traceback.
+    """
+    return _UserErrors()
+
+
+def print_json(value: Any) -> None:
+    """Print any JSON-able value for ``--json``; dates, paths and the like as strings."""
+    console.print_json(json.dumps(value, default=str))

@@ -8,7 +8,6 @@ log against such an export, which a person who can rewrite the workspace cannot 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, print_json, user_errors
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -82,13 +81,11 @@ def register(app: typer.Typer) -> None:
         from mmsearch.governance.audit import AuditLog, load_anchor
 
         log = AuditLog(load_settings(home).home)
-        try:
+        with user_errors():
             exported = load_anchor(anchor) if anchor is not None else None
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         report = log.verify(exported)
         if as_json:
-            console.print_json(json.dumps(report.as_dict()))
+            print_json(report.as_dict())
         elif report.ok:
             console.print(
                 f"[green]audit log intact[/]: {report.events} events, chain and head agree",
@@ -129,12 +126,10 @@ def register(app: typer.Typer) -> None:
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import AuditLog
 
-        try:
+        with user_errors():
             anchor = AuditLog(load_settings(home).home).export_anchor(file)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(anchor))
+            print_json(anchor)
         else:
             console.print(
                 f"anchor written to {escape(str(file))}: seq {anchor['seq']}, "
@@ -159,13 +154,11 @@ def register(app: typer.Typer) -> None:
         from mmsearch.config import load_settings
         from mmsearch.governance.audit import AuditLog
 
-        try:
+        with user_errors():
             start = parse_since(since) if since else None
             events = AuditLog(load_settings(home).home).read(start, collection, limit)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(events))
+            print_json(events)
             return
         if not events:
             console.print("no audit events match")

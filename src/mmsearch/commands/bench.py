@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, print_json, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -30,28 +28,28 @@ def register(app: typer.Typer) -> None:
         from mmsearch.evaluation.latency import measure_latency
 
         settings = load_settings(home)
-        try:
-            with Progress(
+        with (
+            user_errors(),
+            Progress(
                 "bench",
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=errors,
                 disable=as_json,
-            ) as progress:
-                task = progress.add_task("bench", total=None)
-                result = measure_latency(
-                    settings,
-                    collection,
-                    queries=queries,
-                    k=k,
-                    seed=seed,
-                    progress=lambda n: progress.advance(task, n),
-                )
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+            ) as progress,
+        ):
+            task = progress.add_task("bench", total=None)
+            result = measure_latency(
+                settings,
+                collection,
+                queries=queries,
+                k=k,
+                seed=seed,
+                progress=lambda n: progress.advance(task, n),
+            )
         if as_json:
-            console.print_json(json.dumps(result))
+            print_json(result)
             return
         table = Table(
             title=f"search latency: {collection} ({result['items']:,} items, k={k}) in ms"

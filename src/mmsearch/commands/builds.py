@@ -7,7 +7,6 @@ as operator acts; a revert says what it will undo before it writes.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,7 +14,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    fail,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from mmsearch.builds.history import RunEntry
@@ -40,10 +48,6 @@ def _time(value: str | None) -> str:
 def _counts(counts: dict[str, Any]) -> str:
     shown = ("added", "updated", "unchanged", "failed", "removed", "restored", "changed", "items")
     return ", ".join(f"{k}={counts[k]}" for k in shown if counts.get(k)) or "-"
-
-
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
 
 
 def _default_build(folder: CollectionDir) -> str:
@@ -131,12 +135,10 @@ def _register_builds(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             summaries = list_builds(Workspace(settings.home).collection(collection))
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            _print_json([s.as_dict() for s in summaries])
+            print_json([s.as_dict() for s in summaries])
             return
         if not summaries:
             console.print(f"collection '{escape(collection)}' has no builds")
@@ -172,13 +174,11 @@ def _register_builds(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             info = describe_build(folder, build, runs)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            _print_json(info)
+            print_json(info)
             return
         console.print(
             f"[bold]{escape(build)}[/] ({info['status']}), created {_time(info['created_at'])}, "
@@ -228,12 +228,10 @@ def _register_builds(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             diff = diff_builds(Workspace(settings.home).collection(collection), a, b, settings)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            _print_json(diff.as_dict())
+            print_json(diff.as_dict())
             return
         for title, lines in (
             ("encoders", diff.encoders),
@@ -277,7 +275,7 @@ def _register_builds(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             if dry_run:
                 removed = prune_plan(folder, keep)
@@ -286,10 +284,8 @@ def _register_builds(app: typer.Typer) -> None:
                     removed = prune_builds(folder, keep)
                     act.items = removed
                     act.detail = f"--keep {keep}: {len(removed)} build(s) removed"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            _print_json({"dry_run": dry_run, "removed": removed})
+            print_json({"dry_run": dry_run, "removed": removed})
             return
         verb = "would remove" if dry_run else "removed"
         if not removed:
@@ -318,7 +314,7 @@ def _register_runs(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             build_id = build or _default_build(folder)
             if build_id not in folder.build_ids():
@@ -327,10 +323,8 @@ def _register_runs(app: typer.Typer) -> None:
                     f"mmsearch builds list -c {collection}"
                 )
             entries = read_runs(folder, build_id)[-limit:]
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            _print_json([e.as_dict() for e in entries])
+            print_json([e.as_dict() for e in entries])
         elif not entries:
             console.print(f"build {escape(build_id)} has no recorded runs")
         else:
@@ -378,7 +372,7 @@ def _register_runs(app: typer.Typer) -> None:
         except MMSearchError as exc:
             raise fail(str(exc)) from None
         if as_json:
-            _print_json(report.as_dict())
+            print_json(report.as_dict())
         else:
             _print_report(report)
 

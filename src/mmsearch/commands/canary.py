@@ -8,7 +8,6 @@ next request; nothing needs a restart.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,7 +15,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from mmsearch.builds.canary import CanaryGuards
@@ -30,7 +37,7 @@ ACTIONS = {"stop": "build.canary_stop", "guards": "build.canary_guards"}
 
 def _print_event(event: SwitchEvent, as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(event.__dict__))
+        print_json(event.__dict__)
         return
     console.print(
         f"[green]{event.action}[/] {escape(event.build_id or '-')}: live is now "
@@ -142,12 +149,12 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             if target == "status":
                 report = canary_report(settings.home, folder)
                 if as_json:
-                    console.print_json(json.dumps(report, default=str))
+                    print_json(report)
                 else:
                     _print_status(report)
                 return
@@ -169,8 +176,6 @@ def register(app: typer.Typer) -> None:
                         raise MMSearchError("Give the canary's share: --percent P (e.g. 5).")
                     act.detail = f"{target}: {percent:g}%"
                     _print_event(start_canary(folder, target, percent, cli_actor()), as_json)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
 
     @app.command("rollback")
     def rollback_command(
@@ -187,14 +192,12 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             was_canary = canary_of(folder.state())
             with operator_act(settings.home, "build.rollback", collection=collection) as act:
                 event = rollback(folder, cli_actor(), reason)
                 act.detail = f"{event.build_id}: {reason or ''}".rstrip(": ")
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         _print_event(event, as_json)
         if was_canary is not None and not as_json:
             errors.print(f"The canary {escape(was_canary.build_id)} was stopped too.")

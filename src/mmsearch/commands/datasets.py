@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import console, fail
+from mmsearch.terminal import console, print_json, user_errors
 
 SourceArgument = Annotated[Path, typer.Argument(help="Folder holding the original files.")]
 OutArgument = Annotated[Path, typer.Argument(help="Folder to write the benchmark into.")]
@@ -19,7 +17,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 
 def _done(out: Path, stats: dict, as_json: bool, next_steps: list[str]) -> None:
     if as_json:
-        console.print_json(json.dumps({"out": str(out), **stats}))
+        print_json({"out": str(out), **stats})
         return
     for key, value in stats.items():
         console.print(f"{key}: {value}", highlight=False)
@@ -54,12 +52,10 @@ def register(app: typer.Typer) -> None:
         """Cranfield (1,400 abstracts, 225 queries) as catalog.jsonl, queries*.jsonl, qrels.txt."""
         from mmsearch.datasets.cranfield import build_cranfield
 
-        try:
+        with user_errors():
             stats = build_cranfield(
                 source, out, limit_queries=limit, extra_documents=distractors if limit else 0
             )
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         _done(
             out,
             asdict(stats),
@@ -100,7 +96,7 @@ def register(app: typer.Typer) -> None:
         """Emoji: one artist's images as catalog; tag (text) and other-artist (image) queries."""
         from mmsearch.datasets.emoji import build_emoji
 
-        try:
+        with user_errors():
             stats = build_emoji(
                 source,
                 out,
@@ -110,8 +106,6 @@ def register(app: typer.Typer) -> None:
                 copy_images=copy_images,
                 limit=limit,
             )
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         _done(
             out,
             asdict(stats),

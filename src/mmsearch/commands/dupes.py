@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import HomeOption, JsonOption, console, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, print_json, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.evaluation.duplicates import DuplicateReport
@@ -89,11 +87,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """List clusters of near-duplicate items (perceptual hash, confirmed by image vectors)."""
-        try:
+        with user_errors():
             report = find_duplicates(home, collection, max_distance, min_cosine)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(report.as_dict()))
+            print_json(report.as_dict())
             return
         print_report(report, limit)

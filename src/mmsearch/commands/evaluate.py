@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, errors, print_json, user_errors
 
 
 @contextmanager
@@ -101,25 +99,22 @@ def register(app: typer.Typer) -> None:
         from mmsearch.filters.groups import parse_groups
 
         settings = load_settings(home)
-        try:
-            with progress_bar("eval", quiet=as_json) as start:
-                outcome = run_evaluation(
-                    settings,
-                    collection,
-                    queries,
-                    qrels,
-                    config_paths=config or [],
-                    k=k,
-                    stat_test=stat_test,
-                    out=out,
-                    progress=start,
-                    groups=parse_groups(groups),
-                )
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), progress_bar("eval", quiet=as_json) as start:
+            outcome = run_evaluation(
+                settings,
+                collection,
+                queries,
+                qrels,
+                config_paths=config or [],
+                k=k,
+                stat_test=stat_test,
+                out=out,
+                progress=start,
+                groups=parse_groups(groups),
+            )
         data = outcome.summary
         if as_json:
-            console.print_json(json.dumps(data, default=str))
+            print_json(data)
             return
         print_summary(data, outcome.evaluation.metrics)
         if outcome.files:

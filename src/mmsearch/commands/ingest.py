@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +24,16 @@ from rich.progress import (
 from rich.text import Text
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    fail,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from mmsearch.config import Settings
@@ -119,7 +127,7 @@ def run_ingest(settings: Settings, options: IngestOptions, *, quiet: bool) -> In
 
 def print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        print_json(report.as_dict())
         return
     counts = report.counts
     console.print(f"mapping: {report.mapping.describe()}", highlight=False, markup=False)
@@ -379,7 +387,7 @@ def ingest_per_tenant(arguments: dict[str, Any]) -> None:
     if split_by not in SPLIT_FIELDS:
         raise fail(f"--split-by takes {', '.join(SPLIT_FIELDS)}, not {split_by!r}.")
     base = arguments["collection"]
-    try:
+    with user_errors():
         mapped = (
             load_mapping_file(arguments["mapping_file"]).acl if arguments["mapping_file"] else None
         )
@@ -410,8 +418,6 @@ def ingest_per_tenant(arguments: dict[str, Any]) -> None:
                     "split_by": None,
                 }
             )
-    except MMSearchError as exc:
-        raise fail(str(exc)) from None
 
 
 def preflight(settings: Settings, options: IngestOptions) -> bool:

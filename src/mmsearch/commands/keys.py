@@ -7,7 +7,6 @@ keys are audited acts.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,9 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
 from mmsearch.governance.roles import Role  # light (an enum), and typer needs it now
-from mmsearch.terminal import HomeOption, JsonOption, console, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, print_json, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.governance.keys import ApiKey
@@ -69,22 +67,17 @@ def register(app: typer.Typer) -> None:
         from mmsearch.governance.keys import KeyStore, parse_duration
 
         workspace = load_settings(home).home
-        try:
-            with operator_act(workspace, "keys.create") as act:
-                key, secret = KeyStore(workspace).create(
-                    role,
-                    collections=collections or None,
-                    groups=(groups or "").split(","),
-                    expires_in=parse_duration(expires) if expires else None,
-                    name=name,
-                )
-                act.detail = f"{key.key_id}: {_describe(key)}"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
-        if as_json:
-            console.print_json(
-                json.dumps({"key": key.public_dict(), "secret": secret, "note": NOT_SHOWN_AGAIN})
+        with user_errors(), operator_act(workspace, "keys.create") as act:
+            key, secret = KeyStore(workspace).create(
+                role,
+                collections=collections or None,
+                groups=(groups or "").split(","),
+                expires_in=parse_duration(expires) if expires else None,
+                name=name,
             )
+            act.detail = f"{key.key_id}: {_describe(key)}"
+        if as_json:
+            print_json({"key": key.public_dict(), "secret": secret, "note": NOT_SHOWN_AGAIN})
             return
         label = f" '{escape(key.name)}'" if key.name else ""
         console.print(
@@ -100,12 +93,10 @@ def register(app: typer.Typer) -> None:
         from mmsearch.config import load_settings
         from mmsearch.governance.keys import KeyStore
 
-        try:
+        with user_errors():
             keys = KeyStore(load_settings(home).home).list()
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps([k.public_dict() for k in keys]))
+            print_json([k.public_dict() for k in keys])
             return
         if not keys:
             console.print("no API keys; create one with `mmsearch keys create --role admin`")
@@ -145,13 +136,10 @@ def register(app: typer.Typer) -> None:
         from mmsearch.governance.keys import KeyStore
 
         workspace = load_settings(home).home
-        try:
-            with operator_act(workspace, "keys.revoke") as act:
-                key = KeyStore(workspace).revoke(key_id)
-                act.detail = f"{key.key_id} ({key.role.value})"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "keys.revoke") as act:
+            key = KeyStore(workspace).revoke(key_id)
+            act.detail = f"{key.key_id} ({key.role.value})"
         if as_json:
-            console.print_json(json.dumps(key.public_dict()))
+            print_json(key.public_dict())
             return
         console.print(f"revoked {key.key_id} at {key.public_dict()['revoked_at']}")

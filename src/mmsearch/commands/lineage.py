@@ -6,7 +6,6 @@ workspace). The HTTP API decides per caller what to show (``service/routers/line
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    user_errors,
+)
 
 # governance.lineage.DEFAULT_LIMIT and monitoring.kpis.DEFAULT_K, repeated so that loading
 # the CLI does not import scipy (tests/test_cli_startup.py checks that they agree).
@@ -173,23 +179,21 @@ def register(app: typer.Typer) -> None:
         if (item_id is None) == (source is None and run is None):
             raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder, manifest = _manifest(settings, collection, build, run)
             if item_id is not None:
                 found = item_lineage(folder, manifest, settings, item_id)
                 if as_json:
-                    console.print_json(json.dumps(found, default=str))
+                    print_json(found)
                 else:
                     print_lineage(found)
                 return
             path = _source_argument(source)
             rows = items_from(folder, manifest, settings, source_file=path, run=run, limit=limit)
             total = count_from(folder, manifest, settings, source_file=path, run=run)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
             body = {"build_id": manifest.build_id, "total": total, "items": rows}
-            console.print_json(json.dumps(body, default=str))
+            print_json(body)
             return
         what = " and ".join(
             part for part in (f"source {path}" if path else "", f"run {run}" if run else "") if part
@@ -236,15 +240,13 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             Workspace(settings.home).collection(collection)
             start = parse_moment(since) if since else None
             end = parse_moment(until) if until else None
             report = read_kpis(settings.home, collection, start, end, k)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(report.as_dict()))
+            print_json(report.as_dict())
             return
         if not report.builds:
             console.print(

@@ -8,7 +8,6 @@ exits with code 1 (2 is for errors), so a deploy script can tell "worse build" f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    fail,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from mmsearch.builds.gate_report import GateReport, MetricRow
@@ -87,7 +95,7 @@ def print_report(report: GateReport) -> None:
 
 def _published(outcome: PublishOutcome, as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(outcome.as_dict(), default=str))
+        print_json(outcome.as_dict())
         return
     if outcome.report is not None:
         print_report(outcome.report)
@@ -113,7 +121,7 @@ def _refused(exc: GateFailed, collection: str, build: str, as_json: bool) -> typ
             "reasons": exc.reasons,
             "report": exc.report.as_dict() if exc.report else None,
         }
-        console.print_json(json.dumps(data, default=str))
+        print_json(data)
         return typer.Exit(REFUSED)
     if exc.report is not None:
         print_report(exc.report)
@@ -223,13 +231,10 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
-            with operator_act(settings.home, "gate.set", collection=collection) as act:
-                folder = Workspace(settings.home).collection(collection)
-                gate = set_default_gate(folder, file, cli_actor())
-                act.detail = f"from {file}"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(settings.home, "gate.set", collection=collection) as act:
+            folder = Workspace(settings.home).collection(collection)
+            gate = set_default_gate(folder, file, cli_actor())
+            act.detail = f"from {file}"
         console.print(f"default gate of '{escape(collection)}' set: {escape(str(gate.path))}")
 
     @gate_app.command("show")
@@ -248,7 +253,7 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             if build is not None:
                 report = latest_gate_report(folder, build)
@@ -258,15 +263,13 @@ def register(app: typer.Typer) -> None:
                         f"mmsearch gate check -c {collection} {build}"
                     )
                 if as_json:
-                    console.print_json(json.dumps(report.as_dict(), default=str))
+                    print_json(report.as_dict())
                 else:
                     print_report(report)
                 return
             info = default_gate_info(folder)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(info))
+            print_json(info)
         elif info is None:
             console.print(f"'{escape(collection)}' has no default gate; publishes are ungated.")
         else:
@@ -287,11 +290,8 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
-            with operator_act(settings.home, "gate.clear", collection=collection):
-                cleared = clear_default_gate(Workspace(settings.home).collection(collection))
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(settings.home, "gate.clear", collection=collection):
+            cleared = clear_default_gate(Workspace(settings.home).collection(collection))
         console.print("default gate cleared." if cleared else "there was no default gate.")
 
     @gate_app.command("check")
@@ -310,7 +310,7 @@ def register(app: typer.Typer) -> None:
         from mmsearch.workspace import Workspace
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             folder = Workspace(settings.home).collection(collection)
             chosen, _ = resolve_gate(folder, gate)
             if chosen is None:
@@ -319,10 +319,8 @@ def register(app: typer.Typer) -> None:
                 )
             with gate_progress(as_json) as progress:
                 report = evaluate_gate(settings, collection, build, chosen, progress=progress)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(report.as_dict(), default=str))
+            print_json(report.as_dict())
         else:
             print_report(report)
         if not report.passed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import console, errors, fail
+from mmsearch.terminal import console, errors, print_json, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.media.images import ImageLimits
@@ -130,7 +129,7 @@ def register(app: typer.Typer) -> None:
         from mmsearch.search.training import train_ranker
 
         settings = load_settings(home)
-        try:
+        with user_errors():
             if clicks is not None and (queries is not None or qrels is not None):
                 raise MMSearchError("Give either --clicks, or --queries with --qrels, not both.")
             limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
@@ -167,11 +166,7 @@ def register(app: typer.Typer) -> None:
                     groups=parse_groups(groups),
                 )
             model.save(target)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(
-                json.dumps({"model": str(target), "meta": model.meta.__dict__}, default=str)
-            )
+            print_json({"model": str(target), "meta": model.meta.__dict__})
             return
         _print_report(report, target)

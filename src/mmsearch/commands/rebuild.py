@@ -12,7 +12,15 @@ from rich.markup import escape
 from rich.progress import TaskID
 
 from mmsearch.errors import CatalogError, MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, errors, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    fail,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from mmsearch.catalog.mapping import FieldMapping
@@ -82,7 +90,7 @@ def rebuild(
         raise
     _audit(settings.home, collection, "ok", f"build {report.build_id}", report.counts)
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        print_json(report.as_dict())
         return
     _print(report)
 

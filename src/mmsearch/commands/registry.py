@@ -3,7 +3,6 @@ models that API requests may choose from (they name these, never a server path).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,8 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmsearch.errors import MMSearchError
-from mmsearch.terminal import HomeOption, JsonOption, console, fail
+from mmsearch.terminal import HomeOption, JsonOption, console, print_json, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.governance.registry import Registry
@@ -44,15 +42,12 @@ def register_rules(app: typer.Typer) -> None:
         from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
-        try:
-            with operator_act(workspace, "rules.add") as act:
-                act.detail = f"{name} from {file}"
-                entry = registry.add_rules(name, file)
-                act.detail = f"{name} version {entry['version']} sha256 {entry['sha256'][:12]}"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "rules.add") as act:
+            act.detail = f"{name} from {file}"
+            entry = registry.add_rules(name, file)
+            act.detail = f"{name} version {entry['version']} sha256 {entry['sha256'][:12]}"
         if as_json:
-            console.print_json(json.dumps(entry))
+            print_json(entry)
             return
         console.print(
             f"registered rules [bold]{escape(name)}[/] (version {escape(entry['version'])}, "
@@ -63,12 +58,10 @@ def register_rules(app: typer.Typer) -> None:
     @rules_app.command("list")
     def list_rules(home: HomeOption = None, as_json: JsonOption = False) -> None:
         """List registered rules with their version, hash and the collections using them."""
-        try:
+        with user_errors():
             entries = _registry(home)[1].rules()
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(entries))
+            print_json(entries)
             return
         if not entries:
             console.print("no rules registered; add some with `mmsearch rules add NAME FILE`")
@@ -93,12 +86,9 @@ def register_rules(app: typer.Typer) -> None:
         from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
-        try:
-            with operator_act(workspace, "rules.remove") as act:
-                act.detail = name
-                registry.remove_rules(name)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "rules.remove") as act:
+            act.detail = name
+            registry.remove_rules(name)
         console.print(f"removed rules {escape(name)}", highlight=False)
 
     @rules_app.command("default")
@@ -117,18 +107,15 @@ def register_rules(app: typer.Typer) -> None:
         from mmsearch.governance.registry import RegistryError
 
         workspace, registry = _registry(home)
-        try:
-            with operator_act(workspace, "rules.default", collection=collection) as act:
-                if (name is None) == (not off):
-                    raise RegistryError(
-                        "Give either the name of registered rules or --off, not both or neither."
-                    )
-                act.detail = f"default rules {name}" if name else "default rules off"
-                previous = registry.set_default_rules(collection, name)
-                if previous:
-                    act.detail += f" (was {previous})"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "rules.default", collection=collection) as act:
+            if (name is None) == (not off):
+                raise RegistryError(
+                    "Give either the name of registered rules or --off, not both or neither."
+                )
+            act.detail = f"default rules {name}" if name else "default rules off"
+            previous = registry.set_default_rules(collection, name)
+            if previous:
+                act.detail += f" (was {previous})"
         if name:
             console.print(f"{escape(collection)} now uses rules {escape(name)} by default")
         else:
@@ -150,15 +137,12 @@ def register_rankers(app: typer.Typer) -> None:
         from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
-        try:
-            with operator_act(workspace, "rankers.add") as act:
-                act.detail = f"{name} from {folder}"
-                entry = registry.add_ranker(name, folder)
-                act.detail = f"{name} sha256 {entry['sha256'][:12]}"
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "rankers.add") as act:
+            act.detail = f"{name} from {folder}"
+            entry = registry.add_ranker(name, folder)
+            act.detail = f"{name} sha256 {entry['sha256'][:12]}"
         if as_json:
-            console.print_json(json.dumps(entry))
+            print_json(entry)
             return
         console.print(
             f"registered ranker [bold]{escape(name)}[/] ({len(entry['features'])} features, "
@@ -169,12 +153,10 @@ def register_rankers(app: typer.Typer) -> None:
     @rankers_app.command("list")
     def list_rankers(home: HomeOption = None, as_json: JsonOption = False) -> None:
         """List registered reranker models."""
-        try:
+        with user_errors():
             entries = _registry(home)[1].rankers()
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps(entries))
+            print_json(entries)
             return
         if not entries:
             console.print("no rankers registered; add one with `mmsearch rankers add NAME DIR`")
@@ -198,12 +180,9 @@ def register_rankers(app: typer.Typer) -> None:
         from mmsearch.commands.operator_audit import operator_act
 
         workspace, registry = _registry(home)
-        try:
-            with operator_act(workspace, "rankers.remove") as act:
-                act.detail = name
-                registry.remove_ranker(name)
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
+        with user_errors(), operator_act(workspace, "rankers.remove") as act:
+            act.detail = name
+            registry.remove_ranker(name)
         console.print(f"removed ranker {escape(name)}", highlight=False)
 
 
