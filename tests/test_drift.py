@@ -25,6 +25,7 @@ from mmsearch.monitoring.drift import (
     MAX_SAMPLES,
     compare_builds,
     compare_queries,
+    compare_query_windows,
     mmd_permutation_test,
 )
 from mmsearch.monitoring.drift_checks import last_results
@@ -298,7 +299,53 @@ def test_queries_against_the_live_reference(two_builds, settings, caplog):
     assert missing.drifted is None and "no vectors" in missing.note
 
 
+def test_queries_are_compared_with_earlier_queries_not_documents():
+    encoder = create_encoder("fake-text")
+    engines = encoder.encode_texts(texts(ENGINES, 200, 21))
+    kitchen = encoder.encode_texts(texts(KITCHEN, 100, 22))
+    # only kitchen queries on a catalog of engines: steady, so no drift
+    [steady] = compare_query_windows("docs", "b1", {"text": kitchen})
+    assert steady.drifted is False and (steady.n_reference, steady.n_test) == (50, 50)
+    assert steady.comparison.startswith("earlier 50 queries vs the newest 50 queries")
+    # engine queries, then kitchen ones: what users ask for moved
+    moved = np.concatenate([engines, kitchen])
+    [loud] = compare_query_windows("docs", "b1", {"text": moved}, window=100)
+    assert loud.drifted is True and (loud.n_reference, loud.n_test) == (100, 100)
+    [few] = compare_query_windows("docs", "b1", {"text": kitchen[:30]})
+    assert few.drifted is None and "two windows" in few.note
+
+
 # --- the query-vector log --------------------------------------------------------------
+
+
+def test_a_running_services_query_vectors_are_seen_by_another_process(settings):
+    """70 searches (< the old 256-row chunk) reach the disk without a shutdown."""
+    encoder = create_encoder("fake-text")
+    vectors = encoder.encode_texts(texts(ENGINES, 70, 31))
+    with TestClient(create_app(settings)) as client:
+        recorder = client.app.state.mmsearch.query_vectors  # type: ignore[attr-defined]
+        for row in vectors:
+            recorder.record("docs", "b1", {"text": row})
+        fresh = QueryVectorLog(settings.home)  # what `mmsearch drift` opens
+        assert fresh.recent("docs", "text").shape[0] == 64  # four chunks of 16
+    # the service's shutdown writes the rest
+    np.testing.assert_allclose(QueryVectorLog(settings.home).recent("docs", "text"), vectors)
+
+
+def test_query_vectors_are_written_on_a_timer(tmp_path):
+    import time
+
+    log = QueryVectorLog(tmp_path, flush_rows=1000, flush_seconds=0.05)
+    for i in range(5):
+        log.record("shop", "b1", {"text": np.full(3, i, np.float32)})
+    deadline = time.monotonic() + 5.0
+    fresh = QueryVectorLog(tmp_path)
+    while fresh.recent("shop", "text").shape[0] < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fresh.recent("shop", "text")[:, 0].tolist() == [0, 1, 2, 3, 4]
+    log.record("shop", "b1", {"text": np.full(3, 5, np.float32)})  # a new timer starts
+    log.close()  # ... and is cancelled; close writes the row
+    assert fresh.recent("shop", "text").shape[0] == 6
 
 
 def test_query_vector_log_is_bounded_and_keeps_the_newest(tmp_path):
@@ -396,7 +443,9 @@ def test_cli_quiet_cases_and_errors(two_builds, settings):
     quiet = runner.invoke(cli_app, ["drift", "-c", "docs", "--home", home, "--json"])
     assert quiet.exit_code == 0, quiet.output
     [text] = json.loads(quiet.stdout)["results"]
-    assert text["kind"] == "queries" and text["drifted"] is False and text["n_test"] == 60
+    assert text["kind"] == "queries" and text["drifted"] is False
+    assert (text["n_reference"], text["n_test"]) == (30, 30)  # earlier half vs newest half
+    assert text["comparison"].startswith("earlier 30 queries vs the newest 30 queries")
     unknown = runner.invoke(cli_app, ["drift", "-c", "docs", "--candidate", "nope", "--home", home])
     assert unknown.exit_code == 2 and "no build 'nope'" in unknown.output
     ref = runner.invoke(cli_app, ["drift", "reference", "-c", "docs", older, "--home", home])
@@ -410,9 +459,10 @@ def test_api_is_admin_only_and_sets_gauges(two_builds, settings):
     reader = keys.create("reader")[1]
     admin = keys.create("admin")[1]
     log = QueryVectorLog(settings.home)
-    log.record(
-        "docs", live, {"text": create_encoder("fake-text").encode_texts(texts(KITCHEN, 60, 6))}
-    )
+    encoder = create_encoder("fake-text")
+    # users asked about engines (what the catalog holds), then moved on to kitchens
+    log.record("docs", live, {"text": encoder.encode_texts(texts(ENGINES, 60, 7))})
+    log.record("docs", live, {"text": encoder.encode_texts(texts(KITCHEN, 60, 6))})
     log.close()
     secured = settings.model_copy(update={"auth": "on"})
     url = f"/v1/collections/docs/drift?candidate={older}"

@@ -1,4 +1,5 @@
-"""``mmsearch drift``: embedding drift of a candidate build and of recent queries vs live.
+"""``mmsearch drift``: embedding drift of a candidate build vs live, and of the newest
+queries vs the queries logged before them.
 
 ``mmsearch drift reference -c NAME [BUILD]`` (re)computes a build's reference
 statistics, e.g. for builds made before drift monitoring existed.
@@ -6,7 +7,6 @@ statistics, e.g. for builds made before drift monitoring existed.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,7 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import CollectionOption, HomeOption, JsonOption, console, fail
+from mmsearch.terminal import (
+    CollectionOption,
+    HomeOption,
+    JsonOption,
+    console,
+    print_json,
+    user_errors,
+)
 
 # monitoring.drift.DEFAULT_THRESHOLD, repeated so that loading the CLI does not import
 # scipy (tests/test_cli_startup.py checks that the two agree).
@@ -47,17 +54,18 @@ def _print(results: list[DriftResult], threshold: float) -> None:
     if not results:
         console.print(
             "Nothing to compare: name a --candidate build, or let the service log queries "
-            "(their embeddings are kept per role) and run this again."
+            "(their embeddings are kept per role, written every 16 searches or 10 s) and "
+            "run this again."
         )
         return
     table = Table(title=f"Embedding drift (MMD² permutation test, drift when p < {threshold:g})")
-    for column in ("role", "kind", "against live", "MMD²", "p", "n ref / test", "verdict"):
+    for column in ("role", "kind", "compared", "MMD²", "p", "n ref / test", "verdict"):
         table.add_column(column)
     for r in results:
         table.add_row(
             r.role,
             r.kind,
-            escape(r.test_source),
+            escape(r.comparison or r.test_source),
             "-" if r.score is None else f"{r.score:.5f}",
             "-" if r.p_value is None else f"{r.p_value:.4f}",
             f"{r.n_reference} / {r.n_test}",
@@ -84,7 +92,8 @@ def register(app: typer.Typer) -> None:
         queries: Annotated[
             bool,
             typer.Option(
-                "--queries/--no-queries", help="Compare recent queries' embeddings with live."
+                "--queries/--no-queries",
+                help="Compare the newest queries' embeddings with earlier queries'.",
             ),
         ] = True,
         threshold: Annotated[
@@ -96,15 +105,16 @@ def register(app: typer.Typer) -> None:
         home: HomeOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Test each encoder role for embedding drift: a candidate build vs live, and recent
-        queries vs live (MMD² with a permutation test). Exits with 1 when a role drifted,
-        0 when none did, 2 on errors."""
+        """Test each encoder role for embedding drift: a candidate build vs live, and the
+        newest logged queries vs the queries logged before them (queries with queries, not
+        with documents; MMD² with a permutation test). Exits with 1 when a role drifted, 0
+        when none did, 2 on errors."""
         from mmsearch.config import load_settings
         from mmsearch.monitoring.drift_checks import check_collection
         from mmsearch.monitoring.drift_reference import compute_reference
         from mmsearch.workspace import Workspace
 
-        try:
+        with user_errors():
             settings = load_settings(home)
             folder = Workspace(settings.home).collection(collection)
             if action is not None:
@@ -114,7 +124,7 @@ def register(app: typer.Typer) -> None:
                 refs = compute_reference(folder, folder.manifest(build_id), settings)
                 summary = {role: ref.summary() for role, ref in refs.items()}
                 if as_json:
-                    console.print_json(json.dumps({"build_id": build_id, "roles": summary}))
+                    print_json({"build_id": build_id, "roles": summary})
                 else:
                     for role, info in summary.items():
                         console.print(
@@ -131,12 +141,8 @@ def register(app: typer.Typer) -> None:
                 queries=queries,
                 threshold=threshold,
             )
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
         if as_json:
-            console.print_json(
-                json.dumps({"threshold": threshold, "results": [r.as_dict() for r in results]})
-            )
+            print_json({"threshold": threshold, "results": [r.as_dict() for r in results]})
         else:
             _print(results, threshold)
         if any(r.drifted for r in results):

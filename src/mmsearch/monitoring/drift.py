@@ -1,4 +1,5 @@
-"""Embedding drift: has a candidate build, or recent queries, moved away from live?
+"""Embedding drift: has a candidate build moved away from live, or have recent queries
+moved away from earlier ones?
 
 Test: the unbiased MMD² (maximum mean discrepancy) between two samples of vectors,
 with a Gaussian (RBF) kernel whose bandwidth is the median pairwise squared distance
@@ -62,6 +63,9 @@ class DriftResult:
     reference_build: str = ""
     test_source: str = ""  # the candidate build id, or "queries"
     details: dict[str, float] = field(default_factory=dict)
+    # what was compared with what, in words, for the report (e.g. "earlier 500 queries
+    # vs the newest 500 queries"), so a score is never read against the wrong baseline
+    comparison: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,23 +149,48 @@ def _tested(
     threshold: float,
     source: str,
 ) -> DriftResult:
-    base = DriftResult(
-        role, kind, None, None, reference.sample.shape[0], int(test.shape[0]), threshold, None
+    return _tested_samples(
+        role,
+        kind,
+        reference.sample,
+        reference.mean,
+        reference.build_id,
+        test,
+        test_mean,
+        threshold,
+        source,
     )
-    base.reference_build, base.test_source = reference.build_id, source
-    if test.ndim != 2 or test.shape[1] != reference.dim:
+
+
+def _tested_samples(
+    role: str,
+    kind: Kind,
+    reference: np.ndarray,
+    reference_mean: np.ndarray,
+    reference_build: str,
+    test: np.ndarray,
+    test_mean: np.ndarray,
+    threshold: float,
+    source: str,
+) -> DriftResult:
+    dim = reference.shape[1] if reference.ndim == 2 else 0
+    base = DriftResult(
+        role, kind, None, None, reference.shape[0], int(test.shape[0]), threshold, None
+    )
+    base.reference_build, base.test_source = reference_build, source
+    if test.ndim != 2 or test.shape[1] != dim:
         width = test.shape[1] if test.ndim == 2 else 0
-        base.note = f"dimensions differ ({reference.dim} vs {width}): not comparable"
+        base.note = f"dimensions differ ({dim} vs {width}): not comparable"
         return base
-    if min(reference.sample.shape[0], test.shape[0]) < MIN_SAMPLES:
+    if min(reference.shape[0], test.shape[0]) < MIN_SAMPLES:
         base.note = f"too few vectors for a test (need at least {MIN_SAMPLES} on each side)"
         return base
-    outcome = mmd_permutation_test(reference.sample, test)
+    outcome = mmd_permutation_test(reference, test)
     base.score, base.p_value = outcome.score, outcome.p_value
     base.n_reference, base.n_test = outcome.n_x, outcome.n_y
     base.drifted = outcome.p_value < threshold
     base.details = {
-        "mean_shift": float(np.linalg.norm(reference.mean - test_mean)),
+        "mean_shift": float(np.linalg.norm(reference_mean - test_mean)),
         "bandwidth": outcome.bandwidth,
     }
     return base
@@ -226,6 +255,10 @@ def compare_builds(
             result = _tested(
                 role, "candidate", live_refs[role], test.sample, test.mean, threshold, candidate_id
             )
+        result.comparison = (
+            f"candidate build {candidate_id}'s vectors vs live build "
+            f"{live_manifest.build_id}'s vectors"
+        )
         _alert(collection.name, result)
         results.append(result)
     return results
@@ -242,8 +275,10 @@ def compare_queries(
     """Per role: recent queries' embeddings against the live build's reference sample.
 
     Queries are not documents (a two-word query and a product description differ even
-    when the catalog fits its users), so expect a standing non-zero score on text;
-    what matters is a change of it, which the gauge history shows."""
+    when the catalog fits its users), so this shows a standing non-zero score on text
+    whatever the traffic; the operator's check (``drift_checks.check_collection``)
+    compares queries with earlier queries instead (``compare_query_windows``). Kept for
+    "do users ask for what the catalog holds at all", which only a person can judge."""
     refs = ensure_reference(collection, live_manifest, settings)
     results = []
     for role, vectors in sorted(vectors_by_role.items()):
@@ -257,6 +292,65 @@ def compare_queries(
         else:
             mean = rows.mean(axis=0) if rows.size else np.zeros(0)
             result = _tested(role, "queries", refs[role], rows, mean, threshold, "queries")
+        result.comparison = f"queries vs live build {live_manifest.build_id}'s documents"
         _alert(collection.name, result)
+        results.append(result)
+    return results
+
+
+def _mean(rows: np.ndarray) -> np.ndarray:
+    return rows.mean(axis=0) if rows.size else np.zeros(0)
+
+
+def split_query_windows(rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, recent): the newest ``min(window, n // 2)`` vectors, and up to as many
+    logged just before them. Equal halves give the test its best power for the rows at
+    hand; ``rows`` are oldest first, as ``QueryVectorLog.recent`` returns them."""
+    half = min(window, rows.shape[0] // 2)
+    if half == 0:
+        return rows[:0], rows[:0]
+    return rows[-2 * half : -half], rows[-half:]
+
+
+def compare_query_windows(
+    collection_name: str,
+    live_build: str,
+    vectors_by_role: dict[str, np.ndarray],
+    *,
+    window: int = MAX_SAMPLES,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[DriftResult]:
+    """Per role: the newest queries against the queries just before them.
+
+    Queries are compared with queries: a short query and a long product description sit
+    in different regions of the same space, so a queries-vs-documents test "drifts" on
+    the first day and says nothing about change. Two windows of the same log, made by the
+    same encoder (``drift_checks.recent_query_vectors`` keeps only those), differ only when
+    what users ask for has moved."""
+    results = []
+    for role, vectors in sorted(vectors_by_role.items()):
+        rows = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        reference, recent = split_query_windows(rows, window)
+        result = _tested_samples(
+            role,
+            "queries",
+            reference,
+            _mean(reference),
+            live_build,
+            recent,
+            _mean(recent),
+            threshold,
+            "queries",
+        )
+        result.comparison = (
+            f"earlier {reference.shape[0]} queries vs the newest {recent.shape[0]} queries "
+            f"(of {rows.shape[0]} logged with live's encoders)"
+        )
+        if result.drifted is None and reference.shape[0] < MIN_SAMPLES:
+            result.note = (
+                f"too few logged queries for two windows (have {rows.shape[0]}, need "
+                f"{2 * MIN_SAMPLES})"
+            )
+        _alert(collection_name, result)
         results.append(result)
     return results

@@ -2,7 +2,8 @@
 
 ``mmsearch drift`` and ``GET /v1/collections/{name}/drift`` both run
 ``check_collection``: a candidate build against live when one is named, and the
-recent query embeddings (``QueryVectorLog``) against live. Query vectors count only
+newest query embeddings (``QueryVectorLog``) against the queries logged just before
+them (queries with queries, never with documents). Query vectors count only
 when the build that answered them used live's very encoder (spec and version), so a
 model change never shows up as "drift". Each check is written to
 ``<home>/logs/drift/<collection>.json``, which the admin page reads.
@@ -23,7 +24,7 @@ from mmsearch.monitoring.drift import (
     DEFAULT_THRESHOLD,
     DriftResult,
     compare_builds,
-    compare_queries,
+    compare_query_windows,
 )
 from mmsearch.monitoring.query_vectors import QueryVectorLog
 from mmsearch.workspace import CollectionDir, read_json, write_json_atomic
@@ -67,8 +68,9 @@ def check_collection(
     query_log: QueryVectorLog | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[DriftResult]:
-    """What ``mmsearch drift`` and the API compute: candidate vs live, queries vs live;
-    the results are also kept as the collection's last check (the admin page shows it)."""
+    """What ``mmsearch drift`` and the API compute: candidate vs live, newest queries vs
+    earlier queries; the results are also kept as the collection's last check (the admin
+    page shows it)."""
     live = collection.live_manifest()
     results: list[DriftResult] = []
     if candidate is not None:
@@ -77,7 +79,9 @@ def check_collection(
         )
     if queries:
         vectors = recent_query_vectors(collection, live, query_log or QueryVectorLog(settings.home))
-        results += compare_queries(collection, live, vectors, settings, threshold=threshold)
+        results += compare_query_windows(
+            collection.name, live.build_id, vectors, threshold=threshold
+        )
     save_results(settings.home, collection.name, live.build_id, results)
     return results
 

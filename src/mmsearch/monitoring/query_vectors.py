@@ -12,9 +12,12 @@ chunk. After each write the oldest chunks of that role are deleted until at most
 ``max_rows`` vectors remain: the log is bounded whatever the traffic. The build id in
 the name lets a reader keep only vectors from builds whose encoder matches live's.
 
-Rows are buffered in memory and written every ``flush_rows`` vectors (or on
-``flush``/``close``): a crash loses at most one unwritten chunk per role, which a
-statistical check over thousands of queries does not notice.
+Rows are buffered in memory and written every ``flush_rows`` (16) vectors, at the
+latest ``flush_seconds`` (10 s) after the first unwritten one, and on ``flush``/``close``
+(service shutdown). Small, prompt chunks are what let ``mmsearch drift`` in another
+process see a running service's queries: with 256-row chunks, 70 searches left nothing
+on disk. A crash loses at most 10 s of vectors, which a statistical check over
+thousands of queries does not notice.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import numpy as np
 from mmsearch.workspace import check_collection_name
 
 MAX_ROWS = 20_000
-FLUSH_ROWS = 256
+FLUSH_ROWS = 16
+FLUSH_SECONDS = 10.0
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _CHUNK = re.compile(r"^(\d+)_(\d+)_([0-9a-f]+)_(\d+)__(.*)\.npy$")
 
@@ -52,14 +56,25 @@ def _safe(part: str) -> str:
 class QueryVectorLog:
     """Append-only, bounded store of query embeddings; thread-safe, multi-process tolerant."""
 
-    def __init__(self, home: Path, *, max_rows: int = MAX_ROWS, flush_rows: int = FLUSH_ROWS):
-        if max_rows < 1 or flush_rows < 1:
-            raise ValueError("max_rows and flush_rows must be positive")
+    def __init__(
+        self,
+        home: Path,
+        *,
+        max_rows: int = MAX_ROWS,
+        flush_rows: int = FLUSH_ROWS,
+        flush_seconds: float = FLUSH_SECONDS,
+    ):
+        if max_rows < 1 or flush_rows < 1 or flush_seconds <= 0:
+            raise ValueError("max_rows, flush_rows and flush_seconds must be positive")
         self.folder = home / "logs" / "query_vectors"
         self.max_rows = max_rows
         self.flush_rows = min(flush_rows, max_rows)
+        self.flush_seconds = flush_seconds
         self._pending: dict[tuple[str, str, str], list[np.ndarray]] = {}
         self._lock = threading.Lock()
+        # one daemon timer while anything is buffered: a quiet service still writes its
+        # last few vectors within flush_seconds, not only at shutdown
+        self._timer: threading.Timer | None = None
 
     def role_dir(self, collection: str, role: str) -> Path:
         check_collection_name(collection)
@@ -87,8 +102,17 @@ class QueryVectorLog:
                 if sum(p.shape[0] for p in pending) >= self.flush_rows:
                     ready.append((key, np.concatenate(pending)))
                     self._pending.pop(key)
+            if self._pending and self._timer is None:
+                self._timer = threading.Timer(self.flush_seconds, self._flush_on_timer)
+                self._timer.daemon = True
+                self._timer.start()
         for key, rows in ready:
             self._write(*key, rows)
+
+    def _flush_on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
 
     def flush(self, collection: str | None = None) -> None:
         """Write buffered rows (of one collection, or all)."""
@@ -99,6 +123,11 @@ class QueryVectorLog:
             self._write(*key, rows)
 
     def close(self) -> None:
+        """Write what is buffered and stop the timer (service shutdown)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         self.flush()
 
     def _write(self, collection: str, role: str, build_id: str, rows: np.ndarray) -> None:

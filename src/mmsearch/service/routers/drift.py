@@ -1,4 +1,5 @@
-"""Embedding drift over the API: a candidate build and recent queries against live.
+"""Embedding drift over the API: a candidate build against live, newest queries against
+earlier queries.
 
 Admin only (``service/permissions.py``): a check may compute a build's reference
 statistics first (one scan of its vectors), which is not for every caller to trigger.
@@ -35,7 +36,7 @@ def get_drift(
         Query(max_length=100, description="a build to compare with live (before publishing it)"),
     ] = None,
     queries: Annotated[
-        bool, Query(description="compare recent queries' embeddings with live")
+        bool, Query(description="compare the newest queries' embeddings with earlier ones'")
     ] = True,
     threshold: Annotated[
         float, Query(gt=0.0, lt=1.0, description="p-value below which a role has drifted")
