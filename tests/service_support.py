@@ -42,3 +42,25 @@ def running_server(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+# Path parameters for requests that walk every route: a collection that exists ("shop"),
+# ids that do not, so a route answers its own 404 once the guard lets the caller through.
+PARAMS = {
+    "name": "shop",
+    "collection": "shop",
+    "item_id": "no-such-item",
+    "n": "0",
+    "build_id": "no-such-build",
+    "job_id": "no-such-job",
+    "key_id": "k_doesnotexist",
+    "rules_name": "no-such-rules",
+    "ranker_name": "no-such-ranker",
+    "path:path": "none.txt",
+}
+
+
+def concrete(path: str) -> str:
+    for key, value in PARAMS.items():
+        path = path.replace("{" + key + "}", value)
+    return path

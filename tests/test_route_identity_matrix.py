@@ -20,7 +20,7 @@ from mmsearch.service.access import SESSION_COOKIE, SessionSigner
 from mmsearch.service.app import create_app
 from mmsearch.service.permissions import PAGES, ROUTE_PERMISSIONS
 from mmsearch.service.routers.session import same_origin_path
-from service_support import ingest_shop, running_server
+from service_support import PARAMS, concrete, ingest_shop, running_server
 
 READER = {"search", "read_items", "facets", "read_collections"}
 WRITER = READER | {"write_items", "ingest", "feedback"}
@@ -47,24 +47,6 @@ IDENTITIES = {
     "admin-other": Identity("admin", ["other"]),
 }
 CALLERS = ("none", "bad", "expired", *IDENTITIES)
-PARAMS = {
-    "name": "shop",
-    "collection": "shop",
-    "item_id": "no-such-item",
-    "n": "0",
-    "build_id": "no-such-build",
-    "job_id": "no-such-job",
-    "key_id": "k_doesnotexist",
-    "rules_name": "no-such-rules",
-    "ranker_name": "no-such-ranker",
-    "path:path": "none.txt",
-}
-
-
-def concrete(path: str) -> str:
-    for key, value in PARAMS.items():
-        path = path.replace("{" + key + "}", value)
-    return path
 
 
 def expected(path: str, permission: str | None, who: str) -> str:

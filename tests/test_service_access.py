@@ -15,7 +15,7 @@ from mmsearch.governance.registry import Registry
 from mmsearch.service.app import create_app
 from mmsearch.service.permissions import ROUTE_PERMISSIONS
 from mmsearch.workspace import Workspace
-from service_support import ingest_shop, running_server
+from service_support import concrete, ingest_shop, running_server
 
 from conftest import write_jsonl
 
@@ -72,26 +72,6 @@ def headers(secrets, role, **extra):
     if role in secrets:
         out["authorization"] = f"Bearer {secrets[role]}"
     return out
-
-
-PARAMS = {
-    "name": "shop",
-    "collection": "shop",
-    "item_id": "no-such-item",
-    "n": "0",
-    "build_id": "no-such-build",
-    "job_id": "no-such-job",
-    "key_id": "k_doesnotexist",
-    "rules_name": "no-such-rules",
-    "ranker_name": "no-such-ranker",
-    "path:path": "none.txt",
-}
-
-
-def concrete(path: str) -> str:
-    for key, value in PARAMS.items():
-        path = path.replace("{" + key + "}", value)
-    return path
 
 
 def expected(permission, role: str) -> str:

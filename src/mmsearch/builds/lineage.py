@@ -26,6 +26,7 @@ from mmsearch.filters.expr import Compare, Filter, Like, Or, all_of
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.manifest import BuildManifest
+from mmsearch.media.paths import display_path
 from mmsearch.workspace import CollectionDir, read_json
 
 PROVENANCE_COLUMNS = ["source_file", "source_row", "record_sha256", "ingest_run", "ingested_at"]
@@ -207,17 +208,6 @@ def redact_paths(lineage: dict[str, Any], roots: list[Path]) -> dict[str, Any]:
     ]
     out["build"] = {**out["build"], "store": {"backend": out["build"]["store"]["backend"]}}
     return out
-
-
-def display_path(path: str, roots: list[Path]) -> str:
-    """A path relative to the first root holding it; a URL as given; else the file name."""
-    if "://" in path:
-        return path
-    candidate = Path(path)
-    for root in roots:
-        if candidate.is_relative_to(root):
-            return candidate.relative_to(root).as_posix()
-    return candidate.name
 
 
 # --- the reverse: items from a source or run ---------------------------------------

@@ -67,3 +67,16 @@ class ImageRoots:
                 "folder to MMSEARCH_IMAGE_ROOTS"
             )
         return str(resolved)
+
+
+def display_path(path: str, roots: list[Path]) -> str:
+    """A stored image path as a caller may see it: relative to the first root holding
+    it (as the catalog named it), a URL as given, else the file name alone, so no
+    server folder is ever shown."""
+    if "://" in path:
+        return path
+    candidate = Path(path)
+    for root in roots:
+        if candidate.is_relative_to(root):
+            return candidate.relative_to(root).as_posix()
+    return candidate.name

@@ -38,6 +38,7 @@ from mmsearch.ingest.builds import writable_live_index
 from mmsearch.ingest.write_access import WriteAccess
 from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.media.images import decode_image
+from mmsearch.media.paths import display_path
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, WriterBusy
 from mmsearch.service.schemas import ItemBody
@@ -80,17 +81,6 @@ def get_item(state: ServiceState, collection: str, item_id: str, caller: Caller)
         row["source_file"] = Path(row["source_file"]).name
     row["build_id"] = searcher.build_id
     return row
-
-
-def display_path(path: str, roots: list[Path]) -> str:
-    """A path as the catalog named it: relative to the first root holding it; URLs as given."""
-    if "://" in path:
-        return path
-    candidate = Path(path)
-    for root in roots:
-        if candidate.is_relative_to(root):
-            return candidate.relative_to(root).as_posix()
-    return candidate.name
 
 
 def _display_roots(state: ServiceState, source_file: str | None) -> list[Path]:
