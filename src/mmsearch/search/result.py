@@ -1,7 +1,8 @@
 """What a search returns: hits with their per-signal scores, and the result around them.
 
-Plain dataclasses so that the CLI can print them, the API can ``asdict`` them into its
-response, and evaluation can read ids and scores without a serialisation layer.
+Plain dataclasses so that evaluation can read ids and scores without a serialisation
+layer; what clients see of them (the CLI's ``--json``, the API's answer) is one shape,
+``search.response.SearchResponse``.
 """
 
 from __future__ import annotations

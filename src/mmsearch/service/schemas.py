@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,41 +46,6 @@ class SearchBody(SearchQuery):
         max_length=64,
         description="registered rules' name; 'none' (admin keys) switches the default off",
     )
-
-
-class SignalOut(BaseModel):
-    score: float
-    rank: int
-
-
-class HitOut(BaseModel):
-    rank: int
-    id: str
-    title: str
-    score: float
-    signals: dict[str, SignalOut]
-    image_urls: list[str]
-    item_url: str
-    attributes: dict[str, Any]
-    explanation: Any = None
-    extra: dict[str, Any] = Field(
-        default_factory=dict, description="other hit fields (matched_image, duplicate, ...)"
-    )
-
-
-class SearchResponse(BaseModel):
-    query_id: str
-    collection: str
-    build_id: str = Field(description="the build that answered")
-    routed: Literal["live", "canary"] = Field(
-        default="live", description="whether the live build or the canary answered"
-    )
-    k: int
-    offset: int
-    hits: list[HitOut]
-    signals: list[str]
-    timings_ms: dict[str, float]
-    warnings: list[str]
 
 
 class ImageUpload(BaseModel):

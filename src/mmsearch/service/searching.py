@@ -33,6 +33,7 @@ from mmsearch.monitoring.tracing import now_ns
 from mmsearch.ranking.pipeline import OFF
 from mmsearch.ranking.rules import RulesChoice
 from mmsearch.search.query import FilterValue, RangeFilter, build_request
+from mmsearch.search.response import SearchHit, SearchResponse
 from mmsearch.search.result import Hit, SearchResult
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Forbidden, PayloadTooLarge
@@ -42,7 +43,6 @@ from mmsearch.service.schemas import SearchBody
 from mmsearch.service.state import ServiceState
 
 log = logging.getLogger("mmsearch.canary")
-HIT_CORE_FIELDS = {"id", "title", "score", "signals", "images", "attributes", "explanation"}
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -88,21 +88,23 @@ def item_url(collection: str, item_id: str) -> str:
     return f"/items/{quote(collection)}/{quote(item_id, safe='')}"
 
 
-def hit_payload(collection: str, hit: Hit, rank: int, explain: bool) -> dict[str, Any]:
-    data = dataclasses.asdict(hit)
-    extra = {k: v for k, v in data.items() if k not in HIT_CORE_FIELDS}
-    return {
-        "rank": rank,
-        "id": hit.id,
-        "title": hit.title,
-        "score": hit.score,
-        "signals": data["signals"],
-        "image_urls": [image_url(collection, hit.id, n) for n in range(len(hit.images))],
-        "item_url": item_url(collection, hit.id),
-        "attributes": hit.attributes,
-        "explanation": data.get("explanation") if explain else None,
-        "extra": extra,
-    }
+def hit_payload(collection: str, hit: Hit, rank: int, explain: bool) -> SearchHit:
+    """The shared hit shape (``search.response``) with the server's links: ``images``
+    are URLs here (a server path is no client's business), ``image_urls`` and ``extra``
+    stay for clients written before the shapes were one."""
+    shared = SearchHit.of(hit, rank)
+    urls = [image_url(collection, hit.id, n) for n in range(len(hit.images))]
+    return shared.model_copy(
+        update={
+            "images": urls,
+            "image_urls": urls,
+            "item_url": item_url(collection, hit.id),
+            "explanation": shared.explanation if explain else None,
+            "extra": shared.model_dump(
+                mode="json", include={"matched_image", "duplicate", "duplicate_distance", "rules"}
+            ),
+        }
+    )
 
 
 def run_search(
@@ -114,7 +116,8 @@ def run_search(
 ) -> dict[str, Any]:
     """Search as ``caller`` (its ACL goes into the store query); the lookups happen
     here, the observations (metrics, canary guards, trace, query log) in
-    ``SearchObserver``; return the response body."""
+    ``SearchObserver``; return the response body: a ``search.response.SearchResponse``
+    (the CLI's shape, plus the API's links and paging), JSON-ready."""
     routed, collection_state = state.route(collection, body.session or body.user)
     searcher = state.searcher(collection, routed.build_id)
     request = build_request(
@@ -153,21 +156,21 @@ def run_search(
             seconds=seconds,
         )
     )
-    return {
-        "query_id": query_id,
-        "collection": collection,
-        "build_id": result.build_id,
-        "routed": "canary" if routed.canary else "live",
-        "k": body.k,
-        "offset": body.offset,
-        "hits": [
-            hit_payload(collection, hit, body.offset + i + 1, body.explain)
-            for i, hit in enumerate(hits)
-        ],
-        "signals": result.signals,
-        "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
-        "warnings": result.warnings,
-    }
+    response = SearchResponse.of(result, hits, body.offset).model_copy(
+        update={
+            "query_id": query_id,
+            "collection": collection,
+            "routed": "canary" if routed.canary else "live",
+            "k": body.k,
+            "offset": body.offset,
+            "hits": [
+                hit_payload(collection, hit, body.offset + i + 1, body.explain)
+                for i, hit in enumerate(hits)
+            ],
+            "timings_ms": {**result.timings_ms, "total": round(seconds * 1000.0, 3)},
+        }
+    )
+    return response.model_dump(mode="json")
 
 
 def resolve_rules(

@@ -14,6 +14,7 @@ from mmsearch.builds.lifecycle import build_status
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import BuildManifest, manifest_json
 from mmsearch.media.images import read_image_bytes
+from mmsearch.search.response import SearchResponse
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import NotFound, error_responses
 from mmsearch.service.facets import collection_facets
@@ -25,7 +26,6 @@ from mmsearch.service.schemas import (
     ItemBody,
     ItemId,
     SearchBody,
-    SearchResponse,
     json_body_doc,
 )
 from mmsearch.service.searching import decode_query_image, image_limits, run_search

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from mmsearch.search.response import SearchResponse
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import PayloadTooLarge, UnsupportedMediaType, error_responses
 from mmsearch.service.requests import parse_json_object, read_json_object
-from mmsearch.service.schemas import CollectionName, SearchBody, SearchResponse
+from mmsearch.service.schemas import CollectionName, SearchBody
 from mmsearch.service.searching import (
     QueryImage,
     decode_base64_image,
