@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -204,3 +205,51 @@ def test_sign_in_never_leaves_this_origin(server, page, next_path):
         assert landed.path == "/", page.url
         hosts = {urlsplit(url).hostname for url in page.requested}  # type: ignore[attr-defined]
         assert "evil.example" not in hosts
+
+
+def card_ids(page) -> list[str]:
+    return page.locator("#results .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+
+
+def test_the_search_lives_in_the_url_pages_and_survives_a_reload(server, page):
+    base_url, _ = server
+    page.goto(f"{base_url}/?collection=emoji&q=rocket")
+    page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+    assert first_card(page).get_attribute("data-id") == ROCKET  # searched from the URL
+    assert page.input_value("#query") == "rocket"
+    first_page = card_ids(page)
+    assert page.locator("#prev-page").is_hidden()
+    page.click("#next-page")
+    page.wait_for_url("**page=2**")
+    page.wait_for_function("() => !document.querySelector(`#results .card[data-id='1F680']`)")
+    page.wait_for_selector("#results .card")
+    second_page = card_ids(page)
+    assert second_page and not set(second_page) & set(first_page)
+    assert page.locator("#results .card .rank").first.inner_text() == f"#{len(first_page) + 1}"
+    assert "q=rocket" in page.url and "collection=emoji" in page.url
+    page.reload()
+    page.wait_for_selector("#results .card")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#results .card').length === n", arg=len(second_page)
+    )
+    assert card_ids(page) == second_page and "page=2" in page.url
+    assert page.input_value("#query") == "rocket"
+    page.click("#prev-page")
+    page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+    assert "page=" not in page.url
+    page.go_back()  # the history entry of page 2
+    page.wait_for_url("**page=2**")
+    page.wait_for_function("() => !document.querySelector(`#results .card[data-id='1F680']`)")
+    page.screenshot(path=str(ARTIFACTS / "ui-search-url-page-2.png"), full_page=True)
+
+
+def test_filters_and_mode_ride_in_the_url(server, page):
+    base_url, _ = server
+    filters = json.dumps({"category": "Travel & Places"})
+    page.goto(f"{base_url}/?collection=emoji&q=rocket&mode=text&filters={quote(filters)}")
+    page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+    assert page.input_value("#mode") == "text"
+    assert page.locator("#facets select").first.input_value() == "Travel & Places"
+    page.locator("#facets select").first.select_option("")  # any category: a new search
+    page.wait_for_function("() => !location.search.includes('filters=')")
+    assert "mode=text" in page.url and "q=rocket" in page.url

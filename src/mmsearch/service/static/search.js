@@ -1,11 +1,15 @@
 // The search page: text box, image drop zone, filters from the collection's attributes.
+// A text search lives in the URL (?collection=&q=&mode=&filters=&page=&k=), so that a
+// result page can be shared, bookmarked and reloaded; an image query cannot travel in a
+// URL, so an image search keeps its state in the page only.
 "use strict";
 
 (function () {
   const app = document.getElementById("search-app");
   if (!app) return;
   const $ = (id) => document.getElementById(id);
-  const state = { collection: app.dataset.collection, image: null, imageName: "", offset: 0, last: null };
+  const state = { collection: app.dataset.collection, image: null, imageName: "", page: 1, last: null };
+  const DEFAULT_K = "24";
 
   $("collection").addEventListener("change", (e) => {
     window.location.search = `?collection=${encodeURIComponent(e.target.value)}`;
@@ -23,7 +27,7 @@
             facet.values.map((v, i) => mm.el("option", {
               value: String(v), text: facet.counts ? `${v} (${facet.counts[i]})` : String(v),
             })));
-          select.addEventListener("change", () => search(0));
+          select.addEventListener("change", () => search(1));
           box.append(mm.el("label", { class: "field" }, facet.field, select));
         } else if (facet.min !== undefined && facet.min !== null) {
           const input = (which, value) => mm.el("input", {
@@ -55,6 +59,42 @@
     return out;
   }
 
+  function setFilters(values) {
+    for (const node of $("facets").querySelectorAll("[data-field]")) {
+      const value = values[node.dataset.field];
+      if (value === undefined || value === null) node.value = "";
+      else if (node.dataset.kind === "value") node.value = String(value);
+      else node.value = value[node.dataset.kind] === undefined ? "" : String(value[node.dataset.kind]);
+    }
+  }
+
+  // The URL of a text search: what the form holds and the page shown.
+  function stateUrl(page) {
+    const params = new URLSearchParams({ collection: state.collection });
+    const text = $("query").value.trim();
+    if (text) params.set("q", text);
+    if ($("mode").value) params.set("mode", $("mode").value);
+    const chosen = filters();
+    if (Object.keys(chosen).length) params.set("filters", JSON.stringify(chosen));
+    if ($("k").value !== DEFAULT_K) params.set("k", $("k").value);
+    if (page > 1) params.set("page", String(page));
+    return `${location.pathname}?${params}`;
+  }
+
+  // Fill the form from the URL (a shared link, a reload, the back button) and search.
+  function restoreFromUrl() {
+    const params = new URLSearchParams(location.search);
+    $("query").value = params.get("q") || "";
+    $("mode").value = params.get("mode") || "";
+    const k = params.get("k");
+    if (k && [...$("k").options].some((o) => o.value === k)) $("k").value = k;
+    let chosen = {};
+    try { chosen = JSON.parse(params.get("filters") || "{}") || {}; } catch (error) { chosen = {}; }
+    setFilters(chosen);
+    const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+    if ($("query").value.trim()) search(page, { history: false });
+  }
+
   function setImage(blob, name) {
     state.image = blob;
     state.imageName = name || "image";
@@ -76,17 +116,27 @@
     $("query").value = "";
     setImage(blob, title);
     window.scrollTo({ top: 0, behavior: "smooth" });
-    search(0);
+    search(1);
   }
 
-  async function search(offset) {
+  // Show result page ``page`` (1-based; the API pages with offset = (page - 1) * k).
+  // A new text search is a new history entry unless ``history`` is false (restoring).
+  async function search(page, options) {
     const text = $("query").value.trim();
     if (!text && !state.image) {
       $("status").textContent = "Type a query or add an image.";
       return;
     }
-    state.offset = offset;
+    state.page = page;
     const k = Number($("k").value);
+    const offset = (page - 1) * k;
+    if (state.image) {
+      // An image cannot ride in the URL: drop a text search's state rather than show it.
+      history.replaceState(null, "", `${location.pathname}?${new URLSearchParams({ collection: state.collection })}`);
+    } else if (!(options && options.history === false)) {
+      const url = stateUrl(page);
+      if (url !== location.pathname + location.search) history.pushState(null, "", url);
+    }
     const query = { k, offset, explain: $("explain").checked, filters: filters() };
     if ($("mode").value) query.mode = $("mode").value;
     const form = new FormData();
@@ -101,30 +151,34 @@
       state.last = response;
       mm.renderStatus($("status"), response);
       const cards = response.hits.map((hit) => mm.card(hit, response, { searchWithImage }));
-      if (offset === 0) $("results").replaceChildren(...cards);
-      else $("results").append(...cards);
-      $("more").hidden = response.hits.length < k;
+      $("results").replaceChildren(...cards);
+      $("prev-page").hidden = page <= 1;
+      $("next-page").hidden = response.hits.length < k;
+      $("page-label").textContent = page > 1 || response.hits.length >= k ? `page ${page}` : "";
     } catch (error) {
       $("status").replaceChildren(mm.el("span", { class: "error", text: error.message }));
-      if (offset === 0) $("results").replaceChildren();
+      $("results").replaceChildren();
+      $("prev-page").hidden = $("next-page").hidden = true;
     } finally {
       app.classList.remove("busy");
     }
   }
 
-  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
-  $("more").addEventListener("click", () => search(state.offset + Number($("k").value)));
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(1); });
+  $("next-page").addEventListener("click", () => { search(state.page + 1); window.scrollTo({ top: 0 }); });
+  $("prev-page").addEventListener("click", () => { search(state.page - 1); window.scrollTo({ top: 0 }); });
+  window.addEventListener("popstate", () => { if (!state.image) restoreFromUrl(); });
   $("pick-image").addEventListener("click", () => $("image-input").click());
   $("clear-image").addEventListener("click", clearImage);
   $("image-input").addEventListener("change", (e) => {
     const file = e.target.files[0];
-    if (file) { setImage(file, file.name); search(0); }
+    if (file) { setImage(file, file.name); search(1); }
   });
   $("clear-filters").addEventListener("click", () => {
     for (const node of $("facets").querySelectorAll("[data-field]")) node.value = "";
-    search(0);
+    search(1);
   });
-  $("facets").addEventListener("change", (e) => { if (e.target.type === "number") search(0); });
+  $("facets").addEventListener("change", (e) => { if (e.target.type === "number") search(1); });
   const zone = $("dropzone");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -132,7 +186,7 @@
     e.preventDefault();
     zone.classList.remove("over");
     const file = e.dataTransfer.files[0];
-    if (file && file.type.startsWith("image/")) { setImage(file, file.name); search(0); }
+    if (file && file.type.startsWith("image/")) { setImage(file, file.name); search(1); }
   });
 
   const pending = sessionStorage.getItem("mmsearch.searchImage");
@@ -140,6 +194,9 @@
     sessionStorage.removeItem("mmsearch.searchImage");
     const { url, title } = JSON.parse(pending);
     searchWithImage(url, title);
+    loadFacets();
+  } else {
+    // Filters come from the URL, so the facet controls must exist before restoring.
+    loadFacets().then(restoreFromUrl);
   }
-  loadFacets();
 })();
