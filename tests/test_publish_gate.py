@@ -5,6 +5,7 @@ promote goes through the same gate. Real ingest, LanceDB and search; fake encode
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -310,3 +311,45 @@ def test_paired_drop_p_is_one_sided():
     assert paired_drop_p(worse, live) > 0.99  # an improvement never counts against a build
     assert paired_drop_p(live, live) == 1.0
     assert paired_drop_p([1.0, 1.0, 1.0], [0.9, 0.9, 0.9]) == 0.0
+
+
+def synthetic_timer(candidate_build: str, candidate_factor: float):
+    """A deterministic stand-in for gate._search_ms: a shared host with load bursts (8x
+    for 60 searches in every 180) and log-normal jitter, the candidate ``factor`` slower."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    calls = [0]
+
+    def search_ms(searcher, request) -> float:
+        calls[0] += 1
+        load = 8.0 if (calls[0] // 60) % 3 == 1 else 1.0
+        factor = candidate_factor if searcher.build_id == candidate_build else 1.0
+        return 70.0 * factor * load * float(rng.lognormal(0.0, 0.3))
+
+    return search_ms
+
+
+@pytest.mark.parametrize(("factor", "passes"), [(1.0, True), (3.0, False)])
+def test_latency_gate_refuses_only_a_confidently_slower_candidate(
+    settings, shop, tmp_path, monkeypatch, factor, passes
+):
+    from mmsearch.builds import gate as gate_module
+
+    _, _, candidate = shop
+    same = candidate("same")
+    monkeypatch.setattr(gate_module, "_search_ms", synthetic_timer(same, factor))
+    gate = load_gate(
+        gate_file(tmp_path / "gate", "\n[latency]\nmax_p95_ratio = 1.5\n", judged=False)
+    )
+    report = evaluate_gate(settings, "shop", same, gate, store=False)
+    assert report.passed is passes, report.reasons
+    row = next(row for row in report.metrics if row.metric == "latency p95")
+    assert row.ratio_interval is not None
+    low, high = row.ratio_interval
+    assert low <= high and (low > 1.5) is not passes
+    [check] = [c for c in report.checks if c.name == "latency.p95"]
+    assert "95% CI [" in check.reason
+    pairs = re.search(r"\((\d+) interleaved pairs", check.reason)
+    assert pairs is not None and int(pairs.group(1)) >= 200  # repeats raised to min_pairs
+    assert json.loads(json.dumps(report.as_dict()))["metrics"][-1]["ratio_interval"] == [low, high]

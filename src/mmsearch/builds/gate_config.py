@@ -16,7 +16,7 @@ A gate file is TOML (or YAML) with up to four checks and the search options they
     [counts]
     min_ratio = 0.9             # candidate items / live items
     [latency]
-    max_p95_ratio = 1.5
+    max_p95_ratio = 1.5         # refused when the 95% CI of the p95 ratio lies above it
     [search]                    # SearchRequest options for every gate search (both builds)
     fusion = "rrf"
 
@@ -110,6 +110,12 @@ class LatencyGate(_Strict):
     queries: int = Field(100, ge=5, le=1000, description="distinct queries timed per repeat")
     # Timer noise on millisecond searches would make a ratio alone fail identical builds.
     slack_ms: float = Field(2.0, ge=0.0, description="p95 differences below this never fail")
+    # The gate refuses only when the bootstrap interval of the p95 ratio lies above
+    # max_p95_ratio at this confidence (gate_latency.py): a busy host is not a slow build.
+    confidence: float = Field(0.95, ge=0.5, le=0.999, description="of the p95-ratio interval")
+    # The p95 of a few dozen searches is nearly their maximum; the gate repeats the queries
+    # until this many interleaved pairs are timed, whatever ``repeats`` says.
+    min_pairs: int = Field(200, ge=20, le=5000, description="interleaved pairs timed at least")
 
 
 class DriftGate(_Strict):

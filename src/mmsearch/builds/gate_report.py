@@ -44,6 +44,9 @@ class MetricRow:
     passed: bool | None = None
     unit: str = ""  # "" (a score), "ms", "items", "found"
     p_value: float | None = None
+    # the latency row: [low, high] confidence interval of the candidate/live p95 ratio
+    # (gate_latency.py); the gate refuses only when low is above the allowed ratio
+    ratio_interval: list[float] | None = None
 
     @property
     def delta(self) -> float | None:
