@@ -157,7 +157,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Modules marked ``backends`` run every test that builds an index on each store."""
     if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
-        metafunc.parametrize("backend", STORE_BACKENDS, scope="module")
+        # The Milvus run carries the ``milvus`` marker, so that a light run (-m "not
+        # milvus") still runs every such test on LanceDB.
+        params = [
+            pytest.param(name, marks=pytest.mark.milvus) if name == "milvus" else name
+            for name in STORE_BACKENDS
+        ]
+        metafunc.parametrize("backend", params, scope="module")
 
 
 @pytest.fixture(scope="module")

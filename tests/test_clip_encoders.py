@@ -17,6 +17,7 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+pytestmark = pytest.mark.clip
 open_clip = pytest.importorskip("open_clip")
 
 import torch  # noqa: E402

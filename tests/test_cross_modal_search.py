@@ -27,6 +27,7 @@ from tiny_clip import save_hf_model
 
 from conftest import COLOURS
 
+pytestmark = pytest.mark.clip
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 IDS = [f"item-{index}" for index in range(len(COLOURS))]
 

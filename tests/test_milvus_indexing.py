@@ -20,6 +20,7 @@ from mmsearch.workspace import CollectionDir, Workspace
 
 from conftest import COLOURS, save_image, store_settings, write_jsonl
 
+pytestmark = pytest.mark.milvus
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 DIM = 16

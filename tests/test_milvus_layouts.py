@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.milvus
 pymilvus = pytest.importorskip("pymilvus")
 
 from mmsearch.errors import MMSearchError  # noqa: E402

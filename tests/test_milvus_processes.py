@@ -23,6 +23,7 @@ from mmsearch.errors import MMSearchError
 
 from conftest import COLOURS, save_image, write_jsonl
 
+pytestmark = pytest.mark.milvus
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 CLI_TIMEOUT_S = 300
