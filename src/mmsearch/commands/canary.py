@@ -119,85 +119,88 @@ def _print_status(report: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("canary")
-    def canary(
-        collection: CollectionOption,
-        target: Annotated[
-            str, typer.Argument(help="A build id to canary, or: status, stop, guards.")
-        ] = "status",
-        percent: Annotated[
-            float | None,
-            typer.Option("--percent", min=0.01, max=100.0, help="Share of searches (0.01-100)."),
-        ] = None,
-        guard: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="With 'guards': NAME=VALUE, e.g. max_p95_ratio=1.5."),
-        ] = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Answer a share of searches with another build beside live, and watch it.
+    app.command("canary")(canary)
+    app.command("rollback")(rollback_command)
 
-        Rollback guards (zero results, p95, CTR, encoder failures) switch a failing
-        canary off by themselves; 'mmsearch promote' makes it live."""
-        from mmsearch.builds.canary import CanaryGuards
-        from mmsearch.builds.canary_report import canary_report
-        from mmsearch.builds.lifecycle import start_canary, stop_canary
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.governance.audit import cli_actor
-        from mmsearch.workspace import Workspace
 
-        settings = load_settings(home)
-        with user_errors():
-            folder = Workspace(settings.home).collection(collection)
-            if target == "status":
-                report = canary_report(settings.home, folder)
-                if as_json:
-                    print_json(report)
+def canary(
+    collection: CollectionOption,
+    target: Annotated[
+        str, typer.Argument(help="A build id to canary, or: status, stop, guards.")
+    ] = "status",
+    percent: Annotated[
+        float | None,
+        typer.Option("--percent", min=0.01, max=100.0, help="Share of searches (0.01-100)."),
+    ] = None,
+    guard: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="With 'guards': NAME=VALUE, e.g. max_p95_ratio=1.5."),
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a share of searches with another build beside live, and watch it.
+
+    Rollback guards (zero results, p95, CTR, encoder failures) switch a failing
+    canary off by themselves; 'mmsearch promote' makes it live."""
+    from mmsearch.builds.canary import CanaryGuards
+    from mmsearch.builds.canary_report import canary_report
+    from mmsearch.builds.lifecycle import start_canary, stop_canary
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.governance.audit import cli_actor
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors():
+        folder = Workspace(settings.home).collection(collection)
+        if target == "status":
+            report = canary_report(settings.home, folder)
+            if as_json:
+                print_json(report)
+            else:
+                _print_status(report)
+            return
+        action = ACTIONS.get(target, "build.canary_start")
+        with operator_act(settings.home, action, collection=collection) as act:
+            if target == "stop":
+                event = stop_canary(folder, cli_actor(), "stopped by the operator")
+                if event is None:
+                    console.print("No canary was running.")
                 else:
-                    _print_status(report)
-                return
-            action = ACTIONS.get(target, "build.canary_start")
-            with operator_act(settings.home, action, collection=collection) as act:
-                if target == "stop":
-                    event = stop_canary(folder, cli_actor(), "stopped by the operator")
-                    if event is None:
-                        console.print("No canary was running.")
-                    else:
-                        _print_event(event, as_json)
-                elif target == "guards":
-                    guards = _set_guards(folder, guard or []) if guard else None
-                    guards = guards or CanaryGuards.of(folder.state())
-                    act.detail = guards.model_dump_json()
-                    console.print_json(guards.model_dump_json())
-                else:
-                    if percent is None:
-                        raise MMSearchError("Give the canary's share: --percent P (e.g. 5).")
-                    act.detail = f"{target}: {percent:g}%"
-                    _print_event(start_canary(folder, target, percent, cli_actor()), as_json)
+                    _print_event(event, as_json)
+            elif target == "guards":
+                guards = _set_guards(folder, guard or []) if guard else None
+                guards = guards or CanaryGuards.of(folder.state())
+                act.detail = guards.model_dump_json()
+                console.print_json(guards.model_dump_json())
+            else:
+                if percent is None:
+                    raise MMSearchError("Give the canary's share: --percent P (e.g. 5).")
+                act.detail = f"{target}: {percent:g}%"
+                _print_event(start_canary(folder, target, percent, cli_actor()), as_json)
 
-    @app.command("rollback")
-    def rollback_command(
-        collection: CollectionOption,
-        reason: Annotated[str | None, typer.Option("--reason", help="Why, for the log.")] = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Point live back at the previous build at once (a second rollback undoes it)."""
-        from mmsearch.builds.lifecycle import canary_of, rollback
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.governance.audit import cli_actor
-        from mmsearch.workspace import Workspace
 
-        settings = load_settings(home)
-        with user_errors():
-            folder = Workspace(settings.home).collection(collection)
-            was_canary = canary_of(folder.state())
-            with operator_act(settings.home, "build.rollback", collection=collection) as act:
-                event = rollback(folder, cli_actor(), reason)
-                act.detail = f"{event.build_id}: {reason or ''}".rstrip(": ")
-        _print_event(event, as_json)
-        if was_canary is not None and not as_json:
-            errors.print(f"The canary {escape(was_canary.build_id)} was stopped too.")
+def rollback_command(
+    collection: CollectionOption,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the log.")] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point live back at the previous build at once (a second rollback undoes it)."""
+    from mmsearch.builds.lifecycle import canary_of, rollback
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.governance.audit import cli_actor
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors():
+        folder = Workspace(settings.home).collection(collection)
+        was_canary = canary_of(folder.state())
+        with operator_act(settings.home, "build.rollback", collection=collection) as act:
+            event = rollback(folder, cli_actor(), reason)
+            act.detail = f"{event.build_id}: {reason or ''}".rstrip(": ")
+    _print_event(event, as_json)
+    if was_canary is not None and not as_json:
+        errors.print(f"The canary {escape(was_canary.build_id)} was stopped too.")

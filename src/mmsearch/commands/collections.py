@@ -30,11 +30,13 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
     )
     workspace = Workspace(settings.home)
     rows: list[dict[str, Any]] = []
+    specs: dict[str, dict[str, str]] = {}  # the table's encoders: without their versions
     with user_errors():
         for name in workspace.collection_names():
             folder = workspace.collection(name)
             live = folder.alias("live")
             manifest = folder.manifest(live) if live else None
+            specs[name] = {r: e.spec for r, e in (manifest.encoders if manifest else {}).items()}
             rows.append(
                 {
                     "name": name,
@@ -56,18 +58,29 @@ def collections(home: HomeOption = None, as_json: JsonOption = False) -> None:
     if not rows:
         console.print(f"no collections in {settings.home}")
         return
+    # Readable at 80 columns: the live build id whole (it is typed into other commands)
+    # with its last update under it (the id starts with its creation time), encoders
+    # without their versions (in --json), long cells wrapped rather than cut.
     table = Table(title=f"collections in {settings.home}")
-    for column in ("name", "items", "live build", "built", "updated", "encoders"):
-        table.add_column(column)
+    table.add_column("name", overflow="fold")
+    table.add_column("items", justify="right")
+    table.add_column("live build", no_wrap=True)
+    table.add_column("encoders", overflow="fold")
     for row in rows:
-        encoders = "\n".join(f"{role}: {spec}" for role, spec in row["encoders"].items())
+        live = row["live_build"] or "-"
+        if row["updated_at"]:
+            live += f"\nupdated {_time(row['updated_at'])}"
+        if row["unfinished_builds"]:
+            live += "\n(unfinished build:\nre-run its ingest)"
         table.add_row(
             row["name"],
             str(row["items"]),
-            (row["live_build"] or "-")
-            + ("\n(unfinished build: re-run its ingest)" if row["unfinished_builds"] else ""),
-            row["built_at"] or "-",
-            row["updated_at"] or "-",
-            encoders,
+            live,
+            "\n".join(f"{role}: {spec}" for role, spec in specs[row["name"]].items()),
         )
     console.print(table)
+
+
+def _time(value: str) -> str:
+    """An ISO timestamp to the minute, e.g. ``2026-12-07 11:45``: the seconds are in --json."""
+    return value[:16].replace("T", " ")

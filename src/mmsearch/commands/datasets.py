@@ -33,88 +33,91 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(datasets, name="datasets")
 
-    @datasets.command("cranfield")
-    def cranfield(
-        source: SourceArgument,
-        out: OutArgument,
-        limit: Annotated[
-            int | None,
-            typer.Option(
-                "--limit", min=1, help="Keep the first N queries and the documents they judge."
-            ),
-        ] = None,
-        distractors: Annotated[
-            int,
-            typer.Option("--distractors", min=0, help="With --limit: unjudged documents to add."),
-        ] = 100,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Cranfield (1,400 abstracts, 225 queries) as catalog.jsonl, queries*.jsonl, qrels.txt."""
-        from mmsearch.datasets.cranfield import build_cranfield
+    datasets.command("cranfield")(cranfield)
+    datasets.command("emoji")(emoji)
 
-        with user_errors():
-            stats = build_cranfield(
-                source, out, limit_queries=limit, extra_documents=distractors if limit else 0
-            )
-        _done(
-            out,
-            asdict(stats),
-            as_json,
-            [
-                f"mmsearch ingest {out / 'catalog.jsonl'} --collection cranfield",
-                f"mmsearch eval --collection cranfield --queries {out / 'queries.jsonl'} "
-                f"--qrels {out / 'qrels.txt'} --out {out / 'results'}",
-            ],
+
+def cranfield(
+    source: SourceArgument,
+    out: OutArgument,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Keep the first N queries and the documents they judge."
+        ),
+    ] = None,
+    distractors: Annotated[
+        int,
+        typer.Option("--distractors", min=0, help="With --limit: unjudged documents to add."),
+    ] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Cranfield (1,400 abstracts, 225 queries) as catalog.jsonl, queries*.jsonl, qrels.txt."""
+    from mmsearch.datasets.cranfield import build_cranfield
+
+    with user_errors():
+        stats = build_cranfield(
+            source, out, limit_queries=limit, extra_documents=distractors if limit else 0
         )
+    _done(
+        out,
+        asdict(stats),
+        as_json,
+        [
+            f"mmsearch ingest {out / 'catalog.jsonl'} --collection cranfield",
+            f"mmsearch eval --collection cranfield --queries {out / 'queries.jsonl'} "
+            f"--qrels {out / 'qrels.txt'} --out {out / 'results'}",
+        ],
+    )
 
-    @datasets.command("emoji")
-    def emoji(
-        source: SourceArgument,
-        out: OutArgument,
-        vendor: Annotated[
-            str, typer.Option("--vendor", help="Artist of the catalog images.")
-        ] = "google",
-        query_vendor: Annotated[
-            str, typer.Option("--query-vendor", help="Artist of the image queries.")
-        ] = "twitter",
-        with_categories: Annotated[
-            bool, typer.Option("--with-categories", help="Add category/subcategory attributes.")
-        ] = False,
-        copy_images: Annotated[
-            bool,
-            typer.Option(
-                "--copy-images/--reference-images",
-                help="Copy images into OUT/images (default), or reference the originals by "
-                "absolute path (ingest then needs MMSEARCH_IMAGE_ROOTS or --images-root).",
-            ),
-        ] = True,
-        limit: Annotated[
-            int | None, typer.Option("--limit", min=1, help="Keep the first N catalog images.")
-        ] = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Emoji: one artist's images as catalog; tag (text) and other-artist (image) queries."""
-        from mmsearch.datasets.emoji import build_emoji
 
-        with user_errors():
-            stats = build_emoji(
-                source,
-                out,
-                vendor=vendor,
-                query_vendor=query_vendor,
-                with_categories=with_categories,
-                copy_images=copy_images,
-                limit=limit,
-            )
-        _done(
+def emoji(
+    source: SourceArgument,
+    out: OutArgument,
+    vendor: Annotated[
+        str, typer.Option("--vendor", help="Artist of the catalog images.")
+    ] = "google",
+    query_vendor: Annotated[
+        str, typer.Option("--query-vendor", help="Artist of the image queries.")
+    ] = "twitter",
+    with_categories: Annotated[
+        bool, typer.Option("--with-categories", help="Add category/subcategory attributes.")
+    ] = False,
+    copy_images: Annotated[
+        bool,
+        typer.Option(
+            "--copy-images/--reference-images",
+            help="Copy images into OUT/images (default), or reference the originals by "
+            "absolute path (ingest then needs MMSEARCH_IMAGE_ROOTS or --images-root).",
+        ),
+    ] = True,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Keep the first N catalog images.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Emoji: one artist's images as catalog; tag (text) and other-artist (image) queries."""
+    from mmsearch.datasets.emoji import build_emoji
+
+    with user_errors():
+        stats = build_emoji(
+            source,
             out,
-            asdict(stats),
-            as_json,
-            [
-                f"mmsearch ingest {out / 'catalog.jsonl'} --collection emoji",
-                f"mmsearch eval --collection emoji --queries {out / 'queries-text-test.jsonl'} "
-                f"--qrels {out / 'qrels.txt'}",
-                f"mmsearch eval --collection emoji --queries {out / 'queries-image-test.jsonl'} "
-                f"--qrels {out / 'qrels.txt'}",
-            ],
+            vendor=vendor,
+            query_vendor=query_vendor,
+            with_categories=with_categories,
+            copy_images=copy_images,
+            limit=limit,
         )
+    _done(
+        out,
+        asdict(stats),
+        as_json,
+        [
+            f"mmsearch ingest {out / 'catalog.jsonl'} --collection emoji",
+            f"mmsearch eval --collection emoji --queries {out / 'queries-text-test.jsonl'} "
+            f"--qrels {out / 'qrels.txt'}",
+            f"mmsearch eval --collection emoji --queries {out / 'queries-image-test.jsonl'} "
+            f"--qrels {out / 'qrels.txt'}",
+        ],
+    )

@@ -61,35 +61,37 @@ def print_report(report: DuplicateReport, limit: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("dupes")
-    def dupes(
-        collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
-        max_distance: Annotated[
-            int | None,
-            typer.Option(
-                "--max-distance",
-                min=0,
-                max=32,
-                help="Largest pHash Hamming distance (of 64 bits) that counts as a duplicate.",
-            ),
-        ] = None,
-        min_cosine: Annotated[
-            float | None,
-            typer.Option(
-                "--min-cosine",
-                min=-1.0,
-                max=1.0,
-                help="Image-vector cosine a pHash match must also reach (when vectors exist).",
-            ),
-        ] = None,
-        limit: Annotated[int, typer.Option("--limit", min=1, help="Clusters to print.")] = 50,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """List clusters of near-duplicate items (perceptual hash, confirmed by image vectors)."""
-        with user_errors():
-            report = find_duplicates(home, collection, max_distance, min_cosine)
-        if as_json:
-            print_json(report.as_dict())
-            return
-        print_report(report, limit)
+    app.command("dupes")(dupes)
+
+
+def dupes(
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+    max_distance: Annotated[
+        int | None,
+        typer.Option(
+            "--max-distance",
+            min=0,
+            max=32,
+            help="Largest pHash Hamming distance (of 64 bits) that counts as a duplicate.",
+        ),
+    ] = None,
+    min_cosine: Annotated[
+        float | None,
+        typer.Option(
+            "--min-cosine",
+            min=-1.0,
+            max=1.0,
+            help="Image-vector cosine a pHash match must also reach (when vectors exist).",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Clusters to print.")] = 50,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List clusters of near-duplicate items (perceptual hash, confirmed by image vectors)."""
+    with user_errors():
+        report = find_duplicates(home, collection, max_distance, min_cosine)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    print_report(report, limit)

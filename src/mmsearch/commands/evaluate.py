@@ -63,63 +63,65 @@ def print_summary(data: dict, metrics: list[str]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
-    def evaluate(
-        collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
-        queries: Annotated[Path, typer.Option("--queries", help="Queries file (JSONL).")],
-        qrels: Annotated[
-            Path, typer.Option("--qrels", help="Judgments: TREC qrels, or JSONL if *.jsonl.")
-        ],
-        config: Annotated[
-            list[Path] | None,
-            typer.Option("--config", help="Configuration file (TOML/YAML); repeat for several."),
-        ] = None,
-        k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Ranking depth.")] = 100,
-        stat_test: Annotated[
-            str, typer.Option("--stat-test", help="Paired test: student (t-test) or fisher.")
-        ] = "student",
-        out: Annotated[
-            Path | None,
-            typer.Option("--out", help="Folder for results.json, per-query files and reports."),
-        ] = None,
-        groups: Annotated[
-            str | None,
-            typer.Option(
-                "--groups",
-                help="Run every query as a caller with these ACL groups (comma-separated); "
-                "default: unrestricted.",
-            ),
-        ] = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Evaluate retrieval configurations: nDCG@10, Recall@10/100, MRR@10, MAP, p-values."""
-        from mmsearch.config import load_settings
-        from mmsearch.evaluation.experiment import run_evaluation
-        from mmsearch.filters.groups import parse_groups
+    app.command("eval")(evaluate)
 
-        settings = load_settings(home)
-        with user_errors(), progress_bar("eval", quiet=as_json) as start:
-            outcome = run_evaluation(
-                settings,
-                collection,
-                queries,
-                qrels,
-                config_paths=config or [],
-                k=k,
-                stat_test=stat_test,
-                out=out,
-                progress=start,
-                groups=parse_groups(groups),
-            )
-        data = outcome.summary
-        if as_json:
-            print_json(data)
-            return
-        print_summary(data, outcome.evaluation.metrics)
-        if outcome.files:
-            console.print(
-                f"reports: {outcome.files['markdown']}, {outcome.files['html']}; "
-                f"per-query results in {outcome.files['per_query']}",
-                highlight=False,
-            )
+
+def evaluate(
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+    queries: Annotated[Path, typer.Option("--queries", help="Queries file (JSONL).")],
+    qrels: Annotated[
+        Path, typer.Option("--qrels", help="Judgments: TREC qrels, or JSONL if *.jsonl.")
+    ],
+    config: Annotated[
+        list[Path] | None,
+        typer.Option("--config", help="Configuration file (TOML/YAML); repeat for several."),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Ranking depth.")] = 100,
+    stat_test: Annotated[
+        str, typer.Option("--stat-test", help="Paired test: student (t-test) or fisher.")
+    ] = "student",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for results.json, per-query files and reports."),
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            "--groups",
+            help="Run every query as a caller with these ACL groups (comma-separated); "
+            "default: unrestricted.",
+        ),
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate retrieval configurations: nDCG@10, Recall@10/100, MRR@10, MAP, p-values."""
+    from mmsearch.config import load_settings
+    from mmsearch.evaluation.experiment import run_evaluation
+    from mmsearch.filters.groups import parse_groups
+
+    settings = load_settings(home)
+    with user_errors(), progress_bar("eval", quiet=as_json) as start:
+        outcome = run_evaluation(
+            settings,
+            collection,
+            queries,
+            qrels,
+            config_paths=config or [],
+            k=k,
+            stat_test=stat_test,
+            out=out,
+            progress=start,
+            groups=parse_groups(groups),
+        )
+    data = outcome.summary
+    if as_json:
+        print_json(data)
+        return
+    print_summary(data, outcome.evaluation.metrics)
+    if outcome.files:
+        console.print(
+            f"reports: {outcome.files['markdown']}, {outcome.files['html']}; "
+            f"per-query results in {outcome.files['per_query']}",
+            highlight=False,
+        )

@@ -151,116 +151,119 @@ def print_kpis(builds: list[BuildKpis], k: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("lineage")
-    def lineage(
-        collection: CollectionOption,
-        item_id: Annotated[
-            str | None, typer.Argument(help="The item whose origin to show.", show_default=False)
-        ] = None,
-        source: Annotated[
-            str | None,
-            typer.Option("--source", help="List the items read from this catalog file."),
-        ] = None,
-        run: Annotated[
-            str | None, typer.Option("--run", help="List the items written by this ingest run.")
-        ] = None,
-        build: BuildOption = None,
-        limit: Annotated[
-            int, typer.Option("--limit", min=1, help="Items to list (reverse lookups).")
-        ] = DEFAULT_LIMIT,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Where an item came from (source row, run, images, encoders, build), or which
-        items came from a catalog file (--source) or an ingest run (--run)."""
-        from mmsearch.builds.lineage import count_from, item_lineage, items_from
-        from mmsearch.config import load_settings
+    app.command("lineage")(lineage)
+    app.command("kpis")(kpis)
 
-        if (item_id is None) == (source is None and run is None):
-            raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")
-        settings = load_settings(home)
-        with user_errors():
-            folder, manifest = _manifest(settings, collection, build, run)
-            if item_id is not None:
-                found = item_lineage(folder, manifest, settings, item_id)
-                if as_json:
-                    print_json(found)
-                else:
-                    print_lineage(found)
-                return
-            path = _source_argument(source)
-            rows = items_from(folder, manifest, settings, source_file=path, run=run, limit=limit)
-            total = count_from(folder, manifest, settings, source_file=path, run=run)
-        if as_json:
-            body = {"build_id": manifest.build_id, "total": total, "items": rows}
-            print_json(body)
+
+def lineage(
+    collection: CollectionOption,
+    item_id: Annotated[
+        str | None, typer.Argument(help="The item whose origin to show.", show_default=False)
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="List the items read from this catalog file."),
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="List the items written by this ingest run.")
+    ] = None,
+    build: BuildOption = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Items to list (reverse lookups).")
+    ] = DEFAULT_LIMIT,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Where an item came from (source row, run, images, encoders, build), or which
+    items came from a catalog file (--source) or an ingest run (--run)."""
+    from mmsearch.builds.lineage import count_from, item_lineage, items_from
+    from mmsearch.config import load_settings
+
+    if (item_id is None) == (source is None and run is None):
+        raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")
+    settings = load_settings(home)
+    with user_errors():
+        folder, manifest = _manifest(settings, collection, build, run)
+        if item_id is not None:
+            found = item_lineage(folder, manifest, settings, item_id)
+            if as_json:
+                print_json(found)
+            else:
+                print_lineage(found)
             return
-        what = " and ".join(
-            part for part in (f"source {path}" if path else "", f"run {run}" if run else "") if part
+        path = _source_argument(source)
+        rows = items_from(folder, manifest, settings, source_file=path, run=run, limit=limit)
+        total = count_from(folder, manifest, settings, source_file=path, run=run)
+    if as_json:
+        body = {"build_id": manifest.build_id, "total": total, "items": rows}
+        print_json(body)
+        return
+    what = " and ".join(
+        part for part in (f"source {path}" if path else "", f"run {run}" if run else "") if part
+    )
+    console.print(
+        f"{total} item(s) of build {manifest.build_id} from {escape(what)}"
+        + (f" (first {len(rows)} shown)" if total > len(rows) else ""),
+        highlight=False,
+    )
+    if not rows:
+        return
+    table = Table()
+    for column in ("id", "source", "row", "run", "ingested at", "record sha256"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            escape(row["id"]),
+            escape(Path(row["source_file"] or "-").name),
+            str(row["source_row"]),
+            escape(str(row["ingest_run"])),
+            str(row["ingested_at"]),
+            str(row["record_sha256"])[:16],
         )
+    console.print(table)
+
+
+def kpis(
+    collection: CollectionOption,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From a time (2026-11-30T00:00) or a span ago (24h)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to (not including) this time or span ago.")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of CTR@k.")] = DEFAULT_K,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per build: queries, zero-result rate, fallbacks, clicks, CTR@k, MRR of the first
+    click and latency percentiles, from the service's query and click logs."""
+    from mmsearch.config import load_settings
+    from mmsearch.monitoring.kpis import parse_moment, read_kpis
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors():
+        Workspace(settings.home).collection(collection)
+        start = parse_moment(since) if since else None
+        end = parse_moment(until) if until else None
+        report = read_kpis(settings.home, collection, start, end, k)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    if not report.builds:
         console.print(
-            f"{total} item(s) of build {manifest.build_id} from {escape(what)}"
-            + (f" (first {len(rows)} shown)" if total > len(rows) else ""),
+            f"no searches of '{escape(collection)}' in the query log"
+            + (" in that window" if since or until else "")
+            + f" ({settings.home / 'logs'})",
             highlight=False,
         )
-        if not rows:
-            return
-        table = Table()
-        for column in ("id", "source", "row", "run", "ingested at", "record sha256"):
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(
-                escape(row["id"]),
-                escape(Path(row["source_file"] or "-").name),
-                str(row["source_row"]),
-                escape(str(row["ingest_run"])),
-                str(row["ingested_at"]),
-                str(row["record_sha256"])[:16],
-            )
-        console.print(table)
-
-    @app.command("kpis")
-    def kpis(
-        collection: CollectionOption,
-        since: Annotated[
-            str | None,
-            typer.Option("--since", help="From a time (2026-11-30T00:00) or a span ago (24h)."),
-        ] = None,
-        until: Annotated[
-            str | None, typer.Option("--until", help="Up to (not including) this time or span ago.")
-        ] = None,
-        k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of CTR@k.")] = DEFAULT_K,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Per build: queries, zero-result rate, fallbacks, clicks, CTR@k, MRR of the first
-        click and latency percentiles, from the service's query and click logs."""
-        from mmsearch.config import load_settings
-        from mmsearch.monitoring.kpis import parse_moment, read_kpis
-        from mmsearch.workspace import Workspace
-
-        settings = load_settings(home)
-        with user_errors():
-            Workspace(settings.home).collection(collection)
-            start = parse_moment(since) if since else None
-            end = parse_moment(until) if until else None
-            report = read_kpis(settings.home, collection, start, end, k)
-        if as_json:
-            print_json(report.as_dict())
-            return
-        if not report.builds:
-            console.print(
-                f"no searches of '{escape(collection)}' in the query log"
-                + (" in that window" if since or until else "")
-                + f" ({settings.home / 'logs'})",
-                highlight=False,
-            )
-        else:
-            print_kpis(report.builds, k)
-        notes = []
-        if report.malformed_lines:
-            notes.append(f"{report.malformed_lines} malformed log line(s) skipped")
-        if report.unmatched_clicks:
-            notes.append(f"{report.unmatched_clicks} click(s) whose query is not in the window")
-        if notes:
-            console.print("; ".join(notes), style="yellow", highlight=False)
+    else:
+        print_kpis(report.builds, k)
+    notes = []
+    if report.malformed_lines:
+        notes.append(f"{report.malformed_lines} malformed log line(s) skipped")
+    if report.unmatched_clicks:
+        notes.append(f"{report.unmatched_clicks} click(s) whose query is not in the window")
+    if notes:
+        console.print("; ".join(notes), style="yellow", highlight=False)

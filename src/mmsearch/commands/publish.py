@@ -139,192 +139,198 @@ def gate_progress(quiet: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("publish")
-    def publish_command(
-        collection: CollectionOption,
-        build: Annotated[str, typer.Argument(help="The build id to make live.")],
-        gate: GateOption = None,
-        force: ForceOption = False,
-        reason: ReasonOption = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Make a build live if it passes its gate (judged queries, canonical queries,
-        item counts, latency, each against live); exit 1 when the gate refuses it."""
-        from mmsearch.builds.publishing import GateFailed, gated_publish
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.governance.audit import cli_actor
-
-        settings = load_settings(home)
-        try:
-            with operator_act(settings.home, "build.publish", collection=collection) as act:
-                with gate_progress(as_json) as progress:
-                    outcome = gated_publish(
-                        settings,
-                        collection,
-                        build,
-                        cli_actor(),
-                        gate_path=gate,
-                        force=force,
-                        reason=reason,
-                        progress=progress,
-                    )
-                act.detail = _detail(outcome)
-        except GateFailed as exc:
-            raise _refused(exc, collection, build, as_json) from None
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
-        _published(outcome, as_json)
-
-    @app.command("promote")
-    def promote_command(
-        collection: CollectionOption,
-        gate: GateOption = None,
-        force: ForceOption = False,
-        reason: ReasonOption = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Make the running canary live, through the same gate as 'mmsearch publish'."""
-        from mmsearch.builds.publishing import GateFailed, promote
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.governance.audit import cli_actor
-
-        settings = load_settings(home)
-        try:
-            with operator_act(settings.home, "build.promote", collection=collection) as act:
-                with gate_progress(as_json) as progress:
-                    outcome = promote(
-                        settings,
-                        collection,
-                        cli_actor(),
-                        gate_path=gate,
-                        force=force,
-                        reason=reason,
-                        progress=progress,
-                    )
-                act.detail = _detail(outcome)
-        except GateFailed as exc:
-            build = exc.report.candidate_build if exc.report else "canary"
-            raise _refused(exc, collection, build, as_json) from None
-        except MMSearchError as exc:
-            raise fail(str(exc)) from None
-        _published(outcome, as_json)
+    app.command("publish")(publish_command)
+    app.command("promote")(promote_command)
 
     gate_app = typer.Typer(help="A collection's publish gate: set, show, clear, check.")
     app.add_typer(gate_app, name="gate")
 
-    @gate_app.command("set")
-    def gate_set(
-        collection: CollectionOption,
-        file: Annotated[Path, typer.Argument(help="Gate file (TOML).")],
-        home: HomeOption = None,
-    ) -> None:
-        """Make FILE the collection's default gate; it and the files it names are copied
-        into the collection, so every later publish (CLI or API) is gated by it."""
-        from mmsearch.builds.publishing import set_default_gate
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.governance.audit import cli_actor
-        from mmsearch.workspace import Workspace
+    gate_app.command("set")(gate_set)
+    gate_app.command("show")(gate_show)
+    gate_app.command("clear")(gate_clear)
+    gate_app.command("check")(gate_check)
 
-        settings = load_settings(home)
-        with user_errors(), operator_act(settings.home, "gate.set", collection=collection) as act:
-            folder = Workspace(settings.home).collection(collection)
-            gate = set_default_gate(folder, file, cli_actor())
-            act.detail = f"from {file}"
-        console.print(f"default gate of '{escape(collection)}' set: {escape(str(gate.path))}")
 
-    @gate_app.command("show")
-    def gate_show(
-        collection: CollectionOption,
-        build: Annotated[
-            str | None, typer.Option("--build", help="Show this build's latest gate report.")
-        ] = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """The collection's default gate, or with --build the build's latest gate report."""
-        from mmsearch.builds.gate_report import latest_gate_report
-        from mmsearch.builds.publishing import default_gate_info
-        from mmsearch.config import load_settings
-        from mmsearch.workspace import Workspace
+def publish_command(
+    collection: CollectionOption,
+    build: Annotated[str, typer.Argument(help="The build id to make live.")],
+    gate: GateOption = None,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a build live if it passes its gate (judged queries, canonical queries,
+    item counts, latency, each against live); exit 1 when the gate refuses it."""
+    from mmsearch.builds.publishing import GateFailed, gated_publish
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.governance.audit import cli_actor
 
-        settings = load_settings(home)
-        with user_errors():
-            folder = Workspace(settings.home).collection(collection)
-            if build is not None:
-                report = latest_gate_report(folder, build)
-                if report is None:
-                    raise MMSearchError(
-                        f"No gate ran on build {build} of '{collection}' yet; run: "
-                        f"mmsearch gate check -c {collection} {build}"
-                    )
-                if as_json:
-                    print_json(report.as_dict())
-                else:
-                    print_report(report)
-                return
-            info = default_gate_info(folder)
-        if as_json:
-            print_json(info)
-        elif info is None:
-            console.print(f"'{escape(collection)}' has no default gate; publishes are ungated.")
-        else:
-            path = folder.folder / info["path"]
-            console.print(
-                f"default gate: {escape(str(path))} (set {info['set_at']} by "
-                f"{escape(info['set_by'])} from {escape(info['source'])})",
-                highlight=False,
-            )
-            console.print(escape(path.read_text(encoding="utf-8")), highlight=False)
-
-    @gate_app.command("clear")
-    def gate_clear(collection: CollectionOption, home: HomeOption = None) -> None:
-        """Remove the collection's default gate (publishes are then ungated)."""
-        from mmsearch.builds.publishing import clear_default_gate
-        from mmsearch.commands.operator_audit import operator_act
-        from mmsearch.config import load_settings
-        from mmsearch.workspace import Workspace
-
-        settings = load_settings(home)
-        with user_errors(), operator_act(settings.home, "gate.clear", collection=collection):
-            cleared = clear_default_gate(Workspace(settings.home).collection(collection))
-        console.print("default gate cleared." if cleared else "there was no default gate.")
-
-    @gate_app.command("check")
-    def gate_check(
-        collection: CollectionOption,
-        build: Annotated[str, typer.Argument(help="The build id to evaluate.")],
-        gate: GateOption = None,
-        home: HomeOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Evaluate a build's gate against live and store the report; switch nothing.
-        Exit 1 when it fails."""
-        from mmsearch.builds.gate import evaluate_gate
-        from mmsearch.builds.publishing import resolve_gate
-        from mmsearch.config import load_settings
-        from mmsearch.workspace import Workspace
-
-        settings = load_settings(home)
-        with user_errors():
-            folder = Workspace(settings.home).collection(collection)
-            chosen, _ = resolve_gate(folder, gate)
-            if chosen is None:
-                raise MMSearchError(
-                    f"'{collection}' has no default gate; give one with --gate FILE."
-                )
+    settings = load_settings(home)
+    try:
+        with operator_act(settings.home, "build.publish", collection=collection) as act:
             with gate_progress(as_json) as progress:
-                report = evaluate_gate(settings, collection, build, chosen, progress=progress)
-        if as_json:
-            print_json(report.as_dict())
-        else:
-            print_report(report)
-        if not report.passed:
-            raise typer.Exit(REFUSED)
+                outcome = gated_publish(
+                    settings,
+                    collection,
+                    build,
+                    cli_actor(),
+                    gate_path=gate,
+                    force=force,
+                    reason=reason,
+                    progress=progress,
+                )
+            act.detail = _detail(outcome)
+    except GateFailed as exc:
+        raise _refused(exc, collection, build, as_json) from None
+    except MMSearchError as exc:
+        raise fail(str(exc)) from None
+    _published(outcome, as_json)
+
+
+def promote_command(
+    collection: CollectionOption,
+    gate: GateOption = None,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the running canary live, through the same gate as 'mmsearch publish'."""
+    from mmsearch.builds.publishing import GateFailed, promote
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.governance.audit import cli_actor
+
+    settings = load_settings(home)
+    try:
+        with operator_act(settings.home, "build.promote", collection=collection) as act:
+            with gate_progress(as_json) as progress:
+                outcome = promote(
+                    settings,
+                    collection,
+                    cli_actor(),
+                    gate_path=gate,
+                    force=force,
+                    reason=reason,
+                    progress=progress,
+                )
+            act.detail = _detail(outcome)
+    except GateFailed as exc:
+        build = exc.report.candidate_build if exc.report else "canary"
+        raise _refused(exc, collection, build, as_json) from None
+    except MMSearchError as exc:
+        raise fail(str(exc)) from None
+    _published(outcome, as_json)
+
+
+def gate_set(
+    collection: CollectionOption,
+    file: Annotated[Path, typer.Argument(help="Gate file (TOML).")],
+    home: HomeOption = None,
+) -> None:
+    """Make FILE the collection's default gate; it and the files it names are copied
+    into the collection, so every later publish (CLI or API) is gated by it."""
+    from mmsearch.builds.publishing import set_default_gate
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.governance.audit import cli_actor
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors(), operator_act(settings.home, "gate.set", collection=collection) as act:
+        folder = Workspace(settings.home).collection(collection)
+        gate = set_default_gate(folder, file, cli_actor())
+        act.detail = f"from {file}"
+    console.print(f"default gate of '{escape(collection)}' set: {escape(str(gate.path))}")
+
+
+def gate_show(
+    collection: CollectionOption,
+    build: Annotated[
+        str | None, typer.Option("--build", help="Show this build's latest gate report.")
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The collection's default gate, or with --build the build's latest gate report."""
+    from mmsearch.builds.gate_report import latest_gate_report
+    from mmsearch.builds.publishing import default_gate_info
+    from mmsearch.config import load_settings
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors():
+        folder = Workspace(settings.home).collection(collection)
+        if build is not None:
+            report = latest_gate_report(folder, build)
+            if report is None:
+                raise MMSearchError(
+                    f"No gate ran on build {build} of '{collection}' yet; run: "
+                    f"mmsearch gate check -c {collection} {build}"
+                )
+            if as_json:
+                print_json(report.as_dict())
+            else:
+                print_report(report)
+            return
+        info = default_gate_info(folder)
+    if as_json:
+        print_json(info)
+    elif info is None:
+        console.print(f"'{escape(collection)}' has no default gate; publishes are ungated.")
+    else:
+        path = folder.folder / info["path"]
+        console.print(
+            f"default gate: {escape(str(path))} (set {info['set_at']} by "
+            f"{escape(info['set_by'])} from {escape(info['source'])})",
+            highlight=False,
+        )
+        console.print(escape(path.read_text(encoding="utf-8")), highlight=False)
+
+
+def gate_clear(collection: CollectionOption, home: HomeOption = None) -> None:
+    """Remove the collection's default gate (publishes are then ungated)."""
+    from mmsearch.builds.publishing import clear_default_gate
+    from mmsearch.commands.operator_audit import operator_act
+    from mmsearch.config import load_settings
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors(), operator_act(settings.home, "gate.clear", collection=collection):
+        cleared = clear_default_gate(Workspace(settings.home).collection(collection))
+    console.print("default gate cleared." if cleared else "there was no default gate.")
+
+
+def gate_check(
+    collection: CollectionOption,
+    build: Annotated[str, typer.Argument(help="The build id to evaluate.")],
+    gate: GateOption = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a build's gate against live and store the report; switch nothing.
+    Exit 1 when it fails."""
+    from mmsearch.builds.gate import evaluate_gate
+    from mmsearch.builds.publishing import resolve_gate
+    from mmsearch.config import load_settings
+    from mmsearch.workspace import Workspace
+
+    settings = load_settings(home)
+    with user_errors():
+        folder = Workspace(settings.home).collection(collection)
+        chosen, _ = resolve_gate(folder, gate)
+        if chosen is None:
+            raise MMSearchError(f"'{collection}' has no default gate; give one with --gate FILE.")
+        with gate_progress(as_json) as progress:
+            report = evaluate_gate(settings, collection, build, chosen, progress=progress)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        print_report(report)
+    if not report.passed:
+        raise typer.Exit(REFUSED)
 
 
 def _detail(outcome: PublishOutcome) -> str:

@@ -80,93 +80,93 @@ def _print_report(report: TrainingReport, out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-ranker")
-    def train_ranker_command(
-        collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
-        queries: Annotated[
-            Path | None, typer.Option("--queries", help="Queries JSONL: {id, text, image, where}.")
-        ] = None,
-        qrels: Annotated[
-            Path | None,
-            typer.Option("--qrels", help="Judgments: TREC 'qid 0 docid grade' or JSONL."),
-        ] = None,
-        clicks: Annotated[
-            Path | None,
-            typer.Option("--clicks", help="Click log JSONL (instead of --queries/--qrels)."),
-        ] = None,
-        out: Annotated[
-            Path | None,
-            typer.Option(
-                "--out", help="Model folder (default <home>/rankers/<collection>-<build>)."
-            ),
-        ] = None,
-        folds: Annotated[
-            int, typer.Option("--folds", min=0, max=20, help="CV folds by query; 0 skips CV.")
-        ] = 5,
-        candidates: Annotated[
-            int | None, typer.Option("--candidates", min=1, help="Depth per retriever.")
-        ] = None,
-        eta: Annotated[
-            float, typer.Option("--eta", min=0.0, help="Position-bias exponent for clicks.")
-        ] = 1.0,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split.")] = 13,
-        groups: Annotated[
-            str | None,
-            typer.Option(
-                "--groups",
-                help="Search as a caller with these ACL groups (comma-separated); "
-                "default: unrestricted.",
-            ),
-        ] = None,
-        home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    ) -> None:
-        """Train the learned reranker (LightGBM LambdaMART) and report CV nDCG@10 vs RRF."""
-        from mmsearch.config import load_settings
-        from mmsearch.filters.groups import parse_groups
-        from mmsearch.media.images import ImageLimits
-        from mmsearch.search.searcher import Searcher
-        from mmsearch.search.training import train_ranker
+    app.command("train-ranker")(train_ranker_command)
 
-        settings = load_settings(home)
-        with user_errors():
-            if clicks is not None and (queries is not None or qrels is not None):
-                raise MMSearchError("Give either --clicks, or --queries with --qrels, not both.")
-            limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-            source, note = "qrels", ""
-            if clicks is not None:
-                training, judgments, note = _queries_from_clicks(clicks, eta)
-                source = "clicks"
-            elif queries is not None and qrels is not None:
-                training, judgments = _queries_from_files(queries, qrels, limits)
-            else:
-                raise MMSearchError("Give --queries and --qrels, or --clicks, to train on.")
-            if note and not as_json:
-                console.print(note, highlight=False)
-            searcher = Searcher(settings, collection)
-            target = out or settings.home / "rankers" / f"{collection}-{searcher.build_id}"
-            with Progress(
-                TextColumn("searching"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=errors,
-                disable=as_json,
-            ) as progress:
-                task = progress.add_task("queries", total=len(training))
-                model, report = train_ranker(
-                    searcher,
-                    training,
-                    judgments,
-                    folds=folds,
-                    seed=seed,
-                    candidates=candidates,
-                    source=source,
-                    progress=lambda n: progress.advance(task, n),
-                    groups=parse_groups(groups),
-                )
-            model.save(target)
-        if as_json:
-            print_json({"model": str(target), "meta": model.meta.__dict__})
-            return
-        _print_report(report, target)
+
+def train_ranker_command(
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="Queries JSONL: {id, text, image, where}.")
+    ] = None,
+    qrels: Annotated[
+        Path | None,
+        typer.Option("--qrels", help="Judgments: TREC 'qid 0 docid grade' or JSONL."),
+    ] = None,
+    clicks: Annotated[
+        Path | None,
+        typer.Option("--clicks", help="Click log JSONL (instead of --queries/--qrels)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Model folder (default <home>/rankers/<collection>-<build>)."),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option("--folds", min=0, max=20, help="CV folds by query; 0 skips CV.")
+    ] = 5,
+    candidates: Annotated[
+        int | None, typer.Option("--candidates", min=1, help="Depth per retriever.")
+    ] = None,
+    eta: Annotated[
+        float, typer.Option("--eta", min=0.0, help="Position-bias exponent for clicks.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split.")] = 13,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            "--groups",
+            help="Search as a caller with these ACL groups (comma-separated); "
+            "default: unrestricted.",
+        ),
+    ] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Train the learned reranker (LightGBM LambdaMART) and report CV nDCG@10 vs RRF."""
+    from mmsearch.config import load_settings
+    from mmsearch.filters.groups import parse_groups
+    from mmsearch.media.images import ImageLimits
+    from mmsearch.search.searcher import Searcher
+    from mmsearch.search.training import train_ranker
+
+    settings = load_settings(home)
+    with user_errors():
+        if clicks is not None and (queries is not None or qrels is not None):
+            raise MMSearchError("Give either --clicks, or --queries with --qrels, not both.")
+        limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        source, note = "qrels", ""
+        if clicks is not None:
+            training, judgments, note = _queries_from_clicks(clicks, eta)
+            source = "clicks"
+        elif queries is not None and qrels is not None:
+            training, judgments = _queries_from_files(queries, qrels, limits)
+        else:
+            raise MMSearchError("Give --queries and --qrels, or --clicks, to train on.")
+        if note and not as_json:
+            console.print(note, highlight=False)
+        searcher = Searcher(settings, collection)
+        target = out or settings.home / "rankers" / f"{collection}-{searcher.build_id}"
+        with Progress(
+            TextColumn("searching"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("queries", total=len(training))
+            model, report = train_ranker(
+                searcher,
+                training,
+                judgments,
+                folds=folds,
+                seed=seed,
+                candidates=candidates,
+                source=source,
+                progress=lambda n: progress.advance(task, n),
+                groups=parse_groups(groups),
+            )
+        model.save(target)
+    if as_json:
+        print_json({"model": str(target), "meta": model.meta.__dict__})
+        return
+    _print_report(report, target)

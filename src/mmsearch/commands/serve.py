@@ -24,81 +24,78 @@ def app_from_environment() -> object:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def serve(
-        host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
-        workers: Annotated[
-            int, typer.Option("--workers", min=1, max=64, help="Worker processes.")
-        ] = 1,
-        home: Annotated[
-            Path | None,
-            typer.Option(
-                "--home", help="Workspace folder (default ./mmsearch-data or $MMSEARCH_HOME)."
-            ),
-        ] = None,
-        log_level: Annotated[str, typer.Option("--log-level")] = "info",
-        tracing: Annotated[
-            str | None, typer.Option("--tracing", help="off, console or otlp")
-        ] = None,
-        insecure_no_auth: Annotated[
-            bool,
-            typer.Option(
-                "--insecure-no-auth",
-                help="Serve without API keys even on a non-loopback address (anyone may do "
-                "anything).",
-            ),
-        ] = False,
-    ) -> None:
-        """Serve the search API and web UI (JSON logs on stderr, metrics at /metrics).
+    app.command()(serve)
 
-        On a loopback address, API keys are required as soon as one exists. On any other
-        address they are always required, and the server refuses to start without an
-        admin key unless --insecure-no-auth is given."""
-        import uvicorn
 
-        from mmsearch.config import load_settings
-        from mmsearch.errors import MMSearchError
-        from mmsearch.monitoring.logs import configure_json_logging
-        from mmsearch.monitoring.tracing import make_exporter
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", help="Workspace folder (default ./mmsearch-data or $MMSEARCH_HOME)."
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    tracing: Annotated[str | None, typer.Option("--tracing", help="off, console or otlp")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve without API keys even on a non-loopback address (anyone may do anything).",
+        ),
+    ] = False,
+) -> None:
+    """Serve the search API and web UI (JSON logs on stderr, metrics at /metrics).
 
-        # Workers are separate processes: they read the settings from the environment.
-        if home is not None:
-            os.environ["MMSEARCH_HOME"] = str(home.expanduser().resolve())
-        if tracing is not None:
-            os.environ["MMSEARCH_TRACING"] = tracing
-        settings = load_settings()
-        try:
-            make_exporter(settings.tracing)  # fail now, not in every worker
-            auth = auth_mode(host, settings.home, insecure_no_auth)
-        except MMSearchError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        os.environ["MMSEARCH_AUTH"] = auth
-        if not settings.allowed_hosts and not is_loopback(host):
-            os.environ["MMSEARCH_ALLOWED_HOSTS"] = json.dumps(served_hosts(host))
-        configure_json_logging(log_level)
-        if auth == "off":
-            logging.getLogger("mmsearch.security").warning(
-                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach "
-                f"{host}:{port} may read, write and administer every collection"
-            )
-        typer.echo(
-            f"mmsearch serving {settings.home} on http://{host}:{port} "
-            f"(UI /, API /docs, metrics /metrics; API keys: {auth})",
-            err=True,
+    On a loopback address, API keys are required as soon as one exists. On any other
+    address they are always required, and the server refuses to start without an
+    admin key unless --insecure-no-auth is given."""
+    import uvicorn
+
+    from mmsearch.config import load_settings
+    from mmsearch.errors import MMSearchError
+    from mmsearch.monitoring.logs import configure_json_logging
+    from mmsearch.monitoring.tracing import make_exporter
+
+    # Workers are separate processes: they read the settings from the environment.
+    if home is not None:
+        os.environ["MMSEARCH_HOME"] = str(home.expanduser().resolve())
+    if tracing is not None:
+        os.environ["MMSEARCH_TRACING"] = tracing
+    settings = load_settings()
+    try:
+        make_exporter(settings.tracing)  # fail now, not in every worker
+        auth = auth_mode(host, settings.home, insecure_no_auth)
+    except MMSearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    os.environ["MMSEARCH_AUTH"] = auth
+    if not settings.allowed_hosts and not is_loopback(host):
+        os.environ["MMSEARCH_ALLOWED_HOSTS"] = json.dumps(served_hosts(host))
+    configure_json_logging(log_level)
+    if auth == "off":
+        logging.getLogger("mmsearch.security").warning(
+            "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach "
+            f"{host}:{port} may read, write and administer every collection"
         )
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            timeout_keep_alive=5,
-            limit_concurrency=1024,
-        )
+    typer.echo(
+        f"mmsearch serving {settings.home} on http://{host}:{port} "
+        f"(UI /, API /docs, metrics /metrics; API keys: {auth})",
+        err=True,
+    )
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=5,
+        limit_concurrency=1024,
+    )
 
 
 def is_loopback(host: str) -> bool:
