@@ -239,7 +239,8 @@ def test_cheap_among_csv_prices_stays_float_and_warns(tmp_path: Path) -> None:
         ([1.5, math.nan, math.inf, math.nan], "float"),  # non-finite floats do not vote
         (["nan", "inf", "1"], "string"),  # nor do they as words
         ([True, False, True], "bool"),
-        (["true", "false"], "string"),
+        (["true", "false"], "bool"),  # CSV spells booleans as text
+        (["true", "maybe"], "string"),
         (["7"], "int"),  # one value decides alone, as before
         (["cheap"], "string"),
     ],

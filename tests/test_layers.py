@@ -19,7 +19,6 @@ SRC = Path(mmsearch.__file__).parent
 LAYERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
-    {"demo"},
     {"commands"},
     {"service"},
     {"ingest"},

@@ -69,7 +69,7 @@ def test_the_demo_says_where_it_wrote(settings: Settings) -> None:
 
     from rich.console import Console
 
-    from mmsearch.demo import run_demo
+    from mmsearch.commands.demo_flow import run_demo
 
     out = Console(file=StringIO(), width=400)
     run_demo(settings, "demo", console=out, progress_console=Console(file=StringIO()))

@@ -3,8 +3,8 @@
 Every command module in this package defines ``register(app: typer.Typer) -> None``;
 the CLI discovers them at start-up, so a new area of functionality adds its commands
 without touching the core CLI module. Modules without ``register`` are helpers the
-commands share (``results``: the search table; ``ranking_output``: ranking options and explanations;
-``operator_audit``: audited CLI acts).
+commands share (``results``: the search table; ``ranking_output``: ranking options and
+explanations; ``operator_audit``: audited CLI acts; ``demo_flow``: the demo's steps).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def register_all(app: typer.Typer) -> None:
         importlib.import_module(f"{__name__}.{name}").register(app)
 
 
-HELPERS = frozenset({"operator_audit", "ranking_output", "results"})
+HELPERS = frozenset({"demo_flow", "operator_audit", "ranking_output", "results"})
 # The commands a first-time user needs, listed first in ``mmsearch --help`` as before
 # they moved here from the CLI module.
 FIRST = ("search", "collections", "demo_command")

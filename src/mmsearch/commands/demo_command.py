@@ -1,4 +1,4 @@
-"""``mmsearch demo``: the bundled emoji sample, ingested and searched (see ``mmsearch.demo``)."""
+"""``mmsearch demo``: the bundled emoji sample, ingested and searched (``demo_flow``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def demo(
     home: HomeOption = None,
 ) -> None:
     """Build a collection from the bundled emoji sample and run a few searches on it."""
-    from mmsearch.demo import run_demo
+    from mmsearch.commands.demo_flow import run_demo
 
     with user_errors():
         run_demo(load_settings(home), collection, console=console, progress_console=errors)
