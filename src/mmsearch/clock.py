@@ -12,3 +12,8 @@ from datetime import UTC, datetime
 def utc_now() -> str:
     """Now, as stored in manifests, logs and caches (``2026-01-31T12:00:00+00:00``)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def utc_now_ms() -> str:
+    """Now to the millisecond: for logs whose lines must keep their order on read."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from mmsearch.clock import utc_now_ms
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.keys import SECRET_PREFIX
 from mmsearch.governance.storage import locked, private_dir, write_json_private
@@ -60,10 +61,6 @@ class AuditError(MMSearchError):
     """An audit event is not valid or the audit files cannot be written."""
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def cli_actor() -> str:
     """The ``key_id`` of acts by the local operator: ``cli:<os user>``."""
     try:
@@ -77,7 +74,7 @@ def cli_actor() -> str:
 class AuditEvent:
     """One act. ``items`` keeps at most 100 ids; ``item_count`` is how many there were."""
 
-    time: str = field(default_factory=utc_now)
+    time: str = field(default_factory=utc_now_ms)
     key_id: str
     action: str
     collection: str | None = None
@@ -394,7 +391,7 @@ class AuditLog:
             "format": ANCHOR_FORMAT,
             "seq": seq,
             "sha256": sha,
-            "exported": utc_now(),
+            "exported": utc_now_ms(),
             "log": str(self.path),
         }
         write_json_private(Path(path), anchor)

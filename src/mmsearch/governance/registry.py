@@ -21,10 +21,10 @@ import json
 import re
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.storage import (
     locked,
@@ -46,10 +46,6 @@ class RegistryError(MMSearchError):
 
 class NotRegistered(RegistryError):
     """No rules or ranker is registered under this name (the HTTP API answers 404)."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def check_name(name: str, kind: str = "rules") -> str:
@@ -152,7 +148,7 @@ class Registry:
             "format": kind,
             "sha256": sha,
             "file": relative,
-            "added_at": _now(),
+            "added_at": utc_now(),
         }
         with locked(self.lock_path):
             target = self.folder / relative
@@ -259,7 +255,7 @@ class Registry:
                 "collection": model.meta.collection,
                 "build_id": model.meta.build_id,
                 "source": model.meta.source,
-                "added_at": _now(),
+                "added_at": utc_now(),
             }
             registry = self._load()
             registry["rankers"][name] = entry
