@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.requests import Request
+
 from mmsearch.builds.canary import CanaryMonitor
 from mmsearch.builds.lifecycle import Route, protected_builds, route
 from mmsearch.collection_state import CollectionState
@@ -246,3 +248,9 @@ class ServiceState:
         self.query_log.close()
         self.query_vectors.close()
         self.tracer.shutdown()
+
+
+def state_of(request: Request) -> ServiceState:
+    """The service's state, which ``create_app`` keeps on the app (every router's way in)."""
+    state: ServiceState = request.app.state.mmsearch
+    return state

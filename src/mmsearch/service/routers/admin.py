@@ -23,7 +23,7 @@ from mmsearch.service.access import request_caller
 from mmsearch.service.errors import Forbidden, error_responses
 from mmsearch.service.requests import read_model
 from mmsearch.service.schemas import CollectionName, KeyId, RegistryName, json_body_doc
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import state_of
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 ADMIN_ERRORS = (401, 403, 429)
@@ -50,11 +50,6 @@ class RulesBody(BaseModel):
 class DefaultRulesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: str | None = Field(description="a registered rules name, or null for none")
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
 
 
 def _keys(request: Request) -> KeyStore:
@@ -91,7 +86,7 @@ async def create_key(request: Request) -> dict[str, Any]:
         expires_in=parse_duration(body.expires) if body.expires else None,
         name=body.name,
     )
-    _state(request).audit(
+    state_of(request).audit(
         request_caller(request).key_id,
         "keys.create",
         detail=f"{key.key_id} role={key.role}",
@@ -114,13 +109,13 @@ def revoke_key(key_id: KeyId, request: Request) -> dict[str, Any]:
         if target is None or not caller.covers(target.collections):
             raise UnknownKey(f"There is no API key {key_id!r}; see `mmsearch keys list`.")
     key = keys.revoke(key_id)
-    _state(request).audit(request_caller(request).key_id, "keys.revoke", detail=key.key_id)
+    state_of(request).audit(request_caller(request).key_id, "keys.revoke", detail=key.key_id)
     return key.public_dict()
 
 
 @router.get("/rules", summary="Registered business rules", responses=error_responses(*ADMIN_ERRORS))
 def list_rules(request: Request) -> dict[str, Any]:
-    registry = Registry(_state(request).settings.home)
+    registry = Registry(state_of(request).settings.home)
     return {"rules": registry.rules(), "rankers": registry.rankers()}
 
 
@@ -132,10 +127,10 @@ def list_rules(request: Request) -> dict[str, Any]:
 )
 async def put_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
     body = await read_model(request, RulesBody)
-    entry = Registry(_state(request).settings.home).add_rules_text(
+    entry = Registry(state_of(request).settings.home).add_rules_text(
         rules_name, body.text, body.format
     )
-    _state(request).audit(request_caller(request).key_id, "rules.add", detail=rules_name)
+    state_of(request).audit(request_caller(request).key_id, "rules.add", detail=rules_name)
     return entry
 
 
@@ -145,8 +140,8 @@ async def put_rules(rules_name: RegistryName, request: Request) -> dict[str, Any
     responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
 )
 def delete_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
-    entry = Registry(_state(request).settings.home).remove_rules(rules_name)
-    _state(request).audit(request_caller(request).key_id, "rules.remove", detail=rules_name)
+    entry = Registry(state_of(request).settings.home).remove_rules(rules_name)
+    state_of(request).audit(request_caller(request).key_id, "rules.remove", detail=rules_name)
     return entry
 
 
@@ -158,7 +153,7 @@ def delete_rules(rules_name: RegistryName, request: Request) -> dict[str, Any]:
 )
 async def put_default_rules(name: CollectionName, request: Request) -> dict[str, Any]:
     body = await read_model(request, DefaultRulesBody)
-    state = _state(request)
+    state = state_of(request)
     state.workspace.collection(name)  # 404 for a collection that does not exist
     previous = Registry(state.settings.home).set_default_rules(name, body.rules)
     state.audit(
@@ -174,7 +169,7 @@ async def put_default_rules(name: CollectionName, request: Request) -> dict[str,
     "/rankers", summary="Registered reranker models", responses=error_responses(*ADMIN_ERRORS)
 )
 def list_rankers(request: Request) -> dict[str, Any]:
-    return {"rankers": Registry(_state(request).settings.home).rankers()}
+    return {"rankers": Registry(state_of(request).settings.home).rankers()}
 
 
 @router.delete(
@@ -183,8 +178,8 @@ def list_rankers(request: Request) -> dict[str, Any]:
     responses=error_responses(400, *ADMIN_ERRORS, 404, 422),
 )
 def delete_ranker(ranker_name: RegistryName, request: Request) -> dict[str, Any]:
-    entry = Registry(_state(request).settings.home).remove_ranker(ranker_name)
-    _state(request).audit(request_caller(request).key_id, "rankers.remove", detail=ranker_name)
+    entry = Registry(state_of(request).settings.home).remove_ranker(ranker_name)
+    state_of(request).audit(request_caller(request).key_id, "rankers.remove", detail=ranker_name)
     return entry
 
 
@@ -211,7 +206,7 @@ def read_audit(
     caller = request_caller(request)
     if collection is not None and not caller.may_use(collection):
         raise Forbidden(f"This key may not use collection '{collection}'.")
-    events = _state(request).audit_log.read(
+    events = state_of(request).audit_log.read(
         since=start, collection=collection, limit=limit, within=caller.collections
     )
     return {"events": events}
@@ -223,4 +218,4 @@ def read_audit(
     responses=error_responses(*ADMIN_ERRORS),
 )
 def verify_audit(request: Request) -> dict[str, Any]:
-    return _state(request).audit_log.verify().as_dict()
+    return state_of(request).audit_log.verify().as_dict()

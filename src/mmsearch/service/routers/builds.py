@@ -31,7 +31,7 @@ from mmsearch.service.access import request_caller
 from mmsearch.service.errors import Conflict, error_responses
 from mmsearch.service.requests import read_model
 from mmsearch.service.schemas import BuildId, CollectionName, json_body_doc
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 
 router = APIRouter(tags=["builds"])
 Body = TypeVar("Body", bound=BaseModel)
@@ -60,11 +60,6 @@ class PublishBody(BaseModel):
 
 # Bodies these routes parse themselves: the app adds them to the OpenAPI schema.
 MANUAL_BODIES: tuple[type[BaseModel], ...] = (CanaryBody, ReasonBody, PublishBody, CanaryGuards)
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
 
 
 def _switched(state: ServiceState, request: Request, name: str, event: SwitchEvent) -> dict:
@@ -116,7 +111,7 @@ def _published(
     responses=error_responses(400, 401, 403, 404, 429),
 )
 def get_builds(name: CollectionName, request: Request) -> dict[str, Any]:
-    folder = _state(request).workspace.collection(name)
+    folder = state_of(request).workspace.collection(name)
     return {"collection": name, "builds": [b.as_dict() for b in list_builds(folder)]}
 
 
@@ -127,7 +122,7 @@ def get_builds(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(*SWITCH_ERRORS, 503),
 )
 async def post_publish(name: CollectionName, build_id: BuildId, request: Request) -> dict:
-    state = _state(request)
+    state = state_of(request)
     body = await _optional(request, PublishBody)
     actor = request_caller(request).key_id
 
@@ -146,7 +141,7 @@ async def post_publish(name: CollectionName, build_id: BuildId, request: Request
     responses=error_responses(*SWITCH_ERRORS, 503),
 )
 async def post_promote(name: CollectionName, request: Request) -> dict:
-    state = _state(request)
+    state = state_of(request)
     body = await _optional(request, PublishBody)
     actor = request_caller(request).key_id
 
@@ -164,7 +159,7 @@ async def post_promote(name: CollectionName, request: Request) -> dict:
 def canary_status(name: CollectionName, request: Request) -> dict[str, Any]:
     """Both builds' figures since the canary started, from the logs (every worker), and
     this worker's live counts, which its rollback guards judge."""
-    state = _state(request)
+    state = state_of(request)
     folder = state.workspace.collection(name)
     report = canary_report(state.settings.home, folder)
     report["this_worker"] = state.canaries.snapshot(name) if report["canary"] else {}
@@ -178,7 +173,7 @@ def canary_status(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(*SWITCH_ERRORS),
 )
 async def put_canary(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     body = await read_model(request, CanaryBody)
     folder = state.workspace.collection(name)
     try:
@@ -194,7 +189,7 @@ async def put_canary(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(400, 401, 403, 404, 429),
 )
 def delete_canary(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     folder = state.workspace.collection(name)
     event = stop_canary(folder, request_caller(request).key_id, "stopped over the API")
     if event is None:
@@ -209,7 +204,7 @@ def delete_canary(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(*SWITCH_ERRORS),
 )
 async def put_guards(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     guards = await read_model(request, CanaryGuards)
     folder = state.workspace.collection(name)
     guards.store(folder)
@@ -229,7 +224,7 @@ async def put_guards(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(*SWITCH_ERRORS),
 )
 async def post_rollback(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     body = await _optional(request, ReasonBody)
     folder = state.workspace.collection(name)
     try:

@@ -29,15 +29,10 @@ from mmsearch.service.schemas import (
     json_body_doc,
 )
 from mmsearch.service.searching import decode_query_image, image_limits, run_search
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 
 router = APIRouter(tags=["collections"])
 MAX_SIMILAR_TEXT = 2000
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
 
 
 def summary(state: ServiceState, name: str, caller: Caller) -> dict[str, Any]:
@@ -96,7 +91,7 @@ READ_ERRORS = (401, 403, 404, 429)
     responses=error_responses(401, 403, 429),
 )
 def list_collections(request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     caller = request_caller(request)
     out = []
     for name in state.workspace.collection_names():
@@ -115,7 +110,7 @@ def list_collections(request: Request) -> dict[str, Any]:
     responses=error_responses(400, *READ_ERRORS),
 )
 def get_collection(name: CollectionName, request: Request) -> dict[str, Any]:
-    return summary(_state(request), name, request_caller(request))
+    return summary(state_of(request), name, request_caller(request))
 
 
 @router.get(
@@ -124,7 +119,7 @@ def get_collection(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(400, *READ_ERRORS),
 )
 def get_build(name: CollectionName, build_id: str, request: Request) -> dict[str, Any]:
-    folder = _state(request).workspace.collection(name)
+    folder = state_of(request).workspace.collection(name)
     if build_id not in folder.build_ids():
         raise NotFound(f"No build '{build_id}' in collection '{name}'.")
     manifest = folder.manifest(build_id)
@@ -142,7 +137,7 @@ def get_build(name: CollectionName, build_id: str, request: Request) -> dict[str
     responses=error_responses(400, *READ_ERRORS),
 )
 def get_facets(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     folder = state.workspace.collection(name)
     manifest = folder.live_manifest()
     index = state.searcher(name).index
@@ -156,7 +151,7 @@ def get_facets(name: CollectionName, request: Request) -> dict[str, Any]:
     responses=error_responses(400, *READ_ERRORS),
 )
 def read_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
-    return get_item(_state(request), name, item_id, request_caller(request))
+    return get_item(state_of(request), name, item_id, request_caller(request))
 
 
 @router.put(
@@ -168,7 +163,7 @@ def read_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[s
 async def put_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
     body = await read_model(request, ItemBody)
     caller = request_caller(request)
-    return await run_in_threadpool(upsert_item, _state(request), name, item_id, body, caller)
+    return await run_in_threadpool(upsert_item, state_of(request), name, item_id, body, caller)
 
 
 @router.delete(
@@ -177,7 +172,7 @@ async def put_item(name: CollectionName, item_id: ItemId, request: Request) -> d
     responses=error_responses(400, *READ_ERRORS, 409),
 )
 def remove_item(name: CollectionName, item_id: ItemId, request: Request) -> dict[str, Any]:
-    return delete_item(_state(request), name, item_id, request_caller(request))
+    return delete_item(state_of(request), name, item_id, request_caller(request))
 
 
 @router.get(
@@ -189,7 +184,7 @@ def remove_item(name: CollectionName, item_id: ItemId, request: Request) -> dict
 def item_image(
     name: CollectionName, item_id: ItemId, n: ImageIndex, request: Request
 ) -> FileResponse:
-    path = item_image_path(_state(request), name, item_id, n, request_caller(request))
+    path = item_image_path(state_of(request), name, item_id, n, request_caller(request))
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(
         path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"}
@@ -209,7 +204,7 @@ async def similar(
     by: Literal["look", "meaning"] = "look",
     k: int = Query(default=10, ge=1, le=100),
 ) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     caller = request_caller(request)
     return await run_in_threadpool(_similar, state, name, item_id, by, k, caller)
 

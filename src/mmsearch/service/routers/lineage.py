@@ -38,7 +38,7 @@ from mmsearch.monitoring.kpis import DEFAULT_K, parse_moment, read_kpis
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import Forbidden, NotFound, error_responses
 from mmsearch.service.schemas import CollectionName, ItemId
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 from mmsearch.workspace import CollectionDir
 
 router = APIRouter(tags=["lineage"])
@@ -46,11 +46,6 @@ READ_ERRORS = (401, 403, 404, 429)
 BUILD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # A span back from now (24h) or an ISO date/time; parse_moment says what was wrong.
 MOMENT = r"^[0-9][0-9A-Za-z:.+ -]{0,39}$"
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
 
 
 def _build(
@@ -88,7 +83,7 @@ def read_lineage(
         default=None, pattern=BUILD_ID, description="another build than live (admin keys)"
     ),
 ) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     caller = request_caller(request)
     if build is not None and not _admin(caller):
         raise Forbidden("Only admin keys may read the lineage of a build other than live.")
@@ -121,7 +116,7 @@ def read_items_from(
     ),
     limit: int = Query(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     if build is None and run is not None:
         folder = state.workspace.collection(name)
         build = build_of_run(folder, run)
@@ -149,7 +144,7 @@ def read_collection_kpis(
     until: str | None = Query(default=None, pattern=MOMENT, description="end, not included"),
     k: int = Query(default=DEFAULT_K, ge=1, le=1000, description="cut-off of CTR@k"),
 ) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     state.workspace.collection(name)  # 404 for an unknown collection, before reading logs
     start = parse_moment(since) if since else None
     end = parse_moment(until) if until else None

@@ -19,7 +19,7 @@ from mmsearch.service.searching import (
     decode_query_image,
     run_search,
 )
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 
 router = APIRouter(tags=["search"])
 
@@ -51,11 +51,6 @@ _BODY_DOC: dict[str, Any] = {
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
-
-
 @router.post(
     "/v1/collections/{name}/search",
     response_model=SearchResponse,
@@ -64,7 +59,7 @@ def _state(request: Request) -> ServiceState:
     responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
 )
 async def search(name: CollectionName, request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = state_of(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         body, image = await _from_form(request, state)

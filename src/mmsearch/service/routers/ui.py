@@ -24,7 +24,7 @@ from mmsearch.service.charts import bucket_by_minute, canary_svg, latency_svg, v
 from mmsearch.service.errors import NotFound
 from mmsearch.service.items import get_item
 from mmsearch.service.routers.collections import summary
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 from mmsearch.workspace import CollectionDir
 
 router = APIRouter(include_in_schema=False)
@@ -34,11 +34,6 @@ MAX_REPORTS = 50
 
 def mount_static(app: FastAPI, folder: Path) -> None:
     app.mount("/static", StaticFiles(directory=str(folder)), name="static")
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.mmsearch
-    return state
 
 
 def page(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -61,21 +56,21 @@ def page(request: Request, template: str, **context: Any) -> HTMLResponse:
 @router.get("/", response_class=HTMLResponse)
 def search_page(request: Request, collection: str | None = None) -> HTMLResponse:
     caller = request_caller(request)
-    names = [n for n in _state(request).workspace.collection_names() if caller.may_use(n)]
+    names = [n for n in state_of(request).workspace.collection_names() if caller.may_use(n)]
     current = collection if collection in names else (names[0] if names else None)
     return page(request, "search.html", collections=names, collection=current)
 
 
 @router.get("/items/{collection}/{item_id}", response_class=HTMLResponse)
 def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
-    item = get_item(_state(request), collection, item_id, request_caller(request))
+    item = get_item(state_of(request), collection, item_id, request_caller(request))
     provenance = {
         key: item.get(key)
         for key in ("source_file", "source_row", "record_sha256", "ingest_run", "ingested_at")
     }
     attributes = {
         spec["field"]: item.get(spec["column"])
-        for spec in summary(_state(request), collection, request_caller(request))["attributes"]
+        for spec in summary(state_of(request), collection, request_caller(request))["attributes"]
     }
     return page(
         request,
@@ -89,7 +84,7 @@ def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> HTMLResponse:
-    state = _state(request)
+    state = state_of(request)
     caller = request_caller(request)
     collections = []
     for name in state.workspace.collection_names():
@@ -179,7 +174,7 @@ def _reports(folder: Path) -> list[dict[str, Any]]:
 
 @router.get("/admin/reports/{path:path}")
 def report_file(path: str, request: Request) -> Response:
-    folder = _state(request).reports_dir.resolve()
+    folder = state_of(request).reports_dir.resolve()
     target = (folder / path).resolve()
     if folder not in target.parents or not target.is_file():
         raise NotFound(f"No report '{path}' under {folder}.")
