@@ -39,7 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.roles import Permission, Role, allows
-from mmsearch.governance.storage import locked, private_dir, write_json_private
+from mmsearch.governance.storage import file_signature, locked, private_dir, write_json_private
 
 SECRET_PREFIX = "mms_"
 _SECRET = re.compile(r"^mms_(k_[0-9a-f]{10})_([A-Za-z0-9_-]{43})$")
@@ -241,14 +241,6 @@ class KeyStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _file_signature(self) -> tuple[int, ...] | None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        # Writes replace the file, so the inode changes even when mtime's resolution doesn't.
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-
     def _read_file(self) -> dict[str, ApiKey]:
         try:
             data = json.loads(self.path.read_text("utf-8"))
@@ -263,7 +255,7 @@ class KeyStore:
 
     def _refresh(self) -> dict[str, ApiKey]:
         """The keys as on disk now (re-read only when the file changed)."""
-        signature = self._file_signature()
+        signature = file_signature(self.path)
         if signature != self._signature:
             self._keys = self._read_file() if signature is not None else {}
             self._signature = signature
@@ -325,7 +317,7 @@ class KeyStore:
                 f"The key file {self.path} cannot be written ({exc}); check the folder's "
                 "permissions and free space."
             ) from exc
-        self._keys, self._signature = dict(keys), self._file_signature()
+        self._keys, self._signature = dict(keys), file_signature(self.path)
         self._forget_stale()
 
     def create(

@@ -89,3 +89,14 @@ def write_private_atomic(path: Path, data: bytes) -> None:
 def write_json_private(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     write_private_atomic(path, text.encode("utf-8"))
+
+
+def file_signature(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever a file written here changes (None: no file), so a reader
+    re-reads it only then. Writes replace the file, so the inode changes even when
+    mtime's resolution does not."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)

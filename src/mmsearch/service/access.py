@@ -44,7 +44,7 @@ from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.governance.keys import ApiKey, KeyStore
 from mmsearch.governance.roles import Permission, Role, allows
-from mmsearch.governance.storage import locked, write_json_private
+from mmsearch.governance.storage import file_signature, locked, write_json_private
 
 SESSION_COOKIE = "mmsearch_session"
 CSRF_HEADER = "x-csrf-token"
@@ -156,14 +156,6 @@ class RevokedSessions:
         self._signature: tuple[int, ...] | None = None
         self._mutex = threading.Lock()
 
-    def _file_signature(self) -> tuple[int, ...] | None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        # Writes replace the file, so the inode changes even when mtime's resolution doesn't.
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-
     def _read(self) -> dict[str, int]:
         try:
             data = json.loads(self.path.read_text("utf-8"))
@@ -179,7 +171,7 @@ class RevokedSessions:
     def contains(self, nonce: str) -> bool:
         """Whether this session was signed out (True for every session if unreadable)."""
         with self._mutex:
-            signature = self._file_signature()
+            signature = file_signature(self.path)
             if signature != self._signature:
                 try:
                     self._entries = self._read() if signature is not None else {}
@@ -202,7 +194,7 @@ class RevokedSessions:
                     f"The signed-out sessions file {self.path} cannot be written ({exc}); "
                     "check the folder's permissions and free space."
                 ) from exc
-            self._entries, self._signature = entries, self._file_signature()
+            self._entries, self._signature = entries, file_signature(self.path)
 
 
 @dataclass(frozen=True)
