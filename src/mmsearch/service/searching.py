@@ -15,7 +15,6 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ from mmsearch.service.observer import AnsweredSearch, SearchObserver
 from mmsearch.service.query_images import decode_bounded
 from mmsearch.service.schemas import SearchBody
 from mmsearch.service.state import ServiceState
-
-log = logging.getLogger("mmsearch.canary")
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -184,9 +181,10 @@ def resolve_rules(
     a block), and switching it off ("none") is refused."""
     registry = Registry(state.settings.home)
     default = registry.default_rules(collection)
-    binding = registry.rules_path(default) if default else state.settings.rules
+    default_path = registry.rules_path(default) if default else None
     if name is None:
-        return registry.rules_path(default) if default else None
+        return default_path  # None: the ranking stage falls back to the server's setting
+    binding = default_path or state.settings.rules
     if name.strip().lower() in OFF:
         if binding is not None and not caller.global_admin:
             raise Forbidden(
