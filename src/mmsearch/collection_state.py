@@ -34,7 +34,7 @@ from typing import Any, Final
 from pydantic import Field, ValidationError
 
 from mmsearch.errors import MMSearchError
-from mmsearch.manifest import ManifestPart
+from mmsearch.manifest import ManifestPart, validation_problems
 
 SCHEMA_VERSION: Final = 1  # the layout this mmsearch writes and reads
 
@@ -144,13 +144,7 @@ def load_state(data: Any, *, collection: str, path: Path) -> CollectionState:
     try:
         return CollectionState.model_validate(data)
     except ValidationError as exc:
-        problems = exc.errors(include_url=False, include_input=False)
-        listed = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
-            for problem in problems[:3]
-        )
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise _invalid(collection, path, listed + more) from None
+        raise _invalid(collection, path, validation_problems(exc, "the file")) from None
 
 
 def _invalid(collection: str, path: Path, problem: str) -> MMSearchError:

@@ -272,19 +272,25 @@ def _mark_nested(value: Any) -> None:
             _mark_nested(part)
 
 
+def validation_problems(exc: ValidationError, whole: str) -> str:
+    """The first three problems of a saved file that does not fit its model, each as
+    ``field.path: message`` (``whole`` names the file itself), for an error a user reads."""
+    problems = exc.errors(include_url=False, include_input=False)
+    listed = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or whole}: {problem['msg']}"
+        for problem in problems[:3]
+    )
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return listed + more
+
+
 def load_manifest(data: Any, *, build_id: str, collection: str, path: Path) -> BuildManifest:
     """The manifest read from ``path``, or an error naming the build and the fields."""
     try:
         return BuildManifest.model_validate(data)
     except ValidationError as exc:
-        problems = exc.errors(include_url=False, include_input=False)
-        listed = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'the manifest'}: {problem['msg']}"
-            for problem in problems[:3]
-        )
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise MMSearchError(
             f"The manifest of build {build_id} of collection '{collection}' ({path}) is "
-            f"not valid: {listed}{more}. Restore it from a backup, or remove the build "
-            "if it is not needed."
+            f"not valid: {validation_problems(exc, 'the manifest')}. Restore it from a "
+            "backup, or remove the build if it is not needed."
         ) from None
