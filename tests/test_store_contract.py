@@ -405,7 +405,11 @@ def test_approximate_search_overlaps_exact_search(request, tmp_path):
     assert float(np.mean(overlap)) >= 0.95
 
 
-@pytest.mark.parametrize("exact_rows", [4096, 1], ids=["answered-exactly", "wider-walk"])
+@pytest.mark.parametrize(
+    "exact_rows",
+    [4096, 1, 20_000],
+    ids=["answered-exactly", "wider-walk", "counted-then-read-whole"],  # 20k > one query
+)
 def test_a_selective_filter_away_from_the_query_keeps_recall(request, tmp_path, exact_rows):
     """Clustered vectors; each query sits on one cluster and filters to a few rows of
     another. HNSW under such a filter alone found 0.26 of the exact top 10 on Milvus Lite;
