@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"ranking"},
     {"retrieval"},
     {"index"},
+    {"moderation"},
     {"encoders", "filters"},
     {"writer_lock", "workspace", "sample_data", "terminal"},
     {"collection_state"},

@@ -1,0 +1,135 @@
+"""One fingerprint per image, and what "exact" and "near" mean between two of them.
+
+"Exact" must never be a perceptual-hash distance of 0: skin-tone variants of one
+emoji, or red and blue versions of one striped flag, share pHashes, and a moderation
+decision called exact is trusted without a look. Here exact is the same bytes
+(``sha256``) or the same decoded pixels after cropping to content
+(``pixels_sha256``: a PNG re-encoded, or the same sticker on a bigger transparent
+canvas). Everything else is "near" and carries its PDQ distance (the smallest over the
+query's eight rotations and flips), to be judged against a strictness level whose
+threshold was calibrated for a false-match rate (``STRICTNESS``).
+
+pHash and dHash (64 bits, ``encoders/hashes.py``) are kept in the record, computed on
+the same cropped pixels, for the stored build columns and for comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from mmsearch.encoders.hashes import image_hashes
+from mmsearch.media.images import ImageLimits, decode_image
+from mmsearch.moderation.content import crop_to_content, pixels_sha256
+from mmsearch.moderation.pdq import VARIANTS, from_hex, hamming, pdq_hashes, to_hex
+
+# Images are fingerprinted at most this large on a side (PDQ itself looks at 64x64):
+# a camera frame costs a bounded decode, not its full size.
+FINGERPRINT_SIDE = 1024
+
+MatchKind = Literal["same bytes", "same pixels", "near"]
+
+
+@dataclass(frozen=True)
+class Strictness:
+    """A named PDQ threshold and the false-match rate it was calibrated for."""
+
+    name: str
+    max_distance: int  # largest dihedral PDQ distance (of 256 bits) that is a near match
+    target_false_match_rate: float
+
+
+# Calibrated on the emoji data set (different emoji as non-matches, 16 alterations of
+# both artists' emoji as matches) by:
+#   python benchmarks/moderation_robustness.py --sample 400 --seed 0
+# Each is the largest distance whose false-match rate between different emoji is at
+# most the target; docs/BENCHMARKS.md "Moderation: matching robustness" has the table.
+STRICTNESS: dict[str, Strictness] = {
+    "strict": Strictness("strict", 0, 0.0001),
+    "standard": Strictness("standard", 0, 0.001),
+    "loose": Strictness("loose", 0, 0.01),
+}
+DEFAULT_STRICTNESS = "standard"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What moderation keeps of one image; hashes as hex (PDQ) or signed int64 (pHash, dHash)."""
+
+    sha256: str  # of the bytes as received
+    pixels_sha256: str  # of the decoded pixels, cropped to content, flattened on white
+    pdq: str  # 64 hex digits, the image as it is
+    pdq_variants: tuple[str, ...]  # all eight dihedral variants, ``pdq`` first
+    pdq_quality: int  # 0..100; below pdq.MIN_QUALITY the image is nearly featureless
+    phash: int
+    dhash: int
+    width: int  # of the content
+    height: int
+
+    def variant_words(self) -> np.ndarray:
+        """The eight variants as an (8, 4) uint64 array."""
+        return np.stack([from_hex(text) for text in self.pdq_variants])
+
+
+@dataclass(frozen=True)
+class Match:
+    kind: MatchKind
+    pdq_distance: int
+    variant: str  # which rotation or flip of the query matched
+
+
+def fingerprint_image(image: Image.Image, sha256: str) -> Fingerprint:
+    """The fingerprint of an already decoded image whose bytes hash to ``sha256``."""
+    content = crop_to_content(image)
+    pdq = pdq_hashes(content)
+    small = image_hashes(content)
+    variants = tuple(to_hex(words) for words in pdq.variants)
+    return Fingerprint(
+        sha256=sha256,
+        pixels_sha256=pixels_sha256(content),
+        pdq=variants[0],
+        pdq_variants=variants,
+        pdq_quality=pdq.quality,
+        phash=small.phash,
+        dhash=small.dhash,
+        width=content.width,
+        height=content.height,
+    )
+
+
+def fingerprint_bytes(
+    data: bytes, *, source: str, limits: ImageLimits = ImageLimits()
+) -> Fingerprint:
+    """Decode untrusted bytes within ``limits`` (``ImageError`` otherwise) and fingerprint them."""
+    image = decode_image(data, source=source, limits=limits, max_side=FINGERPRINT_SIDE)
+    try:
+        return fingerprint_image(image, hashlib.sha256(data).hexdigest())
+    finally:
+        image.close()
+
+
+def compare(query: Fingerprint, stored: Fingerprint, max_distance: int) -> Match | None:
+    """How ``query`` matches ``stored``: exact, near within ``max_distance``, or None."""
+    per_variant = hamming(query.variant_words(), from_hex(stored.pdq)[None, :])
+    best = int(np.argmin(per_variant))
+    distance, variant = int(per_variant[best]), VARIANTS[best]
+    if query.sha256 == stored.sha256:
+        return Match("same bytes", distance, variant)
+    if query.pixels_sha256 == stored.pixels_sha256:
+        return Match("same pixels", distance, variant)
+    if distance <= max_distance:
+        return Match("near", distance, variant)
+    return None
+
+
+def strictness(name: str) -> Strictness:
+    """The named level; ValueError naming the known ones otherwise."""
+    try:
+        return STRICTNESS[name]
+    except KeyError:
+        known = ", ".join(STRICTNESS)
+        raise ValueError(f"unknown strictness {name!r}; choose one of {known}") from None

@@ -1,0 +1,104 @@
+"""Find every stored 256-bit hash within a Hamming radius without comparing all of them.
+
+Multi-index hashing (Norouzi, Punjani and Fleet, 2012): the 256 bits are cut into
+``CHUNKS`` chunks of 16 bits, and each chunk position gets a table from chunk value
+to the rows holding it. If a stored hash lies within ``radius`` of the query, the
+chunk distances add up to at most ``radius``, so some chunk differs in at most
+``radius // CHUNKS`` bits (pigeonhole). Looking up, per chunk, every value within that
+sub-radius of the query's chunk therefore finds every true match among the candidates,
+and each candidate is then verified with the full distance: the answer is exactly the
+brute-force one. The tables are sorted arrays with an offset per 16-bit value
+(CSR), so a lookup is a few vectorised NumPy gathers, not a Python loop over rows.
+
+A query may bring several hashes (PDQ's eight rotations and flips); a row's distance is
+the smallest over them. When the buckets to visit would hold a large share of all
+rows (a wide radius), a plain scan is cheaper and gives the same answer, so the index
+switches to it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from itertools import combinations
+
+import numpy as np
+
+from mmsearch.moderation.pdq import WORDS, hamming
+
+CHUNK_BITS = 16
+CHUNKS = WORDS * 64 // CHUNK_BITS
+_VALUES = 1 << CHUNK_BITS
+# Visit buckets only while they hold fewer rows than this share of the index.
+_SCAN_SHARE = 0.05
+
+
+@cache
+def _masks(sub_radius: int) -> np.ndarray:
+    """Every 16-bit mask with at most ``sub_radius`` bits set (the neighbours of a chunk)."""
+    masks = [0]
+    for weight in range(1, min(sub_radius, CHUNK_BITS) + 1):
+        masks.extend(sum(1 << b for b in bits) for bits in combinations(range(CHUNK_BITS), weight))
+    return np.array(masks, dtype=np.int64)
+
+
+class HashIndex:
+    """An immutable index over ``n`` hashes, each four uint64 words; rows are 0..n-1."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.hashes = np.ascontiguousarray(np.asarray(hashes, dtype=np.uint64).reshape(-1, WORDS))
+        count = len(self.hashes)
+        keys = self.hashes.view(np.uint16).reshape(count, CHUNKS).T.astype(np.int64)
+        row_type = np.int32 if count < 2**31 else np.int64
+        self._rows = np.empty((CHUNKS, count), dtype=row_type)
+        self._offsets = np.empty((CHUNKS, _VALUES + 1), dtype=np.int64)
+        for chunk in range(CHUNKS):
+            order = np.argsort(keys[chunk], kind="stable")
+            self._rows[chunk] = order
+            self._offsets[chunk] = np.searchsorted(keys[chunk][order], np.arange(_VALUES + 1))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def search(self, query: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows within ``radius`` of any of the query's hashes, and their smallest distances.
+
+        ``query`` is one hash (4,) or several (k, 4); rows come back sorted.
+        """
+        if radius < 0:
+            raise ValueError(f"radius must be at least 0 (got {radius})")
+        queries = np.asarray(query, dtype=np.uint64).reshape(-1, WORDS)
+        candidates = self._candidates(queries, radius)
+        if candidates is None:
+            candidates = np.arange(len(self.hashes))
+        if candidates.size == 0:
+            return candidates.astype(np.int64), np.zeros(0, dtype=np.int64)
+        distances = hamming(queries[:, None, :], self.hashes[candidates][None, :, :]).min(axis=0)
+        keep = distances <= radius
+        return candidates[keep].astype(np.int64), distances[keep].astype(np.int64)
+
+    def _candidates(self, queries: np.ndarray, radius: int) -> np.ndarray | None:
+        """Rows sharing a chunk within the sub-radius with some query; None: scan them all."""
+        masks = _masks(radius // CHUNKS)
+        keys = np.ascontiguousarray(queries).view(np.uint16).reshape(len(queries), CHUNKS)
+        starts: list[np.ndarray] = []
+        stops: list[np.ndarray] = []
+        for chunk in range(CHUNKS):
+            values = np.unique(keys[:, chunk].astype(np.int64)[:, None] ^ masks[None, :])
+            starts.append(self._offsets[chunk][values])
+            stops.append(self._offsets[chunk][values + 1])
+        lengths = [stop - start for start, stop in zip(starts, stops, strict=True)]
+        total = int(sum(int(length.sum()) for length in lengths))
+        if total > 4096 and total > _SCAN_SHARE * len(self.hashes):
+            return None
+        found: list[np.ndarray] = []
+        for chunk in range(CHUNKS):
+            size = lengths[chunk]
+            if not size.any():
+                continue
+            # Positions start..stop-1 of every visited bucket, as one flat array.
+            ends = np.cumsum(size)
+            flat = np.arange(int(ends[-1])) + np.repeat(starts[chunk] - (ends - size), size)
+            found.append(self._rows[chunk][flat])
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(found))
