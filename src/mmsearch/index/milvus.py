@@ -406,6 +406,8 @@ class MilvusBuildIndex:
             exact = self._exact_search(column, vector, k, filter)
             if exact is not None:
                 return exact
+            # The walk's depth follows what the filter removes, so it needs the real
+            # count: the probe's bound would send every wide filter to the deepest walk.
             widen = self.row_count() / max(1, self.count(filter))
         target, schema, request = self.vector_request(column, vector, k, widen)
         expr = self._expr(filter, schema)
@@ -447,11 +449,11 @@ class MilvusBuildIndex:
         self, column: str, vector: np.ndarray, k: int, filter: Filter
     ) -> list[Match] | None:
         """Cosine against every item the filter keeps, or None when it keeps more than
-        ``exact_filter_rows``. A graph walk under a filter that keeps few rows, far from
-        the query, finds few of them or none (measured on Milvus Lite: 5 matching items
-        of 10k, none returned at k=10). One bounded query both reads the kept rows and
-        tells whether there are too many: a count first cost a second pass of the
-        filter over the collection (about half of the time at 20k items)."""
+        ``exact_filter_rows``. A graph walk under a filter that keeps few rows, far
+        from the query, finds few of them or none (measured on Milvus Lite: 5 matching
+        items of 10k, none returned at k=10). One bounded query both reads the kept rows
+        and tells whether there are too many: a count first cost a second pass of the
+        filter over the collection."""
         limit = self._conn.exact_filter_rows
         # Images in their own collection are read once the items are known to be few.
         images_apart = column in self._multi and not self._struct
