@@ -127,11 +127,12 @@ def test_item_writes_keep_the_manifest_flat_and_the_log_bounded(
     assert first_run not in ids  # rotated out: the log is bounded
     assert entries[-2].run_id == put_runs[-1] and entries[-2].kind == "item_put"
     last = entries[-1]
-    assert last.kind == "item_delete" and last.detail == {"items": ["extra-23"]}
+    assert last.kind == "item_delete" and last.detail.items == ["extra-23"]
+    assert last.as_dict()["detail"] == {"items": ["extra-23"]}  # the stored shape
     assert last.table_version_before == entries[-2].table_version_after
     assert last.table_version_after > last.table_version_before
     assert last.counts["removed"] == 1
-    assert entries[-2].detail == {"items": ["extra-23"]}
+    assert entries[-2].detail.items == ["extra-23"] and entries[-2].detail.reverted_run is None
     assert len(ids) == len(set(ids))
     assert find_run(folder, put_runs[-1])[0] == build_id
 
@@ -187,7 +188,7 @@ def test_revert_undoes_a_bad_batch_and_searches_see_it(settings, make_catalog):
     assert manifest.last_run is not None
     assert manifest.counts.items == 5 and manifest.last_run["kind"] == "revert"
     entry = read_runs(_folder(settings), manifest.build_id)[-1]
-    assert entry.kind == "revert" and entry.detail["reverted_run"] == run_b
+    assert entry.kind == "revert" and entry.detail.reverted_run == run_b
     assert entry.actor == "tester"
 
 

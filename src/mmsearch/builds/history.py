@@ -17,6 +17,11 @@ takes more than about ``2 * MAX_LOG_BYTES`` (each entry is capped near
 under the collection's writer lock, so no two writers interleave lines; a torn last
 line (a crash mid-append) is skipped by readers.
 
+Each line is a ``RunEntry`` (``builds/run_records.py``): the run's kind, counters,
+catalog source, versions, actor and a typed ``detail`` (items written, the run a
+revert undid). A JSON line that does not fit is an error naming the file, the line and
+the field, never skipped: a revert must not miss a run.
+
 Manifests written before this log existed still read: their ``runs`` entries are
 merged in (oldest first), with the version before each run taken from its
 ``progress.json``.
@@ -29,10 +34,19 @@ import json
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import get_args
 
+from mmsearch.builds.run_records import (
+    ProgressRecord,
+    RunDetail,
+    RunEntry,
+    RunKind,
+    RunSource,
+    RunSummary,
+    load_record,
+)
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import BuildManifest, RunRecord, SourceRecord
 from mmsearch.workspace import CollectionDir, read_json
@@ -44,7 +58,7 @@ MAX_ENTRY_BYTES = 4096
 RUNS_IN_MANIFEST = 5
 SOURCES_IN_MANIFEST = 10
 SAMPLE_IDS = 20
-KINDS = ("ingest", "item_put", "item_delete", "revert")
+KINDS: tuple[RunKind, ...] = get_args(RunKind)
 _COMPACT_KEYS = (
     "run_id",
     "kind",
@@ -63,51 +77,27 @@ class RunNotFound(MMSearchError):
     """No build of the collection recorded the run id."""
 
 
-@dataclass
-class RunEntry:
-    """One write to one build, as ``runs list`` shows it and ``runs revert`` uses it."""
-
-    kind: str  # ingest | item_put | item_delete | revert
-    run_id: str
-    build_id: str
-    started_at: str | None
-    finished_at: str | None
-    counts: dict[str, int] = field(default_factory=dict)
-    source: dict[str, Any] | None = None
-    table_version_before: int | None = None  # None: the run created the build
-    table_version_after: int | None = None
-    actor: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)  # item ids, reverted run, ...
-    legacy: bool = False  # read from an old manifest's run list, not from the log
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunEntry:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
-
-
 @dataclass(frozen=True)
 class RunContext:
     """What the caller of an ingest knows and the engine does not: why it runs, for whom."""
 
-    kind: str = "ingest"
+    kind: RunKind = "ingest"
     actor: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: RunDetail = field(default_factory=RunDetail)
 
 
 _CONTEXT: ContextVar[RunContext | None] = ContextVar("mmsearch_run_context", default=None)
 
 
 @contextlib.contextmanager
-def recording(kind: str, actor: str | None = None, **detail: Any) -> Iterator[None]:
+def recording(
+    kind: RunKind, actor: str | None = None, items: list[str] | None = None
+) -> Iterator[None]:
     """Label the ingest runs started inside (an item PUT goes through the ingestor, which
     cannot tell it from a catalog ingest); applies to this thread or task only."""
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r}")
-    token = _CONTEXT.set(RunContext(kind, actor, dict(detail)))
+    token = _CONTEXT.set(RunContext(kind, actor, RunDetail(items=items)))
     try:
         yield
     finally:
@@ -125,51 +115,52 @@ def history_path(collection: CollectionDir, build_id: str) -> Path:
 # -- the manifest's view -----------------------------------------------------------------
 
 
-def note_run(manifest: BuildManifest, summary: dict[str, Any], version_before: int | None) -> None:
+def note_run(manifest: BuildManifest, summary: RunSummary, version_before: int | None) -> None:
     """Record a finished run in the manifest without growing it.
 
-    ``summary`` gains ``kind``, ``actor`` and ``table_version_before`` (so its run.json
-    and log entry agree); the manifest keeps it as ``last_run``, a compact tail of
-    ``RUNS_IN_MANIFEST`` runs, and the newest distinct catalog files as ``sources``
-    (item writes add none: their catalog is a temporary one-line file)."""
+    ``summary`` gains ``kind``, ``actor`` and ``table_version_before`` where the writer
+    left them out (so its run.json and log entry agree); the manifest keeps it as
+    ``last_run``, a compact tail of ``RUNS_IN_MANIFEST`` runs, and the newest distinct
+    catalog files as ``sources`` (item writes add none: their catalog is a temporary
+    one-line file)."""
     context = current_context()
-    summary.setdefault("kind", context.kind)
-    summary.setdefault("actor", context.actor)
-    summary.setdefault("table_version_before", version_before)
-    manifest.last_run = {k: v for k, v in summary.items() if k != "mapping"}
-    compact = RunRecord.model_validate({k: summary[k] for k in _COMPACT_KEYS if k in summary})
+    given = summary.model_fields_set
+    if "kind" not in given:
+        summary.kind = context.kind
+    if "actor" not in given:
+        summary.actor = context.actor
+    if "table_version_before" not in given:
+        summary.table_version_before = version_before
+    saved = summary.saved_json()
+    manifest.last_run = {k: v for k, v in saved.items() if k != "mapping"}
+    compact = RunRecord.model_validate({k: saved[k] for k in _COMPACT_KEYS if k in saved})
     manifest.runs = [*manifest.runs, compact][-RUNS_IN_MANIFEST:]
-    source = summary.get("source")
-    if summary["kind"] == "ingest" and isinstance(source, dict) and source.get("path"):
-        kept = [s for s in manifest.sources if s.path != source["path"]]
-        kept.append(SourceRecord.model_validate({**source, "run_id": summary.get("run_id")}))
+    source = summary.source
+    if summary.kind == "ingest" and source is not None and source.path:
+        kept = [s for s in manifest.sources if s.path != source.path]
+        kept.append(SourceRecord.model_validate({**source.model_dump(), "run_id": summary.run_id}))
         manifest.sources = kept[-SOURCES_IN_MANIFEST:]
     else:
         manifest.sources = manifest.sources[-SOURCES_IN_MANIFEST:]
 
 
-def entry_from_summary(build_id: str, summary: dict[str, Any]) -> RunEntry:
-    """The log entry of a run the engine summarised (after ``note_run``)."""
+def entry_from_summary(build_id: str, summary: RunSummary) -> RunEntry:
+    """The log entry of a run the engine summarised (after ``note_run``, or a rebuild's)."""
     context = current_context()
+    given = summary.model_fields_set
+    sample = summary.removed_ids_sample[:SAMPLE_IDS] or None
     return RunEntry(
-        kind=str(summary.get("kind", context.kind)),
-        run_id=str(summary["run_id"]),
+        kind=summary.kind or context.kind,
+        run_id=summary.run_id,
         build_id=build_id,
-        started_at=summary.get("started_at"),
-        finished_at=summary.get("finished_at"),
-        counts=dict(summary.get("counts") or {}),
-        source=summary.get("source"),
-        table_version_before=summary.get("table_version_before"),
-        table_version_after=summary.get("table_version"),
-        actor=summary.get("actor", context.actor),
-        detail={
-            **context.detail,
-            **(
-                {"removed_ids_sample": summary["removed_ids_sample"][:SAMPLE_IDS]}
-                if summary.get("removed_ids_sample")
-                else {}
-            ),
-        },
+        started_at=summary.started_at,
+        finished_at=summary.finished_at,
+        counts=dict(summary.counts),
+        source=summary.source,
+        table_version_before=summary.table_version_before,
+        table_version_after=summary.table_version,
+        actor=summary.actor if "actor" in given else context.actor,
+        detail=context.detail.model_copy(update={"removed_ids_sample": sample}),
     )
 
 
@@ -198,11 +189,18 @@ def append_run(collection: CollectionDir, entry: RunEntry) -> RunEntry:
 def _encode(entry: RunEntry) -> bytes:
     data = entry.as_dict()
     data.pop("legacy", None)
-    line = json.dumps(data, ensure_ascii=False, default=str, separators=(",", ":"))
+    line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     if len(line.encode("utf-8")) > MAX_ENTRY_BYTES:  # a huge source path or detail list
-        data["detail"] = {"truncated": True}
-        data["source"] = {k: str(v)[:512] for k, v in (entry.source or {}).items()}
-        line = json.dumps(data, ensure_ascii=False, default=str, separators=(",", ":"))
+        data["detail"] = RunDetail(truncated=True).model_dump(mode="json")
+        source = entry.source
+        data["source"] = (
+            None
+            if source is None
+            else RunSource(
+                **{k: v[:512] for k, v in source.model_dump().items() if v is not None}
+            ).model_dump(mode="json")
+        )
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return (line + "\n").encode("utf-8")
 
 
@@ -231,16 +229,21 @@ def read_runs(collection: CollectionDir, build_id: str) -> list[RunEntry]:
 
 
 def _read_file(path: Path) -> list[RunEntry]:
+    """The entries of one log file. A line that is not JSON is the torn last line of an
+    append a crash cut short and is skipped; a JSON line that is not an entry is an
+    error naming the file and line, since skipping it could hide a run from a revert."""
     if not path.is_file():
         return []
     entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
             data = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a torn last line: the append was cut short by a crash
-        if isinstance(data, dict) and data.get("run_id") and data.get("build_id"):
-            entries.append(RunEntry.from_dict(data))
+            continue
+        where = f"{path}, line {number},"
+        advice = "Move that line to another file to read the rest of the history."
+        entries.append(load_record(RunEntry, data, where, "run history", advice))
     return entries
 
 
@@ -251,22 +254,23 @@ def _from_manifest(collection: CollectionDir, build_id: str, run: RunRecord) -> 
     if before is None and "table_version_before" not in run.model_fields_set:
         progress = collection.build_dir(build_id) / "runs" / run.run_id / "progress.json"
         with contextlib.suppress(FileNotFoundError, MMSearchError):
-            found = read_json(progress)
-            if isinstance(found, dict):
-                before = found.get("table_version_visible")
-    return RunEntry(
-        kind=run.kind,
-        run_id=run.run_id,
-        build_id=build_id,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        counts=dict(run.counts),
-        source=None if run.source is None else run.source.as_json(),
-        table_version_before=before,
-        table_version_after=run.table_version,
-        actor=run.actor,
-        legacy=True,
-    )
+            found = load_record(ProgressRecord, read_json(progress), progress, "progress record")
+            before = found.table_version_visible
+    data = {
+        "kind": run.kind,
+        "run_id": run.run_id,
+        "build_id": build_id,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "counts": run.counts,
+        "source": None if run.source is None else run.source.as_json(),
+        "table_version_before": before,
+        "table_version_after": run.table_version,
+        "actor": run.actor,
+        "legacy": True,
+    }
+    manifest_path = collection.build_dir(build_id) / "manifest.json"
+    return load_record(RunEntry, data, manifest_path, "run list of the manifest")
 
 
 def find_run(collection: CollectionDir, run_id: str) -> tuple[str, RunEntry]:

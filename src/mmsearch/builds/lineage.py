@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from mmsearch.builds.run_records import read_summary
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Compare, Filter, Like, Or, all_of
@@ -27,7 +28,7 @@ from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.manifest import BuildManifest
 from mmsearch.media.paths import display_path
-from mmsearch.workspace import CollectionDir, read_json
+from mmsearch.workspace import CollectionDir
 
 PROVENANCE_COLUMNS = ["source_file", "source_row", "record_sha256", "ingest_run", "ingested_at"]
 ITEM_COLUMNS = ["id", "title", "images", "image_sha256", "image_phash", *PROVENANCE_COLUMNS]
@@ -162,8 +163,7 @@ def run_record(
     if RUN_ID.match(run_id):
         path = collection.build_dir(build_id) / "runs" / run_id / "run.json"
         try:
-            found = read_json(path)
-            record = found if isinstance(found, dict) else None
+            record = read_summary(path).saved_json()
         except (FileNotFoundError, MMSearchError):
             record = None
     if record is None:

@@ -26,7 +26,7 @@ from mmsearch.terminal import (
 )
 
 if TYPE_CHECKING:
-    from mmsearch.builds.history import RunEntry
+    from mmsearch.builds.run_records import RunEntry
     from mmsearch.ingest.revert import RevertPlan, RevertReport
     from mmsearch.workspace import CollectionDir
 
@@ -69,7 +69,7 @@ def _print_runs(build_id: str, entries: list[RunEntry]) -> None:
     for entry in entries:
         before = "new" if entry.table_version_before is None else entry.table_version_before
         versions = f"{before} -> {entry.table_version_after}"
-        detail = entry.detail.get("reverted_run")
+        detail = entry.detail.reverted_run
         table.add_row(
             escape(entry.run_id),
             entry.kind + (f"\nof {escape(detail)}" if detail else ""),
@@ -178,8 +178,8 @@ def builds_show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One build in full: encoders, mapping, schema, sources, runs, publishes, gate."""
-    from mmsearch.builds.history import RunEntry
     from mmsearch.builds.listing import describe_build
+    from mmsearch.builds.run_records import RunEntry
     from mmsearch.config import load_settings
     from mmsearch.workspace import Workspace
 
@@ -219,7 +219,7 @@ def builds_show_command(
             f"  published {_time(publish.get('at'))} by {escape(str(publish.get('by')))}",
             highlight=False,
         )
-    entries = [RunEntry.from_dict(r) for r in info["runs"]]
+    entries = [RunEntry.model_validate(r) for r in info["runs"]]
     if entries:
         _print_runs(build, entries)
     console.print(f"{info['runs_total']} runs recorded", highlight=False)

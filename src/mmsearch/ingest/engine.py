@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from mmsearch.builds.history import append_run, entry_from_summary, note_run
+from mmsearch.builds.run_records import ProgressRecord, RunOptions, RunSource, RunSummary
 from mmsearch.catalog.item import Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import normalise_record
@@ -243,16 +244,16 @@ class Ingestor:
         started_at = now()
         log = RunLog.start(
             collection.build_dir(target.build_id) / "runs" / target.run_id,
-            {
-                "run_id": target.run_id,
-                "build_id": target.build_id,
-                "resume_key": key,
-                "started_at": started_at,
-                "source": source_info,
-                "rows_total": plan.total_rows,
-                "table_version_visible": target.visible_version,
-                "options": {"sync": options.sync, "strict": options.strict},
-            },
+            ProgressRecord(
+                run_id=target.run_id,
+                build_id=target.build_id,
+                resume_key=key,
+                started_at=started_at,
+                source=RunSource.model_validate(source_info),
+                rows_total=plan.total_rows,
+                table_version_visible=target.visible_version,
+                options=RunOptions(sync=options.sync, strict=options.strict),
+            ),
             ERRORS_KEPT_IN_REPORT,
         )
         chunks = create_executor(
@@ -286,26 +287,26 @@ class Ingestor:
             discard_build(collection, target.build_id)
             target.notices.append("no row landed, so no build was created")
             return self._report(plan, options, target, counts, log, timings, None, False)
-        summary = {
-            "run_id": target.run_id,
-            "started_at": started_at,
-            "finished_at": now(),
-            "resumed": target.resumed is not None,
-            "source": source_info,
-            "mapping": plan.mapping.model_dump(),
-            "counts": counts,
-            "skipped_fields": plan.skipped_fields,
-            "timings_s": {k: round(v, 4) for k, v in timings.items()},
-            "errors_file": str(Path("runs") / target.run_id / ERRORS_FILE),
-            "table_version": target.index.version(),
-            "removed_ids_sample": removed[:20],
-        }
+        summary = RunSummary(
+            run_id=target.run_id,
+            started_at=started_at,
+            finished_at=now(),
+            resumed=target.resumed is not None,
+            source=RunSource.model_validate(source_info),
+            mapping=plan.mapping,
+            counts=dict(counts),
+            skipped_fields=plan.skipped_fields,
+            timings_s={k: round(v, 4) for k, v in timings.items()},
+            errors_file=str(Path("runs") / target.run_id / ERRORS_FILE),
+            table_version=target.index.version(),
+            removed_ids_sample=removed[:20],
+        )
         manifest = target.manifest
         assert manifest is not None, "only a dry run has no manifest, and it writes nothing"
         manifest.state = READY
         manifest.updated_at = now()
         manifest.counts = ManifestCounts(items=counts["items"], last_run=counts)
-        manifest.errors = ErrorSummary(count=counts["failed"], file=str(summary["errors_file"]))
+        manifest.errors = ErrorSummary(count=counts["failed"], file=summary.errors_file)
         manifest.indexes = IndexSummary.model_validate(index_info)
         manifest.table_version = target.index.version()
         note_run(manifest, summary, target.visible_version)  # the log gets it once committed

@@ -28,6 +28,7 @@ from typing import Any
 
 from mmsearch.builds.history import append_run, entry_from_summary
 from mmsearch.builds.lifecycle import ready_manifest
+from mmsearch.builds.run_records import ProgressRecord, RunSummary
 from mmsearch.catalog.item import RowError
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.clock import utc_now as now
@@ -244,15 +245,15 @@ class Rebuilder:
         started_at = now()
         log = RunLog.start(
             collection.build_dir(target.build_id) / "runs" / target.run_id,
-            {
-                "run_id": target.run_id,
-                "build_id": target.build_id,
-                "kind": "rebuild",
-                "resume_key": target.key,
-                "started_at": started_at,
-                "rebuilt_from": source.build_id,
-                "rows_total": len(ids) + len(done),
-            },
+            ProgressRecord(
+                run_id=target.run_id,
+                build_id=target.build_id,
+                kind="rebuild",
+                resume_key=target.key,
+                started_at=started_at,
+                rebuilt_from=source.build_id,
+                rows_total=len(ids) + len(done),
+            ),
             ERRORS_KEPT_IN_REPORT,
         )
         if on_plan is not None:
@@ -303,17 +304,17 @@ class Rebuilder:
             )
         mark_staged(collection, target.build_id)  # the candidate to publish; see staging.py
         manifest_path = collection.write_manifest(target.build_id, manifest)  # commit point
-        summary = {
-            "run_id": target.run_id,
-            "kind": "rebuild",
-            "started_at": started_at,
-            "finished_at": now(),
-            "rebuilt_from": origin.as_json(),
-            "counts": counts,
-            "errors_file": errors_file,
-            "timings_s": {k: round(v, 4) for k, v in rows.timings.items()},
-            "table_version": target.index.version(),
-        }
+        summary = RunSummary(
+            run_id=target.run_id,
+            kind="rebuild",
+            started_at=started_at,
+            finished_at=now(),
+            rebuilt_from=origin,
+            counts=dict(counts),
+            errors_file=errors_file,
+            timings_s={k: round(v, 4) for k, v in rows.timings.items()},
+            table_version=target.index.version(),
+        )
         log.finish("done", summary)
         append_run(collection, entry_from_summary(target.build_id, summary))
         target.index.prune_versions()

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mmsearch.builds.history import RunEntry, append_run, find_run, note_run, read_runs
+from mmsearch.builds.history import append_run, find_run, note_run, read_runs
 from mmsearch.builds.lifecycle import build_status
+from mmsearch.builds.run_records import RunDetail, RunEntry, RunSummary
 from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
@@ -143,7 +144,7 @@ def _plan(collection: CollectionDir, run_id: str, build_id: str | None) -> Rever
     history = read_runs(collection, found_build)
     position = next(n for n, e in enumerate(history) if e.run_id == run_id)
     later = history[position + 1 :]
-    undone_by = [e for e in later if e.kind == "revert" and e.detail.get("reverted_run") == run_id]
+    undone_by = [e for e in later if e.kind == "revert" and e.detail.reverted_run == run_id]
     if undone_by:
         by = undone_by[-1]
         raise RevertRefused(
@@ -184,39 +185,39 @@ def _revert(
         "items": items,
     }
     later_ids = [run.run_id for run in plan.later_runs]
-    summary = {
-        "run_id": revert_id,
-        "kind": "revert",
-        "actor": actor,
-        "started_at": started_at,
-        "finished_at": utc_now(),
-        "counts": counts,
-        "table_version": after,
-        "reverted_run": plan.run.run_id,
-        "later_runs_undone": later_ids,
-    }
+    summary = RunSummary(
+        run_id=revert_id,
+        kind="revert",
+        actor=actor,
+        started_at=started_at,
+        finished_at=utc_now(),
+        counts=dict(counts),
+        table_version=after,
+        reverted_run=plan.run.run_id,
+        later_runs_undone=later_ids,
+    )
     manifest.counts = manifest.counts.model_copy(update={"items": items})
     manifest.table_version = after
-    manifest.updated_at = str(summary["finished_at"])
+    manifest.updated_at = summary.finished_at
     note_run(manifest, summary, before)
     collection.write_manifest(plan.build_id, manifest)  # readers switch to ``after`` here
     append_run(
         collection,
         RunEntry(
-            "revert",
-            revert_id,
-            plan.build_id,
-            started_at,
-            summary["finished_at"],
-            counts,
+            kind="revert",
+            run_id=revert_id,
+            build_id=plan.build_id,
+            started_at=started_at,
+            finished_at=summary.finished_at,
+            counts=dict(counts),
             table_version_before=before,
             table_version_after=after,
             actor=actor,
-            detail={
-                "reverted_run": plan.run.run_id,
-                "restored_version": plan.restore_version,
-                "later_runs_undone": later_ids[:SAMPLE_IDS],
-            },
+            detail=RunDetail(
+                reverted_run=plan.run.run_id,
+                restored_version=plan.restore_version,
+                later_runs_undone=later_ids[:SAMPLE_IDS],
+            ),
         ),
     )
     return RevertReport(

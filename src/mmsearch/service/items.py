@@ -28,7 +28,8 @@ from typing import Any
 
 from PIL import Image
 
-from mmsearch.builds.history import RunEntry, append_run, note_run, recording
+from mmsearch.builds.history import append_run, note_run, recording
+from mmsearch.builds.run_records import RunDetail, RunEntry, RunSummary
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.clock import utc_now
@@ -136,15 +137,15 @@ def delete_item(
         started_at, before = utc_now(), index.version()
         index.delete([item_id])
         counts = {"removed": 1, "items": index.row_count()}
-        summary = {
-            "run_id": new_id("run"),
-            "kind": "item_delete",
-            "actor": caller.key_id,
-            "started_at": started_at,
-            "finished_at": utc_now(),
-            "counts": counts,
-            "table_version": index.version(),
-        }
+        summary = RunSummary(
+            run_id=new_id("run"),
+            kind="item_delete",
+            actor=caller.key_id,
+            started_at=started_at,
+            finished_at=utc_now(),
+            counts=dict(counts),
+            table_version=index.version(),
+        )
         manifest.counts = manifest.counts.model_copy(update={"items": counts["items"]})
         manifest.table_version = index.version()
         manifest.updated_at = utc_now()
@@ -153,16 +154,16 @@ def delete_item(
         append_run(
             folder,
             RunEntry(
-                "item_delete",
-                summary["run_id"],
-                manifest.build_id,
-                started_at,
-                summary["finished_at"],
-                counts,
+                kind="item_delete",
+                run_id=summary.run_id,
+                build_id=manifest.build_id,
+                started_at=started_at,
+                finished_at=summary.finished_at,
+                counts=dict(counts),
                 table_version_before=before,
                 table_version_after=index.version(),
                 actor=caller.key_id,
-                detail={"items": [item_id]},
+                detail=RunDetail(items=[item_id]),
             ),
         )
     state.forget(collection)
