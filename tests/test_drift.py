@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -491,6 +492,9 @@ def test_api_is_admin_only_and_sets_gauges(two_builds, settings):
         page = client.get("/admin", headers=as_admin)
         assert page.status_code == 200
         assert "Embedding drift" in page.text and older in page.text
+        # What each score compares, in words, beside it (not just two ids).
+        assert str(escape(kinds[("text", "candidate")]["comparison"])) in page.text
+        assert str(escape(kinds[("text", "queries")]["comparison"])) in page.text
 
 
 @pytest.mark.integration
