@@ -89,6 +89,21 @@ class Settings(BaseSettings):
     fetch_total_timeout_s: float = Field(default=30.0, gt=0)
     fetch_max_redirects: int = Field(default=5, ge=0, le=20)
     ocr: bool = Field(default=False, description="read text in images into image_text")
+    # PDFs are untrusted input like images: bounded in bytes, pages and rendered pixels.
+    pdf_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="largest PDF an ingest opens, in bytes"
+    )
+    pdf_max_pages: int = Field(
+        default=2000, ge=1, description="pages a PDF may have (a longer one is one row error)"
+    )
+    pdf_page_max_side: int = Field(
+        default=1024, ge=64, description="longest side, in pixels, of a page's stored image"
+    )
+    pdf_max_page_pixels: int = Field(
+        default=4_000_000,
+        ge=4096,
+        description="pixels one page render may hold (stored image or OCR render)",
+    )
     dupe_max_distance: int = Field(
         default=8, ge=0, le=32, description="pHash Hamming distance that counts as near-duplicate"
     )
@@ -117,6 +132,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host header values the service answers (loopback names when empty; '*' any)",
+    )
+    server_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="set by serve: the id its <home>/server.json names, sent back by /healthz "
+        "so that mmsearch search knows the server it found is the one that wrote the file",
     )
     allowed_origins: list[str] = Field(
         default_factory=list,

@@ -4,7 +4,8 @@ Every command module in this package defines ``register(app: typer.Typer) -> Non
 the CLI discovers them at start-up, so a new area of functionality adds its commands
 without touching the core CLI module. Modules without ``register`` are helpers the
 commands share (``results``: the search table; ``ranking_output``: ranking options and
-explanations; ``operator_audit``: audited CLI acts; ``demo_flow``: the demo's steps).
+explanations; ``operator_audit``: audited CLI acts; ``demo_flow``: the demo's steps;
+``server_file``: the running server's ``server.json``; ``remote``: searching through it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def register_all(app: typer.Typer) -> None:
         importlib.import_module(f"{__name__}.{name}").register(app)
 
 
-HELPERS = frozenset({"demo_flow", "operator_audit", "ranking_output", "results"})
+HELPERS = frozenset(
+    {"demo_flow", "operator_audit", "ranking_output", "remote", "results", "server_file"}
+)
 # The commands a first-time user needs, listed first in ``mmsearch --help`` as before
 # they moved here from the CLI module.
 FIRST = ("search", "collections", "demo_command")

@@ -1,4 +1,9 @@
-"""A search result as a terminal table: shared by ``mmsearch search`` and the demo."""
+"""A search result as a terminal table: shared by ``mmsearch search`` and the demo.
+
+It prints a ``search.response.SearchResponse``, the shape a running server sends, so
+that a search answered in this process and one answered by ``mmsearch serve`` print
+through the same lines.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,22 @@ from typing import TYPE_CHECKING
 from mmsearch.terminal import console, errors
 
 if TYPE_CHECKING:
+    from mmsearch.search.response import SearchResponse
     from mmsearch.search.result import SearchResult
 
+# retrieval.planner.SIGNALS (the columns' order), repeated so that printing a server's
+# answer does not import NumPy; tests/test_cli_server.py checks that the two agree.
+SIGNALS = ("keyword", "text_vector", "text_to_image", "image_vector", "text_image")
 
-def print_result(result: SearchResult, *, title: str) -> None:
+
+def print_result(result: SearchResponse | SearchResult, *, title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mmsearch.retrieval.planner import SIGNALS
+    from mmsearch.search.response import SearchResponse
 
+    if not isinstance(result, SearchResponse):
+        result = SearchResponse.of(result)
     table = Table(title=f"{escape(title)}  [dim]({result.collection} / {result.build_id})[/]")
     table.add_column("#", justify="right")
     table.add_column("id")

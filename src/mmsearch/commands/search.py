@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from mmsearch.commands.results import print_result
 from mmsearch.errors import QueryError
@@ -14,6 +15,7 @@ from mmsearch.terminal import (
     HomeOption,
     JsonOption,
     console,
+    errors,
     print_json,
     user_errors,
 )
@@ -21,8 +23,11 @@ from mmsearch.terminal import (
 if TYPE_CHECKING:
     from PIL import Image
 
+    from mmsearch.commands.remote import Server
     from mmsearch.config import Settings
     from mmsearch.manifest import BuildManifest
+    from mmsearch.search.query import SearchQuery
+    from mmsearch.search.response import SearchResponse
 
 # retrieval.planner.DEFAULT_IMAGE_WEIGHT, repeated so that --help does not import numpy;
 # tests/test_first_hour.py checks that the two agree.
@@ -93,21 +98,46 @@ def search(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="MMSEARCH_SERVER",
+            help="Let the mmsearch serve at this URL answer (its models are warm). Without "
+            "it, this workspace's running server answers when it can (see <home>/server.json).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="MMSEARCH_API_KEY",
+            help="API key for the server, once its workspace has keys.",
+        ),
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Search in this process, never through a server.")
+    ] = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection by text, by image, or both."""
     from mmsearch.commands.ranking_output import parse_weights, print_explanation
-    from mmsearch.filters.groups import parse_groups
-    from mmsearch.filters.parse import parse_where
-    from mmsearch.search.query import build_request, parse_query
+    from mmsearch.search.query import parse_query
 
     settings = load_settings(home)
     with user_errors():
+        from mmsearch.commands.remote import explicit_server
+
+        named = None if local or not server else explicit_server(server, api_key)
         # Everything the user typed is checked against the live manifest first: a typo in
-        # --where or --weight must not wait for lancedb and the models to load.
-        manifest = _live_manifest(settings, collection)
-        caller_groups = parse_groups(groups)
+        # --where or --weight must not wait for lancedb and the models to load (nor for a
+        # server). A named server may serve a collection this workspace does not hold.
+        manifest = _live_manifest(settings, collection, named is not None)
+        if groups is not None:
+            from mmsearch.filters.groups import parse_groups
+
+            parse_groups(groups)
         # The same model and the same conversion as the API and evaluation; the CLI's
         # own parts are the image file and searching as a set of ACL groups.
         search_query = parse_query(
@@ -125,46 +155,138 @@ def search(
         )
         if not (query or "").strip() and image is None:
             raise QueryError("Give a text query, an image, or both.")
-        if where:  # parsed again by the Searcher; here so that a typo fails in a blink
+        if where and manifest is not None:  # parsed again where it runs; a typo fails now
+            from mmsearch.filters.parse import parse_where
+
             parse_where(where, {a.column: a.kind for a in manifest.attributes})
-        if rules and rules != "none":  # a missing or invalid rules file, likewise
+        if rules and rules != "none" and named is None:  # a missing or invalid file, likewise
             from mmsearch.ranking.rules import load_rules
 
             load_rules(rules)
-        query_image = _query_image(settings, image) if image else None
-        # Only now the store (lancedb) and, on the first query, the models.
-        from mmsearch.ingest.sources import file_sha256
-        from mmsearch.search.searcher import Searcher
-
-        searcher = Searcher(settings, collection)
-        request = build_request(
-            search_query,
-            searcher.manifest.attributes,
-            image=query_image,
-            image_sha256=file_sha256(image) if image else None,
-            access=searcher.access_for(caller_groups) if caller_groups is not None else None,
-        )
-        result = searcher.search(request)
+        response = None
+        if not local:
+            response = _server_answer(
+                settings, collection, search_query, image, groups, named, api_key
+            )
+        if response is None:
+            response = _local_answer(settings, collection, search_query, image, groups)
     if as_json:
-        from mmsearch.search.response import SearchResponse
-
         # The API's shape (search/response.py) less its links: one hit shape for clients.
-        print_json(SearchResponse.of(result).cli_json())
+        print_json(response.cli_json())
         return
     title = _describe_query(query, image, where)
     if groups is not None:
+        from mmsearch.filters.groups import parse_groups
+
         title += f" (as groups: {', '.join(sorted(parse_groups(groups) or [])) or 'none'})"
-    print_result(result, title=title)
-    for rank, hit in enumerate(result.hits, start=1):
+    print_result(response, title=title)
+    for hit in response.hits:
         if hit.explanation is not None:
-            print_explanation(console, rank, hit.id, hit.explanation)
+            print_explanation(console, hit.rank, hit.id, hit.explanation)
 
 
-def _live_manifest(settings: Settings, collection: str) -> BuildManifest:
-    """The live build's manifest, read without opening its index or any model."""
+def _server_answer(
+    settings: Settings,
+    collection: str,
+    query: SearchQuery,
+    image: Path | None,
+    groups: str | None,
+    named: Server | None,
+    api_key: str | None,
+) -> SearchResponse | None:
+    """The answer of a running server (``commands/remote.py``), or None to search here."""
+    from mmsearch.commands import remote
+
+    if named is not None:
+        if groups is not None:
+            raise QueryError(
+                "--groups searches as other ACL groups, which only this process can do (a "
+                "server applies its key's own groups): add --local, or leave out --server."
+            )
+        server = named
+    else:
+        reason = remote.local_reason(
+            query,
+            groups=groups,
+            default_rules=_has_default_rules(settings, collection),
+            canary=_has_canary(settings, collection),
+        )
+        found = remote.discovered_server(settings, api_key) if reason is None else None
+        if found is None:
+            return None
+        server = found
+    try:
+        response = remote.search_on_server(server, collection, query, image)
+    except remote.ServerFallback as exc:
+        errors.print(f"note: {escape(str(exc))}; searching in this process", highlight=False)
+        return None
+    errors.print(
+        f"answered by the server at {escape(server.url)} (--local to search in this process)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return response
+
+
+def _local_answer(
+    settings: Settings,
+    collection: str,
+    query: SearchQuery,
+    image: Path | None,
+    groups: str | None,
+) -> SearchResponse:
+    """The search run in this process: the store opened, the models loaded."""
+    query_image = _query_image(settings, image) if image else None
+    from mmsearch.filters.groups import parse_groups
+    from mmsearch.ingest.sources import file_sha256
+    from mmsearch.search.query import build_request
+    from mmsearch.search.response import SearchResponse
+    from mmsearch.search.searcher import Searcher
+
+    caller_groups = parse_groups(groups)
+    searcher = Searcher(settings, collection)
+    request = build_request(
+        query,
+        searcher.manifest.attributes,
+        image=query_image,
+        image_sha256=file_sha256(image) if image else None,
+        access=searcher.access_for(caller_groups) if caller_groups is not None else None,
+    )
+    return SearchResponse.of(searcher.search(request))
+
+
+def _has_default_rules(settings: Settings, collection: str) -> bool:
+    from mmsearch.errors import MMSearchError
+    from mmsearch.governance.registry import Registry
+
+    try:
+        return Registry(settings.home).default_rules(collection) is not None
+    except MMSearchError:  # an unreadable registry: let this process's search report it
+        return True
+
+
+def _has_canary(settings: Settings, collection: str) -> bool:
+    from mmsearch.errors import MMSearchError
     from mmsearch.workspace import Workspace
 
-    return Workspace(settings.home).collection(collection).live_manifest()
+    try:
+        return Workspace(settings.home).collection(collection).state().canary is not None
+    except (OSError, MMSearchError):  # unreadable: this process's search will say why
+        return True
+
+
+def _live_manifest(settings: Settings, collection: str, optional: bool) -> BuildManifest | None:
+    """The live build's manifest, read without opening its index or any model; None
+    when ``optional`` and this workspace has no such collection."""
+    from mmsearch.errors import CollectionNotFound
+    from mmsearch.workspace import Workspace
+
+    try:
+        return Workspace(settings.home).collection(collection).live_manifest()
+    except CollectionNotFound:
+        if optional:
+            return None
+        raise
 
 
 def _query_image(settings: Settings, path: Path) -> Image.Image:

@@ -54,6 +54,7 @@ def serve(
     admin key unless --insecure-no-auth is given."""
     import uvicorn
 
+    from mmsearch.commands.server_file import ServerRecord, record_path, recorded
     from mmsearch.config import load_settings
     from mmsearch.errors import MMSearchError
     from mmsearch.monitoring.logs import configure_json_logging
@@ -72,6 +73,11 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     os.environ["MMSEARCH_AUTH"] = auth
+    # <home>/server.json lets `mmsearch search` use this server's warm models; with
+    # --port 0 the port is uvicorn's choice, unknown here, so nothing is recorded.
+    record = ServerRecord.for_this_process(host, port, settings.home) if port else None
+    if record is not None:
+        os.environ["MMSEARCH_SERVER_ID"] = record.server_id
     if not settings.allowed_hosts and not is_loopback(host):
         os.environ["MMSEARCH_ALLOWED_HOSTS"] = json.dumps(served_hosts(host))
     configure_json_logging(log_level)
@@ -85,17 +91,20 @@ def serve(
         f"(UI /, API /docs, metrics /metrics; API keys: {auth})",
         err=True,
     )
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=5,
-        limit_concurrency=1024,
-    )
+    with recorded(record) if record else contextlib.nullcontext() as problem:
+        if problem is not None:  # the server runs; searches only lose the shortcut
+            typer.echo(f"note: cannot write {record_path(settings.home)} ({problem})", err=True)
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=5,
+            limit_concurrency=1024,
+        )
 
 
 def is_loopback(host: str) -> bool:

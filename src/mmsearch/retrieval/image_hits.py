@@ -15,24 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from mmsearch.encoders.hashes import hamming, image_hashes
-
-DuplicateKind = Literal["exact", "near"]
-
-
-@dataclass
-class MatchedImage:
-    """The image of a hit that scored best for ``signal``: its position, path and cosine."""
-
-    index: int
-    path: str
-    score: float
-    signal: str
+from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 
 
 @dataclass(frozen=True)

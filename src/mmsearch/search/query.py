@@ -16,16 +16,21 @@ itself. Those decoded images, and the caller's access, are arguments of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmsearch.errors import QueryError
-from mmsearch.filters.expr import Visible
-from mmsearch.filters.structured import structured_filter
-from mmsearch.manifest import AttributeDescription
-from mmsearch.search.request import MAX_K, MAX_QUERY_CHARS, SearchRequest
+from mmsearch.search.limits import MAX_K, MAX_QUERY_CHARS
+
+if TYPE_CHECKING:
+    # Only ``build_request`` needs these: validating a query (which ``mmsearch search``
+    # does before it sends one to a running server) loads no PIL, NumPy or PyArrow.
+    from PIL import Image
+
+    from mmsearch.filters.expr import Visible
+    from mmsearch.manifest import AttributeDescription
+    from mmsearch.search.request import SearchRequest
 
 MAX_TEXT = MAX_QUERY_CHARS
 MAX_RESULTS = MAX_K
@@ -130,6 +135,9 @@ def build_request(
     ``reranker`` and ``rules`` are passed as given (a path, or "none"); the API
     replaces its registered names with paths after this call.
     """
+    from mmsearch.filters.structured import structured_filter
+    from mmsearch.search.request import SearchRequest
+
     text = query.text if mode in (None, "text", "hybrid") else None
     query_image = image if mode in (None, "image", "hybrid") else None
     if mode == "text" and not (text or "").strip():

@@ -21,9 +21,7 @@ from mmsearch.filters.expr import Filter, Visible
 from mmsearch.ranking.fusion import FusionParams
 from mmsearch.ranking.rules import RulesChoice
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT
-
-MAX_QUERY_CHARS = 2000
-MAX_K = 1000
+from mmsearch.search.limits import MAX_K, MAX_QUERY_CHARS
 
 
 @dataclass

@@ -12,13 +12,17 @@ clients written against it). The CLI leaves those out.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mmsearch.ranking.explain import Explanation
-from mmsearch.retrieval.image_hits import DuplicateKind, MatchedImage
-from mmsearch.search.result import Hit, SearchResult
+from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
+
+if TYPE_CHECKING:
+    # Only the ``of`` constructors read these: parsing a server's answer (what
+    # ``mmsearch search`` does when a running server answers) needs no NumPy.
+    from mmsearch.search.result import Hit, SearchResult
 
 # Hit fields that only the API sends (they are links into the server, or a legacy copy).
 TRANSPORT_ONLY: frozenset[str] = frozenset({"image_urls", "item_url", "extra"})

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.ranking.explain import Explanation
-from mmsearch.retrieval.image_hits import DuplicateKind, MatchedImage
+from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 
 
 @dataclass

@@ -12,13 +12,21 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.governance.roles import Permission
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import error_responses
-from mmsearch.service.state import ServiceState
+from mmsearch.service.state import ServiceState, state_of
 
 router = APIRouter(tags=["operations"])
 
 
+# The id of the server.json that ``mmsearch serve`` wrote (settings.server_id): a CLI
+# that found the file checks it here, so a process that took the port later is not used.
+SERVER_ID_HEADER = "X-MMSearch-Server"
+
+
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+def healthz(request: Request, response: Response) -> dict[str, str]:
+    server_id = state_of(request).settings.server_id
+    if server_id:
+        response.headers[SERVER_ID_HEADER] = server_id
     return {"status": "ok"}
 
 
