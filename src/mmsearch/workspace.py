@@ -29,6 +29,7 @@ from filelock import FileLock
 
 from mmsearch.clock import utc_now
 from mmsearch.collection_state import SCHEMA_VERSION, Aliases, CollectionState, load_state
+from mmsearch.config import Settings, load_settings
 from mmsearch.errors import CollectionNotFound, MMSearchError
 from mmsearch.manifest import BUILDING, BuildManifest, load_manifest, manifest_json
 
@@ -65,6 +66,18 @@ def read_json(path: Path) -> Any:
         raise
     except (OSError, json.JSONDecodeError) as exc:
         raise MMSearchError(f"Cannot read {path}: {exc}") from exc
+
+
+class BuildNotFound(MMSearchError):
+    """The collection has no build by that id."""
+
+
+def open_collection(home: Path | None, name: str) -> tuple[Settings, CollectionDir]:
+    """What a command over one collection starts with: the settings (``home`` is its
+    ``--home``) and the collection's folder; ``CollectionNotFound`` names the collections
+    there when it does not exist, so each command need not say it again."""
+    settings = load_settings(home)
+    return settings, Workspace(settings.home).collection(name)
 
 
 class Workspace:
@@ -201,6 +214,18 @@ class CollectionDir:
         if not builds.is_dir():
             return []
         return sorted(p.name for p in builds.iterdir() if (p / "manifest.json").is_file())
+
+    def require_build(self, build_id: str) -> str:
+        """``build_id`` when the collection has that build; otherwise ``BuildNotFound``
+        naming the newest builds and how to list them all."""
+        builds = self.build_ids()
+        if build_id not in builds:
+            known = ", ".join(builds[-5:]) or "none"
+            raise BuildNotFound(
+                f"Collection '{self.name}' has no build {build_id!r} (latest: {known}); "
+                f"list them with: mmsearch builds list -c {self.name}"
+            )
+        return build_id
 
     def remove_build_files(self, build_id: str) -> None:
         """Delete a build's folder (its table is dropped through ``index.open``)."""

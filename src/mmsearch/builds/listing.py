@@ -29,10 +29,6 @@ SAMPLE_IDS = 20
 WEIGHTS_MARK = "@sha256:"
 
 
-class BuildNotFound(MMSearchError):
-    """The collection has no build by that id."""
-
-
 @dataclass
 class BuildSummary:
     build_id: str
@@ -121,13 +117,7 @@ def list_builds(collection: CollectionDir) -> list[BuildSummary]:
 
 
 def _manifest(collection: CollectionDir, build_id: str) -> BuildManifest:
-    if build_id not in collection.build_ids():
-        known = ", ".join(collection.build_ids()[-5:]) or "none"
-        raise BuildNotFound(
-            f"Collection '{collection.name}' has no build {build_id!r} (latest: {known}); "
-            f"list them with: mmsearch builds list -c {collection.name}"
-        )
-    return collection.manifest(build_id)
+    return collection.manifest(collection.require_build(build_id))
 
 
 def describe_build(collection: CollectionDir, build_id: str, runs: int = 10) -> dict[str, Any]:

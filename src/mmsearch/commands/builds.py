@@ -136,12 +136,11 @@ def builds_list_command(
 ) -> None:
     """Every build, newest first: status, encoders, items, gate verdict."""
     from mmsearch.builds.listing import list_builds
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        summaries = list_builds(Workspace(settings.home).collection(collection))
+        _, folder = open_collection(home, collection)
+        summaries = list_builds(folder)
     if as_json:
         print_json([s.as_dict() for s in summaries])
         return
@@ -180,12 +179,10 @@ def builds_show_command(
     """One build in full: encoders, mapping, schema, sources, runs, publishes, gate."""
     from mmsearch.builds.listing import describe_build
     from mmsearch.builds.run_records import RunEntry
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        _, folder = open_collection(home, collection)
         info = describe_build(folder, build, runs)
     if as_json:
         print_json(info)
@@ -234,12 +231,11 @@ def builds_diff_command(
 ) -> None:
     """What B changes against A: encoders, mapping, schema, items by content hash."""
     from mmsearch.builds.listing import diff_builds
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        diff = diff_builds(Workspace(settings.home).collection(collection), a, b, settings)
+        settings, folder = open_collection(home, collection)
+        diff = diff_builds(folder, a, b, settings)
     if as_json:
         print_json(diff.as_dict())
         return
@@ -281,12 +277,10 @@ def builds_prune_command(
     and so is any build being written."""
     from mmsearch.builds.listing import prune_builds, prune_plan
     from mmsearch.commands.operator_audit import operator_act
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        settings, folder = open_collection(home, collection)
         if dry_run:
             removed = prune_plan(folder, keep)
         else:
@@ -323,18 +317,11 @@ def runs_list_command(
 ) -> None:
     """Every ingest run, item write and revert of a build, oldest first."""
     from mmsearch.builds.history import read_runs
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
-        build_id = build or _default_build(folder)
-        if build_id not in folder.build_ids():
-            raise MMSearchError(
-                f"Collection '{collection}' has no build {build_id!r}; list them with: "
-                f"mmsearch builds list -c {collection}"
-            )
+        _, folder = open_collection(home, collection)
+        build_id = folder.require_build(build or _default_build(folder))
         entries = read_runs(folder, build_id)[-limit:]
     if as_json:
         print_json([e.as_dict() for e in entries])

@@ -147,13 +147,11 @@ def canary(
     from mmsearch.builds.canary_report import canary_report
     from mmsearch.builds.lifecycle import start_canary, stop_canary
     from mmsearch.commands.operator_audit import operator_act
-    from mmsearch.config import load_settings
     from mmsearch.governance.audit import cli_actor
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        settings, folder = open_collection(home, collection)
         if target == "status":
             report = canary_report(settings.home, folder)
             if as_json:
@@ -190,13 +188,11 @@ def rollback_command(
     """Point live back at the previous build at once (a second rollback undoes it)."""
     from mmsearch.builds.lifecycle import canary_of, rollback
     from mmsearch.commands.operator_audit import operator_act
-    from mmsearch.config import load_settings
     from mmsearch.governance.audit import cli_actor
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        settings, folder = open_collection(home, collection)
         was_canary = canary_of(folder.state())
         with operator_act(settings.home, "build.rollback", collection=collection) as act:
             event = rollback(folder, cli_actor(), reason)

@@ -29,7 +29,6 @@ DEFAULT_LIMIT = 1000
 DEFAULT_K = 10
 
 if TYPE_CHECKING:
-    from mmsearch.config import Settings
     from mmsearch.manifest import BuildManifest
     from mmsearch.monitoring.kpis import BuildKpis
     from mmsearch.workspace import CollectionDir
@@ -40,29 +39,20 @@ BuildOption = Annotated[
 ]
 
 
-def _manifest(
-    settings: Settings, collection: str, build: str | None, run: str | None
-) -> tuple[CollectionDir, BuildManifest]:
+def _manifest(folder: CollectionDir, build: str | None, run: str | None) -> BuildManifest:
     """The build asked for; for a run without --build, the build the run wrote."""
     from mmsearch.builds.lineage import LineageError, build_of_run, runs_of
-    from mmsearch.workspace import Workspace
 
-    folder = Workspace(settings.home).collection(collection)
     if build is None and run:
         build = build_of_run(folder, run)
         if build is None:
             raise LineageError(
-                f"No ingest run '{run}' in collection '{collection}'. Runs of the live "
+                f"No ingest run '{run}' in collection '{folder.name}'. Runs of the live "
                 f"build: {', '.join(runs_of(folder, folder.alias('live') or '')) or 'none'}."
             )
     if build is None:
-        return folder, folder.live_manifest()
-    if build not in folder.build_ids():
-        raise LineageError(
-            f"No build '{build}' in collection '{collection}' "
-            f"(builds: {', '.join(folder.build_ids()) or 'none'})."
-        )
-    return folder, folder.manifest(build)
+        return folder.live_manifest()
+    return folder.manifest(folder.require_build(build))
 
 
 def _source_argument(source: str | None) -> str | None:
@@ -177,13 +167,13 @@ def lineage(
     """Where an item came from (source row, run, images, encoders, build), or which
     items came from a catalog file (--source) or an ingest run (--run)."""
     from mmsearch.builds.lineage import count_from, item_lineage, items_from
-    from mmsearch.config import load_settings
+    from mmsearch.workspace import open_collection
 
     if (item_id is None) == (source is None and run is None):
         raise fail("Give either an ITEM_ID or --source FILE / --run RUN (not both).")
-    settings = load_settings(home)
     with user_errors():
-        folder, manifest = _manifest(settings, collection, build, run)
+        settings, folder = open_collection(home, collection)
+        manifest = _manifest(folder, build, run)
         if item_id is not None:
             found = item_lineage(folder, manifest, settings, item_id)
             if as_json:
@@ -238,13 +228,11 @@ def kpis(
 ) -> None:
     """Per build: queries, zero-result rate, fallbacks, clicks, CTR@k, MRR of the first
     click and latency percentiles, from the service's query and click logs."""
-    from mmsearch.config import load_settings
     from mmsearch.monitoring.kpis import parse_moment, read_kpis
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        Workspace(settings.home).collection(collection)
+        settings, _ = open_collection(home, collection)
         start = parse_moment(since) if since else None
         end = parse_moment(until) if until else None
         report = read_kpis(settings.home, collection, start, end, k)

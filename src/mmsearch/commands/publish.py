@@ -257,12 +257,10 @@ def gate_show(
     """The collection's default gate, or with --build the build's latest gate report."""
     from mmsearch.builds.gate_report import latest_gate_report
     from mmsearch.builds.publishing import default_gate_info
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        _, folder = open_collection(home, collection)
         if build is not None:
             report = latest_gate_report(folder, build)
             if report is None:
@@ -314,12 +312,10 @@ def gate_check(
     Exit 1 when it fails."""
     from mmsearch.builds.gate import evaluate_gate
     from mmsearch.builds.publishing import resolve_gate
-    from mmsearch.config import load_settings
-    from mmsearch.workspace import Workspace
+    from mmsearch.workspace import open_collection
 
-    settings = load_settings(home)
     with user_errors():
-        folder = Workspace(settings.home).collection(collection)
+        settings, folder = open_collection(home, collection)
         chosen, _ = resolve_gate(folder, gate)
         if chosen is None:
             raise MMSearchError(f"'{collection}' has no default gate; give one with --gate FILE.")
