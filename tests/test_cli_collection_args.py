@@ -22,12 +22,15 @@ FAKE = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
 BUILD_COMMANDS = [
     ["runs", "list", "--build", "b-nope"],
     ["builds", "show", "b-nope"],
+    ["drift", "reference", "b-nope"],
+    ["drift", "--candidate", "b-nope", "--no-queries"],
     ["lineage", "item-1", "--build", "b-nope"],
 ]
 # Commands over a collection, for one that does not exist.
 COLLECTION_COMMANDS = [
     ["builds", "list"],
     ["runs", "list"],
+    ["drift"],
     ["canary", "status"],
     ["rollback"],
     ["gate", "show"],
