@@ -247,6 +247,7 @@ def test_c_discovery_trusts_a_record_only_for_the_server_that_wrote_it(
         {"server_id": "0" * 32},  # a process that took the port later
         {"home": str(shop)},  # a copied workspace: its record names the original
         {"url": server.url.replace("127.0.0.1", "192.0.2.1")},  # not loopback
+        {"version": "0.0.1"},  # started before an upgrade
         {},  # the control: all else right
     ):
         changed = live.model_copy(update={"home": str(home.resolve()), **change})

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlsplit
 
+from mmsearch import __version__
 from mmsearch.commands.server_file import pid_alive, read_record
 from mmsearch.errors import MMSearchError, QueryError
 
@@ -66,6 +67,8 @@ def discovered_server(settings: Settings, api_key: str | None) -> Server | None:
     """The workspace's own server, if ``server.json`` names one that is certainly it."""
     record = read_record(settings.home)
     if record is None or not is_loopback_url(record.url) or not pid_alive(record.pid):
+        return None
+    if record.version != __version__:  # an upgrade since it started: its answers may differ
         return None
     try:
         same_home = Path(record.home) == settings.home.expanduser().resolve()
