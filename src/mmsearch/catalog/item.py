@@ -52,11 +52,16 @@ class RowError:
 
 @dataclass(frozen=True)
 class RawRecord:
-    """A row as read from a catalog, before mapping and validation."""
+    """A row as read from a catalog, before mapping and validation.
+
+    ``warnings`` are what the reader itself lost of the row while still yielding it (a PDF
+    page with no text layer and no OCR installed): they reach the run's report and
+    errors.jsonl like the per-field warnings of normalisation."""
 
     source: str
     row: int
     data: dict[str, object]
+    warnings: tuple[RowError, ...] = ()
 
 
 @dataclass

@@ -344,5 +344,5 @@ def normalise_record(
         record.source,
         record.row,
         acl=acl,
-        warnings=warnings,
+        warnings=[*record.warnings, *warnings],
     )

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmsearch.catalog.item import RawRecord, RowError
+from mmsearch.catalog.mapping import FieldMapping
 
 Row = RawRecord | RowError
 
@@ -23,6 +24,12 @@ class CatalogSource:
     """
 
     format: str = ""
+    # A format whose rows always have the same fields (PDF pages) names their roles here;
+    # the user's mapping still wins. None: roles are guessed from the rows.
+    default_mapping: FieldMapping | None = None
+    # How many first rows the planner samples (None: its default). A format whose rows
+    # are costly to read and whose types are fixed samples only a few.
+    sample_rows: int | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -32,6 +39,12 @@ class CatalogSource:
     def source(self) -> str:
         """How rows name their catalog in RawRecord/RowError."""
         return str(self.path)
+
+    @property
+    def image_roots(self) -> tuple[Path, ...]:
+        """Folders the source itself writes images into (page renders), beside the
+        catalog's own image roots."""
+        return ()
 
     def rows(self) -> Iterator[Row]:
         raise NotImplementedError

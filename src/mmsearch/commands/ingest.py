@@ -182,8 +182,13 @@ def register(app: typer.Typer) -> None:
 
 
 def ingest(
-    catalog: Annotated[
-        Path, typer.Argument(help="JSONL, CSV or Parquet file, or a folder of images.")
+    catalogs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="CATALOG...",
+            help="JSONL, CSV or Parquet file, a folder of images, or PDFs: one or more .pdf "
+            'files or a folder of them, one item per page (needs pip install "mmsearch[pdf]").',
+        ),
     ],
     collection: CollectionOption,
     mapping_file: Annotated[
@@ -309,6 +314,7 @@ def ingest(
     from mmsearch.config import load_settings
     from mmsearch.ingest import IngestOptions
 
+    catalog, more_files = catalogs[0], tuple(catalogs[1:])
     settings = load_settings(home)
     overrides = {
         key: value
@@ -348,6 +354,7 @@ def ingest(
             image_encoder=image_encoder,
             executor=check_executor(executor, ray_address),
             ray_address=ray_address,
+            more_files=more_files,
         )
         new_collection = not dry_run and preflight(settings, options)
         if default_access is not None and not dry_run:
@@ -383,7 +390,10 @@ def ingest_per_tenant(arguments: dict[str, Any]) -> None:
     from mmsearch.config import load_settings
     from mmsearch.ingest.tenants import SPLIT_FIELDS, split_catalog, tenant_collection
 
-    split_by, catalog = arguments["split_by"], Path(arguments["catalog"])
+    split_by, catalogs = arguments["split_by"], arguments["catalogs"]
+    catalog = Path(catalogs[0])
+    if len(catalogs) > 1:
+        raise fail("--split-by reads one catalog file; give one.")
     if split_by not in SPLIT_FIELDS:
         raise fail(f"--split-by takes {', '.join(SPLIT_FIELDS)}, not {split_by!r}.")
     base = arguments["collection"]
@@ -411,7 +421,7 @@ def ingest_per_tenant(arguments: dict[str, Any]) -> None:
             ingest(
                 **{
                     **arguments,
-                    "catalog": path,
+                    "catalogs": [path],
                     "collection": name,
                     "acl_field": acl_field,
                     "images_root": root,

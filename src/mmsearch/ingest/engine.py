@@ -57,7 +57,7 @@ from mmsearch.ingest.runlog import (
     resume_key,
     unfinished_runs,
 )
-from mmsearch.ingest.sources import file_sha256
+from mmsearch.ingest.sources import catalog_sha256
 from mmsearch.ingest.staging import (
     Staging,
     build_kind,
@@ -208,7 +208,7 @@ class Ingestor:
         source_info = {
             "path": str(plan.catalog),
             "format": plan.source.format,
-            "sha256": file_sha256(plan.catalog),
+            "sha256": catalog_sha256(plan.source, plan.catalog),
         }
         key = resume_key(
             {

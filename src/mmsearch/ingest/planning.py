@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.catalog.item import RawRecord, RowError
-from mmsearch.catalog.mapping import FieldMapping, guess_mapping, nested_fields
+from mmsearch.catalog.mapping import FieldMapping, guess_mapping, merge_mappings, nested_fields
 from mmsearch.catalog.normalise import AttributeSpec, infer_attribute_specs, normalise_record
-from mmsearch.catalog.readers import CatalogSource, JsonlSource, open_catalog
+from mmsearch.catalog.readers import CatalogSource, JsonlSource
 from mmsearch.config import Settings
 from mmsearch.errors import CatalogError, MMSearchError
 from mmsearch.ingest.builds import live_specs, mapping_differences, refuse
+from mmsearch.ingest.documents import open_ingest_source
 from mmsearch.ingest.report import IngestOptions
 from mmsearch.manifest import BuildManifest
 from mmsearch.media.paths import ImageRoots
@@ -53,8 +54,8 @@ def plan_ingest(
 ) -> IngestPlan:
     """Everything decided before any work: every argument and schema problem raises here."""
     catalog = options.catalog.expanduser().resolve()
-    source = open_catalog(catalog)
-    sample = list(itertools.islice(source.rows(), SAMPLE_ROWS))
+    source = open_ingest_source(settings, catalog, options.more_files)
+    sample = list(itertools.islice(source.rows(), source.sample_rows or SAMPLE_ROWS))
     records = [row.data for row in sample if isinstance(row, RawRecord)]
     if not records:
         errors = [row for row in sample if isinstance(row, RowError)]
@@ -64,9 +65,12 @@ def plan_ingest(
     if collection is not None and not options.new_build and collection.alias("live"):
         live = collection.live_manifest()
     check_named_fields(source, options.mapping, records, live)
-    mapping = guess_mapping(records, options.mapping)
+    given = options.mapping
+    if source.default_mapping is not None:  # fixed fields (PDF pages): the user's still win
+        given = merge_mappings(source.default_mapping, given)
+    mapping = guess_mapping(records, given)
     if live is not None:
-        mapping = _keep_live_attributes(mapping, options.mapping, live, records)
+        mapping = _keep_live_attributes(mapping, given, live, records)
         differences = mapping_differences(live, mapping, dict(mapping.types))
         specs = live_specs(live)
     else:
@@ -83,7 +87,7 @@ def plan_ingest(
         raise refuse(options.collection, differences)
     images_root = ImageRoots.of(
         options.images_root or (catalog if catalog.is_dir() else catalog.parent),
-        settings.image_roots,
+        [*settings.image_roots, *source.image_roots],
     )
     check_first_rows(sample, mapping, specs, images_root, source, records)
     return IngestPlan(

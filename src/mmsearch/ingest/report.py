@@ -48,6 +48,8 @@ class IngestOptions:
     # items it can see, labelled with its own groups (ingest/write_access.py). None: an
     # unrestricted writer (the CLI, an admin key).
     writer_groups: frozenset[str] | None = None
+    # Further PDF files read with ``catalog`` as one document catalog (ingest/documents.py).
+    more_files: tuple[Path, ...] = ()
 
 
 @dataclass

@@ -5,6 +5,21 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from mmsearch.catalog.pdf_source import PdfSource
+from mmsearch.catalog.source import CatalogSource
+
+
+def catalog_sha256(source: CatalogSource, path: Path) -> str:
+    """The identity of what a run reads: its file (or folder listing), or, for several PDFs
+    read together, the digest of their digests in order."""
+    files = [file for _doc_id, file in source.files] if isinstance(source, PdfSource) else []
+    if len(files) < 2 or path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file}\0{file_sha256(file)}\n".encode())
+    return "files:" + digest.hexdigest()
+
 
 def file_sha256(path: Path) -> str:
     """The catalog's identity in run records; a folder is named by its listing."""
