@@ -6,22 +6,28 @@ PDF pages (no text layer), figure pages as drawn shapes, a corrupt file, an encr
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
+from typer.testing import CliRunner
 
 from mmsearch.catalog.pdf_source import DocumentLimits, PdfSource, document_ids
+from mmsearch.cli import app
 from mmsearch.config import Settings
-from mmsearch.errors import CatalogError
+from mmsearch.errors import CatalogError, QueryError
 from mmsearch.index.lancedb import LanceBuildIndex
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.documents import open_ingest_source
+from mmsearch.search.query import build_request, parse_query
 from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
+from mmsearch.service.app import create_app
 from mmsearch.workspace import Workspace
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -257,3 +263,88 @@ def test_minilm_finds_a_page_by_meaning(settings: Settings, library: Path) -> No
     Ingestor(real).run(IngestOptions(library, "docs"))
     request = SearchRequest(text="flightless birds of the far south", signals=["text_vector"])
     assert Searcher(real, "docs").search(request).hits[0].id == "report#p2"
+
+
+@pytest.fixture
+def two_reports(tmp_path: Path) -> Path:
+    """Two documents whose pages all mention penguins, a third that does not."""
+    folder = tmp_path / "reports"
+    text_pdf(
+        folder / "colony.pdf",
+        [
+            "Penguins of the colony: a census of the penguins on the ice shelf.",
+            "Penguins feeding: krill, fish and squid near the colony.",
+            "Penguins and predators: leopard seals wait at the ice edge.",
+        ],
+    )
+    text_pdf(
+        folder / "survey.pdf",
+        ["A survey of penguins along the coast.", "Counting penguins from the air."],
+    )
+    text_pdf(folder / "budget.pdf", ["The budget for the next field season."])
+    return folder
+
+
+def test_group_by_document_keeps_the_best_page_per_document(
+    settings: Settings, two_reports: Path
+) -> None:
+    Ingestor(settings).run(IngestOptions(two_reports, "reports"))
+    searcher = Searcher(settings, "reports")
+    plain = searcher.search(SearchRequest(text="penguins", k=5, signals=["keyword"])).hits
+    assert [hit.attributes["document"] for hit in plain].count("colony") == 3
+
+    query = parse_query(text="penguins", k=5, signals=["keyword"], group_by="document")
+    grouped = searcher.search(build_request(query)).hits
+    assert [hit.attributes["document"] for hit in grouped] == ["colony", "survey"]
+    assert [hit.id for hit in grouped] == [
+        plain[0].id,
+        next(hit.id for hit in plain if hit.attributes["document"] == "survey"),
+    ]
+    colony = grouped[0].group
+    assert colony is not None and colony.attribute == "document" and colony.value == "colony"
+    assert colony.matches == 3 and len(colony.other_ids) == 2
+    assert set(colony.other_ids) | {grouped[0].id} == {"colony#p1", "colony#p2", "colony#p3"}
+    survey = grouped[1].group
+    assert survey is not None and survey.matches == 2
+
+    # One group asked for: still counted over every candidate, not only the first page.
+    (first,) = searcher.search(build_request(query.model_copy(update={"k": 1}))).hits
+    assert first.group is not None and first.group.matches == 3
+
+    with pytest.raises(QueryError, match="'chapter' is not an attribute"):
+        searcher.search(SearchRequest(text="penguins", group_by="chapter"))
+
+
+def test_group_by_from_the_command_line_and_the_api(
+    settings: Settings, two_reports: Path, tmp_path: Path
+) -> None:
+    home = str(tmp_path / "cli-home")
+    files = [str(two_reports / name) for name in ("colony.pdf", "survey.pdf", "budget.pdf")]
+    fake = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["ingest", *files, "-c", "reports", "--home", home, *fake])
+    assert ingested.exit_code == 0, ingested.output
+    assert "6 rows read: 6 added" in " ".join(ingested.output.split())
+
+    search = ["search", "penguins", "-c", "reports", "--home", home, "--local"]
+    found = runner.invoke(app, [*search, "--json", "--group-by", "document"])
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout)["hits"]
+    assert [hit["attributes"]["document"] for hit in hits[:2]] == ["colony", "survey"]
+    assert hits[0]["group"]["matches"] == 3
+    assert len({hit["attributes"]["document"] for hit in hits}) == len(hits)
+    table = runner.invoke(app, [*search, "--group-by", "document"])
+    assert "same document" in table.output and "+2 more" in table.output
+
+    Ingestor(settings).run(IngestOptions(two_reports, "reports"))
+    with TestClient(create_app(settings)) as client:
+        answer = client.post(
+            "/v1/collections/reports/search", json={"text": "penguins", "group_by": "document"}
+        )
+        assert answer.status_code == 200, answer.text
+        documents = [hit["attributes"]["document"] for hit in answer.json()["hits"]]
+        assert documents[:2] == ["colony", "survey"] and len(set(documents)) == len(documents)
+        refused = client.post(
+            "/v1/collections/reports/search", json={"text": "penguins", "group_by": "nope"}
+        )
+        assert refused.status_code == 400 and "not an attribute" in refused.text

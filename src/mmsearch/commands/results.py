@@ -44,6 +44,9 @@ def print_result(result: SearchResponse | SearchResult, *, title: str) -> None:
         table.add_column("matched image")
     if show_duplicate:
         table.add_column("duplicate")
+    grouped_by = next((hit.group.attribute for hit in result.hits if hit.group), None)
+    if grouped_by:
+        table.add_column(f"same {grouped_by}", justify="right")
     for rank, hit in enumerate(result.hits, start=1):
         # Catalog text is data, never Rich markup: "[red] shirt" must print as written.
         cells = [str(rank), escape(hit.id), escape(hit.title), f"{hit.score:.4f}"]
@@ -60,6 +63,9 @@ def print_result(result: SearchResponse | SearchResult, *, title: str) -> None:
                 if hit.duplicate and hit.duplicate_distance is not None
                 else hit.duplicate or "-"
             )
+        if grouped_by:
+            others = hit.group.matches - 1 if hit.group else 0
+            cells.append(f"+{others} more" if others else "-")
         table.add_row(*cells)
     console.print(table)
     for warning in result.warnings:

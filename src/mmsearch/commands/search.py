@@ -98,6 +98,15 @@ def search(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
     ] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            metavar="ATTRIBUTE",
+            help="One hit per value of this attribute, the best (e.g. document: the best "
+            "page of each PDF); --json lists each group's other matching items.",
+        ),
+    ] = None,
     server: Annotated[
         str | None,
         typer.Option(
@@ -152,6 +161,7 @@ def search(
             reranker=ranker,
             rules=rules,
             explain=explain,
+            group_by=group_by,
         )
         if not (query or "").strip() and image is None:
             raise QueryError("Give a text query, an image, or both.")

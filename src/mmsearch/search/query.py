@@ -90,6 +90,13 @@ class SearchQuery(BaseModel):
         "(API); 'none' switches the default off",
     )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
+    group_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="an attribute (e.g. 'document' for PDF pages): keep the best hit per "
+        "value, with the group's other matching items counted and named",
+    )
     session: str | None = Field(
         default=None,
         max_length=200,
@@ -163,6 +170,7 @@ def build_request(
         explain=query.explain,
         reranker=query.reranker,
         rules=query.rules,
+        group_by=query.group_by,
     )
     if query.image_weight is not None:  # None (the API's default): the planner's default
         request.image_weight = query.image_weight

@@ -50,6 +50,8 @@ class SearchRequest:
     rules: RulesChoice = None
     # Weight of the image in the text_image blend (CLIP-family builds only), in [0, 1].
     image_weight: float = DEFAULT_IMAGE_WEIGHT
+    # An attribute column: one hit per value, the best (search/grouping.py).
+    group_by: str | None = None
 
 
 def validate_request(request: SearchRequest) -> str | None:

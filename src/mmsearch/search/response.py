@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
+from mmsearch.search.grouping import HitGroup
 
 if TYPE_CHECKING:
     # Only the ``of`` constructors read these: parsing a server's answer (what
@@ -62,6 +63,9 @@ class SearchHit(BaseModel):
         default_factory=list, description="names of the business rules that touched it"
     )
     explanation: Explanation | None = Field(default=None, description="with explain=true")
+    group: HitGroup | None = Field(
+        default=None, description="with group_by: the group this hit is the best item of"
+    )
     # Transport-only (API): see TRANSPORT_ONLY.
     image_urls: list[str] | None = Field(
         default=None, description="API only: the item's image URLs (same as images)"
@@ -89,6 +93,7 @@ class SearchHit(BaseModel):
             duplicate_distance=hit.duplicate_distance,
             rules=list(hit.rules),
             explanation=hit.explanation,
+            group=hit.group,
         )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
+from mmsearch.search.grouping import HitGroup
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Hit:
     duplicate_distance: int | None = None  # smallest pHash Hamming distance to the query
     rules: list[str] = field(default_factory=list)  # names of the business rules that touched it
     explanation: Explanation | None = None  # with SearchRequest.explain
+    group: HitGroup | None = None  # with SearchRequest.group_by: the group this hit leads
 
 
 @dataclass

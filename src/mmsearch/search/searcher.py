@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 
 from mmsearch.config import Settings
-from mmsearch.errors import MMSearchError
+from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, Visible, all_of
 from mmsearch.filters.parse import parse_where
 from mmsearch.index.base import BuildIndex, Match
@@ -28,6 +28,7 @@ from mmsearch.ranking.pipeline import RankingStage
 from mmsearch.ranking.rules import RuleSet
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
+from mmsearch.search.grouping import HitGroup, group_ranked
 from mmsearch.search.request import SearchRequest, fusion_params, validate_request
 from mmsearch.search.result import Hit, SearchResult, SignalScore
 from mmsearch.workspace import Workspace
@@ -101,11 +102,14 @@ class Searcher:
         # The rules are resolved once: their filters go down with retrieval, the rest
         # (boosts, pins, diversity) come back up through ranking.
         ruleset = self.ranking.rules_for(request.rules)
+        group_by = self._group_column(request.group_by)
         retrieved = self.retrieve(request, ruleset)
         fusion = request.fusion or self.settings.fusion
+        # Grouped, the whole candidate list is ranked: k groups may need many more items.
+        depth = max(request.candidates or self.settings.candidates, request.k)
         ranked = self.ranking.rank(
             retrieved,
-            k=request.k,
+            k=depth if group_by else request.k,
             fusion=fusion,
             params=fusion_params(request, self.settings),
             reranker=request.reranker,
@@ -113,7 +117,10 @@ class Searcher:
             explain=request.explain,
         )
         tick = time.perf_counter()
-        hits = self._hits(ranked.top, ranked.scores, retrieved.ranked)
+        top, groups = ranked.top, {}
+        if group_by is not None:
+            top, groups = self._grouped(ranked.top, group_by, request.k)
+        hits = self._hits(top, ranked.scores, retrieved.ranked)
         images = self.retriever.hit_images(
             [hit.id for hit in hits],
             retrieved,
@@ -127,6 +134,7 @@ class Searcher:
                 hit.duplicate, hit.duplicate_distance = found.duplicate, found.duplicate_distance
             hit.rules = list(dict.fromkeys(a.rule for a in ranked.rules.get(hit.id, [])))
             hit.explanation = ranked.explanations.get(hit.id)
+            hit.group = groups.get(hit.id)
         retrieved.timings["fetch"] = _ms(tick)
         return SearchResult(
             self.collection,
@@ -170,6 +178,25 @@ class Searcher:
                 image_weight=request.image_weight,
             )
         )
+
+    def _group_column(self, name: str | None) -> str | None:
+        """The attribute column ``group_by`` names, checked before any retrieval."""
+        if name is None:
+            return None
+        if name not in self.attribute_kinds:
+            known = ", ".join(sorted(self.attribute_kinds)) or "none"
+            raise QueryError(
+                f"group_by {name!r} is not an attribute of '{self.collection}'; "
+                f"its attributes: {known}."
+            )
+        return name
+
+    def _grouped(
+        self, ranked: list[str], column: str, k: int
+    ) -> tuple[list[str], dict[str, HitGroup]]:
+        """The best item of each of the first ``k`` groups (search/grouping.py)."""
+        values = {row["id"]: row.get(column) for row in self.index.get(ranked, ["id", column])}
+        return group_ranked(ranked, values.get, column, k)
 
     def _hits(
         self, top: list[str], fused: dict[str, float], ranked: dict[str, list[Match]]
