@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -25,6 +27,20 @@ from mmsearch.encoders.base import (
 )
 
 FAKE_DIM = 64
+T = TypeVar("T")
+
+# How hard the property and fuzz tests try: "light" (the default: the README's light
+# run) gives each a small example budget, "full" (.ci/run) the budget the docs quote.
+# Every property runs in both; only the number of generated cases differs.
+TEST_PROFILE = os.environ.get("MMSEARCH_TEST_PROFILE", "light")
+if TEST_PROFILE not in ("light", "full"):
+    raise pytest.UsageError(f"MMSEARCH_TEST_PROFILE must be light or full, not {TEST_PROFILE!r}")
+
+
+def by_profile(full: T, light: T) -> T:
+    """What a property or fuzz test uses under ``MMSEARCH_TEST_PROFILE``: its example
+    budget, for one."""
+    return full if TEST_PROFILE == "full" else light
 
 
 class FakeTextEncoder:
@@ -140,12 +156,16 @@ def _private_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _clear_cache_at_end() -> None:
+def _clear_cache_at_end() -> Iterator[None]:
     yield
     clear_encoder_cache()
 
 
 STORE_BACKENDS = ["lancedb", "milvus"]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"mmsearch test profile: {TEST_PROFILE} (MMSEARCH_TEST_PROFILE=light|full)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -183,7 +203,7 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
 
 
-def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, object]:
+def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     """Settings fields that send new builds to ``backend`` (exact search on Milvus)."""
     if backend == "lancedb":
         return {}

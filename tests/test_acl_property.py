@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,7 @@ from mmsearch.service.schemas import SearchBody
 from mmsearch.service.searching import decode_query_image, run_search
 from mmsearch.service.state import ServiceState
 
-from conftest import COLOURS, save_image
+from conftest import COLOURS, by_profile, save_image
 
 GROUPS = ("g1", "g2", "g3")
 WORDS = ("mug", "lamp", "chair", "kettle", "vase")
@@ -114,7 +115,7 @@ def build(home: Path, images: Path, rows: list[dict], default: str) -> ServiceSt
 
 
 @settings(
-    max_examples=50,
+    max_examples=by_profile(full=50, light=12),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -126,10 +127,10 @@ def _property(images: Path, rows: list[dict], default: str, data: st.DataObject)
         default_public = default == "public"
         acl_of = {f"i{n}": row["acl"] for n, row in enumerate(rows)}
         for _ in range(10):
-            groups = set(data.draw(callers, label="caller groups"))
+            groups: set[str] = set(data.draw(callers, label="caller groups"))
             caller = Caller("k_test", Role.READER, None, frozenset(groups))
             allowed = {i for i, acl in acl_of.items() if visible(acl, groups, default_public)}
-            query = data.draw(queries, label="query")
+            query: dict[str, Any] = data.draw(queries, label="query")
             image = None
             if query["mode"] in ("image", "hybrid"):
                 path = images / f"{query['colour']}.png"

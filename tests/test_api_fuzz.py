@@ -4,7 +4,8 @@ Every check runs except ``positive_data_acceptance``: some bodies are valid by s
 but not by content (an empty image, a rules text without ``version``, a catalog upload
 named ``.png``), which no schema can express; those are 4xx by design and listed in
 docs/BENCHMARKS.md with the full run (``benchmarks/api_fuzz.py``). The example budget
-is small so that CI stays fast; the benchmark runs a larger one.
+is small so that CI stays fast, and smaller still in the light test profile (conftest
+``MMSEARCH_TEST_PROFILE``); the benchmark runs a larger one.
 """
 
 from __future__ import annotations
@@ -21,19 +22,31 @@ from mmsearch.governance.keys import KeyStore
 from mmsearch.service.app import create_app
 from service_support import ingest_shop, running_server
 
+from conftest import by_profile
+
 
 def schemathesis_command() -> list[str]:
     found = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     return [found]
 
 
+ALL_PHASES = "examples,coverage,fuzzing,stateful"
+# The light profile keeps the coverage phase (some 1,400 deterministic cases per run)
+# for the admin, who reaches every route; the others see every phase but that one.
+FEWER_PHASES = by_profile(full=ALL_PHASES, light="examples,fuzzing,stateful")
+
+
 @pytest.mark.parametrize(
-    ("role", "collections", "examples"),
-    [("admin", None, 6), ("admin", ["shop"], 3), ("reader", None, 3)],
+    ("role", "collections", "budget", "phases"),
+    [
+        ("admin", None, by_profile(full=6, light=2), ALL_PHASES),
+        ("admin", ["shop"], by_profile(full=3, light=1), FEWER_PHASES),
+        ("reader", None, by_profile(full=3, light=1), FEWER_PHASES),
+    ],
     ids=["admin", "admin-limited-to-shop", "reader"],
 )
 def test_schemathesis_finds_no_server_error_and_no_undocumented_status(
-    settings, make_catalog, tmp_path, role, collections, examples
+    settings, make_catalog, tmp_path, role, collections, budget, phases
 ):
     """A full admin reaches every route; a limited admin and a reader are refused many,
     and those refusals must be documented statuses, never server errors, too."""
@@ -48,7 +61,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(
                 *schemathesis_command(), "run", f"{base}/openapi.json",
                 "--checks", "all",
                 "--exclude-checks", "positive_data_acceptance",
-                "--max-examples", str(examples),
+                "--max-examples", str(budget),
+                "--phases", phases,
                 "--workers", "1",  # hypothesis calls ast.parse: racy across threads in 3.11.7
                 "--seed", "7",
                 "--header", f"Authorization: Bearer {secret}",
