@@ -1,7 +1,8 @@
-"""Perceptual hashes, all-pairs candidate search, union-find clusters and ``mmsearch dupes``."""
+"""Perceptual hashes, duplicate clusters from fingerprints (exact vs near), ``mmsearch dupes``."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,11 +12,14 @@ from typer.testing import CliRunner
 
 from mmsearch.cli import app
 from mmsearch.config import Settings
-from mmsearch.encoders.hashes import hamming, hamming_matrix, image_hashes, to_hex
-from mmsearch.evaluation.duplicates import UnionFind, candidate_pairs, find_clusters
+from mmsearch.encoders.hashes import hamming, image_hashes, to_hex
+from mmsearch.evaluation.duplicates import UnionFind, featureless_images, find_clusters
 from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.moderation.fingerprints import STRICTNESS, Fingerprint, fingerprint_bytes
 
 from conftest import write_jsonl
+
+STANDARD = STRICTNESS["standard"].max_distance
 
 
 def _photo(seed: int, size: int = 96) -> Image.Image:
@@ -42,18 +46,6 @@ def test_transparent_background_hashes_like_white() -> None:
     assert image_hashes(rgba) == image_hashes(white)
 
 
-def test_candidate_pairs_match_brute_force() -> None:
-    rng = np.random.default_rng(7)
-    base = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64)
-    flips = np.int64(1) << rng.integers(0, 63, 40).astype(np.int64)
-    hashes = np.concatenate([base, base ^ flips])  # each base hash has a 1-bit neighbour
-    pairs, distances = candidate_pairs(hashes, max_distance=3)
-    full = hamming_matrix(hashes, hashes)
-    expected = {(i, j) for i in range(80) for j in range(i + 1, 80) if full[i, j] <= 3}
-    assert {tuple(p) for p in pairs.tolist()} == expected
-    assert all(full[i, j] == d for (i, j), d in zip(pairs.tolist(), distances, strict=True))
-
-
 def test_union_find_joins_chains() -> None:
     sets = UnionFind(5)
     sets.union(0, 1)
@@ -61,19 +53,47 @@ def test_union_find_joins_chains() -> None:
     assert sets.find(0) == sets.find(2) != sets.find(3)
 
 
-def test_clusters_require_vector_agreement_when_vectors_exist() -> None:
-    ids = ["a", "b", "c"]
-    hashes = np.array([0, 1, 3], dtype=np.int64)  # all within 2 bits of each other
-    vectors = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
-    items = np.arange(3)
-    positions = np.zeros(3, dtype=np.int64)
-    clusters = find_clusters(ids, items, positions, hashes, vectors, max_distance=2, min_cosine=0.9)
-    assert [c.ids for c in clusters] == [["a", "b"]]
-    assert clusters[0].kind == "near" and clusters[0].pairs[0].cosine == 1.0
-    unconfirmed = find_clusters(
-        ids, items, positions, hashes, None, max_distance=2, min_cosine=None
+def _fingerprint(image: Image.Image, **options: object) -> Fingerprint:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return fingerprint_bytes(buffer.getvalue(), source="test")
+
+
+def test_clusters_say_exact_only_for_same_bytes_or_pixels() -> None:
+    photo = _photo(3)
+    prints = [
+        _fingerprint(photo),
+        _fingerprint(photo),  # the same bytes
+        _fingerprint(photo, compress_level=1),  # the same pixels, other bytes
+        _fingerprint(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),  # near, by a variant
+        _fingerprint(_photo(4)),  # another picture
+        _fingerprint(Image.new("RGB", (64, 64), (250, 250, 250))),  # featureless
+        _fingerprint(Image.new("RGB", (64, 64), (240, 240, 240))),  # featureless, other pixels
+    ]
+    ids = ["a", "b", "c", "d", "e", "f", "g"]
+    clusters = find_clusters(
+        ids, np.arange(7), np.zeros(7, dtype=np.int64), prints, max_distance=STANDARD
     )
-    assert [c.ids for c in unconfirmed] == [["a", "b", "c"]]
+    assert [c.ids for c in clusters] == [["a", "b", "c", "d"]]
+    kinds = {(p.a, p.b): (p.kind, p.variant) for p in clusters[0].pairs}
+    assert kinds[("a", "b")] == ("same bytes", "original")
+    assert kinds[("a", "c")] == ("same pixels", "original")
+    assert clusters[0].kind == "near"
+    near = [p for p in clusters[0].pairs if p.kind == "near"]
+    assert len(near) == 1 and near[0].variant == "flip horizontal" and near[0].distance <= 8
+    assert featureless_images(prints) == 2
+    exact_only = find_clusters(
+        ids[:3], np.arange(3), np.zeros(3, dtype=np.int64), prints[:3], max_distance=0
+    )
+    assert [c.kind for c in exact_only] == ["exact"]
+
+
+def test_images_of_one_item_do_not_make_a_cluster() -> None:
+    photo = _fingerprint(_photo(5))
+    clusters = find_clusters(
+        ["only"], np.zeros(2, dtype=np.int64), np.arange(2), [photo, photo], max_distance=30
+    )
+    assert clusters == []
 
 
 def _dupes_catalog(tmp_path: Path) -> Path:
@@ -82,12 +102,16 @@ def _dupes_catalog(tmp_path: Path) -> Path:
     original = _photo(11)
     original.save(folder / "orig.png")
     original.save(folder / "same.png")  # byte-identical copy
+    original.save(folder / "recoded.png", compress_level=1)  # same pixels, other bytes
+    original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "flipped.png")
     original.resize((60, 60)).save(folder / "small.jpg", quality=60)
     ImageEnhance.Brightness(original).enhance(1.1).save(folder / "bright.png")
     _photo(12).save(folder / "other.png")
     rows = [
         {"id": "orig", "title": "original", "image": "orig.png"},
         {"id": "same", "title": "copy", "image": "same.png"},
+        {"id": "recoded", "title": "re-encoded", "image": "recoded.png"},
+        {"id": "flipped", "title": "mirror image", "image": "flipped.png"},
         {"id": "small", "title": "smaller jpeg", "image": ["other.png", "small.jpg"]},
         {"id": "bright", "title": "brighter", "image": "bright.png"},
         {"id": "other", "title": "unrelated", "image": "other.png"},
@@ -99,19 +123,38 @@ def test_dupes_command_lists_clusters(settings: Settings, tmp_path: Path, monkey
     Ingestor(settings).run(IngestOptions(_dupes_catalog(tmp_path), "d"))
     monkeypatch.setenv("MMSEARCH_HOME", str(settings.home))
     runner = CliRunner()
-    result = runner.invoke(app, ["dupes", "-c", "d", "--json", "--min-cosine", "0.8"])
+    result = runner.invoke(app, ["dupes", "-c", "d", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     clusters = sorted(sorted(c["ids"]) for c in report["clusters"])
     # "small" holds a copy of "other" (image 0) and a copy of "orig" (image 1): one chain
-    assert clusters == [["bright", "orig", "other", "same", "small"]]
+    assert clusters == [["bright", "flipped", "orig", "other", "recoded", "same", "small"]]
     pairs = {(p["a"], p["b"]): p for p in report["clusters"][0]["pairs"]}
-    assert pairs[("orig", "same")]["distance"] == 0
-    assert report["images"] == 6 and report["items"] == 5
+    assert pairs[("orig", "same")]["kind"] == "same bytes"
+    assert pairs[("orig", "recoded")]["kind"] == "same pixels"
+    assert pairs[("small", "other")]["kind"] == "same bytes"
+    flipped = [p for (a, b), p in pairs.items() if "flipped" in (a, b) and p["kind"] == "near"]
+    assert flipped and min(p["distance"] for p in flipped) <= 10
+    assert report["images"] == 8 and report["items"] == 7
+    assert report["strictness"] == "standard" and report["unreadable"] == []
+    assert "same decoded pixels" in report["criteria"]
 
-    strict = runner.invoke(app, ["dupes", "-c", "d", "--max-distance", "0"])
+    table = runner.invoke(app, ["dupes", "-c", "d"])
+    assert table.exit_code == 0, table.output
+    header = " ".join(table.output.split())
+    assert "exact = same bytes or same decoded pixels" in header
+    assert f"PDQ distance ≤ {STANDARD} of 256 bits" in header and "strictness standard" in header
+
+    strict = runner.invoke(app, ["dupes", "-c", "d", "--max-distance", "0", "--json"])
     assert strict.exit_code == 0, strict.output
-    assert "exact" in strict.output and "orig" in strict.output
+    exact = json.loads(strict.output)
+    # The mirror image is PDQ distance 0 through a variant: still "near", never "exact".
+    found = {tuple(sorted(c["ids"])): c["kind"] for c in exact["clusters"]}
+    assert found == {("flipped", "orig", "recoded", "same"): "near", ("other", "small"): "exact"}
+    assert exact["strictness"] is None and "given by hand" in exact["criteria"]
+
+    bad = runner.invoke(app, ["dupes", "-c", "d", "--strictness", "lenient"])
+    assert bad.exit_code == 2 and "choose one of strict, standard, loose" in bad.output
 
 
 def test_dupes_on_unknown_collection_is_a_clean_error(settings: Settings, monkeypatch) -> None:

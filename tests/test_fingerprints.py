@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from mmsearch.errors import ImageError
+from mmsearch.errors import ImageError, MMSearchError
 from mmsearch.media.images import ImageLimits, to_rgb
 from mmsearch.moderation.calibration import calibrate
 from mmsearch.moderation.content import crop_to_content, pixels_sha256
@@ -48,6 +49,8 @@ def test_a_transparent_canvas_and_a_white_border_crop_to_the_same_pixels():
     wider = Image.new("RGBA", (emoji.width + 40, emoji.height + 16), (0, 0, 0, 0))
     wider.paste(emoji, (31, 3))
     assert _fingerprint(wider).pixels_sha256 == _fingerprint(emoji).pixels_sha256
+    flattened = compare(_fingerprint(to_rgb(wider)), _fingerprint(emoji), 0)
+    assert flattened is not None and flattened.kind == "same pixels"
 
     flat = to_rgb(emoji)
     framed = ImageOps.expand(ImageOps.expand(flat, 5, fill="white"), 6, fill=(200, 30, 30))
@@ -129,7 +132,7 @@ def test_hex_form_round_trips_and_strictness_levels_are_ordered():
         from_hex("12")
     levels = [strictness(name).max_distance for name in ("strict", "standard", "loose")]
     assert levels == sorted(levels) and levels[0] >= 0
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(MMSearchError, match="choose one of"):
         strictness("lenient")
 
 
@@ -155,11 +158,13 @@ def test_the_hash_index_finds_exactly_what_brute_force_finds(seed, radius, count
     for row in rng.choice(count, size=min(count, 20), replace=False):
         stored[row] = _near(rng, base, int(rng.integers(0, radius + 6)))
     query = np.stack([base, *(_near(rng, base, 3) for _ in range(queries - 1))])
-    rows, distances = HashIndex(stored).search(query, radius)
     brute = hamming(query[:, None, :], stored[None, :, :]).min(axis=0)
     expected = np.flatnonzero(brute <= radius)
-    assert rows.tolist() == expected.tolist()
-    assert distances.tolist() == brute[expected].tolist()
+    # The tables always (the path under test), and the default that may choose a scan.
+    for index in (HashIndex(stored, scan_share=math.inf), HashIndex(stored)):
+        rows, distances = index.search(query, radius)
+        assert rows.tolist() == expected.tolist()
+        assert distances.tolist() == brute[expected].tolist()
 
 
 def test_the_hash_index_visits_few_rows_for_a_tight_radius():
@@ -171,6 +176,9 @@ def test_the_hash_index_visits_few_rows_for_a_tight_radius():
     assert 31 // CHUNKS == 1
     rows, distances = index.search(_near(rng, stored[7], 31), 31)
     assert 7 in rows.tolist() and distances[rows.tolist().index(7)] == 31
+    assert index._candidates(stored[:1], 85) is None  # a wide radius is a scan
+    rows, _ = index.search(_near(rng, stored[9], 85), 85)
+    assert 9 in rows.tolist()
     with pytest.raises(ValueError):
         index.search(stored[0], -1)
 

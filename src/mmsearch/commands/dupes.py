@@ -1,4 +1,10 @@
-"""``mmsearch dupes``: clusters of near-duplicate items in a collection's live build."""
+"""``mmsearch dupes``: clusters of duplicate items in a collection's live build.
+
+The build keeps where each image came from and its sha256, not its pixels, so the
+images are read again (``ingest.stored_images``: the same limits as an ingest, the
+sha256 checked, URLs from the workspace cache) and fingerprinted here. An image that
+cannot be read again is listed, not fatal.
+"""
 
 from __future__ import annotations
 
@@ -15,45 +21,113 @@ if TYPE_CHECKING:
 
 
 def find_duplicates(
-    home: Path | None, collection: str, max_distance: int | None, min_cosine: float | None
+    home: Path | None, collection: str, strictness: str, max_distance: int | None
 ) -> DuplicateReport:
+    import numpy as np
+
     from mmsearch.config import load_settings
-    from mmsearch.evaluation.duplicates import collection_duplicates
+    from mmsearch.errors import ImageError
+    from mmsearch.evaluation.duplicates import DuplicateReport, featureless_images, find_clusters
     from mmsearch.index.open import open_build_index
+    from mmsearch.ingest.stored_images import StoredImages
+    from mmsearch.media.images import ImageLimits
+    from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
+    from mmsearch.moderation.fingerprints import strictness as strictness_level
     from mmsearch.workspace import Workspace
 
     settings = load_settings(home)
+    level = strictness_level(strictness)
     folder = Workspace(settings.home).collection(collection)
-    manifest = folder.live_manifest()
-    index = open_build_index(folder, manifest, settings)
-    return collection_duplicates(
-        index,
-        max_distance=settings.dupe_max_distance if max_distance is None else max_distance,
-        min_cosine=settings.dupe_min_cosine if min_cosine is None else min_cosine,
+    index = open_build_index(folder, folder.live_manifest(), settings)
+    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    table = index.scan(["id", "images", "image_sha256"])
+    ids: list[str] = table["id"].to_pylist()
+    image_item: list[int] = []
+    positions: list[int] = []
+    prints: list[Fingerprint] = []
+    unreadable: list[str] = []
+    stored = StoredImages(settings)
+    try:
+        for item, row in enumerate(table.to_pylist()):
+            try:
+                images = stored.load(row)
+            except ImageError as exc:
+                unreadable.append(f"{row['id']}: {exc}")
+                continue
+            for position, data in enumerate(images):
+                try:
+                    prints.append(
+                        fingerprint_bytes(data, source=f"{row['id']}[{position}]", limits=limits)
+                    )
+                except ImageError as exc:
+                    unreadable.append(str(exc))
+                    continue
+                image_item.append(item)
+                positions.append(position)
+    finally:
+        stored.close()
+    threshold = level.max_distance if max_distance is None else max_distance
+    clusters = find_clusters(
+        ids,
+        np.asarray(image_item, dtype=np.int64),
+        np.asarray(positions, dtype=np.int64),
+        prints,
+        max_distance=threshold,
+    )
+    return DuplicateReport(
+        images=len(prints),
+        items=len(ids),
+        max_distance=threshold,
+        strictness=level.name if max_distance is None else None,
+        featureless=featureless_images(prints),
+        unreadable=unreadable,
+        clusters=clusters,
+    )
+
+
+def criteria(report: DuplicateReport) -> str:
+    """What the report's "exact" and "near" mean, with the threshold actually used."""
+    source = (
+        f"strictness {report.strictness}"
+        if report.strictness is not None
+        else "--max-distance given by hand"
+    )
+    return (
+        "exact = same bytes or same decoded pixels (cropped to content); "
+        f"near = PDQ distance ≤ {report.max_distance} of 256 bits over the eight "
+        f"rotations and flips ({source})"
     )
 
 
 def print_report(report: DuplicateReport, limit: int) -> None:
-    confirm = f", image cosine ≥ {report.min_cosine:g}" if report.min_cosine is not None else ""
     console.print(
         f"{len(report.clusters)} duplicate clusters among {report.items} items "
-        f"({report.images} images; pHash distance ≤ {report.max_distance}{confirm})",
+        f"({report.images} images). {criteria(report)}",
         highlight=False,
     )
+    if report.featureless:
+        console.print(
+            f"{report.featureless} images are too featureless for PDQ (quality < 50): "
+            "they match only exactly",
+            highlight=False,
+        )
+    for message in report.unreadable[:limit]:
+        console.print(f"not compared: {message}", highlight=False)
     if not report.clusters:
         return
     table = Table()
-    for column in ("#", "kind", "items", "closest pair", "distance", "cosine"):
+    for column in ("#", "kind", "items", "closest pair", "match", "PDQ distance"):
         table.add_column(column)
     for number, cluster in enumerate(report.clusters[:limit], start=1):
         best = cluster.pairs[0]
+        how = best.kind if best.variant == "original" else f"{best.kind} ({best.variant})"
         table.add_row(
             str(number),
             cluster.kind,
             ", ".join(cluster.ids),
             f"{best.a}[{best.image_a}] ~ {best.b}[{best.image_b}]",
+            how,
             str(best.distance),
-            "-" if best.cosine is None else f"{best.cosine:.3f}",
         )
     console.print(table)
     if len(report.clusters) > limit:
@@ -66,32 +140,32 @@ def register(app: typer.Typer) -> None:
 
 def dupes(
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")],
+    strictness: Annotated[
+        str,
+        typer.Option(
+            "--strictness",
+            help="Near-match threshold, calibrated for a false-match rate: strict (0.01%), "
+            "standard (0.1%) or loose (1%).",
+        ),
+    ] = "standard",
     max_distance: Annotated[
         int | None,
         typer.Option(
             "--max-distance",
             min=0,
-            max=32,
-            help="Largest pHash Hamming distance (of 64 bits) that counts as a duplicate.",
-        ),
-    ] = None,
-    min_cosine: Annotated[
-        float | None,
-        typer.Option(
-            "--min-cosine",
-            min=-1.0,
-            max=1.0,
-            help="Image-vector cosine a pHash match must also reach (when vectors exist).",
+            max=128,
+            help="Largest PDQ distance (of 256 bits) that is a near match; overrides "
+            "--strictness. 0 lists exact duplicates and identical PDQ hashes only.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Clusters to print.")] = 50,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List clusters of near-duplicate items (perceptual hash, confirmed by image vectors)."""
+    """List clusters of duplicate items: exact (same bytes or pixels) and near (PDQ)."""
     with user_errors():
-        report = find_duplicates(home, collection, max_distance, min_cosine)
+        report = find_duplicates(home, collection, strictness, max_distance)
     if as_json:
-        print_json(report.as_dict())
+        print_json({"criteria": criteria(report), **report.as_dict()})
         return
     print_report(report, limit)

@@ -1,33 +1,34 @@
-"""Clusters of near-duplicate items in a collection, from per-image perceptual hashes.
+"""Clusters of duplicate items in a collection, from per-image moderation fingerprints.
 
-Two images are a candidate pair when their 64-bit pHashes differ in at most
-``max_distance`` bits. When the build has image vectors, a candidate is kept only
-if the two images' vectors also agree (cosine ≥ ``min_cosine``): pHash alone pairs
-some unrelated flat, low-detail images, and the descriptor is a cheap second
-opinion. Items are then joined with union-find over the kept pairs, so a chain
-A≈B≈C is one cluster even if A and C are further apart.
+Two images are duplicates in one of two senses, and the report says which:
 
-All pairs are compared with vectorised XOR + popcount in blocks (about 10⁹ pairs
-per few seconds on one core), which is exact and simple up to ``MAX_IMAGES``
-images (50,000 → 1.25·10⁹ pairs). Beyond that a multi-index hash (split the 64
-bits into ``max_distance + 1`` bands; by pigeonhole a pair within the distance
-shares a band exactly) would be the next step; the function refuses instead of
-running for minutes.
+- **exact**: the same bytes, or the same decoded pixels once cropped to content
+  (``moderation.fingerprints``). A perceptual-hash distance of 0 is *not* exact:
+  skin-tone variants and differently coloured stripes share hashes.
+- **near**: PDQ distance (the smallest over the query's eight rotations and flips) at
+  most ``max_distance``, a threshold taken from a strictness level calibrated for a
+  false-match rate between different pictures (``moderation.fingerprints.STRICTNESS``).
+  Images too featureless for PDQ to judge (quality < ``pdq.MIN_QUALITY``, such as a
+  flat square) take part in exact matches only.
+
+Pixel-identical images are grouped first (each group is joined as a star, never as all
+its pairs), and near pairs are found between one image per group with the multi-index
+hash lookup (``moderation.hash_index``), so no step compares all pairs of images.
+Items are then joined with union-find over the pairs, so a chain A≈B≈C is one cluster
+even if A and C are further apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from mmsearch.errors import MMSearchError
-from mmsearch.index.base import BuildReader
-
-MAX_IMAGES = 50_000
-_BLOCK_CELLS = 8_000_000  # uint64 cells per block: 64 MB of XOR results at a time
+from mmsearch.moderation.fingerprints import Fingerprint, MatchKind
+from mmsearch.moderation.hash_index import HashIndex
+from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS, from_hex
 
 
 class UnionFind:
@@ -60,8 +61,13 @@ class DuplicatePair:
     b: str
     image_a: int
     image_b: int
-    distance: int
-    cosine: float | None
+    kind: MatchKind  # "same bytes", "same pixels" or "near"
+    distance: int  # PDQ bits (of 256), smallest over the rotations and flips of image a
+    variant: str  # the rotation or flip of image a that matched
+
+    @property
+    def exact(self) -> bool:
+        return self.kind != "near"
 
 
 @dataclass
@@ -71,15 +77,18 @@ class DuplicateCluster:
 
     @property
     def kind(self) -> str:
-        return "exact" if all(p.distance == 0 for p in self.pairs) else "near"
+        """``exact`` when every joining pair is the same bytes or pixels, else ``near``."""
+        return "exact" if all(p.exact for p in self.pairs) else "near"
 
 
 @dataclass
 class DuplicateReport:
     images: int
     items: int
-    max_distance: int
-    min_cosine: float | None
+    max_distance: int  # PDQ bits of 256
+    strictness: str | None  # the level the threshold came from; None when given by hand
+    featureless: int  # images near matching skipped (PDQ quality < MIN_QUALITY)
+    unreadable: list[str]  # one message per image that could not be read again
     clusters: list[DuplicateCluster]
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,146 +98,104 @@ class DuplicateReport:
         return data
 
 
-def candidate_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) whose Hamming distance is ≤ ``max_distance``, and the distances."""
-    values = np.asarray(hashes, dtype=np.int64).view(np.uint64)
-    count = len(values)
-    block = max(1, _BLOCK_CELLS // max(count, 1))
-    left: list[np.ndarray] = []
-    right: list[np.ndarray] = []
-    for start in range(0, count, block):
-        stop = min(start + block, count)
-        distances = np.bitwise_count(values[start:stop, None] ^ values[None, start:])
-        rows, cols = np.nonzero(distances <= max_distance)
-        cols = cols + start
-        keep = cols > rows + start  # upper triangle only: each pair once, no self-pairs
-        left.append(rows[keep] + start)
-        right.append(cols[keep])
-    if not left:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros((0, 2), dtype=np.int64), empty
-    pairs = np.stack([np.concatenate(left), np.concatenate(right)], axis=1).astype(np.int64)
-    dist = np.bitwise_count(values[pairs[:, 0]] ^ values[pairs[:, 1]]).astype(np.int64)
-    return pairs, dist
+@dataclass(frozen=True)
+class _Edge:
+    first: int  # image indices
+    second: int
+    kind: MatchKind
+    distance: int
+    variant: str
 
 
 def find_clusters(
     item_ids: list[str],
     image_item: np.ndarray,
     image_position: np.ndarray,
-    hashes: np.ndarray,
-    vectors: np.ndarray | None,
+    fingerprints: Sequence[Fingerprint],
     *,
     max_distance: int,
-    min_cosine: float | None,
 ) -> list[DuplicateCluster]:
-    """Clusters (two or more items) of near-duplicate images; one row per image in inputs.
+    """Clusters (two or more items) of duplicate images; one fingerprint per image.
 
     ``image_item[i]`` is the index into ``item_ids`` of image ``i``, ``image_position[i]``
-    its position in that item's image list; ``vectors`` (unit rows) may be None.
+    its position in that item's image list.
     """
-    if len(hashes) > MAX_IMAGES:
-        raise MMSearchError(
-            f"{len(hashes)} images are more than the {MAX_IMAGES} that duplicate finding "
-            "compares pairwise; filter the collection or split it"
-        )
-    pairs, distances = candidate_pairs(hashes, max_distance)
-    other_item = image_item[pairs[:, 0]] != image_item[pairs[:, 1]]
-    pairs, distances = pairs[other_item], distances[other_item]
-    cosines: np.ndarray | None = None
-    if vectors is not None and min_cosine is not None and len(pairs):
-        found: np.ndarray = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-        keep = (found >= min_cosine) | (distances == 0)
-        pairs, distances, cosines = pairs[keep], distances[keep], found[keep]
+    edges = _exact_edges(fingerprints) + _near_edges(fingerprints, max_distance)
+    edges = [e for e in edges if image_item[e.first] != image_item[e.second]]
     sets = UnionFind(len(item_ids))
-    for a, b in pairs:
-        sets.union(int(image_item[a]), int(image_item[b]))
+    for edge in edges:
+        sets.union(int(image_item[edge.first]), int(image_item[edge.second]))
     members: dict[int, list[int]] = {}
     for index in range(len(item_ids)):
         members.setdefault(sets.find(index), []).append(index)
-    clusters: dict[int, DuplicateCluster] = {
+    clusters = {
         root: DuplicateCluster(sorted(item_ids[i] for i in group))
         for root, group in members.items()
         if len(group) > 1
     }
-    for row, (a, b) in enumerate(pairs):
-        item_a, item_b = int(image_item[a]), int(image_item[b])
+    for edge in edges:
+        item_a, item_b = int(image_item[edge.first]), int(image_item[edge.second])
         clusters[sets.find(item_a)].pairs.append(
             DuplicatePair(
                 item_ids[item_a],
                 item_ids[item_b],
-                int(image_position[a]),
-                int(image_position[b]),
-                int(distances[row]),
-                None if cosines is None else round(float(cosines[row]), 6),
+                int(image_position[edge.first]),
+                int(image_position[edge.second]),
+                edge.kind,
+                edge.distance,
+                edge.variant,
             )
         )
     ordered = sorted(clusters.values(), key=lambda c: (-len(c.ids), c.ids[0]))
+    rank = {"same bytes": 0, "same pixels": 1, "near": 2}
     for cluster in ordered:
-        cluster.pairs.sort(key=lambda p: (p.distance, p.a, p.b))
+        cluster.pairs.sort(key=lambda p: (rank[p.kind], p.distance, p.a, p.b))
     return ordered
 
 
-def flatten_images(
-    table: pa.Table, vector_column: str | None
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Per-image arrays from a build table's ``id``, ``image_phash`` (and vector) columns."""
-    ids = table["id"].to_pylist()
-    phashes = table["image_phash"].to_pylist()
-    vectors = table[vector_column].to_pylist() if vector_column else None
-    image_item: list[int] = []
-    positions: list[int] = []
-    hashes: list[int] = []
-    rows: list[Any] = []
-    for item, item_hashes in enumerate(phashes):
-        item_vectors = (vectors[item] or []) if vectors is not None else []
-        for position, value in enumerate(item_hashes or []):
-            if value is None:
+def _exact_edges(fingerprints: Sequence[Fingerprint]) -> list[_Edge]:
+    """Each pixel-identical image joined to the first of its group (a star, not all pairs)."""
+    first: dict[str, int] = {}
+    edges: list[_Edge] = []
+    for index, print_ in enumerate(fingerprints):
+        head = first.setdefault(print_.pixels_sha256, index)
+        if head != index:
+            same_bytes = fingerprints[head].sha256 == print_.sha256
+            kind: MatchKind = "same bytes" if same_bytes else "same pixels"
+            edges.append(_Edge(head, index, kind, 0, VARIANTS[0]))
+    return edges
+
+
+def _near_edges(fingerprints: Sequence[Fingerprint], max_distance: int) -> list[_Edge]:
+    """Pairs of different pixels within ``max_distance``, one image per pixel group."""
+    seen: set[str] = set()
+    heads: list[int] = []
+    for index, print_ in enumerate(fingerprints):
+        if print_.pixels_sha256 in seen or print_.pdq_quality < MIN_QUALITY:
+            continue
+        seen.add(print_.pixels_sha256)
+        heads.append(index)
+    if len(heads) < 2:
+        return []
+    index = HashIndex(np.stack([from_hex(fingerprints[i].pdq) for i in heads]))
+    found: dict[tuple[int, int], _Edge] = {}
+    for row, head in enumerate(heads):
+        variants = fingerprints[head].variant_words()
+        rows, distances = index.search(variants, max_distance)
+        for other, distance in zip(rows.tolist(), distances.tolist(), strict=True):
+            if other == row:
                 continue
-            image_item.append(item)
-            positions.append(position)
-            hashes.append(value)
-            if vectors is not None:
-                rows.append(item_vectors[position] if position < len(item_vectors) else None)
-    matrix: np.ndarray | None = None
-    if vectors is not None and rows and all(r is not None for r in rows):
-        matrix = np.asarray(rows, dtype=np.float32)
-    return (
-        ids,
-        np.asarray(image_item, dtype=np.int64),
-        np.asarray(positions, dtype=np.int64),
-        np.asarray(hashes, dtype=np.int64),
-        matrix,
-    )
+            # Each pair is searched from both sides (a turn one way may match a little
+            # better than the other); the closer one is kept.
+            key = (min(row, other), max(row, other))
+            if key in found and found[key].distance <= distance:
+                continue
+            per_variant = np.bitwise_count(variants ^ index.hashes[other]).sum(axis=1)
+            variant = VARIANTS[int(np.argmin(per_variant))]
+            found[key] = _Edge(head, heads[other], "near", int(distance), variant)
+    return [found[key] for key in sorted(found)]
 
 
-def collection_duplicates(
-    index: BuildReader, *, max_distance: int, min_cosine: float | None
-) -> DuplicateReport:
-    """Duplicate clusters of a build (any store's ``BuildReader``)."""
-    names = set(index.schema.names)
-    if "image_phash" not in names:
-        raise MMSearchError(
-            "This build has no perceptual hashes (it was made by an older mmsearch); "
-            "re-ingest the catalog into a new collection to find duplicates"
-        )
-    multi = [v.column for v in index.vector_fields if v.multi]
-    vector_column = "vector_image" if "vector_image" in multi else (multi[0] if multi else None)
-    columns = ["id", "image_phash", *([vector_column] if vector_column else [])]
-    ids, image_item, positions, hashes, vectors = flatten_images(index.scan(columns), vector_column)
-    clusters = find_clusters(
-        ids,
-        image_item,
-        positions,
-        hashes,
-        vectors,
-        max_distance=max_distance,
-        min_cosine=min_cosine if vectors is not None else None,
-    )
-    return DuplicateReport(
-        images=len(hashes),
-        items=len(ids),
-        max_distance=max_distance,
-        min_cosine=min_cosine if vectors is not None else None,
-        clusters=clusters,
-    )
+def featureless_images(fingerprints: Sequence[Fingerprint]) -> int:
+    """Images whose PDQ is too flat to decide a near match (they match exactly or not at all)."""
+    return sum(1 for print_ in fingerprints if print_.pdq_quality < MIN_QUALITY)

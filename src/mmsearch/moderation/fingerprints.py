@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from mmsearch.encoders.hashes import image_hashes
+from mmsearch.errors import MMSearchError
 from mmsearch.media.images import ImageLimits, decode_image
 from mmsearch.moderation.content import crop_to_content, pixels_sha256
 from mmsearch.moderation.pdq import VARIANTS, from_hex, hamming, pdq_hashes, to_hex
@@ -49,9 +50,9 @@ class Strictness:
 # Each is the largest distance whose false-match rate between different emoji is at
 # most the target; docs/BENCHMARKS.md "Moderation: matching robustness" has the table.
 STRICTNESS: dict[str, Strictness] = {
-    "strict": Strictness("strict", 0, 0.0001),
-    "standard": Strictness("standard", 0, 0.001),
-    "loose": Strictness("loose", 0, 0.01),
+    "strict": Strictness("strict", 39, 0.0001),
+    "standard": Strictness("standard", 85, 0.001),
+    "loose": Strictness("loose", 99, 0.01),
 }
 DEFAULT_STRICTNESS = "standard"
 
@@ -127,9 +128,9 @@ def compare(query: Fingerprint, stored: Fingerprint, max_distance: int) -> Match
 
 
 def strictness(name: str) -> Strictness:
-    """The named level; ValueError naming the known ones otherwise."""
+    """The named level; an ``MMSearchError`` naming the known ones otherwise."""
     try:
         return STRICTNESS[name]
     except KeyError:
         known = ", ".join(STRICTNESS)
-        raise ValueError(f"unknown strictness {name!r}; choose one of {known}") from None
+        raise MMSearchError(f"unknown strictness {name!r}; choose one of {known}") from None

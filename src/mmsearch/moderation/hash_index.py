@@ -11,9 +11,12 @@ brute-force one. The tables are sorted arrays with an offset per 16-bit value
 (CSR), so a lookup is a few vectorised NumPy gathers, not a Python loop over rows.
 
 A query may bring several hashes (PDQ's eight rotations and flips); a row's distance is
-the smallest over them. When the buckets to visit would hold a large share of all
-rows (a wide radius), a plain scan is cheaper and gives the same answer, so the index
-switches to it.
+the smallest over them. When the lookups would touch more than a tenth of what a scan
+reads (a wide radius), a plain scan is cheaper and gives the same answer, so the index
+switches to it. That happens well below a third of the bits: multi-index hashing pays
+at tight radii (PDQ's usual 31 bits for photos), not at the 85 bits that the emoji
+needed for a 0.1% false-match rate (docs/BENCHMARKS.md, "Moderation: matching
+robustness"), where every lookup is a scan.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from mmsearch.moderation.pdq import WORDS, hamming
 CHUNK_BITS = 16
 CHUNKS = WORDS * 64 // CHUNK_BITS
 _VALUES = 1 << CHUNK_BITS
-# Visit buckets only while they hold fewer rows than this share of the index.
-_SCAN_SHARE = 0.05
+# Use the tables only while they touch fewer rows than this share of a scan: a scan is
+# one vectorised pass, a lookup several gathers, so a row costs more through the tables.
+_SCAN_SHARE = 0.1
 
 
 @cache
@@ -44,7 +48,8 @@ def _masks(sub_radius: int) -> np.ndarray:
 class HashIndex:
     """An immutable index over ``n`` hashes, each four uint64 words; rows are 0..n-1."""
 
-    def __init__(self, hashes: np.ndarray):
+    def __init__(self, hashes: np.ndarray, *, scan_share: float = _SCAN_SHARE):
+        self.scan_share = scan_share  # math.inf: always the tables (tests use it)
         self.hashes = np.ascontiguousarray(np.asarray(hashes, dtype=np.uint64).reshape(-1, WORDS))
         count = len(self.hashes)
         keys = self.hashes.view(np.uint16).reshape(count, CHUNKS).T.astype(np.int64)
@@ -77,22 +82,29 @@ class HashIndex:
         return candidates[keep].astype(np.int64), distances[keep].astype(np.int64)
 
     def _candidates(self, queries: np.ndarray, radius: int) -> np.ndarray | None:
-        """Rows sharing a chunk within the sub-radius with some query; None: scan them all."""
+        """Rows sharing a chunk within the sub-radius with some query; None: scan them all.
+
+        Both costs are counted in rows touched: the index reads one offset pair per
+        neighbouring chunk value and then every row in those buckets; a scan reads every
+        row once per query hash. The cheaper one runs.
+        """
         masks = _masks(radius // CHUNKS)
+        scan_cost = len(self.hashes) * len(queries)
+        if len(masks) * CHUNKS * len(queries) > self.scan_share * scan_cost:
+            return None
         keys = np.ascontiguousarray(queries).view(np.uint16).reshape(len(queries), CHUNKS)
         starts: list[np.ndarray] = []
-        stops: list[np.ndarray] = []
+        sizes: list[np.ndarray] = []
         for chunk in range(CHUNKS):
             values = np.unique(keys[:, chunk].astype(np.int64)[:, None] ^ masks[None, :])
-            starts.append(self._offsets[chunk][values])
-            stops.append(self._offsets[chunk][values + 1])
-        lengths = [stop - start for start, stop in zip(starts, stops, strict=True)]
-        total = int(sum(int(length.sum()) for length in lengths))
-        if total > 4096 and total > _SCAN_SHARE * len(self.hashes):
+            start = self._offsets[chunk][values]
+            starts.append(start)
+            sizes.append(self._offsets[chunk][values + 1] - start)
+        if sum(int(size.sum()) for size in sizes) > self.scan_share * scan_cost:
             return None
         found: list[np.ndarray] = []
         for chunk in range(CHUNKS):
-            size = lengths[chunk]
+            size = sizes[chunk]
             if not size.any():
                 continue
             # Positions start..stop-1 of every visited bucket, as one flat array.
