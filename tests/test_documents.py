@@ -21,6 +21,7 @@ from mmsearch.catalog.pdf_source import DocumentLimits, PdfSource, document_ids
 from mmsearch.cli import app
 from mmsearch.config import Settings
 from mmsearch.errors import CatalogError, QueryError
+from mmsearch.evaluation.configs import RetrievalConfig
 from mmsearch.index.lancedb import LanceBuildIndex
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.documents import open_ingest_source
@@ -348,3 +349,16 @@ def test_group_by_from_the_command_line_and_the_api(
             "/v1/collections/reports/search", json={"text": "penguins", "group_by": "nope"}
         )
         assert refused.status_code == 400 and "not an attribute" in refused.text
+
+
+def test_evaluation_configurations_carry_group_by() -> None:
+    config = RetrievalConfig("best-page", {"group_by": "document"})
+    assert config.request(text="penguins").group_by == "document"
+    with pytest.raises(QueryError, match="group_by"):
+        RetrievalConfig("bad", {"group_by": ""}).request(text="penguins")
+
+
+def test_a_dry_run_counts_every_page_and_writes_nothing(settings: Settings, library: Path) -> None:
+    report = Ingestor(settings).run(IngestOptions(library, "docs", dry_run=True))
+    assert (report.counts["rows"], report.counts["added"], report.counts["failed"]) == (4, 3, 1)
+    assert Workspace(settings.home).find("docs") is None
