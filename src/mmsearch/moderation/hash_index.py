@@ -73,8 +73,10 @@ class HashIndex:
             raise ValueError(f"radius must be at least 0 (got {radius})")
         queries = np.asarray(query, dtype=np.uint64).reshape(-1, WORDS)
         candidates = self._candidates(queries, radius)
-        if candidates is None:
-            candidates = np.arange(len(self.hashes))
+        if candidates is None:  # the scan: every row, without gathering a copy first
+            distances = hamming(queries[:, None, :], self.hashes[None, :, :]).min(axis=0)
+            rows = np.flatnonzero(distances <= radius)
+            return rows.astype(np.int64), distances[rows].astype(np.int64)
         if candidates.size == 0:
             return candidates.astype(np.int64), np.zeros(0, dtype=np.int64)
         distances = hamming(queries[:, None, :], self.hashes[candidates][None, :, :]).min(axis=0)
