@@ -185,7 +185,7 @@ def ingest(
     catalogs: Annotated[
         list[Path],
         typer.Argument(
-            metavar="CATALOG...",
+            metavar="CATALOG",
             help="JSONL, CSV or Parquet file, a folder of images, or PDFs: one or more .pdf "
             'files or a folder of them, one item per page (needs pip install "mmsearch[pdf]").',
         ),
