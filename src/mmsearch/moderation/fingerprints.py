@@ -44,11 +44,14 @@ class Strictness:
     target_false_match_rate: float
 
 
-# Calibrated on the emoji data set (different emoji as non-matches, 16 alterations of
+# Calibrated on the emoji data set (different emoji as non-matches, 17 alterations of
 # both artists' emoji as matches) by:
 #   python benchmarks/moderation_robustness.py --sample 400 --seed 0
 # Each is the largest distance whose false-match rate between different emoji is at
 # most the target; docs/BENCHMARKS.md "Moderation: matching robustness" has the table.
+# They belong to that data: small cartoons with many look-alikes need wide thresholds
+# (PDQ's customary one for photos is 31), so another catalog should be calibrated on
+# its own pairs with ``moderation.calibration.calibrate``.
 STRICTNESS: dict[str, Strictness] = {
     "strict": Strictness("strict", 39, 0.0001),
     "standard": Strictness("standard", 85, 0.001),
