@@ -214,6 +214,14 @@ def test_b_a_named_server_answers_for_a_workspace_that_lacks_the_collection(
     assert hits_of(by_env) == local_hits
 
 
+def test_b_an_image_query_travels_to_the_server(shop: Path, server: Served) -> None:
+    image = shop.parent / "catalog" / "img" / "blue.png"
+    done = run(REAL_CLI, "search", "-c", "shop", "--json", "--home", shop, "--image", image)
+    assert note(server.url) in done.stderr
+    top = json.loads(done.stdout)["hits"][0]
+    assert (top["id"], top["duplicate"]) == ("item-2", "exact")  # the same bytes
+
+
 def test_c_a_stale_server_file_is_ignored_and_the_search_runs_here(
     shop: Path, server: Served, local_hits: list[tuple[str, float]], tmp_path: Path
 ) -> None:
