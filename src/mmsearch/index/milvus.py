@@ -451,9 +451,8 @@ class MilvusBuildIndex:
         """Cosine against every item the filter keeps, or None when it keeps more than
         ``exact_filter_rows``. A graph walk under a filter that keeps few rows, far
         from the query, finds few of them or none (measured on Milvus Lite: 5 matching
-        items of 10k, none returned at k=10). One bounded query both reads the kept rows
-        and tells whether there are too many: a count first cost a second pass of the
-        filter over the collection."""
+        items of 10k, none returned at k=10). A bounded query of ids tells whether there
+        are too many, without a count (on Milvus Lite a count reads every kept row)."""
         limit = self._conn.exact_filter_rows
         # Images in their own collection are read once the items are known to be few.
         images_apart = column in self._multi and not self._struct
@@ -463,9 +462,14 @@ class MilvusBuildIndex:
                 return None
             rows = self._rows(first, filter, limit=None)
         else:
-            rows = self._rows(first, filter, limit=limit + 1)
+            # Ids first: a filter that keeps too many rows costs their ids, not vectors
+            # (20k items: p50 0.6x the count-then-read path, p95 unchanged; reading the
+            # vectors in the probe gave p50 0.4x but p95 1.4-1.8x; docs/MILVUS.md).
+            rows = self._rows(["id"], filter, limit=limit + 1)
             if len(rows) > limit:
                 return None
+            if rows and not images_apart:
+                rows = self._rows(first, filter, limit=len(rows))
         if images_apart:
             images = self._images_of([r["id"] for r in rows], [column])
             rows = [{"id": r["id"], column: images.get(r["id"], {}).get(column)} for r in rows]
