@@ -13,6 +13,7 @@ from PIL import Image
 
 from mmsearch.ranking.clicks import read_click_log
 from mmsearch.service.app import create_app
+from mmsearch.workspace import Workspace
 from service_support import ingest_shop
 
 from conftest import COLOURS
@@ -396,3 +397,25 @@ def test_admin_lists_evaluation_reports_and_serves_only_files_under_reports(clie
     assert served.status_code == 200 and "nDCG@10 0.71" in served.text
     assert_error(client.get("/admin/reports/..%2F..%2Fcollections%2Fshop%2Fcollection.json"), 404)
     assert_error(client.get("/admin/reports/missing.md"), 404)
+
+
+def test_warm_on_start_loads_the_models_before_the_first_search(settings, make_catalog):
+    """serve's default: the encoders load in the background as the app starts, so the
+    first search (often a CLI search the server answers) does not wait for them."""
+    from mmsearch.encoders import base
+
+    ingest_shop(settings, make_catalog())
+    specs = {
+        e.spec
+        for e in Workspace(settings.home).collection("shop").live_manifest().encoders.values()
+    }
+    for warm in (False, True):
+        base.clear_encoder_cache()
+        app = create_app(settings.model_copy(update={"warm_on_start": warm}))
+        with TestClient(app) as client:
+            deadline = time.monotonic() + 60
+            while warm and not specs <= set(base._CACHE) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            loaded = specs <= set(base._CACHE)
+            assert client.get("/healthz").status_code == 200
+        assert loaded is warm, (warm, specs, set(base._CACHE))

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Host header values the service answers (loopback names when empty; '*' any)",
     )
+    warm_on_start: bool = Field(
+        default=False,
+        description="load every collection's models in the background as the service "
+        "starts (mmsearch serve turns it on), so the first search does not wait for them",
+    )
     server_id: str | None = Field(
         default=None,
         max_length=64,

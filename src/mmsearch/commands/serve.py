@@ -39,6 +39,14 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
     tracing: Annotated[str | None, typer.Option("--tracing", help="off, console or otlp")] = None,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--no-warm",
+            help="Load every collection's models in the background at start, so the first "
+            "search does not wait for them.",
+        ),
+    ] = True,
     insecure_no_auth: Annotated[
         bool,
         typer.Option(
@@ -73,6 +81,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     os.environ["MMSEARCH_AUTH"] = auth
+    os.environ["MMSEARCH_WARM_ON_START"] = "true" if warm else "false"
     # <home>/server.json lets `mmsearch search` use this server's warm models; with
     # --port 0 the port is uvicorn's choice, unknown here, so nothing is recorded.
     record = ServerRecord.for_this_process(host, port, settings.home) if port else None

@@ -43,6 +43,7 @@ from mmsearch.service.routers.builds import MANUAL_BODIES
 from mmsearch.service.routers.session import LoginBody
 from mmsearch.service.schemas import FeedbackBody, IngestBody, ItemBody, SearchBody
 from mmsearch.service.state import ServiceState
+from mmsearch.service.warmup import warm_in_background
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -57,6 +58,8 @@ def create_app(settings: Settings, *, tracer: SearchTracer | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.warm_on_start:
+            warm_in_background(state)
         yield
         job_manager.shutdown()
         state.close()

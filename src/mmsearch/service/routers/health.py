@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mmsearch.encoders.base import create_encoder
 from mmsearch.governance.roles import Permission
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import error_responses
 from mmsearch.service.state import ServiceState, state_of
+from mmsearch.service.warmup import warm_collections
 
 router = APIRouter(tags=["operations"])
 
@@ -44,23 +44,7 @@ def readyz(request: Request) -> JSONResponse:
     collections; anyone else (a load balancer) gets the status alone."""
     state: ServiceState = request.app.state.mmsearch
     caller = request_caller(request)
-    collections: dict[str, Any] = {}
-    ready = True
-    for name in state.workspace.collection_names():
-        try:
-            if state.workspace.collection(name).alias("live") is None:
-                collections[name] = {"status": "empty"}
-                continue
-            searcher = state.searcher(name)
-            for role, encoder in searcher.manifest.encoders.items():
-                create_encoder(encoder.spec)
-                collections.setdefault(name, {}).setdefault("encoders", {})[role] = "loaded"
-            collections[name].update(
-                {"build_id": searcher.build_id, "items": searcher.index.row_count()}
-            )
-        except Exception as exc:  # readiness reports any failure instead of raising it
-            ready = False
-            collections.setdefault(name, {})["error"] = str(exc)
+    ready, collections = warm_collections(state)
     status = "ready" if ready else "not ready"
     body: dict[str, Any] = {"status": status}
     if caller.may(Permission.READ_COLLECTIONS):
