@@ -107,7 +107,7 @@ class BrokenTextEncoder(FakeTextEncoder):
         return super().encode_texts(texts)
 
 
-FAKES: dict[str, object] = {}
+FAKES: dict[str, Any] = {}
 
 
 @register("fake-text")

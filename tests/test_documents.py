@@ -174,6 +174,7 @@ def test_a_picture_of_a_figure_finds_its_page_by_the_visual_encoder(
         assert searcher.search(request).hits[0].id == page
 
 
+@pytest.mark.ocr
 def test_a_scanned_page_is_read_by_ocr(settings: Settings, tmp_path: Path) -> None:
     folder = tmp_path / "scans"
     scanned_pdf(folder / "memo.pdf", "ZANZIBAR SHIPMENT")

@@ -33,6 +33,7 @@ def _label(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.ocr
 def test_ocr_text_is_stored_and_found_by_keyword(settings: Settings, tmp_path: Path) -> None:
     folder = tmp_path / "labels"
     _label(folder / "a.png", "ZANZIBAR")
