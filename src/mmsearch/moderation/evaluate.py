@@ -1,0 +1,265 @@
+"""Evaluate installed policies against images, text fields and attributes.
+
+The answer is a list of decisions, each with the evidence a reviewer needs to trust or
+overturn it: the rule, the policy name and version, the action, and for an image the
+banned file or hash it matched, the PDQ distance and whether it was exact or near; for
+text the field and the pattern or word. Images are decoded once, through the bounded
+loader (``media/images.py`` limits), and fingerprinted once for every rule. When rules
+disagree the strongest action wins the summary: block > quarantine > hide > flag.
+
+Nothing here applies an action: it answers ``mmsearch moderate``, ``policy test`` and
+``POST /v1/moderate``; ingest and search do not consult policies yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mmsearch.errors import ImageError
+from mmsearch.filters.evaluate import matches
+from mmsearch.media.images import ImageLimits
+from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
+from mmsearch.moderation.policy import ACTION_ORDER, MAX_TEXT_CHARS, Action
+from mmsearch.moderation.store import InstalledPolicy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One rule that matched, and why."""
+
+    rule: str
+    policy: str
+    version: int
+    action: Action
+    condition: Literal["banned_images", "text", "attribute"]
+    # banned_images
+    image: str | None = None  # which input image
+    banned: str | None = None  # the banned file or "hash #N"
+    banned_pdq: str | None = None
+    distance: int | None = None
+    kind: Literal["exact", "near"] | None = None
+    # text
+    field: str | None = None
+    pattern: str | None = None
+    matched: str | None = None
+    # attribute
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    source: str
+    ms: float  # decode + fingerprint + lookups, per image
+    sha256: str
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    decisions: list[Decision] = field(default_factory=list)
+    images: list[ImageResult] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)  # "name v3"
+
+    @property
+    def action(self) -> Action | None:
+        """The strongest action among the decisions; None when nothing matched."""
+        return strongest(d.action for d in self.decisions)
+
+    def for_image(self, source: str) -> list[Decision]:
+        return [d for d in self.decisions if d.image == source]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "policies": self.policies,
+            "decisions": [
+                {k: v for k, v in asdict(d).items() if v is not None} for d in self.decisions
+            ],
+            "images": [{k: v for k, v in asdict(i).items() if v is not None} for i in self.images],
+        }
+
+
+def strongest(actions: Any) -> Action | None:
+    seen = set(actions)
+    return next((action for action in ACTION_ORDER if action in seen), None)
+
+
+def moderate(
+    policies: Sequence[InstalledPolicy],
+    images: Sequence[tuple[str, bytes]] = (),
+    text: Mapping[str, str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    limits: ImageLimits = ImageLimits(),
+) -> Report:
+    """Every matching rule of ``policies`` for these inputs (images as (source, bytes)).
+
+    An image that cannot be decoded is reported with its error and matches nothing but
+    an exact byte match is still checked for it: a banned file is banned even if it no
+    longer decodes here.
+    """
+    report = Report(policies=[f"{p.name} v{p.version}" for p in policies])
+    for source, data in images:
+        started = time.perf_counter()
+        try:
+            fingerprint = fingerprint_bytes(data, source=source, limits=limits)
+        except ImageError as exc:
+            sha256 = hashlib.sha256(data).hexdigest()
+            report.decisions.extend(_byte_decisions(policies, source, sha256))
+            report.images.append(ImageResult(source, _ms(started), sha256, error=str(exc)))
+            continue
+        report.decisions.extend(_image_decisions(policies, source, fingerprint))
+        report.images.append(
+            ImageResult(
+                source, _ms(started), fingerprint.sha256, fingerprint.pdq, fingerprint.pdq_quality
+            )
+        )
+    if text:
+        report.decisions.extend(_text_decisions(policies, text))
+    if attributes is not None:
+        report.decisions.extend(_attribute_decisions(policies, attributes))
+    return report
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _image_decisions(
+    policies: Sequence[InstalledPolicy], source: str, fingerprint: Fingerprint
+) -> list[Decision]:
+    found: list[Decision] = []
+    for installed in policies:
+        for rule in installed.policy.rules:
+            banned = installed.banned.get(rule.id)
+            if rule.banned_images is None or banned is None:
+                continue
+            for hit in banned.match(fingerprint):
+                found.append(
+                    Decision(
+                        rule.id,
+                        installed.name,
+                        installed.version,
+                        rule.action,
+                        "banned_images",
+                        image=source,
+                        banned=hit.label,
+                        banned_pdq=hit.pdq,
+                        distance=hit.distance,
+                        kind=hit.kind,
+                    )
+                )
+    return found
+
+
+def _byte_decisions(
+    policies: Sequence[InstalledPolicy], source: str, sha256: str
+) -> list[Decision]:
+    """Exact byte matches of an image that did not decode."""
+    found: list[Decision] = []
+    for installed in policies:
+        for rule in installed.policy.rules:
+            banned = installed.banned.get(rule.id)
+            row = None if banned is None else banned.by_sha256.get(sha256)
+            if banned is None or row is None:
+                continue
+            found.append(
+                Decision(
+                    rule.id,
+                    installed.name,
+                    installed.version,
+                    rule.action,
+                    "banned_images",
+                    image=source,
+                    banned=banned.labels[row],
+                    banned_pdq=banned.pdq[row],
+                    kind="exact",
+                )
+            )
+    return found
+
+
+def _text_decisions(policies: Sequence[InstalledPolicy], text: Mapping[str, str]) -> list[Decision]:
+    found: list[Decision] = []
+    for installed in policies:
+        for rule in installed.policy.rules:
+            if rule.text is None:
+                continue
+            names = rule.text.fields or list(text)
+            for name in names:
+                value = text.get(name)
+                if not value:
+                    continue
+                value = value[:MAX_TEXT_CHARS]
+                for said, pattern in rule.text.compiled():
+                    hit = pattern.search(value)
+                    if hit is None:
+                        continue
+                    found.append(
+                        Decision(
+                            rule.id,
+                            installed.name,
+                            installed.version,
+                            rule.action,
+                            "text",
+                            field=name,
+                            pattern=said,
+                            matched=hit.group(0)[:200],
+                        )
+                    )
+                    break  # one piece of evidence per rule and field is enough
+    return found
+
+
+def _attribute_decisions(
+    policies: Sequence[InstalledPolicy], attributes: Mapping[str, Any]
+) -> list[Decision]:
+    found: list[Decision] = []
+    for installed in policies:
+        for rule in installed.policy.rules:
+            condition = rule.attribute
+            if condition is None:
+                continue
+            row = {
+                name: _coerce(attributes.get(name), kind) for name, kind in condition.types.items()
+            }
+            if matches(condition.to_filter(), row):
+                found.append(
+                    Decision(
+                        rule.id,
+                        installed.name,
+                        installed.version,
+                        rule.action,
+                        "attribute",
+                        where=condition.where,
+                    )
+                )
+    return found
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """An attribute value as the declared kind, or None (unknown) when it is not one."""
+    if value is None:
+        return None
+    try:
+        if kind == "string":
+            return value if isinstance(value, str) else str(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            return {"true": True, "false": False, "1": True, "0": False}.get(text)
+        if isinstance(value, bool):
+            return None
+        if kind == "int":
+            number = float(value)
+            return int(number) if number.is_integer() else None
+        number = float(value)
+        return number if number == number and abs(number) != float("inf") else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,107 @@
+"""Installed policies: ``<home>/policies/<name>.yaml``, one version per change.
+
+Installing validates the file first (nothing is written for a bad one), resolves its
+banned-image folders to absolute paths and writes the canonical YAML atomically with a
+``version`` past the installed one, so a decision's "policy v3" names one set of rules.
+The banned images' fingerprints are computed at install and kept beside the policy
+(``banned.py``), so evaluating never decodes the banned list again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mmsearch.media.images import ImageLimits
+from mmsearch.moderation.banned import BannedList, load_banned
+from mmsearch.moderation.policy import (
+    PolicyError,
+    PolicySet,
+    check_policy_name,
+    load_policy_file,
+    parse_policy,
+)
+from mmsearch.table_files import read_table_file
+
+
+@dataclass(frozen=True)
+class InstalledPolicy:
+    """A policy as installed, with its banned lists (one per banned_images rule id)."""
+
+    name: str
+    policy: PolicySet
+    banned: dict[str, BannedList]
+
+    @property
+    def version(self) -> int:
+        return self.policy.version
+
+
+class PolicyStore:
+    def __init__(self, home: Path, limits: ImageLimits = ImageLimits()):
+        self.folder = home / "policies"
+        self.limits = limits
+
+    def path(self, name: str) -> Path:
+        check_policy_name(name)
+        return self.folder / f"{name}.yaml"
+
+    def cache_path(self, name: str) -> Path:
+        return self.folder / f"{name}.fingerprints.json"
+
+    def names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.stem for p in self.folder.glob("*.yaml"))
+
+    def read(self, name: str) -> PolicySet:
+        """The installed policy's rules (no fingerprints)."""
+        path = self.path(name)
+        if not path.is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise PolicyError(
+                f"No policy named {name!r} (policies: {known}). "
+                f"Install one with: mmsearch policy add {name} FILE"
+            )
+        return parse_policy(read_table_file(path, "Policy", PolicyError), str(path))
+
+    def load(self, name: str) -> InstalledPolicy:
+        """The policy with its banned lists, fingerprints read from the cache when present."""
+        policy = self.read(name)
+        return InstalledPolicy(name, policy, self._banned(name, policy))
+
+    def install(self, name: str, file: Path) -> InstalledPolicy:
+        """Validate ``file``, fingerprint its banned images, write it as the next version."""
+        check_policy_name(name)
+        policy = load_policy_file(file)
+        current = self.read(name).version if self.path(name).is_file() else 0
+        policy = policy.model_copy(update={"version": max(policy.version, current + 1)})
+        banned = self._banned(name, policy)  # fails before anything is written
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(
+            policy.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
+        )
+        _write_atomic(self.path(name), text)
+        return InstalledPolicy(name, policy, banned)
+
+    def _banned(self, name: str, policy: PolicySet) -> dict[str, BannedList]:
+        return {
+            rule.id: load_banned(rule.banned_images, self.cache_path(name), self.limits)
+            for rule in policy.rules
+            if rule.banned_images is not None
+        }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

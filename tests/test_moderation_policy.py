@@ -1,0 +1,261 @@
+"""Moderation policies: loading with named errors, installing with versions, evaluating
+images (exact / near through flips and borders), text and attributes, the strongest
+action; and the ``policy`` / ``moderate`` commands."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch.moderation.evaluate import moderate, strongest
+from mmsearch.moderation.policy import PolicyError, load_policy_file
+from mmsearch.moderation.store import PolicyStore
+from mmsearch.sample_data import SAMPLE_EMOJI_DIR
+
+EMOJI = SAMPLE_EMOJI_DIR / "images"  # shipped with the package: no data set needed
+BANNED = "1f600.png"  # grinning face
+OTHERS = ("1f680.png", "1f34e.png")  # rocket, apple: also banned, to make a list
+DIFFERENT = "1f436.png"  # dog face: never banned
+
+
+def flipped_with_border(data: bytes, fmt: str = "PNG") -> bytes:
+    """The image mirrored, on a white canvas with an 8-pixel frame."""
+    image = Image.open(io.BytesIO(data)).convert("RGBA").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    canvas = Image.new("RGBA", (image.width + 16, image.height + 16), (255, 255, 255, 255))
+    canvas.alpha_composite(image, (8, 8))
+    out = io.BytesIO()
+    canvas.convert("RGB").save(out, fmt)
+    return out.getvalue()
+
+
+POLICY = """
+version = 1
+description = "test policy"
+
+[[rules]]
+id = "banned-faces"
+action = "block"
+[rules.banned_images]
+folder = "banned"
+strictness = "strict"
+
+[[rules]]
+id = "weapons-words"
+action = "quarantine"
+[rules.text]
+fields = ["title"]
+words = ["gun", "rifle"]
+
+[[rules]]
+id = "drugs-anywhere"
+action = "flag"
+[rules.text]
+patterns = ['\\bco+caine\\b']
+
+[[rules]]
+id = "cheap-knives"
+action = "hide"
+[rules.attribute]
+where = "category = 'knife' AND price < 10"
+types = { category = "string", price = "float" }
+"""
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    folder = tmp_path / "src" / "banned"
+    folder.mkdir(parents=True)
+    for name in (BANNED, *OTHERS):
+        shutil.copy(EMOJI / name, folder / name)
+    path = tmp_path / "src" / "shop.toml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PolicyStore:
+    return PolicyStore(tmp_path / "home")
+
+
+def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def test_bad_regex_names_file_and_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r1"\naction = "flag"\n[rules.text]\npatterns = ["(oops"]\n',
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(path)
+    message = str(caught.value)
+    assert str(path) in message and "rule 'r1'" in message and "not a valid regex" in message
+
+
+def test_pathological_regex_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "slow"\naction = "flag"\n'
+        '[rules.text]\npatterns = ["(a+)+$"]\n',
+    )
+    with pytest.raises(PolicyError, match=r"rule 'slow'.*exponential"):
+        load_policy_file(path)
+
+
+def test_unknown_action_names_file_and_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r2"\naction = "delete"\n[rules.text]\nwords = ["x"]\n',
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(path)
+    assert str(path) in str(caught.value) and "rule 'r2', action" in str(caught.value)
+
+
+def test_missing_folder_names_file_and_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r3"\naction = "block"\n'
+        '[rules.banned_images]\nfolder = "nowhere"\n',
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy_file(path)
+    message = str(caught.value)
+    assert str(path) in message and "rule 'r3'" in message and "nowhere" in message
+
+
+def test_two_conditions_and_bad_where_are_refused(tmp_path: Path) -> None:
+    both = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r4"\naction = "flag"\n[rules.text]\nwords = ["x"]\n'
+        '[rules.banned_images]\nhashes = ["' + "0" * 64 + '"]\n',
+    )
+    with pytest.raises(PolicyError, match=r"rule 'r4'.*exactly one condition"):
+        load_policy_file(both)
+    where = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r5"\naction = "flag"\n[rules.attribute]\n'
+        'where = "colour = \'red\'"\ntypes = { price = "float" }\n',
+        "w.toml",
+    )
+    with pytest.raises(PolicyError, match=r"rule 'r5'.*colour"):
+        load_policy_file(where)
+
+
+def test_install_bumps_version_and_caches_fingerprints(
+    policy_file: Path, store: PolicyStore
+) -> None:
+    first = store.install("shop", policy_file)
+    assert first.version == 1 and len(first.banned["banned-faces"]) == 3
+    assert store.cache_path("shop").is_file()
+    second = store.install("shop", policy_file)
+    assert second.version == 2
+    assert store.names() == ["shop"] and store.read("shop").version == 2
+    with pytest.raises(PolicyError, match="No policy named 'nope'"):
+        store.read("nope")
+    with pytest.raises(PolicyError, match="Policy name"):
+        store.install("../escape", policy_file)
+
+
+# --- evaluating ----------------------------------------------------------------------
+
+
+def test_flipped_bordered_copy_is_near_with_distance_and_rule(
+    policy_file: Path, store: PolicyStore
+) -> None:
+    policy = store.install("shop", policy_file)
+    altered = flipped_with_border((EMOJI / BANNED).read_bytes())
+    report = moderate([policy], images=[("upload.jpg", altered)])
+    [decision] = report.decisions
+    assert (decision.rule, decision.policy, decision.version) == ("banned-faces", "shop", 1)
+    assert decision.kind == "near" and decision.banned == BANNED and decision.image == "upload.jpg"
+    assert decision.distance is not None and decision.distance <= 39
+    assert report.action == "block" and report.images[0].ms > 0
+
+
+def test_exact_copy_is_exact(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    report = moderate([policy], images=[("same.png", (EMOJI / BANNED).read_bytes())])
+    assert [(d.kind, d.banned, d.distance) for d in report.decisions] == [("exact", BANNED, 0)]
+
+
+def test_different_emoji_is_not_matched_at_strict(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    report = moderate([policy], images=[("dog.png", (EMOJI / DIFFERENT).read_bytes())])
+    assert report.decisions == [] and report.action is None
+
+
+def test_listed_hash_matches_near(tmp_path: Path, store: PolicyStore) -> None:
+    banned = moderate([], images=[("x", (EMOJI / BANNED).read_bytes())]).images[0].pdq
+    assert banned is not None
+    path = write(
+        tmp_path,
+        f'version = 4\n[[rules]]\nid = "list"\naction = "flag"\n[rules.banned_images]\n'
+        f'hashes = ["{banned.upper()}"]\nmax_distance = 20\n',
+    )
+    policy = store.install("hashes", path)
+    assert policy.version == 4
+    report = moderate([policy], images=[("f", flipped_with_border((EMOJI / BANNED).read_bytes()))])
+    assert [(d.kind, d.banned) for d in report.decisions] == [("near", "hash #1")]
+
+
+def test_undecodable_image_is_an_error_not_a_crash(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    report = moderate([policy], images=[("junk.png", b"not an image")])
+    assert report.decisions == [] and report.images[0].error
+
+
+def test_text_words_and_patterns_with_field(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    report = moderate(
+        [policy],
+        text={
+            "title": "Vintage RIFLE scope",
+            "description": "no cooocaine here",
+            "body": "gunsmith",
+        },
+    )
+    found = {(d.rule, d.field, d.pattern, d.matched) for d in report.decisions}
+    assert found == {
+        ("weapons-words", "title", "words", "RIFLE"),
+        ("drugs-anywhere", "description", "\\bco+caine\\b", "cooocaine"),
+    }
+    # A word inside another word, or in a field the rule does not read, is no match.
+    quiet = moderate([policy], text={"title": "gunsmith tools", "body": "gun"})
+    assert quiet.decisions == []
+    assert report.action == "quarantine"
+
+
+def test_attribute_condition(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    hit = moderate([policy], attributes={"category": "knife", "price": "4.5"})
+    assert [(d.rule, d.action, d.condition) for d in hit.decisions] == [
+        ("cheap-knives", "hide", "attribute")
+    ]
+    assert moderate([policy], attributes={"category": "knife", "price": 40}).decisions == []
+    assert moderate([policy], attributes={"category": "knife"}).decisions == []
+
+
+def test_strongest_action_wins(policy_file: Path, store: PolicyStore) -> None:
+    policy = store.install("shop", policy_file)
+    report = moderate(
+        [policy],
+        images=[("a.png", (EMOJI / BANNED).read_bytes())],
+        text={"title": "gun"},
+        attributes={"category": "knife", "price": 1},
+    )
+    assert {d.action for d in report.decisions} == {"block", "quarantine", "hide"}
+    assert report.action == "block"
+    assert (
+        strongest(["flag", "hide"]) == "hide" and strongest(["flag", "quarantine"]) == "quarantine"
+    )
+    assert strongest([]) is None
