@@ -5,12 +5,15 @@ action; and the ``policy`` / ``moderate`` commands."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from mmsearch.cli import app
 from mmsearch.moderation.evaluate import moderate, strongest
 from mmsearch.moderation.policy import PolicyError, load_policy_file
 from mmsearch.moderation.store import PolicyStore
@@ -259,3 +262,82 @@ def test_strongest_action_wins(policy_file: Path, store: PolicyStore) -> None:
         strongest(["flag", "hide"]) == "hide" and strongest(["flag", "quarantine"]) == "quarantine"
     )
     assert strongest([]) is None
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def test_cli_policy_add_list_show_test(policy_file: Path, tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    added = runner.invoke(app, ["policy", "add", "shop", str(policy_file), "--home", home])
+    assert added.exit_code == 0, added.output
+    assert "shop v1" in added.output and "3 banned" in added.output
+    again = runner.invoke(app, ["policy", "add", "shop", str(policy_file), "--home", home])
+    assert "shop v2" in again.output
+    listed = runner.invoke(app, ["policy", "list", "--json", "--home", home])
+    assert json.loads(listed.output) == [{"name": "shop", "version": 2, "rules": 4}]
+    shown = runner.invoke(app, ["policy", "show", "shop", "--home", home])
+    assert "banned-faces" in shown.output and "cheap-knives" in shown.output
+    tested = runner.invoke(
+        app,
+        ["policy", "test", "shop", str(EMOJI / BANNED), "--text", "title=a gun", "--home", home],
+    )
+    assert tested.exit_code == 0, tested.output
+    assert "exact match of banned 1f600.png" in tested.output
+    assert "words matched 'gun'" in tested.output and "Decision: block" in tested.output
+
+
+def test_cli_bad_policy_file_is_one_error_line(tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "r1"\naction = "nuke"\n[rules.text]\nwords = ["x"]\n',
+    )
+    result = CliRunner().invoke(app, ["policy", "add", "p", str(bad), "--home", str(tmp_path)])
+    assert result.exit_code != 0 and "rule 'r1'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "policies" / "p.yaml").exists()
+
+
+def test_cli_moderate_json(policy_file: Path, tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["policy", "add", "shop", str(policy_file), "--home", home]).exit_code
+        == 0
+    )
+    altered = tmp_path / "altered.png"
+    altered.write_bytes(flipped_with_border((EMOJI / BANNED).read_bytes()))
+    result = runner.invoke(
+        app,
+        [
+            "moderate",
+            str(altered),
+            str(EMOJI / DIFFERENT),
+            str(tmp_path / "missing.png"),
+            "--policy",
+            "shop",
+            "--attribute",
+            "category=knife",
+            "--attribute",
+            "price=3",
+            "--json",
+            "--home",
+            home,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["action"] == "block" and body["policies"] == ["shop v1"]
+    by_rule = {d["rule"]: d for d in body["decisions"]}
+    assert by_rule["banned-faces"]["image"] == str(altered)
+    assert by_rule["banned-faces"]["kind"] == "near" and by_rule["banned-faces"]["banned"] == BANNED
+    assert by_rule["cheap-knives"]["action"] == "hide"
+    assert [i["source"] for i in body["images"]] == [str(altered), str(EMOJI / DIFFERENT)]
+    assert all(i["ms"] > 0 for i in body["images"])
+    assert "does not exist" in body["unreadable"][str(tmp_path / "missing.png")]
+
+
+def test_cli_moderate_without_policies_says_how_to_add_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["moderate", str(EMOJI / BANNED), "--home", str(tmp_path)])
+    assert result.exit_code != 0 and "mmsearch policy add" in result.output
