@@ -4,6 +4,7 @@ action; and the ``policy`` / ``moderate`` commands."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -341,3 +342,95 @@ def test_cli_moderate_json(policy_file: Path, tmp_path: Path) -> None:
 def test_cli_moderate_without_policies_says_how_to_add_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["moderate", str(EMOJI / BANNED), "--home", str(tmp_path)])
     assert result.exit_code != 0 and "mmsearch policy add" in result.output
+
+
+# --- the API -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(settings, policy_file: Path):
+    """A keyed server with the test policy installed, and a key per role."""
+    from fastapi.testclient import TestClient
+
+    from mmsearch.governance.keys import KeyStore
+    from mmsearch.service.app import create_app
+
+    PolicyStore(settings.home).install("shop", policy_file)
+    keys = KeyStore(settings.home)
+    secrets = {
+        "reader": keys.create("reader")[1],
+        "writer": keys.create("writer")[1],
+        "writer-scoped": keys.create("writer", collections=["shop"])[1],
+        "admin": keys.create("admin")[1],
+    }
+    settings = settings.model_copy(
+        update={"auth": "auto", "rate_limit_per_minute": 0, "max_upload_bytes": 400_000}
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client, secrets
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {secret}"}
+
+
+def test_api_moderate_json_with_evidence(api) -> None:
+    client, secrets = api
+    altered = base64.b64encode(flipped_with_border((EMOJI / BANNED).read_bytes())).decode()
+    body = {
+        "images": [{"name": "upload.png", "data": altered}],
+        "text": {"title": "new rifle"},
+        "attributes": {"category": "knife", "price": 2},
+    }
+    for who in ("writer", "writer-scoped", "admin"):
+        response = client.post("/v1/moderate", json=body, headers=bearer(secrets[who]))
+        assert response.status_code == 200, (who, response.text)
+    result = response.json()
+    assert result["action"] == "block" and result["policies"] == ["shop v1"]
+    by_rule = {d["rule"]: d for d in result["decisions"]}
+    assert set(by_rule) == {"banned-faces", "weapons-words", "cheap-knives"}
+    face = by_rule["banned-faces"]
+    assert (face["kind"], face["banned"], face["image"]) == ("near", BANNED, "upload.png")
+    assert face["distance"] <= 39 and face["version"] == 1
+    assert by_rule["weapons-words"]["field"] == "title"
+    assert result["images"][0]["ms"] > 0
+
+
+def test_api_moderate_multipart(api) -> None:
+    client, secrets = api
+    response = client.post(
+        "/v1/moderate",
+        files=[
+            ("images", ("same.png", (EMOJI / BANNED).read_bytes(), "image/png")),
+            ("images", ("dog.png", (EMOJI / DIFFERENT).read_bytes(), "image/png")),
+        ],
+        data={"request": json.dumps({"policies": ["shop"]})},
+        headers=bearer(secrets["writer"]),
+    )
+    assert response.status_code == 200, response.text
+    decisions = response.json()["decisions"]
+    assert [(d["image"], d["kind"]) for d in decisions] == [("same.png", "exact")]
+    assert [i["source"] for i in response.json()["images"]] == ["same.png", "dog.png"]
+
+
+def test_api_moderate_refuses_callers_and_oversized_bodies(api) -> None:
+    client, secrets = api
+    body = {"text": {"title": "gun"}}
+    assert client.post("/v1/moderate", json=body).status_code == 401
+    reader = client.post("/v1/moderate", json=body, headers=bearer(secrets["reader"]))
+    assert reader.status_code == 403
+    huge = {"images": [{"data": "A" * 500_000}]}
+    too_big = client.post("/v1/moderate", json=huge, headers=bearer(secrets["writer"]))
+    assert too_big.status_code == 413
+    many = {"images": [{"data": "AAAA"}] * 17}
+    assert (
+        client.post("/v1/moderate", json=many, headers=bearer(secrets["writer"])).status_code == 422
+    )
+    empty = client.post("/v1/moderate", json={}, headers=bearer(secrets["writer"]))
+    assert empty.status_code == 400 and "Send images" in empty.text
+    unknown = client.post(
+        "/v1/moderate",
+        json={"text": {"a": "b"}, "policies": ["nope"]},
+        headers=bearer(secrets["writer"]),
+    )
+    assert unknown.status_code == 400 and "No policy named 'nope'" in unknown.text

@@ -322,3 +322,17 @@ def test_sign_in_redirects_only_to_this_origin(target):
 @pytest.mark.parametrize("target", ["/", "/admin", "/?collection=shop&q=red%20mug", "/items/a/b"])
 def test_sign_in_keeps_a_path_on_this_origin(target):
     assert same_origin_path(target) == target
+
+
+def test_moderation_is_for_those_who_may_submit_content():
+    """Written out so the table cannot quietly widen it: writers and admins (scoped keys
+    too, since no collection is named); readers and anonymous callers are refused."""
+    assert ROUTE_PERMISSIONS[("POST", "/v1/moderate")] == "ingest"
+    assert {who for who in IDENTITIES if expected("/v1/moderate", "ingest", who) == "open"} == {
+        "writer",
+        "writer-groups",
+        "writer-shop",
+        "admin",
+        "admin-shop",
+        "admin-other",
+    }

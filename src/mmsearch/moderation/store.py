@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +89,40 @@ class PolicyStore:
         _write_atomic(self.path(name), text)
         return InstalledPolicy(name, policy, banned)
 
+    def load_cached(self, name: str) -> InstalledPolicy:
+        """``load``, kept while the installed file is unchanged (a server's requests).
+
+        A server must not re-read a banned folder per request; re-installing the
+        policy (``policy add`` or the admin API) writes a new file and so a new entry.
+        """
+        path = self.path(name)
+        try:
+            stamp = path.stat()
+        except FileNotFoundError:
+            return self.load(name)  # raises the "no policy named" error
+        key = (str(path), stamp.st_mtime_ns, stamp.st_size)
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        installed = self.load(name)
+        with _CACHE_LOCK:
+            for old in [k for k in _CACHE if k[0] == key[0]]:
+                del _CACHE[old]
+            _CACHE[key] = installed
+        return installed
+
     def _banned(self, name: str, policy: PolicySet) -> dict[str, BannedList]:
         return {
             rule.id: load_banned(rule.banned_images, self.cache_path(name), self.limits)
             for rule in policy.rules
             if rule.banned_images is not None
         }
+
+
+# Installed policies by (file, mtime, size): one entry per policy file, process-wide.
+_CACHE: dict[tuple[str, int, int], InstalledPolicy] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -25,6 +25,7 @@ from mmsearch.service.errors import install_error_handlers
 from mmsearch.service.guard import GuardMiddleware, default_hosts
 from mmsearch.service.jobs import JobManager
 from mmsearch.service.middleware import ServiceMiddleware
+from mmsearch.service.moderating import ModerateBody
 from mmsearch.service.routers import (
     admin,
     builds,
@@ -34,6 +35,7 @@ from mmsearch.service.routers import (
     health,
     jobs,
     lineage,
+    moderation,
     search,
     session,
     ui,
@@ -86,6 +88,7 @@ def create_app(settings: Settings, *, tracer: SearchTracer | None = None) -> Fas
             drift,
             jobs,
             feedback,
+            moderation,
             admin,
             session,
             health,
@@ -138,6 +141,7 @@ def _document_manual_bodies(app: FastAPI) -> None:
             IngestBody,
             ItemBody,
             FeedbackBody,
+            ModerateBody,
             LoginBody,
             KeyCreateBody,
             RulesBody,

@@ -54,6 +54,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/jobs"): Permission.INGEST,
     ("GET", "/v1/jobs/{job_id}"): Permission.INGEST,
     ("POST", "/v1/feedback"): Permission.FEEDBACK,
+    # Who may submit content may ask whether it would pass; the policies are the
+    # workspace's, read-only here, and the answer names only what the content matched.
+    ("POST", "/v1/moderate"): Permission.INGEST,
     # A collection-limited admin manages keys inside its own scope (admin.py checks
     # that a new key is no broader than its creator, and hides keys outside the scope).
     ("GET", "/v1/admin/keys"): Permission.ADMIN,
