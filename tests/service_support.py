@@ -56,6 +56,7 @@ PARAMS = {
     "key_id": "k_doesnotexist",
     "rules_name": "no-such-rules",
     "ranker_name": "no-such-ranker",
+    "policy_name": "no-such-policy",
     "path:path": "none.txt",
 }
 

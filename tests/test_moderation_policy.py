@@ -364,7 +364,12 @@ def api(settings, policy_file: Path):
         "admin": keys.create("admin")[1],
     }
     settings = settings.model_copy(
-        update={"auth": "auto", "rate_limit_per_minute": 0, "max_upload_bytes": 400_000}
+        update={
+            "auth": "auto",
+            "rate_limit_per_minute": 0,
+            "max_upload_bytes": 400_000,
+            "allowed_roots": [policy_file.parent],
+        }
     )
     with TestClient(create_app(settings)) as client:
         yield client, secrets
@@ -434,3 +439,50 @@ def test_api_moderate_refuses_callers_and_oversized_bodies(api) -> None:
         headers=bearer(secrets["writer"]),
     )
     assert unknown.status_code == 400 and "No policy named 'nope'" in unknown.text
+
+
+def test_api_admin_installs_and_lists_policies(api, policy_file: Path, tmp_path: Path) -> None:
+    client, secrets = api
+    admin = bearer(secrets["admin"])
+    folder = policy_file.parent / "banned"
+    text = (
+        'version = 1\n[[rules]]\nid = "faces"\naction = "flag"\n'
+        f'[rules.banned_images]\nfolder = "{folder}"\n'
+    )
+    put = client.put("/v1/admin/policies/faces", json={"text": text}, headers=admin)
+    assert put.status_code == 200, put.text
+    assert put.json() == {"name": "faces", "version": 1, "rules": ["faces"], "banned_images": 3}
+    again = client.put("/v1/admin/policies/faces", json={"text": text}, headers=admin)
+    assert again.json()["version"] == 2
+    listed = client.get("/v1/admin/policies", headers=admin).json()["policies"]
+    assert {(p["name"], p["version"]) for p in listed} == {("shop", 1), ("faces", 2)}
+    used = client.post(
+        "/v1/moderate",
+        json={"images": [{"data": base64.b64encode((EMOJI / BANNED).read_bytes()).decode()}]},
+        headers=bearer(secrets["writer"]),
+    )
+    assert {(d["policy"], d["version"]) for d in used.json()["decisions"]} == {
+        ("shop", 1),
+        ("faces", 2),
+    }
+    # Folders outside the allowed roots, relative folders and bad rules are refused.
+    outside = text.replace(str(folder), str(tmp_path / "workspace"))
+    refused = client.put("/v1/admin/policies/x", json={"text": outside}, headers=admin)
+    assert refused.status_code == 403
+    relative = text.replace(str(folder), "banned")
+    assert (
+        client.put("/v1/admin/policies/x", json={"text": relative}, headers=admin).status_code
+        == 400
+    )
+    bad = text.replace('action = "flag"', 'action = "nuke"')
+    wrong = client.put("/v1/admin/policies/x", json={"text": bad}, headers=admin)
+    assert wrong.status_code == 400 and "rule 'faces'" in wrong.text
+    assert not (tmp_path / "workspace" / "policies" / "x.yaml").exists()
+    for who in ("writer", "writer-scoped"):
+        assert client.get("/v1/admin/policies", headers=bearer(secrets[who])).status_code == 403
+        assert (
+            client.put(
+                "/v1/admin/policies/faces", json={"text": text}, headers=bearer(secrets[who])
+            ).status_code
+            == 403
+        )

@@ -328,6 +328,9 @@ def test_moderation_is_for_those_who_may_submit_content():
     """Written out so the table cannot quietly widen it: writers and admins (scoped keys
     too, since no collection is named); readers and anonymous callers are refused."""
     assert ROUTE_PERMISSIONS[("POST", "/v1/moderate")] == "ingest"
+    # The policies themselves are the workspace's: only full admins list or install them.
+    assert ROUTE_PERMISSIONS[("GET", "/v1/admin/policies")] == "global_admin"
+    assert ROUTE_PERMISSIONS[("PUT", "/v1/admin/policies/{policy_name}")] == "global_admin"
     assert {who for who in IDENTITIES if expected("/v1/moderate", "ingest", who) == "open"} == {
         "writer",
         "writer-groups",

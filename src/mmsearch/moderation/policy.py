@@ -23,10 +23,12 @@ with a quantified group that is itself quantified (the classic catastrophic shap
 from __future__ import annotations
 
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmsearch.errors import MMSearchError
@@ -226,7 +228,12 @@ def parse_policy(data: Any, source: str, base: Path | None = None) -> PolicySet:
         banned = rule.banned_images
         if banned is not None and banned.folder is not None:
             folder = Path(banned.folder).expanduser()
-            if not folder.is_absolute() and base is not None:
+            if not folder.is_absolute():
+                if base is None:
+                    raise PolicyError(
+                        f"Policy {source}, rule {rule.id!r}: banned_images.folder "
+                        f"{banned.folder} must be an absolute path here."
+                    )
                 folder = base / folder
             if not folder.is_dir():
                 raise PolicyError(
@@ -240,6 +247,20 @@ def parse_policy(data: Any, source: str, base: Path | None = None) -> PolicySet:
             )
         rules.append(rule)
     return policy.model_copy(update={"rules": rules})
+
+
+def parse_policy_text(text: str, fmt: str, source: str) -> PolicySet:
+    """A policy sent as text (the admin API): TOML or YAML; folders must be absolute."""
+    try:
+        if fmt == "toml":
+            data: Any = tomllib.loads(text)
+        elif fmt == "yaml":
+            data = yaml.safe_load(text) or {}
+        else:
+            raise PolicyError(f"Policy {source}: format must be toml or yaml, not {fmt!r}.")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise PolicyError(f"Policy {source} is not valid {fmt}: {exc}") from None
+    return parse_policy(data, source)
 
 
 def load_policy_file(path: Path) -> PolicySet:

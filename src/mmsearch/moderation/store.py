@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mmsearch.moderation.policy import (
     check_policy_name,
     load_policy_file,
     parse_policy,
+    parse_policy_text,
 )
 from mmsearch.table_files import read_table_file
 
@@ -78,7 +80,21 @@ class PolicyStore:
     def install(self, name: str, file: Path) -> InstalledPolicy:
         """Validate ``file``, fingerprint its banned images, write it as the next version."""
         check_policy_name(name)
-        policy = load_policy_file(file)
+        return self._install(name, load_policy_file(file))
+
+    def install_text(
+        self, name: str, text: str, fmt: str, check_folder: Callable[[Path], Path]
+    ) -> InstalledPolicy:
+        """``install`` for a policy sent as text; ``check_folder`` vets each banned folder
+        (the service allows only its configured roots) before any file is read."""
+        check_policy_name(name)
+        policy = parse_policy_text(text, fmt, f"{name} (request body)")
+        for rule in policy.rules:
+            if rule.banned_images is not None and rule.banned_images.folder is not None:
+                check_folder(Path(rule.banned_images.folder))
+        return self._install(name, policy)
+
+    def _install(self, name: str, policy: PolicySet) -> InstalledPolicy:
         current = self.read(name).version if self.path(name).is_file() else 0
         policy = policy.model_copy(update={"version": max(policy.version, current + 1)})
         banned = self._banned(name, policy)  # fails before anything is written

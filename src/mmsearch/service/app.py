@@ -25,7 +25,7 @@ from mmsearch.service.errors import install_error_handlers
 from mmsearch.service.guard import GuardMiddleware, default_hosts
 from mmsearch.service.jobs import JobManager
 from mmsearch.service.middleware import ServiceMiddleware
-from mmsearch.service.moderating import ModerateBody
+from mmsearch.service.moderating import ModerateBody, PolicyBody
 from mmsearch.service.routers import (
     admin,
     builds,
@@ -142,6 +142,7 @@ def _document_manual_bodies(app: FastAPI) -> None:
             ItemBody,
             FeedbackBody,
             ModerateBody,
+            PolicyBody,
             LoginBody,
             KeyCreateBody,
             RulesBody,

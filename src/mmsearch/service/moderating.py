@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +33,7 @@ from mmsearch.service.query_images import QUERY_DECODES
 MAX_IMAGES = 16
 MAX_FIELDS = 50
 MAX_ATTRIBUTES = 100
+MAX_POLICY_CHARS = 2_000_000  # a long word list or hash list, still far under the body limit
 
 FieldName = Annotated[str, Field(min_length=1, max_length=100)]
 Scalar = str | int | float | bool | None
@@ -58,6 +61,15 @@ class ModerateBody(BaseModel):
     )
 
 
+class PolicyBody(BaseModel):
+    """A policy file's content for ``PUT /v1/admin/policies/{policy_name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_POLICY_CHARS, description="the policy file's content")
+    format: Literal["toml", "yaml"] = "toml"
+
+
 def limits_of(settings: Settings) -> ImageLimits:
     return ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
 
@@ -72,6 +84,28 @@ def decode_base64(encoded: str, limit: int, what: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise QueryError(f"{what} is not valid base64.") from None
+
+
+def list_policies(settings: Settings) -> list[dict[str, Any]]:
+    store = PolicyStore(settings.home)
+    return [
+        {"name": name, "version": policy.version, "rules": [r.id for r in policy.rules]}
+        for name, policy in ((n, store.read(n)) for n in store.names())
+    ]
+
+
+def install_policy(
+    settings: Settings, name: str, body: PolicyBody, check_folder: Callable[[Path], Path]
+) -> dict[str, Any]:
+    installed = PolicyStore(settings.home, limits_of(settings)).install_text(
+        name, body.text, body.format, check_folder
+    )
+    return {
+        "name": name,
+        "version": installed.version,
+        "rules": [r.id for r in installed.policy.rules],
+        "banned_images": sum(len(b) for b in installed.banned.values()),
+    }
 
 
 def run_moderation(

@@ -66,6 +66,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("PUT", "/v1/admin/rules/{rules_name}"): Permission.GLOBAL_ADMIN,
     ("DELETE", "/v1/admin/rules/{rules_name}"): Permission.GLOBAL_ADMIN,
     ("PUT", "/v1/admin/collections/{name}/default-rules"): Permission.ADMIN,
+    ("GET", "/v1/admin/policies"): Permission.GLOBAL_ADMIN,  # workspace-wide, like rules
+    ("PUT", "/v1/admin/policies/{policy_name}"): Permission.GLOBAL_ADMIN,
     ("GET", "/v1/admin/rankers"): Permission.GLOBAL_ADMIN,
     ("DELETE", "/v1/admin/rankers/{ranker_name}"): Permission.GLOBAL_ADMIN,
     ("GET", "/v1/admin/audit"): Permission.ADMIN,  # a limited admin: its collections' events

@@ -7,20 +7,26 @@ their evidence and the time per image (``service/moderating.py``).
 
 from __future__ import annotations
 
-from typing import Any
+import pathlib
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from mmsearch.service.access import request_caller
 from mmsearch.service.errors import PayloadTooLarge, UnsupportedMediaType, error_responses
 from mmsearch.service.moderating import (
     MAX_IMAGES,
     ModerateBody,
+    PolicyBody,
     decode_base64,
+    install_policy,
+    list_policies,
     run_moderation,
 )
-from mmsearch.service.requests import parse_json_object, read_json_object
+from mmsearch.service.requests import parse_json_object, read_json_object, read_model
+from mmsearch.service.schemas import json_body_doc
 from mmsearch.service.state import state_of
 
 router = APIRouter(tags=["moderation"])
@@ -51,6 +57,9 @@ _BODY_DOC: dict[str, Any] = {
     }
 }
 IMAGE_TYPES = ("image/", "application/octet-stream")
+PolicyName = Annotated[
+    str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="moderation policy name")
+]
 
 
 @router.post(
@@ -98,3 +107,34 @@ async def moderate_route(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(
         run_moderation, settings, images, dict(body.text), body.attributes, body.policies
     )
+
+
+@router.get(
+    "/v1/admin/policies",
+    summary="Installed moderation policies with their versions",
+    responses=error_responses(401, 403, 429),
+)
+def get_policies(request: Request) -> dict[str, Any]:
+    return {"policies": list_policies(state_of(request).settings)}
+
+
+@router.put(
+    "/v1/admin/policies/{policy_name}",
+    summary="Install a moderation policy (TOML/YAML text) as its next version",
+    openapi_extra=json_body_doc(PolicyBody),
+    responses=error_responses(400, 401, 403, 413, 422, 429),
+)
+async def put_policy(policy_name: PolicyName, request: Request) -> dict[str, Any]:
+    """Banned-image folders must be absolute and under the server's allowed roots: a
+    policy must not make the server read (and report on) files it would not ingest."""
+    state = state_of(request)
+    body = await read_model(request, PolicyBody)
+
+    def check(folder: pathlib.Path) -> pathlib.Path:
+        return state.check_allowed(folder, "banned-image folder")
+
+    result = await run_in_threadpool(install_policy, state.settings, policy_name, body, check)
+    state.audit(
+        request_caller(request).key_id, "policy.add", detail=f"{policy_name} v{result['version']}"
+    )
+    return result
