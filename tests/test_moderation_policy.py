@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,23 @@ def test_text_words_and_patterns_with_field(policy_file: Path, store: PolicyStor
     quiet = moderate([policy], text={"title": "gunsmith tools", "body": "gun"})
     assert quiet.decisions == []
     assert report.action == "quarantine"
+
+
+def test_a_pattern_that_backtracks_is_stopped_and_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "slow"\naction = "flag"\n'
+        "[rules.text]\npatterns = ['(a|aa)*\\d']\n",
+    )
+    store = PolicyStore(tmp_path / "home")
+    policy = store.install("slow", path)
+    started = time.perf_counter()
+    report = moderate([policy], text={"title": "a" * 20_000})
+    assert time.perf_counter() - started < 2  # exponential without the time limit
+    assert report.decisions == []
+    assert len(report.errors) == 1 and "rule slow" in report.errors[0]
+    assert "title" in report.errors[0]
+    assert moderate([policy], text={"title": "aa7"}).decisions[0].matched == "aa7"
 
 
 def test_attribute_condition(policy_file: Path, store: PolicyStore) -> None:

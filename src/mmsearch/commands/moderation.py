@@ -237,4 +237,6 @@ def _print(report: Report, unreadable: dict[str, str]) -> None:
                 f"attributes: {d.action}  {d.policy} v{d.version} rule {d.rule}: {d.where}",
                 highlight=False,
             )
+    for message in report.errors:
+        console.print(f"not evaluated: {message}", highlight=False)
     console.print(f"Decision: {report.action or 'no match'}", highlight=False)

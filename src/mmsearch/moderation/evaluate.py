@@ -23,7 +23,7 @@ from mmsearch.errors import ImageError
 from mmsearch.filters.evaluate import matches
 from mmsearch.media.images import ImageLimits
 from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
-from mmsearch.moderation.policy import ACTION_ORDER, MAX_TEXT_CHARS, Action
+from mmsearch.moderation.policy import ACTION_ORDER, MAX_TEXT_CHARS, PATTERN_TIMEOUT_S, Action
 from mmsearch.moderation.store import InstalledPolicy
 
 
@@ -65,6 +65,7 @@ class Report:
     decisions: list[Decision] = field(default_factory=list)
     images: list[ImageResult] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)  # "name v3"
+    errors: list[str] = field(default_factory=list)  # patterns that ran out of time
 
     @property
     def action(self) -> Action | None:
@@ -82,6 +83,7 @@ class Report:
                 {k: v for k, v in asdict(d).items() if v is not None} for d in self.decisions
             ],
             "images": [{k: v for k, v in asdict(i).items() if v is not None} for i in self.images],
+            "errors": self.errors,
         }
 
 
@@ -120,7 +122,7 @@ def moderate(
             )
         )
     if text:
-        report.decisions.extend(_text_decisions(policies, text))
+        report.decisions.extend(_text_decisions(policies, text, report.errors))
     if attributes is not None:
         report.decisions.extend(_attribute_decisions(policies, attributes))
     return report
@@ -184,7 +186,9 @@ def _byte_decisions(
     return found
 
 
-def _text_decisions(policies: Sequence[InstalledPolicy], text: Mapping[str, str]) -> list[Decision]:
+def _text_decisions(
+    policies: Sequence[InstalledPolicy], text: Mapping[str, str], errors: list[str]
+) -> list[Decision]:
     found: list[Decision] = []
     for installed in policies:
         for rule in installed.policy.rules:
@@ -197,7 +201,14 @@ def _text_decisions(policies: Sequence[InstalledPolicy], text: Mapping[str, str]
                     continue
                 value = value[:MAX_TEXT_CHARS]
                 for said, pattern in rule.text.compiled():
-                    hit = pattern.search(value)
+                    try:
+                        hit = pattern.search(value, timeout=PATTERN_TIMEOUT_S)
+                    except TimeoutError:
+                        errors.append(
+                            f"{installed.name} v{installed.version} rule {rule.id}: pattern "
+                            f"{said!r} ran past {PATTERN_TIMEOUT_S * 1000:.0f} ms on field {name}"
+                        )
+                        continue
                     if hit is None:
                         continue
                     found.append(

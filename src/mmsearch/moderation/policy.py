@@ -15,9 +15,13 @@ every decision can name the exact rules that made it. Rules have one condition e
 
 Policies are untrusted input in two ways: the file (so every problem names the file,
 the rule id and what is wrong) and the regexes in it, which run over untrusted text.
-Python's ``re`` has no timeout, so patterns are bounded in length and number, patterns
-with a quantified group that is itself quantified (the classic catastrophic shape,
-``(a+)+``) are refused, and the text a pattern sees is cut at ``MAX_TEXT_CHARS``.
+Python's ``re`` has no timeout, and length bounds alone do not save it (``(a|aa)*b``
+takes seconds on 28 characters, ``.*.*.*x`` minutes on 2,000). So patterns run on the
+``regex`` engine (already required by the text encoders' tokenizers) with a time limit
+per search (``PATTERN_TIMEOUT_S``; a pattern that runs out is reported, not waited
+for); besides, patterns are bounded in length and number, a repeated group that itself
+repeats (``(a+)+``) is refused at load, and the text a pattern sees is cut at
+``MAX_TEXT_CHARS``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -49,9 +54,11 @@ MAX_HASHES = 100_000
 # Each field's text is matched on at most this many characters, so a pattern that does
 # backtrack still runs over a bounded input.
 MAX_TEXT_CHARS = 20_000
+# Longest one pattern may search one field; past it the search stops and is reported.
+PATTERN_TIMEOUT_S = 0.05
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-# A group holding a quantifier, itself quantified: (a+)+, (a|aa)*, (\w+\s?)*, (x{2,})+ ...
+# A group holding a quantifier, itself quantified: (a+)+, (\w+\s?)*, (x{2,})+ ...
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
 
 
@@ -122,8 +129,8 @@ class TextCondition(_Strict):
                     "which can take exponential time; rewrite it without the nesting"
                 )
             try:
-                re.compile(text, re.IGNORECASE)
-            except re.error as exc:
+                regex.compile(text, regex.IGNORECASE | regex.V0)
+            except regex.error as exc:
                 raise ValueError(f"pattern {text!r} is not a valid regex: {exc}") from None
         return patterns
 
@@ -133,7 +140,7 @@ class TextCondition(_Strict):
             raise ValueError("text needs patterns, words or both")
         return self
 
-    def compiled(self) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    def compiled(self) -> tuple[tuple[str, regex.Pattern[str]], ...]:
         """(what the policy said, compiled regex): each pattern, then all words as one regex.
 
         The words become one alternation (longest first) so a list of thousands costs one
@@ -194,12 +201,13 @@ class PolicySet(_Strict):
 @lru_cache(maxsize=256)
 def _compile(
     patterns: tuple[str, ...], words: tuple[str, ...]
-) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    found = [(p, re.compile(p, re.IGNORECASE)) for p in patterns]
+) -> tuple[tuple[str, regex.Pattern[str]], ...]:
+    flags = regex.IGNORECASE | regex.V0
+    found = [(p, regex.compile(p, flags)) for p in patterns]
     if words:
         ordered = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
-        alternation = "|".join(re.escape(w) for w in ordered)
-        found.append(("words", re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)))
+        alternation = "|".join(regex.escape(w) for w in ordered)
+        found.append(("words", regex.compile(rf"(?<!\w)(?:{alternation})(?!\w)", flags)))
     return tuple(found)
 
 
