@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from mmsearch.errors import ImageError
 from mmsearch.filters.evaluate import matches
 from mmsearch.media.images import ImageLimits
+from mmsearch.moderation.banned import BannedList
 from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
-from mmsearch.moderation.policy import ACTION_ORDER, MAX_TEXT_CHARS, PATTERN_TIMEOUT_S, Action
+from mmsearch.moderation.policy import (
+    ACTION_ORDER,
+    MAX_TEXT_CHARS,
+    PATTERN_TIMEOUT_S,
+    Action,
+    Rule,
+)
 from mmsearch.moderation.store import InstalledPolicy
 
 
@@ -132,31 +139,44 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _image_decisions(
-    policies: Sequence[InstalledPolicy], source: str, fingerprint: Fingerprint
-) -> list[Decision]:
-    found: list[Decision] = []
+def _decision(
+    installed: InstalledPolicy,
+    rule: Rule,
+    condition: Literal["banned_images", "text", "attribute"],
+    **evidence: Any,
+) -> Decision:
+    """A matched rule, named by its policy and version, with the evidence for it."""
+    return Decision(rule.id, installed.name, installed.version, rule.action, condition, **evidence)
+
+
+def _banned_rules(
+    policies: Sequence[InstalledPolicy],
+) -> Iterator[tuple[InstalledPolicy, Rule, BannedList]]:
+    """Each banned-images rule with its banned fingerprints."""
     for installed in policies:
         for rule in installed.policy.rules:
             banned = installed.banned.get(rule.id)
-            if rule.banned_images is None or banned is None:
-                continue
-            for hit in banned.match(fingerprint):
-                found.append(
-                    Decision(
-                        rule.id,
-                        installed.name,
-                        installed.version,
-                        rule.action,
-                        "banned_images",
-                        image=source,
-                        banned=hit.label,
-                        banned_pdq=hit.pdq,
-                        distance=hit.distance,
-                        kind=hit.kind,
-                    )
-                )
-    return found
+            if rule.banned_images is not None and banned is not None:
+                yield installed, rule, banned
+
+
+def _image_decisions(
+    policies: Sequence[InstalledPolicy], source: str, fingerprint: Fingerprint
+) -> list[Decision]:
+    return [
+        _decision(
+            installed,
+            rule,
+            "banned_images",
+            image=source,
+            banned=hit.label,
+            banned_pdq=hit.pdq,
+            distance=hit.distance,
+            kind=hit.kind,
+        )
+        for installed, rule, banned in _banned_rules(policies)
+        for hit in banned.match(fingerprint)
+    ]
 
 
 def _byte_decisions(
@@ -164,18 +184,13 @@ def _byte_decisions(
 ) -> list[Decision]:
     """Exact byte matches of an image that did not decode."""
     found: list[Decision] = []
-    for installed in policies:
-        for rule in installed.policy.rules:
-            banned = installed.banned.get(rule.id)
-            row = None if banned is None else banned.by_sha256.get(sha256)
-            if banned is None or row is None:
-                continue
+    for installed, rule, banned in _banned_rules(policies):
+        row = banned.by_sha256.get(sha256)
+        if row is not None:
             found.append(
-                Decision(
-                    rule.id,
-                    installed.name,
-                    installed.version,
-                    rule.action,
+                _decision(
+                    installed,
+                    rule,
                     "banned_images",
                     image=source,
                     banned=banned.labels[row],
@@ -212,11 +227,9 @@ def _text_decisions(
                     if hit is None:
                         continue
                     found.append(
-                        Decision(
-                            rule.id,
-                            installed.name,
-                            installed.version,
-                            rule.action,
+                        _decision(
+                            installed,
+                            rule,
                             "text",
                             field=name,
                             pattern=said,
@@ -240,16 +253,7 @@ def _attribute_decisions(
                 name: _coerce(attributes.get(name), kind) for name, kind in condition.types.items()
             }
             if matches(condition.to_filter(), row):
-                found.append(
-                    Decision(
-                        rule.id,
-                        installed.name,
-                        installed.version,
-                        rule.action,
-                        "attribute",
-                        where=condition.where,
-                    )
-                )
+                found.append(_decision(installed, rule, "attribute", where=condition.where))
     return found
 
 
