@@ -12,10 +12,18 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
 from mmsearch.errors import QueryError
 
 Model = TypeVar("Model", bound=BaseModel)
+# Content types an uploaded image may declare; a client that names none sends octets.
+IMAGE_UPLOAD_TYPES = ("image/", "application/octet-stream")
+
+
+def is_image_upload(upload: UploadFile) -> bool:
+    """Whether an uploaded file declares an image (or no particular) content type."""
+    return (upload.content_type or "application/octet-stream").startswith(IMAGE_UPLOAD_TYPES)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -86,14 +86,15 @@ class FeedbackBody(BaseModel):
     position: int | None = Field(default=None, ge=1, le=MAX_RESULTS)
 
 
-def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def json_body_doc(
+    model: type[BaseModel], multipart: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for a route that reads its JSON body itself (so that a
-    malformed body is a 400 from ``service/requests.py``, not FastAPI's parser)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
+    malformed body is a 400 from ``service/requests.py``, not FastAPI's parser), and
+    the schema of its multipart form when it also takes uploads."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
     }
+    if multipart is not None:
+        content["multipart/form-data"] = {"schema": multipart}
+    return {"requestBody": {"required": True, "content": content}}

@@ -25,38 +25,34 @@ from mmsearch.service.moderating import (
     list_policies,
     run_moderation,
 )
-from mmsearch.service.requests import parse_json_object, read_json_object, read_model
+from mmsearch.service.requests import (
+    is_image_upload,
+    parse_json_object,
+    read_json_object,
+    read_model,
+)
 from mmsearch.service.schemas import json_body_doc
 from mmsearch.service.state import state_of
 
 router = APIRouter(tags=["moderation"])
 
-_BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ModerateBody"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "images": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": MAX_IMAGES,
-                        },
-                        "request": {
-                            "type": "string",
-                            "description": "the JSON body (text, attributes, policies) "
-                            "without images",
-                        },
-                    },
-                }
+_BODY_DOC = json_body_doc(
+    ModerateBody,
+    multipart={
+        "type": "object",
+        "properties": {
+            "images": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "maxItems": MAX_IMAGES,
+            },
+            "request": {
+                "type": "string",
+                "description": "the JSON body (text, attributes, policies) without images",
             },
         },
-    }
-}
-IMAGE_TYPES = ("image/", "application/octet-stream")
+    },
+)
 PolicyName = Annotated[
     str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="moderation policy name")
 ]
@@ -82,7 +78,7 @@ async def moderate_route(request: Request) -> dict[str, Any]:
         if len(uploads) > MAX_IMAGES:
             raise PayloadTooLarge(f"At most {MAX_IMAGES} images per request.")
         for position, upload in enumerate(uploads):
-            if not (upload.content_type or "application/octet-stream").startswith(IMAGE_TYPES):
+            if not is_image_upload(upload):
                 raise UnsupportedMediaType(
                     f"Upload {position} is {upload.content_type}, not an image."
                 )

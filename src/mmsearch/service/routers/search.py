@@ -11,8 +11,8 @@ from starlette.datastructures import UploadFile
 from mmsearch.search.response import SearchResponse
 from mmsearch.service.access import request_caller
 from mmsearch.service.errors import PayloadTooLarge, UnsupportedMediaType, error_responses
-from mmsearch.service.requests import parse_json_object, read_json_object
-from mmsearch.service.schemas import CollectionName, SearchBody
+from mmsearch.service.requests import is_image_upload, parse_json_object, read_json_object
+from mmsearch.service.schemas import CollectionName, SearchBody, json_body_doc
 from mmsearch.service.searching import (
     QueryImage,
     decode_base64_image,
@@ -23,32 +23,24 @@ from mmsearch.service.state import ServiceState, state_of
 
 router = APIRouter(tags=["search"])
 
-_BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SearchBody"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "query": {
-                            "type": "string",
-                            "description": "the JSON search body, without the image",
-                            "contentMediaType": "application/json",
-                            "contentSchema": {"$ref": "#/components/schemas/SearchBody"},
-                        },
-                        "text": {"type": "string", "maxLength": 2000},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                }
+_BODY_DOC = json_body_doc(
+    SearchBody,
+    multipart={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "image": {"type": "string", "format": "binary"},
+            "query": {
+                "type": "string",
+                "description": "the JSON search body, without the image",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": "#/components/schemas/SearchBody"},
             },
+            "text": {"type": "string", "maxLength": 2000},
+            "k": {"type": "integer", "minimum": 1, "maximum": 100},
         },
-    }
-}
-IMAGE_TYPES = ("image/", "application/octet-stream")
+    },
+)
 
 
 @router.post(
@@ -92,7 +84,7 @@ async def _from_form(request: Request, state: ServiceState) -> tuple[SearchBody,
     upload = form.get("image")
     image = None
     if isinstance(upload, UploadFile) and (upload.filename or upload.size):
-        if not (upload.content_type or "application/octet-stream").startswith(IMAGE_TYPES):
+        if not is_image_upload(upload):
             raise UnsupportedMediaType(
                 f"The uploaded file is {upload.content_type}; upload an image."
             )
