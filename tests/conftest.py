@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from mmsearch.config import Settings
 from mmsearch.encoders.base import (
@@ -273,3 +273,14 @@ def make_catalog(tmp_path: Path) -> Callable[..., Path]:
         return write_jsonl(folder / "catalog.jsonl", rows)
 
     return build
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def text_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """A font for drawing text that OCR should read: DejaVu Sans where the system has
+    it (Debian's fonts-dejavu), else Pillow's own scalable default."""
+    if DEJAVU.exists():
+        return ImageFont.truetype(str(DEJAVU), size)
+    return ImageFont.load_default(size=size)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from fpdf import FPDF
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from mmsearch.catalog.pdf_source import DocumentLimits, PdfSource, document_ids
@@ -31,7 +31,7 @@ from mmsearch.search.searcher import Searcher
 from mmsearch.service.app import create_app
 from mmsearch.workspace import Workspace
 
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+from conftest import text_font
 
 TEXT_PAGES = [
     "Quarterly revenue grew in the northern region thanks to new customers.",
@@ -83,9 +83,7 @@ def figure_image(shape: str, colour: tuple[int, int, int]) -> Image.Image:
 
 def scanned_pdf(path: Path, words: str) -> Path:
     """A page that is only a picture of text, like a scan: no text layer at all."""
-    font = (
-        ImageFont.truetype(str(DEJAVU), 56) if DEJAVU.exists() else ImageFont.load_default(size=56)
-    )
+    font = text_font(56)
     image = Image.new("RGB", (1240, 1754), "white")
     ImageDraw.Draw(image).text((120, 200), words, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from mmsearch.config import Settings
 from mmsearch.encoders import ocr
@@ -17,15 +17,11 @@ from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace
 
-from conftest import FAKES, write_jsonl
-
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+from conftest import FAKES, text_font, write_jsonl
 
 
 def _label(path: Path, text: str) -> Path:
-    font = (
-        ImageFont.truetype(str(DEJAVU), 44) if DEJAVU.exists() else ImageFont.load_default(size=44)
-    )
+    font = text_font(44)
     image = Image.new("RGB", (420, 110), "white")
     ImageDraw.Draw(image).text((16, 26), text, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
