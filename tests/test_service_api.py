@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -419,3 +421,31 @@ def test_warm_on_start_loads_the_models_before_the_first_search(settings, make_c
             loaded = specs <= set(base._CACHE)
             assert client.get("/healthz").status_code == 200
         assert loaded is warm, (warm, specs, set(base._CACHE))
+
+
+def test_an_encoder_that_two_threads_ask_for_at_once_loads_once():
+    """The warm-up thread and a first request may want the same model together."""
+    from mmsearch.encoders import base
+
+    calls: list[str | None] = []
+    started = threading.Event()
+
+    @base.register("slow-once-text")
+    def _slow(argument: str | None) -> Any:
+        calls.append(argument)
+        started.set()
+        time.sleep(0.3)  # a model load, long enough for the second thread to arrive
+        return object()
+
+    base.clear_encoder_cache()
+    got: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(base.create_encoder("slow-once-text")))
+        for _ in range(2)
+    ]
+    threads[0].start()
+    started.wait(5)
+    threads[1].start()
+    for thread in threads:
+        thread.join(10)
+    assert calls == [None] and len(got) == 2 and got[0] is got[1]

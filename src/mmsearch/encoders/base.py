@@ -10,6 +10,7 @@ mixing vectors from two models in one index.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -46,6 +47,10 @@ EncoderFactory = Callable[[str | None], Encoder]
 
 _REGISTRY: dict[str, EncoderFactory] = {}
 _CACHE: dict[str, Encoder] = {}
+# One load at a time: the service warms its models in a background thread while the
+# first requests may ask for the same ones, and a model loaded twice costs its time and
+# memory twice. Reentrant, for factories that build on other encoders.
+_LOADING = threading.RLock()
 
 
 def register(family: str) -> Callable[[EncoderFactory], EncoderFactory]:
@@ -87,15 +92,18 @@ def create_encoder(spec: str) -> Encoder:
     """Build (or reuse) the encoder for a spec; models are loaded once per process."""
     if spec in _CACHE:
         return _CACHE[spec]
-    _load_builtin_families()
-    family, argument = parse_spec(spec)
-    factory = _REGISTRY.get(family)
-    if factory is None:
-        known = ", ".join(sorted(_REGISTRY))
-        raise EncoderError(f"Unknown encoder '{spec}'. Known encoder families: {known}.")
-    encoder = factory(argument)
-    _CACHE[spec] = encoder
-    return encoder
+    with _LOADING:
+        if spec in _CACHE:  # loaded by another thread while this one waited
+            return _CACHE[spec]
+        _load_builtin_families()
+        family, argument = parse_spec(spec)
+        factory = _REGISTRY.get(family)
+        if factory is None:
+            known = ", ".join(sorted(_REGISTRY))
+            raise EncoderError(f"Unknown encoder '{spec}'. Known encoder families: {known}.")
+        encoder = factory(argument)
+        _CACHE[spec] = encoder
+        return encoder
 
 
 def clear_encoder_cache() -> None:
