@@ -95,6 +95,9 @@ def test_flips_and_quarter_turns_match_through_the_dihedral_variants(transpose, 
     assert match.variant == variant  # what turns the copy back into the original
 
 
+@pytest.mark.skipif(
+    not (NOTO / "1f44d-1f3fb.png").is_file(), reason="shared emoji data not present"
+)  # the packaged sample has no skin-tone variants; CI has the data and fails on a skip
 def test_a_skin_tone_variant_is_never_exact():
     thumbs = [_fingerprint(Image.open(NOTO / f"1f44d{s}.png")) for s in ("", "-1f3fb", "-1f3ff")]
     for variant in thumbs[1:]:
