@@ -2,9 +2,10 @@
 
 collection.json says which build answers a collection's searches and how the collection
 is run: its aliases (``live``, ``previous``), the running canary and its rollback
-guards, the staged candidate, the default publish gate and who sees items without an
-ACL. ``CollectionDir.state`` reads it into a ``CollectionState``;
-``CollectionDir.update_state`` changes one under the file's lock and writes it back.
+guards, the staged candidate, the default publish gate, who sees items without an
+ACL and the moderation policy it enforces. ``CollectionDir.state`` reads it into a
+``CollectionState``; ``CollectionDir.update_state`` changes one under the file's lock
+and writes it back.
 
 The JSON on disk is unchanged by the model, both ways, as for build manifests
 (``manifest.py``, whose parts and ``manifest_json`` this module reuses):
@@ -96,6 +97,15 @@ class DefaultGate(StatePart):
     set_by: str | None = None
 
 
+class PolicyBinding(StatePart):
+    """The moderation policy (``<home>/policies/<policy>.yaml``) the collection enforces
+    at ingest, ``policy apply`` and search, and who bound it when."""
+
+    policy: str
+    set_at: str | None = None
+    set_by: str | None = None
+
+
 class CollectionState(StatePart):
     """One collection.json. Fields in the order a collection gains them, so a file written
     through the model reads like one written before it."""
@@ -111,6 +121,7 @@ class CollectionState(StatePart):
     staged: str | None = None  # the build id of the candidate ``ingest --stage`` fills
     gate: DefaultGate | None = None
     canary: CanaryState | None = None
+    moderation: PolicyBinding | None = None  # ``mmsearch policy bind``
 
 
 # Layout N -> N + 1, applied in turn to a file's JSON before validation. None yet: every

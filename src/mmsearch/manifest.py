@@ -110,7 +110,7 @@ class RunRecord(ManifestPart):
     (mapping, timings, errors file) are kept as they are and read by no one."""
 
     run_id: str = ""
-    kind: str = "ingest"  # ingest | item_put | item_delete | revert | rebuild
+    kind: str = "ingest"  # ingest | item_put | item_delete | revert | rebuild | moderation
     started_at: str | None = None
     finished_at: str | None = None
     resumed: bool = False

@@ -36,7 +36,7 @@ from mmsearch.manifest import RebuildOrigin, validation_problems
 from mmsearch.workspace import read_json
 
 # Every kind of write a build records; "rebuild" is the first run of a rebuilt build.
-RunKind = Literal["ingest", "item_put", "item_delete", "revert", "rebuild"]
+RunKind = Literal["ingest", "item_put", "item_delete", "revert", "rebuild", "moderation"]
 # A progress record's ``state``: "running" until the run ends; a run that another write
 # or a new plan superseded is "abandoned" (or "discarded").
 RunState = Literal["running", "done", "failed", "refused", "abandoned", "discarded"]

@@ -43,6 +43,14 @@ RESERVED_COLUMNS = frozenset(
         "ingest_run",
         "ingested_at",
         "acl",
+        # moderation (moderation/decisions.py)
+        "image_fingerprints",
+        "moderation_action",
+        "moderation_rule",
+        "moderation_policy",
+        "moderation_state",
+        "moderation_hidden",
+        "moderation_json",
     }
 )
 VECTOR_COLUMN_PREFIX = "vector_"

@@ -1,7 +1,8 @@
 """``mmsearch policy add|list|show|test`` and ``mmsearch moderate``.
 
-Policies are installed per workspace (``moderation/store.py``) and only evaluated here
-and by ``POST /v1/moderate``: ingest and search do not apply them yet. Everything
+Policies are installed per workspace (``moderation/store.py``) and evaluated here and
+by ``POST /v1/moderate`` without changing anything; a collection bound to one enforces
+it (``commands/enforcement.py``: ``policy bind|unbind|apply``, ``review``). Everything
 heavy (Pillow, NumPy, pdqhash) is imported inside the commands, so ``--help`` stays
 light.
 """
@@ -37,16 +38,18 @@ FilesArgument = Annotated[
 
 
 def register(app: typer.Typer) -> None:
+    from mmsearch.commands import enforcement
+
     policy_app = typer.Typer(
         help="Moderation policies: banned images, text and attribute rules (add, list, "
-        "show, test). Evaluated by 'moderate' and 'policy test' only; not applied at "
-        "ingest or search yet."
+        "show, test), enforced by the collections bound to them (bind, unbind, apply)."
     )
     app.add_typer(policy_app, name="policy")
     policy_app.command("add")(add)
     policy_app.command("list")(list_policies)
     policy_app.command("show")(show)
     policy_app.command("test")(test_policy)
+    enforcement.register_policy_commands(policy_app)
     app.command("moderate")(moderate_command)
 
 
@@ -102,9 +105,17 @@ def show(
 ) -> None:
     """Show an installed policy's rules."""
     with user_errors():
-        policy = _store(home).read(name)
+        store = _store(home)
+        policy = store.read(name)
+        allowed = store.allow_list(name).pairs
     if as_json:
-        print_json({"name": name, **policy.model_dump(mode="json", exclude_none=True)})
+        print_json(
+            {
+                "name": name,
+                **policy.model_dump(mode="json", exclude_none=True),
+                "allowed": [pair.model_dump(mode="json") for pair in allowed],
+            }
+        )
         return
     console.print(f"{name} v{policy.version}  {policy.description}", highlight=False)
     for rule in policy.rules:
@@ -122,6 +133,12 @@ def show(
             assert rule.attribute is not None
             what = f"attribute: {rule.attribute.where}"
         console.print(f"  {rule.id}  {rule.action}  {what}", highlight=False)
+    for pair in allowed:
+        console.print(
+            f"  allowed: rule {pair.rule} item {pair.item or pair.item_pdq[:12]} vs banned "
+            f"{pair.banned or pair.banned_pdq[:12]} (by {pair.by}: {pair.reason})",
+            highlight=False,
+        )
 
 
 def test_policy(

@@ -58,7 +58,9 @@ STRUCT_MIN_VERSION = (2, 6, 4)
 MAX_VARCHAR = 65_535
 MAX_ARRAY = 4_096
 # Not copied to image rows: long texts nobody filters on.
-NOT_ON_IMAGES = frozenset({KEYWORD_COLUMN, "texts_json", "image_text"})
+NOT_ON_IMAGES = frozenset(
+    {KEYWORD_COLUMN, "texts_json", "image_text", "image_fingerprints", "moderation_json"}
+)
 INDEX_TYPES = {
     "hnsw": "HNSW",
     "ivf_flat": "IVF_FLAT",

@@ -4,6 +4,12 @@ Image-side roles store a *multivector* (a list of fixed-size vectors, one per im
 of the item, in catalog order): LanceDB scores such a column by MaxSim, which for a
 single query vector is the best image's cosine similarity. Perceptual hashes are
 stored per image in the same order (``image_phash``, ``image_dhash``: int64 lists).
+
+The moderation columns (``moderation/decisions.py``) and ``image_fingerprints`` were
+added without a new ``SCHEMA_VERSION``: they are NULL for every item no policy
+decided, and readers test for them (``MODERATION_COLUMNS``) as for ``acl``. A build
+made before them still searches and updates; enforcing a policy on it needs a new
+build (``mmsearch ingest --new-build``), which ingest says when a policy is bound.
 """
 
 from __future__ import annotations
@@ -13,6 +19,15 @@ import pyarrow as pa
 from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.filters.expr import ACL_COLUMN
 from mmsearch.index.base import VectorField
+from mmsearch.moderation.decisions import (
+    ACTION_COLUMN,
+    DECISION_COLUMN,
+    FINGERPRINTS_COLUMN,
+    HIDDEN_COLUMN,
+    POLICY_COLUMN,
+    RULE_COLUMN,
+    STATE_COLUMN,
+)
 
 KEYWORD_COLUMN = "search_text"
 # Bumped when the column layout changes; a live build of another version is not reused.
@@ -48,6 +63,14 @@ def build_schema(attributes: list[AttributeSpec], vectors: list[VectorField]) ->
         pa.field("ingested_at", pa.string()),
         # ACL groups of the item; NULL = the collection's default access (public/private).
         pa.field(ACL_COLUMN, pa.list_(pa.string())),
+        # Moderation: each image's fingerprint (JSON), the policy's decision, its review.
+        pa.field(FINGERPRINTS_COLUMN, pa.string()),
+        pa.field(ACTION_COLUMN, pa.string()),
+        pa.field(RULE_COLUMN, pa.string()),
+        pa.field(POLICY_COLUMN, pa.string()),
+        pa.field(STATE_COLUMN, pa.string()),
+        pa.field(HIDDEN_COLUMN, pa.bool_()),
+        pa.field(DECISION_COLUMN, pa.string()),
     ]
     fields += [pa.field(spec.column, ARROW_TYPES[spec.kind]) for spec in attributes]
     fields += [pa.field(v.column, vector_type(v)) for v in vectors]

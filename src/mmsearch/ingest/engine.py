@@ -41,6 +41,7 @@ from mmsearch.ingest.builds import (
 from mmsearch.ingest.encoders import EncoderSet
 from mmsearch.ingest.executors import ChunkExecutor, create_executor
 from mmsearch.ingest.item_images import ItemImages
+from mmsearch.ingest.moderating import bound_moderation
 from mmsearch.ingest.pipeline import Pending
 from mmsearch.ingest.planning import IngestPlan
 from mmsearch.ingest.report import (
@@ -228,7 +229,10 @@ class Ingestor:
                 ),
             }
         )
+        moderation = bound_moderation(collection, self.settings)  # before any build exists
         target = self._target(collection, plan, encoders, key)
+        if moderation is not None:
+            moderation.check_columns(collection.name, target.index.schema.names)
         state = _RunState(
             known_before=(
                 {}
@@ -264,6 +268,7 @@ class Ingestor:
             target.run_id,
             timings,
             ray_address=options.ray_address,
+            moderation=moderation,
         )
         try:
             self._ingest_rows(plan, options, target, state, log, chunks, timings)

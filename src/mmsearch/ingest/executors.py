@@ -19,6 +19,7 @@ from mmsearch.catalog.item import Item, RowError
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest.encoders import EncoderSet
+from mmsearch.ingest.moderating import IngestModeration
 from mmsearch.ingest.pipeline import ChunkEncoder, Pending
 
 ExecutorName = Literal["local", "ray"]
@@ -58,13 +59,22 @@ def create_executor(
     timings: dict[str, float],
     *,
     ray_address: str | None = None,
+    moderation: IngestModeration | None = None,
 ) -> ChunkExecutor:
-    """The executor named by ``--executor``; Ray is imported only when it is asked for."""
+    """The executor named by ``--executor``; Ray is imported only when it is asked for.
+
+    A collection that enforces a moderation policy is ingested locally: the policy's
+    banned lists are not shipped to Ray workers."""
     if name == "local":
         if ray_address is not None:
             raise ExecutorError("--ray-address needs --executor ray.")
-        return ChunkEncoder(settings, encoders, schema, run_id, timings)
+        return ChunkEncoder(settings, encoders, schema, run_id, timings, moderation)
     if name == "ray":
+        if moderation is not None:
+            raise ExecutorError(
+                f"This collection enforces policy '{moderation.policy.name}', which ingest "
+                "applies with the local executor only; run it without --executor ray."
+            )
         from mmsearch.ingest.ray_executor import RayExecutor
 
         return RayExecutor(settings, encoders, schema, run_id, timings, address=ray_address)

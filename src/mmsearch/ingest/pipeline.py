@@ -6,10 +6,15 @@ photos costs no more memory than a batch of icons. Images are decoded at most at
 ``ingest_image_max_side`` (the encoders never look closer), the next batch is decoded
 on a worker thread while this one is encoded, and decoded images are dropped as soon
 as their batch is encoded: only vectors outlive a batch.
+
+When the collection enforces a moderation policy (``ingest/moderating.py``), each
+image is fingerprinted from the same decoded pixels, and each item is judged after
+OCR and before encoding: a blocked item becomes a row error and costs no encoding.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -30,10 +35,12 @@ from mmsearch.encoders.hashes import ImageHashes, image_hashes
 from mmsearch.errors import ImageError
 from mmsearch.index.schema import KEYWORD_COLUMN, vector_column
 from mmsearch.ingest.encoders import EncoderSet, image_roles
+from mmsearch.ingest.moderating import IngestModeration, blocked
 from mmsearch.media.images import ImageLimits, decode_image
 
 if TYPE_CHECKING:
     from mmsearch.encoders.ocr import ImageTextReader
+    from mmsearch.moderation.fingerprints import Fingerprint
 
 BYTES_PER_PIXEL = 4  # RGBA, the widest mode decode_image returns
 
@@ -56,6 +63,8 @@ class _Decoded:
     images: list[Image.Image] | None
     hashes: list[ImageHashes]
     error: ImageError | None = None
+    fingerprints: list[Fingerprint] | None = None  # when a policy is enforced
+    moderation: dict[str, Any] | None = None  # the row's moderation columns
 
 
 def decoded_size(blob: bytes, max_side: int) -> int:
@@ -79,8 +88,10 @@ class ChunkEncoder:
         schema: pa.Schema,
         run_id: str,
         timings: dict[str, float],
+        moderation: IngestModeration | None = None,
     ):
         self.settings = settings
+        self.moderation = moderation
         self.encoders = encoders
         self.schema = schema
         self.run_id = run_id
@@ -122,6 +133,8 @@ class ChunkEncoder:
                     )
                 else:
                     good.append(entry)
+            if self.moderation is not None:
+                good = self._moderate(good, errors)
             records.extend(self._encode_batch(good))
             written.extend(entry.pending.item for entry in good)
             on_batch(len(decoded), sum(len(e.pending.blobs) for e in good))
@@ -160,21 +173,54 @@ class ChunkEncoder:
             except ImageError as exc:
                 out.append(_Decoded(entry, None, [], exc))
                 continue
-            out.append(_Decoded(entry, images, [image_hashes(image) for image in images]))
+            decoded = _Decoded(entry, images, [image_hashes(image) for image in images])
+            if self.moderation is not None:
+                tick_moderation = time.perf_counter()
+                decoded.fingerprints = self.moderation.fingerprints(images, _image_digests(entry))
+                self.timings["moderate"] = (
+                    self.timings.get("moderate", 0.0) + time.perf_counter() - tick_moderation
+                )
+            out.append(decoded)
         self.timings["decode"] += time.perf_counter() - tick
         return out
+
+    def _moderate(self, batch: list[_Decoded], errors: list[RowError]) -> list[_Decoded]:
+        """The items the policy lets in, each with its decision; a blocked one is a row
+        error. OCR runs first when it is on, so text rules read the text in images."""
+        assert self.moderation is not None
+        self._read_image_text(batch)
+        tick = time.perf_counter()
+        kept: list[_Decoded] = []
+        at = utc_now()
+        for entry in batch:
+            item = entry.pending.item
+            fingerprints = entry.fingerprints or []
+            decision = self.moderation.decide(item, fingerprints, at)
+            if decision is not None and decision.action == "block":
+                errors.append(blocked(item, decision))
+                continue
+            entry.moderation = self.moderation.columns(fingerprints, decision)
+            kept.append(entry)
+        self.timings["moderate"] = self.timings.get("moderate", 0.0) + time.perf_counter() - tick
+        return kept
+
+    def _read_image_text(self, batch: list[_Decoded]) -> None:
+        """Text read from each item's images, when OCR is on."""
+        if not self.settings.ocr:
+            return
+        tick = time.perf_counter()
+        reader = self._ocr_reader()
+        for entry in batch:
+            entry.pending.item.image_text = reader.read_all(entry.images or [])
+        self.timings["ocr"] = self.timings.get("ocr", 0.0) + time.perf_counter() - tick
 
     def _encode_batch(self, batch: list[_Decoded]) -> list[dict[str, Any]]:
         if not batch:
             return []
         items = [entry.pending.item for entry in batch]
         images = [entry.images or [] for entry in batch]
-        if self.settings.ocr:
-            tick = time.perf_counter()
-            reader = self._ocr_reader()
-            for item, decoded in zip(items, images, strict=True):
-                item.image_text = reader.read_all(decoded)
-            self.timings["ocr"] = self.timings.get("ocr", 0.0) + time.perf_counter() - tick
+        if self.moderation is None:  # else _moderate has read them
+            self._read_image_text(batch)
         tick = time.perf_counter()
         text_vectors = self._encode_texts([item.semantic_text for item in items])
         self.timings["encode_text"] += time.perf_counter() - tick
@@ -185,7 +231,10 @@ class ChunkEncoder:
         }
         self.timings["encode_image"] += time.perf_counter() - tick
         return [
-            self._record(item, entry.hashes, text_vectors[n], image_vectors, n)
+            {
+                **self._record(item, entry.hashes, text_vectors[n], image_vectors, n),
+                **(entry.moderation or {}),
+            }
             for n, (item, entry) in enumerate(zip(items, batch, strict=True))
         ]
 
@@ -236,6 +285,14 @@ class ChunkEncoder:
             found = vectors[position]
             record[vector_column(role)] = None if found is None else found.tolist()
         return record
+
+
+def _image_digests(entry: Pending) -> list[str]:
+    """The sha256 of each image's bytes (hashed when the item was read)."""
+    known = entry.item.image_sha256
+    if len(known) == len(entry.blobs):
+        return list(known)
+    return [hashlib.sha256(blob).hexdigest() for blob in entry.blobs]
 
 
 def _encode_images(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import pyarrow as pa
+
 from mmsearch.builds.lifecycle import CANDIDATE, build_status
 from mmsearch.collection_state import CollectionState
 from mmsearch.config import Settings
@@ -185,9 +187,15 @@ def copy_rows(source: BuildIndex, target: BuildIndex, batch_rows: int) -> int:
     present = set(target.content_hashes())
     ids = [i for i in source.scan(["id"])["id"].to_pylist() if i not in present]
     columns = target.schema.names
+    # A source built before a column was added (the moderation columns) lacks it: NULL.
+    present = [name for name in columns if name in source.schema.names]
     for start in range(0, len(ids), batch_rows):
         part = ids[start : start + batch_rows]
-        rows = source.scan(columns, InList("id", tuple(part)))
+        rows = source.scan(present, InList("id", tuple(part)))
+        for name in columns:
+            if name not in present:
+                kind = target.schema.field(name).type
+                rows = rows.append_column(name, pa.nulls(rows.num_rows, kind))
         target.upsert(rows.select(columns).cast(target.schema))
     return len(ids)
 

@@ -8,7 +8,11 @@ loader (``media/images.py`` limits), and fingerprinted once for every rule. When
 disagree the strongest action wins the summary: block > quarantine > hide > flag.
 
 Nothing here applies an action: it answers ``mmsearch moderate``, ``policy test`` and
-``POST /v1/moderate``; ingest and search do not consult policies yet.
+``POST /v1/moderate``, and gives ingest and ``policy apply`` the decisions they store
+(``moderation/decisions.py``). Those pass ``fingerprints`` computed from images they
+already decoded (or stored), so nothing is decoded twice. A banned-image match that a
+reviewer approved is on the policy's allow list (the rule, the item's PDQ and the
+banned PDQ) and is not reported again.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Decision:
     condition: Literal["banned_images", "text", "attribute"]
     # banned_images
     image: str | None = None  # which input image
+    item_pdq: str | None = None  # its PDQ hash
     banned: str | None = None  # the banned file or "hash #N"
     banned_pdq: str | None = None
     distance: int | None = None
@@ -105,6 +110,7 @@ def moderate(
     text: Mapping[str, str] | None = None,
     attributes: Mapping[str, Any] | None = None,
     limits: ImageLimits = ImageLimits(),
+    fingerprints: Sequence[tuple[str, Fingerprint]] = (),
 ) -> Report:
     """Every matching rule of ``policies`` for these inputs (images as (source, bytes)).
 
@@ -122,6 +128,14 @@ def moderate(
             report.decisions.extend(_byte_decisions(policies, source, sha256))
             report.images.append(ImageResult(source, _ms(started), sha256, error=str(exc)))
             continue
+        report.decisions.extend(_image_decisions(policies, source, fingerprint))
+        report.images.append(
+            ImageResult(
+                source, _ms(started), fingerprint.sha256, fingerprint.pdq, fingerprint.pdq_quality
+            )
+        )
+    for source, fingerprint in fingerprints:
+        started = time.perf_counter()
         report.decisions.extend(_image_decisions(policies, source, fingerprint))
         report.images.append(
             ImageResult(
@@ -169,6 +183,7 @@ def _image_decisions(
             rule,
             "banned_images",
             image=source,
+            item_pdq=fingerprint.pdq,
             banned=hit.label,
             banned_pdq=hit.pdq,
             distance=hit.distance,
@@ -176,6 +191,7 @@ def _image_decisions(
         )
         for installed, rule, banned in _banned_rules(policies)
         for hit in banned.match(fingerprint)
+        if (rule.id, fingerprint.pdq, hit.pdq) not in installed.allowed
     ]
 
 

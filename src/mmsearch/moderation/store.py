@@ -5,6 +5,12 @@ banned-image folders to absolute paths and writes the canonical YAML atomically 
 ``version`` past the installed one, so a decision's "policy v3" names one set of rules.
 The banned images' fingerprints are computed at install and kept beside the policy
 (``banned.py``), so evaluating never decodes the banned list again.
+
+A policy's allow list (``<name>.allowed.json``) holds the banned-image matches that a
+reviewer approved as false: pairs of (rule, item PDQ, banned PDQ), each with who
+allowed it, when and why. It is kept beside the rules rather than in them, so an
+approval does not make a new version of rules that did not change; ``policy show``
+lists it and evaluation skips its pairs.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from mmsearch.media.images import ImageLimits
 from mmsearch.moderation.banned import BannedList, load_banned
@@ -38,10 +45,32 @@ class InstalledPolicy:
     name: str
     policy: PolicySet
     banned: dict[str, BannedList]
+    # (rule id, item PDQ, banned PDQ) pairs a reviewer approved: not matches any more.
+    allowed: frozenset[tuple[str, str, str]] = field(default_factory=frozenset)
 
     @property
     def version(self) -> int:
         return self.policy.version
+
+
+class AllowedPair(BaseModel):
+    """A banned-image match a reviewer approved as false, and who did, when and why."""
+
+    rule: str
+    item_pdq: str
+    banned_pdq: str
+    banned: str | None = None
+    item: str | None = None  # the item (collection/id) the reviewer looked at
+    by: str
+    at: str
+    reason: str
+
+
+class AllowList(BaseModel):
+    pairs: list[AllowedPair] = []
+
+    def keys(self) -> frozenset[tuple[str, str, str]]:
+        return frozenset((p.rule, p.item_pdq, p.banned_pdq) for p in self.pairs)
 
 
 class PolicyStore:
@@ -55,6 +84,31 @@ class PolicyStore:
 
     def cache_path(self, name: str) -> Path:
         return self.folder / f"{name}.fingerprints.json"
+
+    def allow_path(self, name: str) -> Path:
+        return self.folder / f"{name}.allowed.json"
+
+    def allow_list(self, name: str) -> AllowList:
+        """The policy's approved false matches (empty when there are none)."""
+        path = self.allow_path(name)
+        if not path.is_file():
+            return AllowList()
+        try:
+            return AllowList.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError) as exc:
+            raise PolicyError(f"The allow list {path} cannot be read: {exc}") from None
+
+    def allow(self, name: str, pairs: list[AllowedPair]) -> int:
+        """Add approved pairs to the allow list; returns how many were new."""
+        self.path(name)  # checks the name
+        current = self.allow_list(name)
+        known = current.keys()
+        new = [p for p in pairs if (p.rule, p.item_pdq, p.banned_pdq) not in known]
+        if new:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            updated = AllowList(pairs=[*current.pairs, *new])
+            _write_atomic(self.allow_path(name), updated.model_dump_json(indent=1))
+        return len(new)
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
@@ -75,7 +129,8 @@ class PolicyStore:
     def load(self, name: str) -> InstalledPolicy:
         """The policy with its banned lists, fingerprints read from the cache when present."""
         policy = self.read(name)
-        return InstalledPolicy(name, policy, self._banned(name, policy))
+        allowed = self.allow_list(name).keys()
+        return InstalledPolicy(name, policy, self._banned(name, policy), allowed)
 
     def install(self, name: str, file: Path) -> InstalledPolicy:
         """Validate ``file``, fingerprint its banned images, write it as the next version."""
@@ -103,7 +158,7 @@ class PolicyStore:
             policy.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
         )
         _write_atomic(self.path(name), text)
-        return InstalledPolicy(name, policy, banned)
+        return InstalledPolicy(name, policy, banned, self.allow_list(name).keys())
 
     def load_cached(self, name: str) -> InstalledPolicy:
         """``load``, kept while the installed file is unchanged (a server's requests).
@@ -116,7 +171,9 @@ class PolicyStore:
             stamp = path.stat()
         except FileNotFoundError:
             return self.load(name)  # raises the "no policy named" error
-        key = (str(path), stamp.st_mtime_ns, stamp.st_size)
+        allowed = self.allow_path(name)
+        allowed_stamp = allowed.stat().st_mtime_ns if allowed.is_file() else 0
+        key = (str(path), stamp.st_mtime_ns, stamp.st_size, allowed_stamp)
         with _CACHE_LOCK:
             cached = _CACHE.get(key)
         if cached is not None:
@@ -136,8 +193,8 @@ class PolicyStore:
         }
 
 
-# Installed policies by (file, mtime, size): one entry per policy file, process-wide.
-_CACHE: dict[tuple[str, int, int], InstalledPolicy] = {}
+# Installed policies by (file, mtime, size, allow list mtime): one entry per policy file.
+_CACHE: dict[tuple[str, int, int, int], InstalledPolicy] = {}
 _CACHE_LOCK = threading.Lock()
 
 

@@ -18,12 +18,13 @@ from collections.abc import Iterable
 
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.filters.expr import Filter, Visible, all_of
+from mmsearch.filters.expr import Filter, IsNull, Visible, all_of
 from mmsearch.filters.parse import parse_where
 from mmsearch.index.base import BuildIndex, Match
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
 from mmsearch.manifest import BUILDING
+from mmsearch.moderation.decisions import HIDDEN_COLUMN
 from mmsearch.ranking.pipeline import RankingStage
 from mmsearch.ranking.rules import RuleSet
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
@@ -67,6 +68,7 @@ class Searcher:
         self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
         self.ranking = RankingStage(settings, self.manifest, self.index)
         self._items_with_acl: int | None = None
+        self._hidden_items: int | None = None
 
     def effective_access(self, access: Visible | None) -> Visible | None:
         """The access node, or None where it cannot exclude anything.
@@ -86,6 +88,28 @@ class Searcher:
                 self.index.row_count() - self.index.count(without) if has_column else 0
             )
         return access if self._items_with_acl else None
+
+    def moderation_filter(self) -> Filter | None:
+        """The node leaving out items a moderation policy hides, or None where none is.
+
+        Hidden items carry ``moderation_hidden = TRUE`` (``moderation/decisions.py``);
+        every other row has NULL there, so the node is one ``IS NULL`` test, applied
+        inside the store with the access node, for every caller: only the review
+        routes read hidden items. Counted once per Searcher, like ACLs: a build where
+        nothing is hidden (or made before the column) pays for no filter, and every
+        moderation write changes the manifest, so the service opens a new Searcher."""
+        if self._hidden_items is None:
+            self._hidden_items = (
+                self.index.count(IsNull(HIDDEN_COLUMN, negated=True))
+                if HIDDEN_COLUMN in self.index.schema.names
+                else 0
+            )
+        return IsNull(HIDDEN_COLUMN) if self._hidden_items else None
+
+    def visible_filter(self, access: Visible | None) -> Filter | None:
+        """What a caller may read of this build: their access node and the moderation
+        node (item reads such as GET use it as search does)."""
+        return all_of(self.effective_access(access), self.moderation_filter())
 
     def access_for(self, groups: Iterable[str]) -> Visible:
         """The access node of a caller with these ACL groups, under the collection's default."""
@@ -154,7 +178,8 @@ class Searcher:
         """Run every planned retriever to depth ``candidates``; no fusion, no cut.
 
         One tree for every retriever: the user's filter, the business rules' filters and
-        blocks, and what the caller may see. The store applies it before any top-k cut.
+        blocks, what the caller may see and what moderation hides. The store applies it
+        before any top-k cut.
         ``ruleset`` is the request's resolved rules (``search`` resolves them once);
         alone, this resolves ``request.rules`` itself. Retrieval knows nothing of rules,
         which is why the combination happens here rather than in ``retrieval/``."""
@@ -165,7 +190,7 @@ class Searcher:
         combined = all_of(
             user_filter,
             ruleset.store_filter(text) if ruleset is not None else None,
-            self.effective_access(request.access),
+            self.visible_filter(request.access),
         )
         return self.retriever.retrieve(
             RetrievalQuery(

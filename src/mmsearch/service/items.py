@@ -34,12 +34,14 @@ from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.filters.expr import all_of
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
 from mmsearch.ingest.write_access import WriteAccess
 from mmsearch.manifest import AttributeDescription, BuildManifest
 from mmsearch.media.images import decode_image
 from mmsearch.media.paths import display_path
+from mmsearch.moderation.decisions import FINGERPRINTS_COLUMN, MODERATION_COLUMNS
 from mmsearch.service.access import Caller
 from mmsearch.service.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, WriterBusy
 from mmsearch.service.schemas import ItemBody
@@ -49,6 +51,8 @@ from mmsearch.workspace import new_id
 from mmsearch.writer_lock import CollectionBusy
 
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+# Moderation columns are for reviewers (the review routes), not every reader of an item.
+NOT_SHOWN = frozenset({*MODERATION_COLUMNS, FINGERPRINTS_COLUMN})
 ITEM_WRITE_WAIT_S = 30.0  # long enough for another item write, short of a catalog ingest
 
 log = logging.getLogger("mmsearch.service")
@@ -58,9 +62,11 @@ def _visible_row(
     state: ServiceState, collection: str, item_id: str, caller: Caller, columns: list[str]
 ) -> dict[str, Any]:
     """The item's row if this caller may see it; otherwise the same 404 as a missing item,
-    so that nobody learns that an item they may not see exists."""
-    access = state.access_filter(caller, collection)
-    rows = state.searcher(collection).index.get([item_id], columns, access)
+    so that nobody learns that an item they may not see exists. An item moderation hides
+    is read only through the review routes."""
+    searcher = state.searcher(collection)
+    access = all_of(state.access_filter(caller, collection), searcher.moderation_filter())
+    rows = searcher.index.get([item_id], columns, access)
     if not rows:
         raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
     return rows[0]
@@ -72,7 +78,11 @@ def get_item(state: ServiceState, collection: str, item_id: str, caller: Caller)
     Server paths are shown relative to the folder they were ingested from (or the
     configured roots), never as absolute paths of the server."""
     searcher = state.searcher(collection)
-    columns = [f.name for f in searcher.index.schema if not f.name.startswith("vector_")]
+    columns = [
+        f.name
+        for f in searcher.index.schema
+        if not f.name.startswith("vector_") and f.name not in NOT_SHOWN
+    ]
     row = _visible_row(state, collection, item_id, caller, columns)
     row["texts"] = json.loads(row.pop("texts_json", None) or "{}")
     row["image_urls"] = [image_url(collection, item_id, n) for n in range(len(row["images"] or []))]
