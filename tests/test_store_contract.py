@@ -38,7 +38,7 @@ from mmsearch.filters import (
     Visible,
     matches,
 )
-from mmsearch.index.base import BuildIndex
+from mmsearch.index.base import BuildIndex, Match
 from mmsearch.index.open import create_build_index, open_build_index
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.manifest import BuildManifest
@@ -125,6 +125,19 @@ def test_get_and_scan_return_the_rows_in_the_asked_order(built):
     assert sorted(table["id"].to_pylist()) == sorted(index.content_hashes())
     acl = dict(zip(table["id"].to_pylist(), table["acl"].to_pylist(), strict=True))
     assert acl["item-0"] is None and acl["nobody"] == [] and acl["pair"] == ["staff"]
+
+
+def test_the_rows_of_found_matches_come_back_in_their_order(built):
+    _, _, index = built
+    found = index.keyword_search("mug", 10)
+    assert len(found) >= 3
+    # A match no search returned (a pinned item) is looked up by its id.
+    wanted = [*reversed(found[:3]), Match("pair", 0.0), Match("missing", 0.0)]
+    rows = index.get_found(wanted, ["title", "category"])
+    assert [r["id"] for r in rows] == [m.id for m in wanted[:4]]
+    by_id = {r["id"]: r for r in index.get([m.id for m in wanted], ["id", "title", "category"])}
+    assert rows == [by_id[r["id"]] for r in rows]
+    assert rows[3]["title"] == "red and blue poster"
 
 
 def test_upsert_and_delete_through_ingest_and_the_protocol(built, tmp_path):

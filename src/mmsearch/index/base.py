@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,10 +14,15 @@ from mmsearch.filters.expr import Filter
 
 @dataclass(frozen=True)
 class Match:
-    """One row found by one retriever; ``score`` is higher-is-better for every retriever."""
+    """One row found by one retriever; ``score`` is higher-is-better for every retriever.
+
+    ``row_id`` is the engine's handle of the row in the version the reader searched
+    (LanceDB's ``_rowid``), or None: it lets ``get_found`` read the page's rows without
+    a second query by id. It is not part of a match's identity."""
 
     id: str
     score: float
+    row_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class BuildReader(Protocol):
     themselves. Filters are ``mmsearch.filters`` trees; each engine compiles them to
     its own language and quotes the values itself. A filter the engine cannot apply
     is a ``QueryError`` that names no internal column.
+
+    ``get_found`` reads the rows of matches this reader's searches returned, in their
+    order: by row handle where the engine gives one (a single read, no query), else as
+    ``get`` by id. It applies no filter: the searches that found them did.
 
     ``supports_versions`` says whether old versions can be read and restored (LanceDB);
     an engine without them (Milvus) refuses ``content_hashes(old)`` and ``restore(old)``
@@ -63,6 +73,8 @@ class BuildReader(Protocol):
     def get(
         self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
     ) -> list[dict[str, Any]]: ...
+
+    def get_found(self, matches: Sequence[Match], columns: list[str]) -> list[dict[str, Any]]: ...
 
     def count(self, filter: Filter | None = None) -> int: ...
 

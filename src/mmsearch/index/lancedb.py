@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ class LanceBuildIndex:
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
             .distance_type("cosine")
             .select(["id", "_distance"])
+            .with_row_id(True)
             .limit(k)
         )
         if column in self._ann_indexed():
@@ -198,7 +200,7 @@ class LanceBuildIndex:
         if where is not None:
             query = query.where(where, prefilter=True)
         rows = self._run(query, where)
-        return [Match(r["id"], 1.0 - float(r["_distance"])) for r in rows]
+        return [Match(r["id"], 1.0 - float(r["_distance"]), r["_rowid"]) for r in rows]
 
     def _ann_indexed(self) -> frozenset[str]:
         if self._ann_cache is None:
@@ -207,12 +209,12 @@ class LanceBuildIndex:
 
     def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]:
         search = self._table.search(query, query_type="fts", fts_columns=KEYWORD_COLUMN)
-        search = search.select(["id", "_score"]).limit(k)
+        search = search.select(["id", "_score"]).with_row_id(True).limit(k)
         where = self._sql(filter)
         if where is not None:
             search = search.where(where, prefilter=True)
         rows = self._run(search, where)
-        return [Match(r["id"], float(r["_score"])) for r in rows]
+        return [Match(r["id"], float(r["_score"]), r["_rowid"]) for r in rows]
 
     def get(
         self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
@@ -228,6 +230,20 @@ class LanceBuildIndex:
         rows = self._run(query.limit(len(ids)), where if filter is not None else None)
         by_id = {row["id"]: row for row in rows}
         return [by_id[i] for i in ids if i in by_id]
+
+    def get_found(self, matches: Sequence[Match], columns: list[str]) -> list[dict[str, Any]]:
+        """The rows of this reader's matches, read by ``_rowid`` in one take instead of a
+        second ``id IN (...)`` query; matches without a row id are looked up by id."""
+        handles = {m.id: m.row_id for m in matches if m.row_id is not None}
+        wanted = list(dict.fromkeys(["id", *columns]))
+        by_id: dict[str, dict[str, Any]] = {}
+        if handles:
+            taken = self._table.take_row_ids(list(dict.fromkeys(handles.values())))
+            by_id = {row["id"]: row for row in taken.select(wanted).to_list()}
+        missing = [m.id for m in matches if m.id not in by_id]
+        if missing:
+            by_id.update((row["id"], row) for row in self.get(missing, wanted))
+        return [by_id[m.id] for m in matches if m.id in by_id]
 
     def _sql(self, filter: Filter | None) -> str | None:
         return None if filter is None else to_lance_sql(filter, self.schema)

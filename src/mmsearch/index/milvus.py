@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -520,6 +521,10 @@ class MilvusBuildIndex:
         rows = self._rows(wanted, all_of(InList("id", tuple(unique)), filter), limit=len(unique))
         by_id = {row["id"]: row for row in rows}
         return [by_id[i] for i in ids if i in by_id]
+
+    def get_found(self, matches: Sequence[Match], columns: list[str]) -> list[dict[str, Any]]:
+        """Milvus has no row handles to read by: the rows are looked up by id."""
+        return self.get([match.id for match in matches], columns)
 
     def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table:
         rows = self._rows(columns, filter, limit=None)

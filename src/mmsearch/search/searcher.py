@@ -231,9 +231,15 @@ class Searcher:
             for rank, match in enumerate(matches, start=1):
                 if match.id in signals:
                     signals[match.id][name] = SignalScore(round(match.score, 6), rank)
-        rows = {
-            row["id"]: row for row in self.index.get(top, [*HIT_COLUMNS, *self.attribute_columns])
-        }
+        # The retrievers' own matches carry the store's row handles: the rows are read by
+        # them, not looked up again by id (pinned items, found by no retriever, are).
+        found: dict[str, Match] = {}
+        for name in sorted(ranked):
+            for match in ranked[name]:
+                found.setdefault(match.id, match)
+        wanted = [found.get(item_id) or Match(item_id, 0.0) for item_id in top]
+        columns = [*HIT_COLUMNS, *self.attribute_columns]
+        rows = {row["id"]: row for row in self.index.get_found(wanted, columns)}
         hits = []
         for item_id in top:
             row = rows.get(item_id, {})
