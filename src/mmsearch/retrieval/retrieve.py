@@ -11,7 +11,10 @@ here is what lets ``retrieval/`` import nothing from ``ranking/``.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +45,21 @@ from mmsearch.retrieval.query_cache import QueryEmbeddingCache, image_key, text_
 
 # Retrievers whose query vector lies in the space of the role's stored vectors.
 _OWN_SPACE = {TEXT_VECTOR: "text", IMAGE_VECTOR: "image"}
+# Keyword searches run here while the caller's thread encodes the query and runs the
+# vector searches: LanceDB and torch release the GIL in their native code, so the two
+# overlap on a multi-core host. One small pool for the process bounds the extra
+# threads however many requests the service answers at once.
+KEYWORD_THREADS = 4
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _keyword_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="mmsearch-keyword")
+        return _pool
 
 
 @dataclass
@@ -132,26 +150,39 @@ class Retriever:
         skipped: list[str] = []
         dropped: list[str] = []
         ranked: dict[str, list[Match]] = {}
-        for plan in plans:
-            if plan.kind == "keyword":
+        keyword: tuple[str, Future[tuple[list[Match], float]]] | None = None
+        try:
+            for plan in plans:
+                if plan.kind == "keyword":
+                    search = self._keyword_call(text or "", depth, combined)
+                    if len(plans) > 1:
+                        keyword = (plan.name, _keyword_pool().submit(search))
+                    else:
+                        ranked[plan.name], timings[plan.name] = search()
+                    continue
+                for key in plan.embeddings:
+                    if key not in embeddings:
+                        embeddings[key] = self._encode(timings, *key, queries[key[1]], failures)
+                missing = [key for key in plan.embeddings if embeddings[key] is None]
+                if missing:
+                    skipped.append(f"{plan.name} skipped ({failures[missing[0]]})")
+                    dropped.append(plan.name)
+                    continue
+                parts = [v for key in plan.embeddings if (v := embeddings[key]) is not None]
+                vector = plan.query_vector(parts, query.image_weight)
+                embeddings[(plan.role or "", plan.query_modality)] = vector
                 tick = time.perf_counter()
-                ranked[plan.name] = self.index.keyword_search(text or "", depth, combined)
+                ranked[plan.name] = self.index.vector_search(
+                    plan.column or "", vector, depth, combined
+                )
                 timings[plan.name] = _ms(tick)
-                continue
-            for key in plan.embeddings:
-                if key not in embeddings:
-                    embeddings[key] = self._encode(timings, *key, queries[key[1]], failures)
-            missing = [key for key in plan.embeddings if embeddings[key] is None]
-            if missing:
-                skipped.append(f"{plan.name} skipped ({failures[missing[0]]})")
-                dropped.append(plan.name)
-                continue
-            parts = [v for key in plan.embeddings if (v := embeddings[key]) is not None]
-            vector = plan.query_vector(parts, query.image_weight)
-            embeddings[(plan.role or "", plan.query_modality)] = vector
-            tick = time.perf_counter()
-            ranked[plan.name] = self.index.vector_search(plan.column or "", vector, depth, combined)
-            timings[plan.name] = _ms(tick)
+            if keyword is not None:
+                ranked[keyword[0]], timings[keyword[0]] = keyword[1].result()
+        finally:
+            if keyword is not None:
+                keyword[1].cancel()  # a vector path that failed leaves no queued search
+        # In plan order, whichever thread finished first: fusion sees the same lists.
+        ranked = {plan.name: ranked[plan.name] for plan in plans if plan.name in ranked}
 
         if skipped:
             remaining = ", ".join(sorted(ranked)) or "no signal"
@@ -175,6 +206,17 @@ class Retriever:
             timings=timings,
             dropped=dropped,
         )
+
+    def _keyword_call(
+        self, text: str, depth: int, where: Filter | None
+    ) -> Callable[[], tuple[list[Match], float]]:
+        """The keyword search with its own timing, to run on this thread or the pool's."""
+
+        def search() -> tuple[list[Match], float]:
+            tick = time.perf_counter()
+            return self.index.keyword_search(text, depth, where), _ms(tick)
+
+        return search
 
     def _encode(
         self,
