@@ -24,7 +24,7 @@ from service_support import PARAMS, concrete, ingest_shop, running_server
 
 READER = {"search", "read_items", "facets", "read_collections"}
 WRITER = READER | {"write_items", "ingest", "feedback"}
-ADMIN = WRITER | {"admin", "global_admin"}
+ADMIN = WRITER | {"admin", "moderate", "global_admin"}
 GLOBAL_ONLY = {"global_admin"}  # never held by a key limited to collections
 
 

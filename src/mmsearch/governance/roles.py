@@ -75,6 +75,9 @@ class Permission(StrEnum):
     # a collection's builds, canaries, publishes, default rules, lineage, drift, KPIs;
     # keys and audit events within the key's own scope
     ADMIN = "admin"
+    # a collection's moderation: the review queue (items a policy hides included),
+    # verdicts, re-applying its policy; admins hold it, within their collections
+    MODERATE = "moderate"
     # what spans collections: the rules/rankers registry, /metrics, stored reports, the
     # whole audit trail; never held by a key limited to collections (``allows``)
     GLOBAL_ADMIN = "global_admin"

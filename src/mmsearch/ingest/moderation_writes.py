@@ -11,8 +11,10 @@ undo it like any other write. The caller holds the collection's writer lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -34,6 +36,9 @@ from mmsearch.moderation.decisions import (
 )
 from mmsearch.workspace import CollectionDir, new_id
 
+# What holds the collection's writer lock around a moderation write: the CLI waits for
+# it; the service gives up after a while and answers 409.
+Lock = Callable[[], AbstractContextManager[Any]]
 WRITE_BATCH_ROWS = 500
 # Ids named in the run history line; the counts say how many there were.
 IDS_IN_HISTORY = 50

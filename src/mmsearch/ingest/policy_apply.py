@@ -30,6 +30,7 @@ from mmsearch.errors import ImageError, MMSearchError
 from mmsearch.ingest.moderating import IngestModeration, bound_moderation
 from mmsearch.ingest.moderation_writes import (
     DecisionChange,
+    Lock,
     live_for_moderation,
     write_decisions,
 )
@@ -93,6 +94,7 @@ def apply_policy(
     actor: str,
     dry_run: bool = False,
     fetch: bool = False,
+    lock: Lock | None = None,
 ) -> ApplyReport:
     """Re-evaluate every live item by the bound policy; write what changed."""
     started = time.perf_counter()
@@ -102,7 +104,8 @@ def apply_policy(
             f"Collection '{collection.name}' enforces no policy; bind one first: "
             f"mmsearch policy bind -c {collection.name} POLICY"
         )
-    with collection_writer(collection.folder, purpose="mmsearch policy apply"):
+    hold = lock or (lambda: collection_writer(collection.folder, purpose="mmsearch policy apply"))
+    with hold():
         manifest, index = live_for_moderation(collection, settings)
         report = ApplyReport(collection.name, moderation.policy.name, manifest.build_id)
         attributes = [a.column for a in manifest.attributes]

@@ -16,8 +16,6 @@ so neither ``policy apply`` nor a later ingest of the same picture reports it ag
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +25,12 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, InList, IsNull, all_of
 from mmsearch.index.base import BuildReader
 from mmsearch.index.open import open_build_index
-from mmsearch.ingest.moderation_writes import DecisionChange, live_for_moderation, write_decisions
+from mmsearch.ingest.moderation_writes import (
+    DecisionChange,
+    Lock,
+    live_for_moderation,
+    write_decisions,
+)
 from mmsearch.media.images import ImageLimits
 from mmsearch.moderation.decisions import (
     ACTION_COLUMN,
@@ -48,7 +51,6 @@ from mmsearch.writer_lock import collection_writer
 MAX_REASON_CHARS = 2_000
 MAX_QUEUE = 1_000
 REVIEW_STATES: tuple[ReviewState, ...] = ("pending", "approved", "rejected")
-Lock = Callable[[], AbstractContextManager[Any]]
 
 
 class ReviewNotFound(MMSearchError):

@@ -36,6 +36,7 @@ from mmsearch.service.routers import (
     jobs,
     lineage,
     moderation,
+    review,
     search,
     session,
     ui,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, tracer: SearchTracer | None = None) -> Fas
             jobs,
             feedback,
             moderation,
+            review,
             admin,
             session,
             health,
@@ -148,6 +150,7 @@ def _document_manual_bodies(app: FastAPI) -> None:
             RulesBody,
             DefaultRulesBody,
             *MANUAL_BODIES,
+            *review.BODIES,
         ):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))

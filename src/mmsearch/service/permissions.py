@@ -68,6 +68,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("PUT", "/v1/admin/collections/{name}/default-rules"): Permission.ADMIN,
     ("GET", "/v1/admin/policies"): Permission.GLOBAL_ADMIN,  # workspace-wide, like rules
     ("PUT", "/v1/admin/policies/{policy_name}"): Permission.GLOBAL_ADMIN,
+    # Review sees what moderation hides from search, so it is a permission of its own.
+    ("GET", "/v1/collections/{name}/review"): Permission.MODERATE,
+    ("GET", "/v1/collections/{name}/review/{item_id}"): Permission.MODERATE,
+    ("GET", "/v1/collections/{name}/review/{item_id}/images/{n}"): Permission.MODERATE,
+    ("POST", "/v1/collections/{name}/review/{item_id}"): Permission.MODERATE,
+    ("POST", "/v1/collections/{name}/moderation/apply"): Permission.MODERATE,
+    ("PUT", "/v1/admin/collections/{name}/policy"): Permission.ADMIN,
     ("GET", "/v1/admin/rankers"): Permission.GLOBAL_ADMIN,
     ("DELETE", "/v1/admin/rankers/{ranker_name}"): Permission.GLOBAL_ADMIN,
     ("GET", "/v1/admin/audit"): Permission.ADMIN,  # a limited admin: its collections' events
