@@ -112,6 +112,11 @@ def test_moderation_flows_over_http(served) -> None:
     assert applied.json()["changed_ids"]["quarantined"] == ["rifle"]
     assert "rifle" not in searched(client, reader, "rifle")
     assert call(client, reader, "GET", "/v1/collections/shop/items/rifle").status_code == 404
+    assert (
+        call(client, reader, "GET", "/v1/collections/shop/items/rifle/lineage").status_code == 404
+    )
+    facets = call(client, reader, "GET", "/v1/collections/shop/facets")
+    assert facets.status_code == 200 and "sport" not in facets.text  # the rifle's category
     # Only reviewers see the queue, the item and its image.
     assert call(client, reader, "GET", "/v1/collections/shop/review").status_code == 403
     assert (
@@ -143,6 +148,7 @@ def test_moderation_flows_over_http(served) -> None:
     assert approved.status_code == 200 and approved.json()["state"] == "approved", approved.text
     assert "rifle" in searched(client, reader, "rifle")
     assert call(client, reader, "GET", "/v1/collections/shop/items/rifle").status_code == 200
+    assert "sport" in call(client, reader, "GET", "/v1/collections/shop/facets").text
 
     # A policy change, then apply: the dog is blocked now (hidden, pending), powder cleared.
     v2 = policy_text(POLICY_V2, root)

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from mmsearch.builds.gate_report import latest_gate_report
 from mmsearch.builds.lifecycle import build_status
 from mmsearch.errors import MMSearchError
+from mmsearch.filters.expr import all_of
 from mmsearch.manifest import BuildManifest, manifest_json
 from mmsearch.media.images import read_image_bytes
 from mmsearch.search.response import SearchResponse
@@ -140,9 +141,12 @@ def get_facets(name: CollectionName, request: Request) -> dict[str, Any]:
     state = state_of(request)
     folder = state.workspace.collection(name)
     manifest = folder.live_manifest()
-    index = state.searcher(name).index
-    access = state.access_filter(request_caller(request), name)
-    return {"collection": name, "facets": collection_facets(index, manifest, access)}
+    searcher = state.searcher(name)
+    # Counts over what search can return: hidden items would show in a facet's count.
+    access = all_of(
+        state.access_filter(request_caller(request), name), searcher.moderation_filter()
+    )
+    return {"collection": name, "facets": collection_facets(searcher.index, manifest, access)}
 
 
 @router.get(

@@ -30,10 +30,12 @@ from mmsearch.builds.lineage import (
     items_from,
     redact_paths,
 )
+from mmsearch.filters.expr import IsNull, all_of
 from mmsearch.governance.roles import Permission
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.manifest import BuildManifest
+from mmsearch.moderation.decisions import HIDDEN_COLUMN
 from mmsearch.monitoring.kpis import DEFAULT_K, parse_moment, read_kpis
 from mmsearch.service.access import Caller, request_caller
 from mmsearch.service.errors import Forbidden, NotFound, error_responses
@@ -88,7 +90,9 @@ def read_lineage(
     if build is not None and not _admin(caller):
         raise Forbidden("Only admin keys may read the lineage of a build other than live.")
     folder, manifest, index = _build(state, name, build)
-    access = state.access_filter(caller, name)
+    # An item a policy hides is read through the review routes only.
+    hidden = IsNull(HIDDEN_COLUMN) if HIDDEN_COLUMN in index.schema.names else None
+    access = all_of(state.access_filter(caller, name), hidden)
     try:
         found = item_lineage(folder, manifest, state.settings, item_id, access=access, index=index)
     except ItemNotFound:
