@@ -58,6 +58,7 @@ PARAMS = {
     "ranker_name": "no-such-ranker",
     "policy_name": "no-such-policy",
     "path:path": "none.txt",
+    "entity": "category=kitchen",
 }
 
 

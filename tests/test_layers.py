@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"datasets", "monitoring"},
     {"governance", "evaluation"},
     {"search"},
+    {"graph"},
     {"ranking"},
     {"retrieval"},
     {"index"},

@@ -78,6 +78,9 @@ class FieldMapping(BaseModel):
     acl: str | None = None
     types: dict[str, AttributeKind] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
+    # Attribute or text fields whose values become entities of the build's graph
+    # (``graph/``): one entity per value, a list or comma-separated value giving several.
+    entities: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid"}
 
@@ -119,6 +122,7 @@ class FieldMapping(BaseModel):
             f"images=[{', '.join(self.images)}]"
             + (f"  acl={self.acl}" if self.acl else "")
             + (f"  required=[{', '.join(self.required)}]" if self.required else "")
+            + (f"  entities=[{', '.join(self.entities)}]" if self.entities else "")
         )
 
 
@@ -133,7 +137,7 @@ def _split_kind(entry: str) -> tuple[str, AttributeKind | None]:
 def load_mapping_file(path: Path) -> FieldMapping:
     """Read a mapping from TOML or YAML (chosen by suffix)."""
     data = read_table_file(path, "Mapping file", CatalogError)
-    for key in ("text", "attributes", "images", "required"):
+    for key in ("text", "attributes", "images", "required", "entities"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
     try:
@@ -150,12 +154,13 @@ def merge_mappings(base: FieldMapping, override: FieldMapping) -> FieldMapping:
     """
     data = base.model_dump()
     for key, value in override.model_dump(exclude_unset=True).items():
-        if key in ("types", "required"):
+        if key in ("types", "required", "entities"):
             continue
         if value not in (None, []):
             data[key] = value
     data["types"] = {**base.types, **override.types}
     data["required"] = list(dict.fromkeys([*base.required, *override.required]))
+    data["entities"] = list(dict.fromkeys([*base.entities, *override.entities]))
     return FieldMapping.model_validate(data)
 
 
@@ -199,6 +204,7 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
         acl=acl,
         types=given.types,
         required=given.required,
+        entities=given.entities,
     )
     validate_mapping(mapping)
     return mapping
@@ -246,6 +252,7 @@ def validate_mapping(mapping: FieldMapping) -> None:
             f"Field '{mapping.acl}' is the ACL field; it cannot also be an attribute."
         )
     _validate_declared(mapping)
+    _validate_entities(mapping)
     columns: dict[str, str] = {}
     for name in mapping.attributes or []:
         column = attribute_column(name)
@@ -260,6 +267,20 @@ def validate_mapping(mapping: FieldMapping) -> None:
                 f"'{column}'; keep one of them."
             )
         columns[column] = name
+
+
+def _validate_entities(mapping: FieldMapping) -> None:
+    """Entity fields must be stored (an attribute or a text field): the graph is made
+    from the build's rows, so a field that is not stored would give no entity."""
+    if mapping.attributes is None:
+        return
+    stored = {*mapping.attributes, *mapping.text}
+    missing = [name for name in mapping.entities if name not in stored]
+    if missing:
+        raise CatalogError(
+            f"Entity field(s) {', '.join(missing)} are neither attributes nor text fields; "
+            "name them as attributes (or --text-field) to make entities of them."
+        )
 
 
 def _validate_declared(mapping: FieldMapping) -> None:

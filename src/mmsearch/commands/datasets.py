@@ -83,6 +83,14 @@ def emoji(
     with_categories: Annotated[
         bool, typer.Option("--with-categories", help="Add category/subcategory attributes.")
     ] = False,
+    with_keywords: Annotated[
+        bool,
+        typer.Option(
+            "--with-keywords",
+            help="Add a keywords attribute: the emoji-datasource short names as words "
+            "(not the emojibase tags the text queries are made of).",
+        ),
+    ] = False,
     copy_images: Annotated[
         bool,
         typer.Option(
@@ -106,6 +114,7 @@ def emoji(
             vendor=vendor,
             query_vendor=query_vendor,
             with_categories=with_categories,
+            with_keywords=with_keywords,
             copy_images=copy_images,
             limit=limit,
         )

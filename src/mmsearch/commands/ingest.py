@@ -207,6 +207,14 @@ def ingest(
             "e.g. price:float.",
         ),
     ] = None,
+    entities: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entity-field",
+            help="Attribute or text field whose values become entities of the build's "
+            "graph (mmsearch graph); repeat for several.",
+        ),
+    ] = None,
     required: Annotated[
         list[str] | None,
         typer.Option(
@@ -336,6 +344,7 @@ def ingest(
             "required": required,
             "images": image_fields,
             "acl": acl_field,
+            "entities": entities,
         }
         mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
         options = IngestOptions(

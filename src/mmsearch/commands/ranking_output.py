@@ -7,6 +7,7 @@ import math
 from rich.console import Console
 
 from mmsearch.errors import QueryError
+from mmsearch.graph.routing import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
 
 
@@ -60,3 +61,20 @@ def print_explanation(console: Console, rank: int, hit_id: str, explanation: Exp
             f"    rule {rule.rule} ({rule.kind}, v{explanation.rules_version}): {rule.detail}",
             highlight=False,
         )
+
+
+def print_routing(console: Console, routing: RoutingExplanation) -> None:
+    """The entities the query named, what each did, and the signal weights it set."""
+    from rich.markup import escape
+
+    console.print(f"[bold]graph routing[/] ({routing.mode}, {routing.ms:.1f} ms)", highlight=False)
+    if not routing.entities and not routing.reasons:
+        console.print("    no entity recognised", highlight=False)
+    for entity in routing.entities:
+        console.print(
+            f"    {escape(entity.entity)} ← {escape(repr(entity.text))} ({entity.kind} "
+            f"{entity.score:.2f}, {entity.items} items): {escape('; '.join(entity.effects))}",
+            highlight=False,
+        )
+    for reason in routing.reasons:
+        console.print(f"    {escape(reason)}", highlight=False)

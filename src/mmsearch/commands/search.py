@@ -98,6 +98,14 @@ def search(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
     ] = False,
+    graph: Annotated[
+        bool | None,
+        typer.Option(
+            "--graph/--no-graph",
+            help="Route by the entities the query names (the build's entity graph); "
+            "default: the collection's setting.",
+        ),
+    ] = None,
     group_by: Annotated[
         str | None,
         typer.Option(
@@ -131,7 +139,7 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection by text, by image, or both."""
-    from mmsearch.commands.ranking_output import parse_weights, print_explanation
+    from mmsearch.commands.ranking_output import parse_weights, print_explanation, print_routing
     from mmsearch.search.query import parse_query
 
     settings = load_settings(home)
@@ -162,6 +170,7 @@ def search(
             rules=rules,
             explain=explain,
             group_by=group_by,
+            graph=graph,
         )
         if not (query or "").strip() and image is None:
             raise QueryError("Give a text query, an image, or both.")
@@ -190,6 +199,8 @@ def search(
 
         title += f" (as groups: {', '.join(sorted(parse_groups(groups) or [])) or 'none'})"
     print_result(response, title=title)
+    if explain and response.routing is not None:
+        print_routing(console, response.routing)
     for hit in response.hits:
         if hit.explanation is not None:
             print_explanation(console, hit.rank, hit.id, hit.explanation)

@@ -48,6 +48,9 @@ class EmojiRecord:
     category: str
     subcategory: str
     has_img: dict[str, bool]
+    # emoji-datasource short names cut into words ("flag-eg" → flag, eg): the catalog's
+    # own keywords, from a different source than the emojibase tags the queries use.
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,9 +103,15 @@ def load_records(source: Path) -> tuple[list[EmojiRecord], int]:
                     category=entry.get("category") or "",
                     subcategory=entry.get("subcategory") or "",
                     has_img={v: bool(variant.get(f"has_img_{v}", False)) for v in VENDORS},
+                    keywords=_short_name_words(entry.get("short_names") or []),
                 )
             )
     return records, unjoined
+
+
+def _short_name_words(names: list[str]) -> tuple[str, ...]:
+    words = (w for name in names for w in re.split(r"[-_\s]+", name.lower()))
+    return tuple(dict.fromkeys(w for w in words if w.isalpha() and len(w) > 1))
 
 
 def text_queries(records: list[EmojiRecord]) -> tuple[list[EvalQuery], Judgments]:
@@ -151,6 +160,7 @@ def build_emoji(
     vendor: str = "google",
     query_vendor: str = "twitter",
     with_categories: bool = False,
+    with_keywords: bool = False,
     copy_images: bool = True,
     limit: int | None = None,
 ) -> EmojiStats:
@@ -167,6 +177,9 @@ def build_emoji(
         records = records[:limit]
     out.mkdir(parents=True, exist_ok=True)
     rows = [_catalog_row(r, folders[vendor], out, with_categories, copy_images) for r in records]
+    if with_keywords:  # an attribute (not indexed text): "grinning, face"
+        for row, record in zip(rows, records, strict=True):
+            row["keywords"] = ", ".join(record.keywords)
     write_jsonl(out / "catalog.jsonl", rows)
     texts, text_judgments = text_queries(records)
     images, image_judgments = image_queries(records, folders[query_vendor], vendor, query_vendor)

@@ -25,6 +25,8 @@ from mmsearch.catalog.normalise import normalise_record
 from mmsearch.clock import utc_now as now
 from mmsearch.config import Settings
 from mmsearch.errors import ImageError, MMSearchError
+from mmsearch.graph.make import make_build_graph
+from mmsearch.graph.store import has_graph
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import (
@@ -292,6 +294,17 @@ class Ingestor:
             discard_build(collection, target.build_id)
             target.notices.append("no row landed, so no build was created")
             return self._report(plan, options, target, counts, log, timings, None, False)
+        build_dir = collection.build_dir(target.build_id)
+        changed = counts["added"] + counts["updated"] + len(removed)
+        if (
+            target.manifest is not None
+            and target.manifest.mapping.entities
+            and (changed or not has_graph(build_dir))
+        ):
+            # Remade whole, before the commit point: the new manifest's readers find it.
+            tick = time.perf_counter()
+            make_build_graph(build_dir, target.manifest, target.index)
+            timings["graph"] = time.perf_counter() - tick
         summary = RunSummary(
             run_id=target.run_id,
             started_at=started_at,

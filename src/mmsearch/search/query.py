@@ -90,6 +90,11 @@ class SearchQuery(BaseModel):
         "(API); 'none' switches the default off",
     )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
+    graph: bool | None = Field(
+        default=None,
+        description="entity-graph routing: true/false; default: the collection's setting "
+        "(on when the build has a graph)",
+    )
     group_by: str | None = Field(
         default=None,
         min_length=1,
@@ -171,6 +176,7 @@ def build_request(
         reranker=query.reranker,
         rules=query.rules,
         group_by=query.group_by,
+        graph=query.graph,
     )
     if query.image_weight is not None:  # None (the API's default): the planner's default
         request.image_weight = query.image_weight

@@ -52,6 +52,8 @@ class SearchRequest:
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     # An attribute column: one hit per value, the best (search/grouping.py).
     group_by: str | None = None
+    # Entity-graph routing (search/graph_route.py): None = the collection's setting.
+    graph: bool | None = None
 
 
 def validate_request(request: SearchRequest) -> str | None:

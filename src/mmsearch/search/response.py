@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mmsearch.graph.routing import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 from mmsearch.search.grouping import HitGroup
@@ -113,6 +114,9 @@ class SearchResponse(BaseModel):
         default_factory=list,
         description="signals dropped because a query encoder failed (a fallback answer)",
     )
+    routing: RoutingExplanation | None = Field(
+        default=None, description="entities recognised in the query and what each did"
+    )
     # Transport-only (API): see RESPONSE_TRANSPORT_ONLY.
     query_id: str | None = Field(default=None, description="API only: for feedback")
     routed: Literal["live", "canary"] | None = Field(
@@ -138,6 +142,7 @@ class SearchResponse(BaseModel):
             reranker=result.reranker,
             rules_version=result.rules_version,
             dropped_signals=result.dropped_signals,
+            routing=result.routing,
         )
 
     def cli_json(self) -> dict[str, Any]:

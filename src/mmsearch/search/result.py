@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.graph.routing import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 from mmsearch.search.grouping import HitGroup
@@ -57,6 +58,7 @@ class SearchResult:
     # (``monitoring.query_vectors``). Cross-modal and blended vectors are left out: they
     # are not drawn from the distribution of the role's stored vectors.
     query_vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    routing: RoutingExplanation | None = None  # entity-graph routing, when it ran
 
     def as_dict(self) -> dict[str, Any]:
         # Arrays are not JSON (and not for clients): callers that need them read the field.

@@ -27,8 +27,10 @@ from mmsearch.manifest import BUILDING
 from mmsearch.moderation.decisions import HIDDEN_COLUMN
 from mmsearch.ranking.pipeline import RankingStage
 from mmsearch.ranking.rules import RuleSet
+from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
+from mmsearch.search.graph_route import GraphRouter
 from mmsearch.search.grouping import HitGroup, group_ranked
 from mmsearch.search.request import SearchRequest, fusion_params, validate_request
 from mmsearch.search.result import Hit, SearchResult, SignalScore
@@ -67,6 +69,13 @@ class Searcher:
         self.attribute_kinds: dict[str, str] = {a.column: a.kind for a in self.manifest.attributes}
         self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
         self.ranking = RankingStage(settings, self.manifest, self.index)
+        self.router = GraphRouter(
+            self.manifest,
+            self.index,
+            folder.build_dir(self.build_id),
+            folder.folder,
+            self.query_cache,
+        )
         self._items_with_acl: int | None = None
         self._hidden_items: int | None = None
 
@@ -127,7 +136,12 @@ class Searcher:
         # (boosts, pins, diversity) come back up through ranking.
         ruleset = self.ranking.rules_for(request.rules)
         group_by = self._group_column(request.group_by)
+        route = self.router.plan(request, self.visible_filter(request.access))
+        if route is not None:
+            request = self.router.routed_request(request, route, self._planned(request))
         retrieved = self.retrieve(request, ruleset)
+        if route is not None:
+            self.router.after_retrieval(retrieved, route)
         fusion = request.fusion or self.settings.fusion
         # Grouped, the whole candidate list is ranked: k groups may need many more items.
         depth = max(request.candidates or self.settings.candidates, request.k)
@@ -172,6 +186,7 @@ class Searcher:
             rules_version=ranked.rules_version,
             dropped_signals=retrieved.dropped,
             query_vectors=retrieved.own_space_vectors(),
+            routing=route.explanation if route is not None else None,
         )
 
     def retrieve(self, request: SearchRequest, ruleset: RuleSet | None = None) -> Retrieved:
@@ -203,6 +218,19 @@ class Searcher:
                 image_weight=request.image_weight,
             )
         )
+
+    def _planned(self, request: SearchRequest) -> list[str]:
+        """The retrievers this request will run (graph routing weights only those)."""
+        return [
+            plan.name
+            for plan in plan_retrievers(
+                has_text=bool((request.text or "").strip()),
+                has_image=request.image is not None,
+                encoders=self.manifest.encoders,
+                only=request.signals,
+                image_weight=request.image_weight,
+            )
+        ]
 
     def _group_column(self, name: str | None) -> str | None:
         """The attribute column ``group_by`` names, checked before any retrieval."""

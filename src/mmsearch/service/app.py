@@ -32,6 +32,7 @@ from mmsearch.service.routers import (
     collections,
     drift,
     feedback,
+    graph,
     health,
     jobs,
     lineage,
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, tracer: SearchTracer | None = None) -> Fas
         for m in (
             search,
             collections,
+            graph,
             builds,
             lineage,
             drift,

@@ -41,6 +41,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("PUT", "/v1/collections/{name}/canary/guards"): Permission.ADMIN,
     ("POST", "/v1/collections/{name}/rollback"): Permission.ADMIN,
     ("GET", "/v1/collections/{name}/facets"): Permission.FACETS,
+    # The entity graph answers like search: over the items the caller may see.
+    ("GET", "/v1/collections/{name}/entities"): Permission.SEARCH,
+    ("GET", "/v1/collections/{name}/graph/{entity}"): Permission.SEARCH,
     ("GET", "/v1/collections/{name}/items/{item_id}"): Permission.READ_ITEMS,
     ("PUT", "/v1/collections/{name}/items/{item_id}"): Permission.WRITE_ITEMS,
     ("DELETE", "/v1/collections/{name}/items/{item_id}"): Permission.WRITE_ITEMS,

@@ -1,0 +1,150 @@
+"""Graph routing inside one search: before retrieval (filters, signal weights) and
+after it (keyword expansion, the ``graph`` signal).
+
+The ``Searcher`` owns one ``GraphRouter`` per build. It applies the caller's
+visibility to the graph (``graph/view.py``) before recognising anything, and every
+item the ``graph`` signal adds is fetched back through the store with the search's
+whole filter (user filter, rules, access), so routing can neither show nor count
+what the retrievers could not return.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mmsearch.encoders.base import create_encoder
+from mmsearch.filters.expr import Filter, InList, all_of
+from mmsearch.graph.recognise import recognise
+from mmsearch.graph.routing import GRAPH_SIGNAL, RoutePlan, plan_route
+from mmsearch.graph.settings import RoutingSettings, load_routing
+from mmsearch.graph.store import StoredGraph, load_graph
+from mmsearch.graph.view import caller_view
+from mmsearch.index.base import BuildReader, Match
+from mmsearch.manifest import BuildManifest
+from mmsearch.retrieval.query_cache import QueryEmbeddingCache, text_key
+from mmsearch.retrieval.retrieve import Retrieved
+from mmsearch.search.request import SearchRequest
+
+
+class GraphRouter:
+    def __init__(
+        self,
+        manifest: BuildManifest,
+        index: BuildReader,
+        build_dir: Path,
+        collection_dir: Path,
+        query_cache: QueryEmbeddingCache,
+    ):
+        self.manifest = manifest
+        self.index = index
+        self.build_dir = build_dir
+        self.collection_dir = collection_dir
+        self.query_cache = query_cache
+
+    def graph(self) -> StoredGraph | None:
+        return load_graph(self.build_dir)
+
+    def settings(self) -> RoutingSettings:
+        return load_routing(self.collection_dir)
+
+    def plan(self, request: SearchRequest, access: Filter | None) -> RoutePlan | None:
+        """The route of a text request (None: routing off, no graph, or no text);
+        ``access`` is what the caller may read (access and moderation nodes)."""
+        text = (request.text or "").strip()
+        if not text or request.graph is False:
+            return None
+        settings = self.settings()
+        if request.graph is None and not settings.enabled:
+            return None
+        stored = self.graph()
+        if stored is None:
+            return None
+        # The query embedding is the text retriever's own (shared through the cache),
+        # so it is timed apart: routing's cost is the rest.
+        tick = time.perf_counter()
+        vector = self._query_vector(stored, text) if settings.meaning_top else None
+        encoded = time.perf_counter() - tick
+        tick = time.perf_counter()
+        view = caller_view(stored, self.index, access)
+        mentions = recognise(
+            view,
+            text,
+            fuzzy_min=settings.fuzzy_min,
+            query_vector=vector,
+            meaning_min=settings.meaning_min,
+            meaning_top=settings.meaning_top,
+        )
+        plan = plan_route(view, mentions, text, settings)
+        plan.explanation.ms = round((time.perf_counter() - tick) * 1000.0, 3)
+        plan.encode_ms = round(encoded * 1000.0, 3)
+        return plan
+
+    def routed_request(
+        self, request: SearchRequest, plan: RoutePlan, planned: list[str]
+    ) -> SearchRequest:
+        """The request with the plan's hard filters and signal weights; weights only for
+        signals this query plans (the ranking stage refuses others)."""
+        filters: list[Filter] = [
+            InList(column, tuple(values)) for column, values in plan.filters.items()
+        ]
+        weights = dict(request.weights or {})
+        applied: dict[str, float] = {}
+        for signal, factor in plan.weight_factors.items():
+            if signal in planned:
+                weights[signal] = applied[signal] = weights.get(signal, 1.0) * factor
+        if plan.weight_factors and not applied:
+            plan.explanation.reasons.append("no such signal answers this query: weights unchanged")
+        plan.explanation.signal_weights = applied
+        if plan.boosts:
+            weights.setdefault(GRAPH_SIGNAL, self.settings().graph_weight)
+        return replace(
+            request,
+            filter=all_of(request.filter, *filters),
+            weights=weights or None,
+        )
+
+    def after_retrieval(self, retrieved: Retrieved, plan: RoutePlan) -> None:
+        """Keyword again with the expansion; the ``graph`` signal from the boosts, each
+        item fetched back through the search's whole filter."""
+        tick = time.perf_counter()
+        keyword = "keyword"
+        if plan.expansion and keyword in retrieved.ranked and retrieved.text:
+            expanded = " ".join([retrieved.text, *plan.expansion])
+            retrieved.ranked[keyword] = self.index.keyword_search(
+                expanded, retrieved.depth, retrieved.where
+            )
+        if plan.boosts:
+            ids = list(plan.boosts)
+            allowed = {row["id"] for row in self.index.get(ids, ["id"], filter=retrieved.where)}
+            matches = [Match(i, plan.boosts[i]) for i in ids if i in allowed]
+            retrieved.ranked[GRAPH_SIGNAL] = matches[: retrieved.depth]
+            retrieved.planned.append(GRAPH_SIGNAL)
+        spent = (time.perf_counter() - tick) * 1000.0 + plan.explanation.ms
+        retrieved.timings["graph"] = round(spent, 3)
+        if plan.encode_ms:
+            retrieved.timings["graph_encode_text"] = plan.encode_ms
+
+    def _query_vector(self, stored: StoredGraph, text: str) -> np.ndarray | None:
+        """The query's text embedding, through the cache the text retriever reads, so
+        it is computed once; None when the graph's embeddings came from another model."""
+        encoder = self.manifest.encoders.get("text")
+        if encoder is None or stored.embeddings is None:
+            return None
+        if (stored.graph.embedding_spec, stored.graph.embedding_version) != (
+            encoder.spec,
+            encoder.version,
+        ):
+            return None
+        key = text_key(encoder.spec, encoder.version, text)
+        vector = self.query_cache.get(key)
+        if vector is None:
+            try:
+                vector = create_encoder(encoder.spec).encode_texts([text])[0]
+            except Exception:
+                return None  # the text retriever reports the failing model
+            self.query_cache.put(key, vector)
+        return vector

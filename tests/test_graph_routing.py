@@ -1,0 +1,130 @@
+"""Query routing on the synthetic product catalog: entities recognised in a query boost,
+filter, weigh signals and expand keyword, each effect explained; and the graph routes
+over real HTTP show a caller only what their groups support."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.datasets.products import MAPPING, build_products, products
+from mmsearch.governance.keys import KeyStore
+from mmsearch.graph.settings import RoutingSettings, save_routing
+from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.search.request import SearchRequest
+from mmsearch.search.searcher import Searcher
+from mmsearch.service.app import create_app
+from mmsearch.workspace import Workspace
+from service_support import running_server
+
+
+@pytest.fixture
+def shop(settings, tmp_path):
+    catalog = build_products(tmp_path / "products")
+    Ingestor(settings).run(IngestOptions(catalog, "shop", FieldMapping.model_validate(MAPPING)))
+    return settings
+
+
+def search(settings, text: str, **options):
+    return Searcher(settings, "shop").search(SearchRequest(text=text, **options))
+
+
+def product_id(brand: str, category: str, colour: str) -> str:
+    return next(
+        p.id for p in products() if (p.brand, p.category, p.colour) == (brand, category, colour)
+    )
+
+
+def test_red_acme_boots_is_read_as_colour_brand_and_category(shop):
+    result = search(shop, "red Acme boots", k=5, explain=True)
+    routing = result.routing
+    assert routing is not None
+    named = {(e.entity, e.kind) for e in routing.entities}
+    assert named >= {("colour=red", "exact"), ("brand=acme", "exact"), ("category=boots", "exact")}
+    assert result.hits[0].id == product_id("Acme", "boots", "red")
+    assert "graph" in result.signals and "graph" in result.hits[0].signals
+    boots = next(e for e in routing.entities if e.entity == "category=boots")
+    assert boots.items == 10 and boots.effects[0].startswith("boost: 10 items")
+    # Expansion never adds another value of a field the query already names.
+    assert not {"sneakers", "backpacks", "Globex", "Umbrella"} & set(routing.expansion)
+    assert "colour/shape words (red)" in routing.reasons[0]
+
+
+def test_a_misspelt_brand_is_recognised_by_spelling(shop):
+    routing = search(shop, "acmee sneakers", k=5).routing
+    assert routing is not None
+    acme = next(e for e in routing.entities if e.entity == "brand=acme")
+    assert acme.kind == "fuzzy" and 0.85 <= acme.score < 1.0
+
+
+def test_filter_mode_makes_named_values_hard_filters(shop):
+    boosted = search(shop, "globex things", k=15)
+    assert {h.attributes["brand"] for h in boosted.hits} != {"Globex"}
+    folder = Workspace(shop.home).collection("shop")
+    save_routing(folder.folder, RoutingSettings(mode="filter"))
+    filtered = search(shop, "globex things", k=15)
+    assert len(filtered.hits) == 10  # Globex makes 10 products
+    assert {h.attributes["brand"] for h in filtered.hits} == {"Globex"}
+    assert filtered.routing is not None
+    assert "filter: brand = 'Globex'" in filtered.routing.entities[0].effects
+
+
+def test_routing_is_off_on_request_and_by_setting(shop):
+    off = search(shop, "red Acme boots", k=5, graph=False)
+    assert off.routing is None and "graph" not in off.signals
+    folder = Workspace(shop.home).collection("shop")
+    save_routing(folder.folder, RoutingSettings(enabled=False))
+    assert search(shop, "red Acme boots", k=5).routing is None
+    assert search(shop, "red Acme boots", k=5, graph=True).routing is not None
+
+
+def test_a_model_number_weights_keyword_up(shop):
+    code = product_id("Globex", "mugs", "blue")
+    model = next(p.model for p in products() if p.id == code)
+    result = search(shop, model, k=3, explain=True)
+    assert result.routing is not None
+    assert result.routing.signal_weights == {"keyword": 2.0}
+    assert result.hits[0].id == code
+    explanation = result.hits[0].explanation
+    assert explanation is not None and explanation.signals["keyword"].weight == 2.0
+
+
+def test_graph_routes_show_a_caller_only_entities_of_visible_items(settings, tmp_path):
+    rows = [
+        {"id": "a", "title": "open boot", "brand": "Acme", "category": "boots", "acl": ["sales"]},
+        {"id": "b", "title": "open mug", "brand": "Acme", "category": "mugs", "acl": ["sales"]},
+        {"id": "s", "title": "secret boot", "brand": "Hushco", "category": "boots", "acl": ["x"]},
+    ]
+    folder = tmp_path / "acl"
+    folder.mkdir()
+    catalog = folder / "catalog.jsonl"
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    mapping = FieldMapping(attributes=["brand", "category"], entities=["brand", "category"])
+    Ingestor(settings).run(IngestOptions(catalog, "shop", mapping))
+    _, secret = KeyStore(settings.home).create("reader", groups=("sales",))
+    served = settings.model_copy(update={"auth": "auto", "rate_limit_per_minute": 0})
+    headers = {"authorization": f"Bearer {secret}"}
+    with (
+        running_server(create_app(served)) as base,
+        httpx.Client(base_url=base, timeout=60, headers=headers) as client,
+    ):
+        listed = client.get("/v1/collections/shop/entities", params={"prefix": ""}).json()
+        assert {e["entity"]: e["items"] for e in listed["entities"]} == {
+            "brand=acme": 2,
+            "category=boots": 1,
+            "category=mugs": 1,
+        }
+        assert client.get("/v1/collections/shop/graph/brand=hushco").status_code == 404
+        boots = client.get("/v1/collections/shop/graph/category=boots").json()["entities"][0]
+        assert boots["items"] == 1 and boots["sample_items"] == ["a"]
+        assert {n["entity"] for n in boots["neighbours"]} == {"brand=acme"}
+        found = client.post(
+            "/v1/collections/shop/search", json={"text": "hushco boots", "explain": True}
+        ).json()
+        assert "s" not in {h["id"] for h in found["hits"]}
+        assert "brand=hushco" not in {e["entity"] for e in found["routing"]["entities"]}
+        assert client.get("/v1/collections/shop/entities").status_code == 200
+        assert httpx.get(f"{base}/v1/collections/shop/entities").status_code == 401
