@@ -18,6 +18,7 @@ from typing import Any
 
 os.environ.setdefault("LANCE_LOG", "error")  # keep Rust-side notices out of CLI output
 
+import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -33,9 +34,11 @@ from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 logging.getLogger("lance").setLevel(logging.ERROR)
 log = logging.getLogger("mmsearch.index")
 # Re-scoring exactly the k rows the quantised index ranks first (x1) restores true cosine
-# scores and the exact order among them; at 100k composed MiniLM vectors it kept the
-# same recall@10 as x4 and cut the vector search's time (docs/BENCHMARKS.md).
+# scores and the exact order among them. At 100k composed MiniLM vectors, x1 instead of
+# x4 took recall@10 from 0.988 to 0.976 and the vector search from 43 to 30 ms p50
+# (docs/BENCHMARKS.md).
 ANN_REFINE_FACTOR = 1
+ANN_NPROBES = 20  # IVF partitions searched: LanceDB's own default, now stated
 KEEP_EVERY_VERSION = timedelta(days=36_500)
 PRUNE_VERSIONS_OLDER_THAN = timedelta(days=7)
 
@@ -50,6 +53,8 @@ class LanceBuildIndex:
         self._vectors = vectors
         self._ann_min_rows = ann_min_rows
         self._ann_cache: frozenset[str] | None = None
+        self._snapshot: lance.LanceDataset | None = None
+        self._schema: pa.Schema | None = None
 
     @classmethod
     def create(
@@ -92,7 +97,23 @@ class LanceBuildIndex:
 
     @property
     def schema(self) -> pa.Schema:
-        return self._table.schema
+        if self._schema is None:
+            self._schema = self._dataset().schema
+        return self._schema
+
+    def _dataset(self) -> lance.LanceDataset:
+        """The Lance dataset at the table's version, opened once and kept until a write.
+
+        Reads go to it directly: LanceDB's Python query builder asks the table for its
+        schema several times per search (a round trip into Rust each), which made up
+        a third of a keyword search's time. Readers are pinned to a version, and this
+        object's own writes drop the snapshot, so it never shows stale rows."""
+        if self._snapshot is None:
+            self._snapshot = self._table.to_lance()
+        return self._snapshot
+
+    def _written(self) -> None:
+        self._snapshot, self._schema, self._ann_cache = None, None, None
 
     @property
     def vector_fields(self) -> list[VectorField]:
@@ -101,27 +122,27 @@ class LanceBuildIndex:
     def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table:
         """Every row passing ``filter``, only ``columns`` (duplicate finding, facets)."""
         where = self._sql(filter)
-        dataset = self._table.to_lance()
+        dataset = self._dataset()
         if where is None:
             return dataset.to_table(columns=columns)
         return self._checked(lambda: dataset.to_table(columns=columns, filter=where), where)
 
     def row_count(self) -> int:
-        return int(self._table.count_rows())
+        return int(self._dataset().count_rows())
 
     def count(self, filter: Filter | None = None) -> int:
         """Rows passing ``filter`` (all rows without one)."""
         where = self._sql(filter)
         if where is None:
             return self.row_count()
-        return int(self._checked(lambda: self._table.count_rows(where), where))
+        return int(self._checked(lambda: self._dataset().count_rows(filter=where), where))
 
     def version(self) -> int:
         return int(self._table.version)
 
     def content_hashes(self, version: int | None = None) -> dict[str, str]:
         """id → record hash of every row (at ``version`` if given), read as two columns only."""
-        dataset = self._table.to_lance()
+        dataset = self._dataset()
         if version is not None and version != dataset.version:
             dataset = dataset.checkout_version(version)
         data = dataset.to_table(columns=["id", "record_sha256"])
@@ -132,7 +153,7 @@ class LanceBuildIndex:
         writes of a run that was abandoned or refused."""
         if version != self.version():
             self._table.restore(version)
-            self._ann_cache = None
+            self._written()
 
     def upsert(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:
@@ -143,10 +164,12 @@ class LanceBuildIndex:
             .when_not_matched_insert_all()
             .execute(rows)
         )
+        self._written()
 
     def delete(self, ids: list[str]) -> None:
         if ids:
             self._table.delete(to_lance_sql(InList("id", tuple(ids)), self.schema))
+            self._written()
 
     def refresh_indexes(self) -> dict[str, Any]:
         """Bring the keyword, id and vector indexes up to date with the rows."""
@@ -167,7 +190,7 @@ class LanceBuildIndex:
             # Folds new rows into the indexes that already existed. It prunes no versions:
             # readers stay pinned to the published one until the manifest names a new one.
             self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
-        self._ann_cache = None
+        self._written()
         names = sorted({index.columns[0] for index in self._table.list_indices()})
         return {"created": created, "indexed_columns": names, "rows": rows}
 
@@ -185,22 +208,36 @@ class LanceBuildIndex:
     def vector_search(
         self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
     ) -> list[Match]:
-        query = (
-            self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
-            .distance_type("cosine")
-            .select(["id", "_distance"])
-            .with_row_id(True)
-            .limit(k)
-        )
+        nearest: dict[str, Any] = {
+            "column": column,
+            "q": np.asarray(vector, dtype=np.float32),
+            "k": k,
+            "metric": "cosine",
+        }
         if column in self._ann_indexed():
-            # The quantised index reports approximate squared-L2 distances; re-scoring the
-            # shortlist exactly restores true cosine distances (and the exact order).
-            query = query.refine_factor(ANN_REFINE_FACTOR)
+            # The quantised index reports approximate distances; re-scoring the shortlist
+            # exactly restores true cosine distances (and the exact order).
+            nearest |= {"nprobes": ANN_NPROBES, "refine_factor": ANN_REFINE_FACTOR}
         where = self._sql(filter)
-        if where is not None:
-            query = query.where(where, prefilter=True)
-        rows = self._run(query, where)
-        return [Match(r["id"], 1.0 - float(r["_distance"]), r["_rowid"]) for r in rows]
+        data = self._checked(
+            lambda: self._dataset().to_table(
+                columns=["id"],
+                nearest=nearest,
+                filter=where,
+                prefilter=where is not None,
+                with_row_id=True,
+            ),
+            where,
+        )
+        return [
+            Match(item_id, 1.0 - float(distance), row_id)
+            for item_id, distance, row_id in zip(
+                data["id"].to_pylist(),
+                data["_distance"].to_pylist(),
+                data["_rowid"].to_pylist(),
+                strict=True,
+            )
+        ]
 
     def _ann_indexed(self) -> frozenset[str]:
         if self._ann_cache is None:
@@ -208,13 +245,27 @@ class LanceBuildIndex:
         return self._ann_cache
 
     def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]:
-        search = self._table.search(query, query_type="fts", fts_columns=KEYWORD_COLUMN)
-        search = search.select(["id", "_score"]).with_row_id(True).limit(k)
         where = self._sql(filter)
-        if where is not None:
-            search = search.where(where, prefilter=True)
-        rows = self._run(search, where)
-        return [Match(r["id"], float(r["_score"]), r["_rowid"]) for r in rows]
+        data = self._checked(
+            lambda: self._dataset().to_table(
+                columns=["id"],
+                full_text_query={"query": query, "columns": [KEYWORD_COLUMN]},
+                filter=where,
+                prefilter=where is not None,
+                limit=k,
+                with_row_id=True,
+            ),
+            where,
+        )
+        return [
+            Match(item_id, float(score), row_id)
+            for item_id, score, row_id in zip(
+                data["id"].to_pylist(),
+                data["_score"].to_pylist(),
+                data["_rowid"].to_pylist(),
+                strict=True,
+            )
+        ]
 
     def get(
         self, ids: list[str], columns: list[str] | None = None, filter: Filter | None = None
@@ -223,12 +274,13 @@ class LanceBuildIndex:
         if not ids:
             return []
         combined = all_of(InList("id", tuple(dict.fromkeys(ids))), filter)
-        where = self._sql(combined) or "true"
-        query = self._table.search().where(where)
-        if columns:
-            query = query.select(columns)
-        rows = self._run(query.limit(len(ids)), where if filter is not None else None)
-        by_id = {row["id"]: row for row in rows}
+        where = self._sql(combined)
+        wanted = list(dict.fromkeys(["id", *columns])) if columns else None
+        data = self._checked(
+            lambda: self._dataset().to_table(columns=wanted, filter=where, limit=len(ids)),
+            where if filter is not None else None,
+        )
+        by_id = {row["id"]: row for row in data.to_pylist()}
         return [by_id[i] for i in ids if i in by_id]
 
     def get_found(self, matches: Sequence[Match], columns: list[str]) -> list[dict[str, Any]]:
@@ -238,8 +290,9 @@ class LanceBuildIndex:
         wanted = list(dict.fromkeys(["id", *columns]))
         by_id: dict[str, dict[str, Any]] = {}
         if handles:
-            taken = self._table.take_row_ids(list(dict.fromkeys(handles.values())))
-            by_id = {row["id"]: row for row in taken.select(wanted).to_list()}
+            # The snapshot the searches read, so each handle still names the same row.
+            taken = self._dataset()._take_rows(list(dict.fromkeys(handles.values())), wanted)
+            by_id = {row["id"]: row for row in taken.to_pylist()}
         missing = [m.id for m in matches if m.id not in by_id]
         if missing:
             by_id.update((row["id"], row) for row in self.get(missing, wanted))
@@ -247,10 +300,6 @@ class LanceBuildIndex:
 
     def _sql(self, filter: Filter | None) -> str | None:
         return None if filter is None else to_lance_sql(filter, self.schema)
-
-    @staticmethod
-    def _run(query: Any, where: str | None) -> list[dict[str, Any]]:
-        return LanceBuildIndex._checked(query.to_list, where)
 
     @staticmethod
     def _checked(call: Any, where: str | None) -> Any:
