@@ -160,5 +160,11 @@ def test_the_graph_commands(shop):
     }
     rebuilt = run("build")
     assert rebuilt["entities"] == stats["entities"]
+    assert run("routing")["mode"] == "boost"
+    changed = run("routing", "--mode", "filter", "--expand", "0")
+    assert (changed["mode"], changed["expand"]) == ("filter", 0)
+    assert run("routing")["mode"] == "filter"
+    bad = CliRunner().invoke(app, ["graph", "-c", "shop", *home, "routing", "--mode", "hard"])
+    assert bad.exit_code != 0 and "mode" in bad.output
     missing = CliRunner().invoke(app, ["graph", "-c", "shop", *home, "entity", "nope"])
     assert missing.exit_code != 0 and "No entity 'nope'" in missing.output

@@ -193,6 +193,76 @@ def build_command(
     )
 
 
+@graph_app.command("routing")
+def routing(
+    ctx: typer.Context,
+    enabled: Annotated[
+        bool | None,
+        typer.Option("--enabled/--disabled", help="Route searches that do not say."),
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="boost (a fused graph signal) or filter.")
+    ] = None,
+    graph_weight: Annotated[
+        float | None, typer.Option("--graph-weight", help="Fusion weight of the graph signal.")
+    ] = None,
+    expand: Annotated[
+        int | None, typer.Option("--expand", help="Neighbours added to keyword (0 = off).")
+    ] = None,
+    meaning_min: Annotated[
+        float | None, typer.Option("--meaning-min", help="Least cosine for a meaning match.")
+    ] = None,
+    meaning_top: Annotated[
+        int | None, typer.Option("--meaning-top", help="Entities by meaning (0 = off).")
+    ] = None,
+    weight_signals: Annotated[
+        bool | None,
+        typer.Option(
+            "--weight-signals/--no-weight-signals",
+            help="Colour/shape words weigh image signals up, codes keyword.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the collection's query-routing settings, or change the ones given."""
+    from pydantic import ValidationError
+
+    from mmsearch.errors import MMSearchError
+    from mmsearch.graph.settings import RoutingSettings, load_routing, save_routing
+    from mmsearch.workspace import open_collection
+
+    target: _Target = ctx.obj
+    changes = {
+        key: value
+        for key, value in {
+            "enabled": enabled,
+            "mode": mode,
+            "graph_weight": graph_weight,
+            "expand": expand,
+            "meaning_min": meaning_min,
+            "meaning_top": meaning_top,
+            "weight_signals": weight_signals,
+        }.items()
+        if value is not None
+    }
+    with user_errors():
+        _, folder = open_collection(target.home, target.collection)
+        current = load_routing(folder.folder)
+        if changes:
+            try:
+                current = RoutingSettings.model_validate({**current.model_dump(), **changes})
+            except ValidationError as exc:
+                problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+                raise MMSearchError(f"Invalid routing settings: {problems}.") from None
+            save_routing(folder.folder, current)
+    found = current.model_dump()
+    if as_json:
+        print_json(found)
+        return
+    for key, value in found.items():
+        console.print(f"{key:<16} {escape(str(value))}", highlight=False)
+
+
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     table = Table()
     for column in columns:
