@@ -165,6 +165,14 @@ def test_moderation_flows_over_http(served) -> None:
     assert "dog" not in searched(client, reader, "dog") and "powder" in searched(
         client, reader, "cocaine"
     )
+    # The review page shows the item beside the banned image it matched, with the distance.
+    page = call(client, admin, "GET", "/review/shop/dog")
+    assert page.status_code == 200 and "banned-dogs" in page.text and "verdict-form" in page.text
+    assert "PDQ distance" in page.text and "/v1/collections/shop/review/dog/banned/0" in page.text
+    banned = call(client, admin, "GET", "/v1/collections/shop/review/dog/banned/0")
+    assert banned.content == (root / "dogs" / "1f436.png").read_bytes()
+    assert call(client, reader, "GET", "/review/shop/dog").status_code == 403
+    assert "dog" in call(client, admin, "GET", "/review/shop").text
     rejected = call(
         client,
         admin,

@@ -77,6 +77,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/collections/{name}/review/{item_id}/images/{n}"): Permission.MODERATE,
     ("POST", "/v1/collections/{name}/review/{item_id}"): Permission.MODERATE,
     ("POST", "/v1/collections/{name}/moderation/apply"): Permission.MODERATE,
+    ("GET", "/v1/collections/{name}/review/{item_id}/banned/{n}"): Permission.MODERATE,
+    ("GET", "/review/{collection}"): Permission.MODERATE,
+    ("GET", "/review/{collection}/{item_id}"): Permission.MODERATE,
     ("PUT", "/v1/admin/collections/{name}/policy"): Permission.ADMIN,
     ("GET", "/v1/admin/rankers"): Permission.GLOBAL_ADMIN,
     ("DELETE", "/v1/admin/rankers/{ranker_name}"): Permission.GLOBAL_ADMIN,
@@ -87,4 +90,12 @@ PUBLIC_PREFIXES = ("/static/",)
 # Path parameters that name a collection the caller's key must be allowed to use.
 COLLECTION_PARAMS = ("name", "collection")
 # HTML pages answer an anonymous visitor with a redirect to the login page, not JSON.
-PAGES = frozenset({"/", "/items/{collection}/{item_id}", "/admin"})
+PAGES = frozenset(
+    {
+        "/",
+        "/items/{collection}/{item_id}",
+        "/admin",
+        "/review/{collection}",
+        "/review/{collection}/{item_id}",
+    }
+)

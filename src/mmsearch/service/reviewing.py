@@ -123,6 +123,35 @@ def image_path(state: ServiceState, collection: str, item_id: str, n: int, calle
     return path
 
 
+def banned_image_path(
+    state: ServiceState, collection: str, item_id: str, n: int, caller: Caller
+) -> Path:
+    """The banned image the item's n-th piece of evidence matched, for a reviewer to
+    compare: only a file inside that rule's banned folder, as the installed policy
+    names it (a listed hash has no image)."""
+    folder = state.workspace.collection(collection)
+    access = state.access_filter(caller, collection)
+    with _not_found():
+        row = review_item(folder, state.settings, item_id, access)
+    evidence = row["decision"].get("evidence", [])
+    if not 0 <= n < len(evidence) or evidence[n].get("condition") != "banned_images":
+        raise NotFound(f"Evidence {n} of item '{item_id}' is not a banned-image match.")
+    found = evidence[n]
+    try:
+        policy = PolicyStore(state.settings.home).read(row["decision"]["policy"])
+    except MMSearchError:
+        raise NotFound(f"The policy of item '{item_id}' is no longer installed.") from None
+    rule = next((r for r in policy.rules if r.id == found["rule"]), None)
+    banned = rule.banned_images if rule is not None else None
+    if banned is None or banned.folder is None or not found.get("banned"):
+        raise NotFound(f"Evidence {n} of item '{item_id}' has no banned image file.")
+    root = Path(banned.folder).resolve()
+    path = (root / found["banned"]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NotFound(f"The banned image of evidence {n} of item '{item_id}' is not there.")
+    return path
+
+
 def verdict(
     state: ServiceState, collection: str, item_id: str, body: VerdictBody, caller: Caller
 ) -> dict[str, Any]:

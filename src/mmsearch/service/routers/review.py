@@ -68,6 +68,20 @@ def review_image(
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
+@router.get(
+    "/v1/collections/{name}/review/{item_id}/banned/{n}",
+    summary="The banned image the item's n-th piece of evidence matched",
+    response_class=FileResponse,
+    responses=error_responses(401, 403, 404, 422, 429),
+)
+def review_banned_image(
+    name: CollectionName, item_id: ItemId, n: ImageIndex, request: Request
+) -> FileResponse:
+    path = reviewing.banned_image_path(state_of(request), name, item_id, n, request_caller(request))
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
 @router.post(
     "/v1/collections/{name}/review/{item_id}",
     summary="Approve or reject an item's moderation decision, with a reason",

@@ -1,4 +1,4 @@
-"""The web UI: search, item and admin pages (Jinja2), the API reference, static assets."""
+"""The web UI: search, item, admin and review pages (Jinja2), the API reference, assets."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.governance.roles import Permission
 from mmsearch.manifest import BuildManifest
 from mmsearch.monitoring.drift_checks import last_results
+from mmsearch.service import reviewing
 from mmsearch.service.access import SESSION_COOKIE, AccessControl, request_caller
 from mmsearch.service.charts import bucket_by_minute, canary_svg, latency_svg, volume_svg
 from mmsearch.service.errors import NotFound
@@ -79,6 +80,52 @@ def item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
         item=item,
         attributes=attributes,
         provenance=provenance,
+    )
+
+
+@router.get("/review/{collection}", response_class=HTMLResponse)
+def review_page(collection: str, request: Request, state: str = "pending") -> HTMLResponse:
+    """The review queue of a collection (a reviewer's items only: their ACL groups)."""
+    found = reviewing.queue(
+        state_of(request), collection, request_caller(request), None if state == "all" else state
+    )
+    return page(request, "review.html", collection=collection, queue=found["items"], state=state)
+
+
+@router.get("/review/{collection}/{item_id}", response_class=HTMLResponse)
+def review_item_page(collection: str, item_id: str, request: Request) -> HTMLResponse:
+    """One item beside the banned images it matched, the rule, the distance and the text
+    cues; approve and reject post to the review API with the page's CSRF token."""
+    item = reviewing.show(state_of(request), collection, item_id, request_caller(request))
+    decision = item["decision"]
+    evidence = [
+        {
+            **found,
+            "banned_url": (
+                f"/v1/collections/{collection}/review/{item_id}/banned/{n}"
+                if _banned_file(found)
+                else None
+            ),
+        }
+        for n, found in enumerate(decision.get("evidence", []))
+    ]
+    return page(
+        request,
+        "review_item.html",
+        collection=collection,
+        item=item,
+        decision=decision,
+        evidence=evidence,
+    )
+
+
+def _banned_file(evidence: dict[str, Any]) -> bool:
+    """A banned-image match of a file (a listed hash, "hash #N", has no picture)."""
+    label = str(evidence.get("banned") or "")
+    return (
+        evidence.get("condition") == "banned_images"
+        and bool(label)
+        and not (label.startswith("hash #"))
     )
 
 
