@@ -114,10 +114,14 @@ class RowRebuilder:
         ]
         self.counts["failed"] += len(failed)
         self.counts["written"] += len(items) - len(failed)
+        # Moderation decisions are kept as stored; a source built before those columns
+        # existed has none (NULL), as its rows had.
         arrays = [
             pa.array(overrides[f.name], type=f.type)
             if f.name in overrides
             else table.column(f.name).cast(f.type)
+            if f.name in table.column_names
+            else pa.nulls(len(table), f.type)
             for f in self.schema
         ]
         return pa.Table.from_arrays(arrays, schema=self.schema), problems
