@@ -174,6 +174,11 @@ def test_block_at_ingest_is_a_row_error_naming_the_rule(shop: dict[str, str]) ->
     assert "rifle" not in ids and "powder" not in ids  # quarantined, hidden
     assert {"promo", "dog", "cat", "seed"} <= set(ids)  # flagged stays visible
     assert ("policy.bind", "ok", None) in audit_actions(home)
+    # dupes reads the fingerprints stored at ingest: the image files are not needed.
+    shutil.rmtree(Path(shop["catalog"]).parent / "img")
+    dupes = run_json("dupes", "-c", "shop", "--home", home)
+    assert dupes["items"] == 6 and dupes["images"] == 5  # the seed had none stored
+    assert len(dupes["unreadable"]) == 1 and dupes["unreadable"][0].startswith("seed")
 
 
 def test_quarantine_then_approve_through_the_cli(shop: dict[str, str]) -> None:

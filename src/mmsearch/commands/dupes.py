@@ -1,9 +1,14 @@
 """``mmsearch dupes``: clusters of duplicate items in a collection's live build.
 
-The build keeps where each image came from and its sha256, not its pixels, so the
-images are read again (``ingest.stored_images``: the same limits as an ingest, the
-sha256 checked, URLs from the workspace cache) and fingerprinted here. An image that
-cannot be read again is listed, not fatal.
+The build keeps where each image came from and its sha256, not its pixels. Items of
+a collection that enforces a moderation policy carry their images' fingerprints,
+computed at ingest (``image_fingerprints``), and those are used as they are; the
+other items' images are read again (``ingest.stored_images``: the same limits as an
+ingest, the sha256 checked, URLs from the workspace cache) and fingerprinted here. An
+image that cannot be read again is listed, not fatal. (A fingerprint made at ingest
+saw the image as decoded for the encoders, at most ``ingest_image_max_side`` on a
+side; PDQ is the same, and only "same pixels" of a larger picture can differ from one
+read back.)
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def find_duplicates(
     from mmsearch.index.open import open_build_index
     from mmsearch.ingest.stored_images import StoredImages
     from mmsearch.media.images import ImageLimits
+    from mmsearch.moderation.decisions import FINGERPRINTS_COLUMN, read_fingerprints
     from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
     from mmsearch.moderation.fingerprints import strictness as strictness_level
     from mmsearch.workspace import Workspace
@@ -40,7 +46,10 @@ def find_duplicates(
     folder = Workspace(settings.home).collection(collection)
     index = open_build_index(folder, folder.live_manifest(), settings)
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
-    table = index.scan(["id", "images", "image_sha256"])
+    columns = ["id", "images", "image_sha256"]
+    if FINGERPRINTS_COLUMN in index.schema.names:
+        columns.append(FINGERPRINTS_COLUMN)
+    table = index.scan(columns)
     ids: list[str] = table["id"].to_pylist()
     image_item: list[int] = []
     positions: list[int] = []
@@ -49,6 +58,12 @@ def find_duplicates(
     stored = StoredImages(settings)
     try:
         for item, row in enumerate(table.to_pylist()):
+            kept = read_fingerprints(row.get(FINGERPRINTS_COLUMN))
+            if kept is not None and len(kept) == len(row.get("images") or []):
+                prints.extend(kept)
+                image_item.extend([item] * len(kept))
+                positions.extend(range(len(kept)))
+                continue
             try:
                 images = stored.load(row)
             except ImageError as exc:
