@@ -255,3 +255,33 @@ def test_unbound_collection_has_no_filter_and_apply_says_how_to_bind(
     failed = runner.invoke(app, ["policy", "apply", "-c", "shop", "--home", home])
     assert failed.exit_code != 0 and "policy bind -c shop" in failed.output
     assert stored(home, "smiley")[FINGERPRINTS_COLUMN] is None  # not computed when unbound
+
+
+def test_a_build_made_before_the_columns_is_refused_with_the_fix(
+    shop: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live build without the moderation columns (made by an older mmsearch) still
+    searches, but a bound policy cannot be enforced on it: ingest and apply say how."""
+    import pyarrow as pa
+
+    from mmsearch.ingest import builds
+    from mmsearch.moderation.decisions import MODERATION_COLUMNS
+
+    made = builds.build_schema
+
+    def older(*args: Any, **kwargs: Any) -> pa.Schema:
+        schema = made(*args, **kwargs)
+        dropped = {*MODERATION_COLUMNS, FINGERPRINTS_COLUMN}
+        return pa.schema([field for field in schema if field.name not in dropped])
+
+    home = shop["home"]
+    monkeypatch.setattr(builds, "build_schema", older)
+    run("ingest", shop["catalog"], "-c", "shop", "--home", home)
+    monkeypatch.undo()
+    assert len(search_ids(home, "sticker")) == 6
+    run("policy", "bind", "shop", "-c", "shop", "--home", home)
+    again = runner.invoke(app, ["ingest", shop["catalog"], "-c", "shop", "--home", home])
+    assert again.exit_code != 0 and "--new-build" in again.output
+    applied = runner.invoke(app, ["policy", "apply", "-c", "shop", "--home", home])
+    assert applied.exit_code != 0 and "--new-build" in applied.output
+    assert len(search_ids(home, "sticker")) == 6  # searching is unaffected
