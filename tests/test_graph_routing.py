@@ -128,3 +128,11 @@ def test_graph_routes_show_a_caller_only_entities_of_visible_items(settings, tmp
         assert "brand=hushco" not in {e["entity"] for e in found["routing"]["entities"]}
         assert client.get("/v1/collections/shop/entities").status_code == 200
         assert httpx.get(f"{base}/v1/collections/shop/entities").status_code == 401
+
+
+def test_a_removed_entity_is_left_out_of_the_route(shop):
+    routing = search(shop, "red Acme boots", k=5, graph_skip=["brand=acme"]).routing
+    assert routing is not None
+    assert "brand=acme" not in {e.entity for e in routing.entities}
+    assert routing.skipped == ["brand=acme"]
+    assert {e.entity for e in routing.entities} == {"colour=red", "category=boots"}

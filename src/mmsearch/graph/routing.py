@@ -90,6 +90,7 @@ class RoutingExplanation(BaseModel):
     signal_weights: dict[str, float] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
     expansion: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="recognised, left out on request")
     mode: str = "boost"
     ms: float = 0.0
 

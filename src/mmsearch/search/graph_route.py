@@ -78,7 +78,12 @@ class GraphRouter:
             meaning_min=settings.meaning_min,
             meaning_top=settings.meaning_top,
         )
-        plan = plan_route(view, mentions, text, settings)
+        skip = set(request.graph_skip or [])
+        kept = [m for m in mentions if view.graph.entities[m.entity].key not in skip]
+        plan = plan_route(view, kept, text, settings)
+        plan.explanation.skipped = sorted(
+            {view.graph.entities[m.entity].key for m in mentions} & skip
+        )
         plan.explanation.ms = round((time.perf_counter() - tick) * 1000.0, 3)
         plan.encode_ms = round(encoded * 1000.0, 3)
         return plan

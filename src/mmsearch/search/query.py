@@ -16,7 +16,7 @@ itself. Those decoded images, and the caller's access, are arguments of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -94,6 +94,11 @@ class SearchQuery(BaseModel):
         default=None,
         description="entity-graph routing: true/false; default: the collection's setting "
         "(on when the build has a graph)",
+    )
+    graph_skip: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="entities (field=value) routing leaves out: the chips a user removed",
     )
     group_by: str | None = Field(
         default=None,
@@ -177,6 +182,7 @@ def build_request(
         rules=query.rules,
         group_by=query.group_by,
         graph=query.graph,
+        graph_skip=query.graph_skip,
     )
     if query.image_weight is not None:  # None (the API's default): the planner's default
         request.image_weight = query.image_weight

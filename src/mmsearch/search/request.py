@@ -54,6 +54,7 @@ class SearchRequest:
     group_by: str | None = None
     # Entity-graph routing (search/graph_route.py): None = the collection's setting.
     graph: bool | None = None
+    graph_skip: list[str] | None = None  # entity keys (field=value) routing leaves out
 
 
 def validate_request(request: SearchRequest) -> str | None:

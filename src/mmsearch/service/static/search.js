@@ -8,7 +8,10 @@
   const app = document.getElementById("search-app");
   if (!app) return;
   const $ = (id) => document.getElementById(id);
-  const state = { collection: app.dataset.collection, image: null, imageName: "", page: 1, last: null };
+  const state = {
+    collection: app.dataset.collection, image: null, imageName: "", page: 1, last: null,
+    graphSkip: [], graphText: "",  // entity chips the user removed, for this query text
+  };
   const DEFAULT_K = "24";
 
   $("collection").addEventListener("change", (e) => {
@@ -138,6 +141,8 @@
       if (url !== location.pathname + location.search) history.pushState(null, "", url);
     }
     const query = { k, offset, explain: $("explain").checked, filters: filters() };
+    if (text !== state.graphText) { state.graphSkip = []; state.graphText = text; }
+    if (state.graphSkip.length) query.graph_skip = state.graphSkip;
     if ($("mode").value) query.mode = $("mode").value;
     const form = new FormData();
     if (text) query.text = text;
@@ -150,6 +155,7 @@
         { method: "POST", body: form });
       state.last = response;
       mm.renderStatus($("status"), response);
+      renderEntities(response.routing);
       const cards = response.hits.map((hit) => mm.card(hit, response, { searchWithImage }));
       $("results").replaceChildren(...cards);
       $("prev-page").hidden = page <= 1;
@@ -162,6 +168,23 @@
     } finally {
       app.classList.remove("busy");
     }
+  }
+
+  // The entities the query named (graph routing), as chips; removing one searches again
+  // without it (the API's graph_skip), and shows it struck through so it can come back.
+  function renderEntities(routing) {
+    const box = $("entity-chips");
+    const chips = ((routing && routing.entities) || []).map((entity) => mm.el("span",
+      { class: "chip entity", title: `${entity.kind} match for "${entity.text}": ${entity.effects.join("; ")}` },
+      entity.entity,
+      mm.el("button", { type: "button", class: "link", "aria-label": `remove ${entity.entity}`, text: "✕",
+        onclick: () => { state.graphSkip.push(entity.entity); search(1); } })));
+    const removed = state.graphSkip.map((key) => mm.el("span", { class: "chip entity removed" },
+      mm.el("s", { text: key }),
+      mm.el("button", { type: "button", class: "link", "aria-label": `restore ${key}`, text: "↺",
+        onclick: () => { state.graphSkip = state.graphSkip.filter((k) => k !== key); search(1); } })));
+    box.replaceChildren(...chips, ...removed);
+    box.hidden = !chips.length && !removed.length;
   }
 
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(1); });
