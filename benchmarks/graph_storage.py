@@ -202,7 +202,7 @@ def one(store: str, folder: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Entity graph storage compared.")
     parser.add_argument("--graph", type=Path, required=True, help="a build's graph folder")
     parser.add_argument("--site", type=Path, help="where kuzu and ladybug are installed")
     parser.add_argument("--one", choices=STORES, help=argparse.SUPPRESS)
