@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from pydantic import Field, ValidationError
 
+from mmsearch.config import AnnIndexType, AnnSearch, Settings
 from mmsearch.errors import MMSearchError
 from mmsearch.manifest import ManifestPart, validation_problems
 
@@ -106,6 +107,57 @@ class PolicyBinding(StatePart):
     set_by: str | None = None
 
 
+class AnnSettings(StatePart):
+    """A collection's ANN settings (collection.json ``ann``): the index a build gets and
+    the search defaults of the collection's requests. ``index_type``, ``m`` and
+    ``ef_construction`` apply when an index is built (the next build or ingest that
+    creates one); ``flat`` builds none, and searches exactly."""
+
+    index_type: AnnIndexType | None = None
+    m: int | None = Field(default=None, ge=4, le=256, description="HNSW graph degree")
+    ef_construction: int | None = Field(
+        default=None, ge=16, le=4096, description="HNSW candidate list size while building"
+    )
+    nprobes: int | None = Field(default=None, ge=1, le=4096)
+    refine_factor: int | None = Field(default=None, ge=1, le=100)
+    ef: int | None = Field(default=None, ge=1, le=100_000)
+
+    def search(self) -> AnnSearch:
+        """The search part, ``exact`` when the collection asks for no index."""
+        exact = True if self.index_type == "flat" else None
+        return AnnSearch(
+            nprobes=self.nprobes, refine_factor=self.refine_factor, ef=self.ef, exact=exact
+        )
+
+
+def ann_search(
+    settings: Settings, collection: AnnSettings | None, request: AnnSearch | None = None
+) -> AnnSearch:
+    """The ANN knobs one search uses: the request's, then the collection's, then the
+    settings' (``ann_*``)."""
+    resolved = AnnSearch(
+        nprobes=settings.ann_nprobes,
+        refine_factor=settings.ann_refine_factor,
+        ef=settings.ann_ef,
+        exact=True if settings.ann_index_type == "flat" else None,
+    )
+    if collection is not None:
+        resolved = collection.search().over(resolved)
+    return request.over(resolved) if request is not None else resolved
+
+
+def ann_index(settings: Settings | None, collection: AnnSettings | None) -> AnnSettings:
+    """The index a build's vector columns get: the collection's choices over the settings'."""
+    index_type = collection.index_type if collection is not None else None
+    if index_type is None:
+        index_type = settings.ann_index_type if settings is not None else "ivf_hnsw_sq"
+    return AnnSettings(
+        index_type=index_type,
+        m=collection.m if collection is not None else None,
+        ef_construction=collection.ef_construction if collection is not None else None,
+    )
+
+
 class CollectionState(StatePart):
     """One collection.json. Fields in the order a collection gains them, so a file written
     through the model reads like one written before it."""
@@ -121,6 +173,7 @@ class CollectionState(StatePart):
     staged: str | None = None  # the build id of the candidate ``ingest --stage`` fills
     gate: DefaultGate | None = None
     canary: CanaryState | None = None
+    ann: AnnSettings | None = None
     moderation: PolicyBinding | None = None  # ``mmsearch policy bind``
 
 

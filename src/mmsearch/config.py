@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the workspace used to default to: a folder in whatever directory a command ran
@@ -20,6 +20,42 @@ def default_home() -> Path:
     ``XDG_DATA_HOME``): the same from every current folder, so the command the demo
     suggests works wherever it is typed."""
     return Path(platformdirs.user_data_dir("mmsearch", appauthor=False))
+
+
+AnnIndexType = Literal["ivf_hnsw_sq", "ivf_pq", "flat"]
+
+
+class AnnSearch(BaseModel):
+    """How one vector search uses the ANN index, where a request overrides its collection.
+
+    Every field left None takes the collection's value, then the settings' (``ann_*``).
+    Why these knobs: on quantised indexes recall and latency trade against each other,
+    and which trade is right depends on the catalog (docs/BENCHMARKS.md has a table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nprobes: int | None = Field(
+        default=None, ge=1, le=4096, description="IVF partitions searched (more: recall, time)"
+    )
+    refine_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="re-score k x this many index candidates exactly (more: recall, time)",
+    )
+    ef: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="HNSW candidate list size per partition (at least k x refine_factor)",
+    )
+    exact: bool | None = Field(
+        default=None, description="bypass the ANN index: exact search over every row"
+    )
+
+    def over(self, base: AnnSearch) -> AnnSearch:
+        """These values where set, ``base``'s elsewhere."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
 class Settings(BaseSettings):
@@ -56,6 +92,19 @@ class Settings(BaseSettings):
         default=50_000,
         ge=256,
         description="rows from which a vector column gets an ANN index; below, search is exact",
+    )
+    # ANN defaults of every collection; a collection's ``ann`` (collection.json) and a
+    # request override them. At 100k composed MiniLM vectors these gave recall@10 0.976
+    # against exact search (docs/BENCHMARKS.md, "ANN settings").
+    ann_index_type: AnnIndexType = Field(
+        default="ivf_hnsw_sq", description="vector index built from ann_min_rows rows"
+    )
+    ann_nprobes: int = Field(default=20, ge=1, le=4096, description="IVF partitions searched")
+    ann_refine_factor: int = Field(
+        default=1, ge=1, le=100, description="re-score k x this many index candidates exactly"
+    )
+    ann_ef: int | None = Field(
+        default=None, ge=1, le=100_000, description="HNSW search list size (None: the engine's)"
     )
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)

@@ -38,6 +38,17 @@ def register(app: typer.Typer) -> None:
     app.command()(search)
 
 
+def _ann(
+    nprobes: int | None, refine_factor: int | None, ef: int | None, exact: bool
+) -> dict[str, int | bool] | None:
+    """The ANN flags given, as the query's ``ann`` (validated there with the rest)."""
+    given = {"nprobes": nprobes, "refine_factor": refine_factor, "ef": ef}
+    knobs: dict[str, int | bool] = {name: v for name, v in given.items() if v is not None}
+    if exact:
+        knobs["exact"] = True
+    return knobs or None
+
+
 def load_settings(home: Path | None) -> Settings:
     """The settings, imported on use: pydantic must not load for ``--help``."""
     from mmsearch.config import load_settings
@@ -89,6 +100,20 @@ def search(
     candidates: Annotated[
         int | None, typer.Option("--candidates", min=1, max=10_000, help="Depth per retriever.")
     ] = None,
+    nprobes: Annotated[
+        int | None,
+        typer.Option("--nprobes", help="ANN: IVF partitions searched (default: collection's)."),
+    ] = None,
+    refine_factor: Annotated[
+        int | None,
+        typer.Option("--refine-factor", help="ANN: re-score k x this many candidates exactly."),
+    ] = None,
+    ef: Annotated[
+        int | None, typer.Option("--ef", help="ANN: HNSW search list size per partition.")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Bypass the ANN index: exact vector search.")
+    ] = False,
     ranker: Annotated[
         str | None, typer.Option("--ranker", help="Reranker model folder ('none' = off).")
     ] = None,
@@ -166,6 +191,7 @@ def search(
             weights=parse_weights(weights),
             normalisation=_normalisation(normalisation),
             candidates=candidates,
+            ann=_ann(nprobes, refine_factor, ef, exact),
             reranker=ranker,
             rules=rules,
             explain=explain,

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from mmsearch.config import AnnSearch
 from mmsearch.filters.expr import Filter
 
 
@@ -43,6 +44,9 @@ class BuildReader(Protocol):
     its own language and quotes the values itself. A filter the engine cannot apply
     is a ``QueryError`` that names no internal column.
 
+    ``vector_search`` takes the resolved ANN knobs (``collection_state.ann_search``); an
+    engine applies those it has and says which in its docstring.
+
     ``get_found`` reads the rows of matches this reader's searches returned, in their
     order: by row handle where the engine gives one (a single read, no query), else as
     ``get`` by id. It applies no filter: the searches that found them did.
@@ -65,7 +69,12 @@ class BuildReader(Protocol):
     def content_hashes(self, version: int | None = None) -> dict[str, str]: ...
 
     def vector_search(
-        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
+        self,
+        column: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        ann: AnnSearch | None = None,
     ) -> list[Match]: ...
 
     def keyword_search(self, query: str, k: int, filter: Filter | None = None) -> list[Match]: ...

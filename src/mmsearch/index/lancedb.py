@@ -22,8 +22,10 @@ import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, BTree, IvfHnswSq
+from lancedb.index import FTS, BTree, IvfHnswSq, IvfPq
 
+from mmsearch.collection_state import AnnSettings
+from mmsearch.config import AnnSearch, Settings
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, InList, all_of
 from mmsearch.filters.nnf import CANNOT_APPLY
@@ -33,12 +35,15 @@ from mmsearch.index.schema import KEYWORD_COLUMN, vector_field_of
 
 logging.getLogger("lance").setLevel(logging.ERROR)
 log = logging.getLogger("mmsearch.index")
-# Re-scoring exactly the k rows the quantised index ranks first (x1) restores true cosine
-# scores and the exact order among them. At 100k composed MiniLM vectors, x1 instead of
-# x4 took recall@10 from 0.988 to 0.976 and the vector search from 43 to 30 ms p50
-# (docs/BENCHMARKS.md).
-ANN_REFINE_FACTOR = 1
-ANN_NPROBES = 20  # IVF partitions searched: LanceDB's own default, now stated
+# Without a request's or a collection's ANN knobs (``collection_state.ann_search``), the
+# settings' defaults. Re-scoring exactly the k rows the quantised index ranks first (x1)
+# restores true cosine scores and the exact order among them; at 100k composed MiniLM
+# vectors x1 instead of x4 took recall@10 from 0.988 to 0.976 and the vector search from
+# 43 to 30 ms p50 (docs/BENCHMARKS.md).
+DEFAULT_ANN = AnnSearch(
+    nprobes=Settings.model_fields["ann_nprobes"].default,
+    refine_factor=Settings.model_fields["ann_refine_factor"].default,
+)
 KEEP_EVERY_VERSION = timedelta(days=36_500)
 PRUNE_VERSIONS_OLDER_THAN = timedelta(days=7)
 
@@ -48,25 +53,42 @@ class LanceBuildIndex:
 
     supports_versions = True  # every write is a table version; readers pin one
 
-    def __init__(self, table: Any, vectors: list[VectorField], ann_min_rows: int):
+    def __init__(
+        self,
+        table: Any,
+        vectors: list[VectorField],
+        ann_min_rows: int,
+        ann_index: AnnSettings | None = None,
+    ):
         self._table = table
         self._vectors = vectors
         self._ann_min_rows = ann_min_rows
+        self._ann_index = ann_index or AnnSettings(index_type="ivf_hnsw_sq")
         self._ann_cache: frozenset[str] | None = None
         self._snapshot: lance.LanceDataset | None = None
         self._schema: pa.Schema | None = None
 
     @classmethod
     def create(
-        cls, db_dir: Path, table_name: str, schema: pa.Schema, ann_min_rows: int
+        cls,
+        db_dir: Path,
+        table_name: str,
+        schema: pa.Schema,
+        ann_min_rows: int,
+        ann_index: AnnSettings | None = None,
     ) -> LanceBuildIndex:
         db = lancedb.connect(str(db_dir))
         table = db.create_table(table_name, schema=schema, mode="create")
-        return cls(table, _vector_fields(schema), ann_min_rows)
+        return cls(table, _vector_fields(schema), ann_min_rows, ann_index)
 
     @classmethod
     def open(
-        cls, db_dir: Path, table_name: str, ann_min_rows: int, version: int | None = None
+        cls,
+        db_dir: Path,
+        table_name: str,
+        ann_min_rows: int,
+        version: int | None = None,
+        ann_index: AnnSettings | None = None,
     ) -> LanceBuildIndex:
         """The table at its latest version, or read-only at ``version`` (what a manifest
         names), so that readers never see the rows of a run that has not finished."""
@@ -86,7 +108,7 @@ class LanceBuildIndex:
                     "its build's manifest publishes. Re-ingest the catalog with --new-build "
                     "to rebuild the collection."
                 ) from None
-        return cls(table, _vector_fields(table.schema), ann_min_rows)
+        return cls(table, _vector_fields(table.schema), ann_min_rows, ann_index)
 
     @staticmethod
     def drop(db_dir: Path, table_name: str) -> None:
@@ -182,10 +204,11 @@ class LanceBuildIndex:
         if KEYWORD_COLUMN not in existing:
             self._table.create_index(KEYWORD_COLUMN, config=FTS(stem=True, remove_stop_words=True))
             created.append(f"{KEYWORD_COLUMN}:fts")
+        kind = self._ann_index.index_type
         for vector in self._vectors:
-            if vector.column not in existing and rows >= self._ann_min_rows:
-                self._table.create_index(vector.column, config=IvfHnswSq(distance_type="cosine"))
-                created.append(f"{vector.column}:ivf_hnsw_sq")
+            if kind != "flat" and vector.column not in existing and rows >= self._ann_min_rows:
+                self._table.create_index(vector.column, config=self._index_config())
+                created.append(f"{vector.column}:{kind}")
         if existing:
             # Folds new rows into the indexes that already existed. It prunes no versions:
             # readers stay pinned to the published one until the manifest names a new one.
@@ -193,6 +216,17 @@ class LanceBuildIndex:
         self._written()
         names = sorted({index.columns[0] for index in self._table.list_indices()})
         return {"created": created, "indexed_columns": names, "rows": rows}
+
+    def _index_config(self) -> IvfHnswSq | IvfPq:
+        """The collection's vector index: IVF-PQ, or IVF-HNSW-SQ with its graph settings."""
+        if self._ann_index.index_type == "ivf_pq":
+            return IvfPq(distance_type="cosine")
+        config = IvfHnswSq(distance_type="cosine")
+        if self._ann_index.m is not None:
+            config.m = self._ann_index.m
+        if self._ann_index.ef_construction is not None:
+            config.ef_construction = self._ann_index.ef_construction
+        return config
 
     def prune_versions(self) -> None:
         """Delete table versions older than a week, never the latest: called once the
@@ -206,18 +240,31 @@ class LanceBuildIndex:
         )
 
     def vector_search(
-        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
+        self,
+        column: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        ann: AnnSearch | None = None,
     ) -> list[Match]:
+        """Exact below ``ann_min_rows`` or with ``ann.exact``; else the ANN index with
+        ``ann``'s nprobes, refine factor and ef (``DEFAULT_ANN`` fills what it leaves)."""
+        knobs = ann.over(DEFAULT_ANN) if ann is not None else DEFAULT_ANN
         nearest: dict[str, Any] = {
             "column": column,
             "q": np.asarray(vector, dtype=np.float32),
             "k": k,
             "metric": "cosine",
         }
-        if column in self._ann_indexed():
+        if knobs.exact:
+            nearest["use_index"] = False
+        elif column in self._ann_indexed():
             # The quantised index reports approximate distances; re-scoring the shortlist
             # exactly restores true cosine distances (and the exact order).
-            nearest |= {"nprobes": ANN_NPROBES, "refine_factor": ANN_REFINE_FACTOR}
+            nearest |= {"nprobes": knobs.nprobes, "refine_factor": knobs.refine_factor}
+            if knobs.ef is not None:
+                # HNSW must keep at least as many candidates as it returns.
+                nearest["ef"] = max(knobs.ef, k * (knobs.refine_factor or 1))
         where = self._sql(filter)
         data = self._checked(
             lambda: self._dataset().to_table(

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from mmsearch.collection_state import AnnSettings, ann_index
 from mmsearch.config import Settings
 from mmsearch.index.base import BuildIndex
 from mmsearch.index.stores import StoreBackend
@@ -14,6 +15,12 @@ if TYPE_CHECKING:
     from mmsearch.collection_state import CollectionState
     from mmsearch.manifest import BuildManifest
     from mmsearch.workspace import CollectionDir
+
+
+def collection_ann(collection: CollectionDir, settings: Settings | None) -> AnnSettings:
+    """The index the collection's builds get (collection.json ``ann`` over the settings)."""
+    saved = collection.state().ann if (collection.folder / "collection.json").exists() else None
+    return ann_index(settings, saved)
 
 
 def ann_min_rows(settings: Settings | None) -> int:
@@ -40,7 +47,13 @@ class LanceStore:
     ) -> BuildIndex:
         from mmsearch.index.lancedb import LanceBuildIndex
 
-        return LanceBuildIndex.create(collection.lancedb_dir, table, schema, ann_min_rows(settings))
+        return LanceBuildIndex.create(
+            collection.lancedb_dir,
+            table,
+            schema,
+            ann_min_rows(settings),
+            collection_ann(collection, settings),
+        )
 
     def open(
         self,
@@ -52,7 +65,11 @@ class LanceStore:
         from mmsearch.index.lancedb import LanceBuildIndex
 
         return LanceBuildIndex.open(
-            collection.lancedb_dir, manifest.table, ann_min_rows(settings), version
+            collection.lancedb_dir,
+            manifest.table,
+            ann_min_rows(settings),
+            version,
+            collection_ann(collection, settings),
         )
 
     def drop(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mmsearch.config import AnnSearch
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import And, Filter, InList, Visible, all_of
 from mmsearch.filters.nnf import CANNOT_APPLY
@@ -398,8 +399,16 @@ class MilvusBuildIndex:
         """Nothing to prune: Milvus keeps no old versions."""
 
     def vector_search(
-        self, column: str, vector: np.ndarray, k: int, filter: Filter | None = None
+        self,
+        column: str,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None = None,
+        ann: AnnSearch | None = None,
     ) -> list[Match]:
+        """HNSW search; ``ann`` is accepted for the protocol and not applied: the walk's
+        ``ef`` follows k and what the filter removes (``vector_request``), and Milvus
+        indexes have no IVF partitions or refine step."""
         if column not in {v.column for v in self._vectors}:
             raise QueryError(f"This collection has no vector field {column}.")
         widen = 1.0

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmsearch.config import Settings
+from mmsearch.config import AnnSearch, Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Filter
@@ -104,6 +104,7 @@ class RetrievalQuery:
     depth: int
     where: Filter | None = None
     user_filtered: bool = False
+    ann: AnnSearch | None = None  # the resolved ANN knobs of every vector search
     signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
     image_weight: float = DEFAULT_IMAGE_WEIGHT
 
@@ -173,7 +174,7 @@ class Retriever:
                 embeddings[(plan.role or "", plan.query_modality)] = vector
                 tick = time.perf_counter()
                 ranked[plan.name] = self.index.vector_search(
-                    plan.column or "", vector, depth, combined
+                    plan.column or "", vector, depth, combined, query.ann
                 )
                 timings[plan.name] = _ms(tick)
             if keyword is not None:

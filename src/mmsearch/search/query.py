@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mmsearch.config import AnnSearch
 from mmsearch.errors import QueryError
 from mmsearch.search.limits import MAX_K, MAX_QUERY_CHARS
 
@@ -90,6 +91,11 @@ class SearchQuery(BaseModel):
         "(API); 'none' switches the default off",
     )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
+    ann: AnnSearch | None = Field(
+        default=None,
+        description="vector index knobs for this search (nprobes, refine_factor, ef, "
+        "exact); unset ones take the collection's, then the server's settings",
+    )
     graph: bool | None = Field(
         default=None,
         description="entity-graph routing: true/false; default: the collection's setting "
@@ -181,6 +187,7 @@ def build_request(
         reranker=query.reranker,
         rules=query.rules,
         group_by=query.group_by,
+        ann=query.ann,
         graph=query.graph,
         graph_skip=query.graph_skip,
     )

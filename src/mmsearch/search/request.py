@@ -15,7 +15,7 @@ from typing import Literal
 
 from PIL import Image
 
-from mmsearch.config import Settings
+from mmsearch.config import AnnSearch, Settings
 from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter, Visible
 from mmsearch.ranking.fusion import FusionParams
@@ -52,6 +52,8 @@ class SearchRequest:
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     # An attribute column: one hit per value, the best (search/grouping.py).
     group_by: str | None = None
+    # ANN knobs over the collection's and the settings' (collection_state.ann_search).
+    ann: AnnSearch | None = None
     # Entity-graph routing (search/graph_route.py): None = the collection's setting.
     graph: bool | None = None
     graph_skip: list[str] | None = None  # entity keys (field=value) routing leaves out

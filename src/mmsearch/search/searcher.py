@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from mmsearch.collection_state import ann_search
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, IsNull, Visible, all_of
@@ -77,6 +78,9 @@ class Searcher:
             self.query_cache,
         )
         self._items_with_acl: int | None = None
+        # The collection's ANN knobs, read with the build: a Searcher answers from one
+        # snapshot, and the service opens a new one when the live build changes.
+        self.collection_ann = folder.state().ann
         self._hidden_items: int | None = None
 
     def effective_access(self, access: Visible | None) -> Visible | None:
@@ -216,6 +220,7 @@ class Searcher:
                 user_filtered=user_filter is not None,
                 signals=request.signals,
                 image_weight=request.image_weight,
+                ann=ann_search(self.settings, self.collection_ann, request.ann),
             )
         )
 
