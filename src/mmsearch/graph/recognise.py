@@ -132,10 +132,12 @@ def recognise(
     embeddings = view.embeddings
     if query_vector is not None and embeddings is not None and meaning_top > 0:
         scores = embeddings @ np.asarray(query_vector, dtype=np.float32)
-        order = np.argsort(-scores)
+        # Only names above the bar are sorted: a full argsort costs more than the rest.
+        above = np.flatnonzero(scores >= meaning_min)
+        order = above[np.argsort(-scores[above], kind="stable")]
         kept = 0
-        for number in order[: meaning_top * 8].tolist():
-            if kept >= meaning_top or scores[number] < meaning_min:
+        for number in order.tolist():
+            if kept >= meaning_top:
                 break
             if number in taken or not view.exists(number):
                 continue

@@ -37,6 +37,7 @@ class StoredGraph:
     embeddings: np.ndarray | None  # one unit row per entity, or None
     cooccurring: dict[int, list[Cooccurrence]] = field(default_factory=dict)
     related: dict[int, list[Hierarchy]] = field(default_factory=dict)
+    by_key: dict[str, int] = field(default_factory=dict)  # "field=value" → entity
 
     @classmethod
     def of(cls, graph: EntityGraph, embeddings: np.ndarray | None) -> StoredGraph:
@@ -48,7 +49,8 @@ class StoredGraph:
         for link in graph.hierarchy:
             related.setdefault(link.parent, []).append(link)
             related.setdefault(link.child, []).append(link)
-        return cls(graph, embeddings, cooccurring, related)
+        by_key = {entity.key: number for number, entity in enumerate(graph.entities)}
+        return cls(graph, embeddings, cooccurring, related, by_key)
 
 
 def graph_folder(build_dir: Path) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,10 +36,6 @@ class Neighbour:
 class GraphView:
     stored: StoredGraph
     visible: set[int] | None  # item numbers the caller may see; None: every item
-    _by_key: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._by_key = {e.key: n for n, e in enumerate(self.graph.entities)}
 
     @property
     def graph(self) -> EntityGraph:
@@ -73,7 +69,7 @@ class GraphView:
 
         if "=" in name:
             field_name, _, value = name.partition("=")
-            number = self._by_key.get(f"{field_name.strip()}={normalise_value(value)}")
+            number = self.stored.by_key.get(f"{field_name.strip()}={normalise_value(value)}")
             found = [] if number is None else [number]
         else:
             value = normalise_value(name)

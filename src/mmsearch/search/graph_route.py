@@ -123,15 +123,27 @@ class GraphRouter:
                 expanded, retrieved.depth, retrieved.where
             )
         if plan.boosts:
-            ids = list(plan.boosts)
-            allowed = {row["id"] for row in self.index.get(ids, ["id"], filter=retrieved.where)}
-            matches = [Match(i, plan.boosts[i]) for i in ids if i in allowed]
-            retrieved.ranked[GRAPH_SIGNAL] = matches[: retrieved.depth]
+            retrieved.ranked[GRAPH_SIGNAL] = self._allowed(plan.boosts, retrieved)
             retrieved.planned.append(GRAPH_SIGNAL)
         spent = (time.perf_counter() - tick) * 1000.0 + plan.explanation.ms
         retrieved.timings["graph"] = round(spent, 3)
         if plan.encode_ms:
             retrieved.timings["graph_encode_text"] = plan.encode_ms
+
+    def _allowed(self, boosts: dict[str, float], retrieved: Retrieved) -> list[Match]:
+        """The best boosted items that pass the search's whole filter, up to the depth;
+        asked of the store a depth at a time, best first, so a search pays for one
+        small lookup unless the filter removes many."""
+        ids = list(boosts)  # best first
+        out: list[Match] = []
+        for start in range(0, len(ids), retrieved.depth):
+            chunk = ids[start : start + retrieved.depth]
+            rows = self.index.get(chunk, ["id"], filter=retrieved.where)
+            allowed = {row["id"] for row in rows}
+            out += [Match(i, boosts[i]) for i in chunk if i in allowed]
+            if len(out) >= retrieved.depth:
+                break
+        return out[: retrieved.depth]
 
     def _query_vector(self, stored: StoredGraph, text: str) -> np.ndarray | None:
         """The query's text embedding, through the cache the text retriever reads, so
