@@ -285,3 +285,40 @@ def test_a_build_made_before_the_columns_is_refused_with_the_fix(
     applied = runner.invoke(app, ["policy", "apply", "-c", "shop", "--home", home])
     assert applied.exit_code != 0 and "--new-build" in applied.output
     assert len(search_ids(home, "sticker")) == 6  # searching is unaffected
+
+
+@pytest.mark.milvus
+def test_quarantine_hides_on_milvus_until_approved(
+    shop: dict[str, str], milvus_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moderation columns on the Milvus store: a bound policy's decisions are stored
+    there, a quarantined item is left out of search, and approving it shows it."""
+    monkeypatch.setenv("MMSEARCH_BACKEND", "milvus")
+    monkeypatch.setenv("MMSEARCH_MILVUS_URI", milvus_uri)
+    monkeypatch.setenv("MMSEARCH_MILVUS_INDEX", "flat")
+    home = shop["home"]
+    applied = ingest_bound(shop)
+    assert applied["changed"]["quarantined"] == 1 and applied["changed"]["hidden"] == 1
+    manifest = Workspace(Path(home)).collection("shop").live_manifest()
+    assert manifest is not None and manifest.store.backend == "milvus"
+    assert stored(home, "rifle")[HIDDEN_COLUMN] is True
+    assert json.loads(stored(home, "cat")[FINGERPRINTS_COLUMN])[0]["pdq"]
+    ids = search_ids(home, "sticker")
+    assert "rifle" not in ids and "powder" not in ids and "smiley" not in ids
+    assert {"promo", "dog", "cat"} <= set(ids)
+    run("review", "approve", "rifle", "-c", "shop", "--home", home, "--reason", "a toy")
+    assert stored(home, "rifle")[HIDDEN_COLUMN] is None  # NULL: visible
+    assert "rifle" in search_ids(home, "rifle")
+    queue = run_json("review", "list", "-c", "shop", "--home", home, "--state", "approved")
+    assert [e["id"] for e in queue] == ["rifle"]
+    # An item with more images than fit in one Milvus string: stored with the
+    # fingerprints of its first images; apply fingerprints it again and still finds it.
+    album = Path(shop["catalog"]).parent / "album.jsonl"
+    row: dict[str, Any] = {"id": "album", "title": "sticker album", "category": "toys"}
+    row["image"] = ["img/1f431.png"] * 79 + ["img/1f680.png"]
+    album.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    run("ingest", str(album), "-c", "shop", "--home", home)
+    kept = json.loads(stored(home, "album")[FINGERPRINTS_COLUMN])
+    assert 0 < len(kept) < 80
+    again = run_json("policy", "apply", "-c", "shop", "--home", home)
+    assert again["fingerprinted"] == 1 and sum(again["changed"].values()) == 0

@@ -157,10 +157,13 @@ def _judge(
     fingerprints = read_fingerprints(row.get(FINGERPRINTS_COLUMN))
     fresh: str | None = None
     paths = list(row.get("images") or [])
-    if fingerprints is None and paths:
+    # Fewer stored than images: the list was capped (``fingerprints_json``), so the
+    # item is fingerprinted again rather than judged on its first images only.
+    if (fingerprints is None or len(fingerprints) < len(paths)) and paths:
         try:
+            capped = fingerprints is not None
             fingerprints = _fingerprint(images, row, limits)
-            fresh = fingerprints_json(fingerprints)
+            fresh = None if capped else fingerprints_json(fingerprints)
             report.fingerprinted += 1
         except ImageError as exc:
             report.image_errors.append(f"{item_id}: {exc}")

@@ -55,6 +55,8 @@ MODERATION_COLUMNS = (
 # Evidence kept per item: the closest matches; a reviewer needs a few, not all.
 MAX_EVIDENCE = 10
 MAX_REVIEWS = 20
+# The stored fingerprints' JSON (ASCII) stays under Milvus's VARCHAR limit (65,535 bytes).
+MAX_FINGERPRINTS_CHARS = 60_000
 
 ReviewState = Literal["pending", "approved", "rejected"]
 Verdict = Literal["approve", "reject"]
@@ -182,7 +184,24 @@ def read_decision(row: dict[str, Any], item_id: str) -> ItemDecision | None:
 
 
 def fingerprints_json(fingerprints: Sequence[Fingerprint]) -> str:
-    return json.dumps([asdict(f) for f in fingerprints], separators=(",", ":"))
+    """The stored fingerprints: those of the item's first images that fit in
+    ``MAX_FINGERPRINTS_CHARS``.
+
+    About 900 characters an image, so an item with more than about 65 images keeps
+    the fingerprints of its first ones only: a string column on Milvus holds at most
+    65,535 bytes, and one oversized value would fail the whole write. Readers tell a
+    short list by its length (fewer entries than images): ``policy apply`` then
+    fingerprints the item's images again and ``dupes`` reads them, so nothing goes
+    unchecked."""
+    parts: list[str] = []
+    size = 2  # the brackets
+    for fingerprint in fingerprints:
+        part = json.dumps(asdict(fingerprint), separators=(",", ":"))
+        size += len(part) + (1 if parts else 0)
+        if size > MAX_FINGERPRINTS_CHARS:
+            break
+        parts.append(part)
+    return "[" + ",".join(parts) + "]"
 
 
 def read_fingerprints(text: str | None) -> list[Fingerprint] | None:
