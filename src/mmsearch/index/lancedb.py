@@ -39,10 +39,11 @@ log = logging.getLogger("mmsearch.index")
 # settings' defaults. Re-scoring exactly the k rows the quantised index ranks first (x1)
 # restores true cosine scores and the exact order among them; at 100k composed MiniLM
 # vectors x1 instead of x4 took recall@10 from 0.988 to 0.976 and the vector search from
-# 43 to 30 ms p50 (docs/BENCHMARKS.md).
+# 43 to 30 ms p50, and ef 300 brought recall back to 0.986 (docs/BENCHMARKS.md).
 DEFAULT_ANN = AnnSearch(
     nprobes=Settings.model_fields["ann_nprobes"].default,
     refine_factor=Settings.model_fields["ann_refine_factor"].default,
+    ef=Settings.model_fields["ann_ef"].default,
 )
 KEEP_EVERY_VERSION = timedelta(days=36_500)
 PRUNE_VERSIONS_OLDER_THAN = timedelta(days=7)
