@@ -7,7 +7,7 @@ source tree (``--src``: the current one, or one exported from a git revision) op
 on the benchmark's workspace, or ``--floor``: faiss HNSW + bm25s + RRF over the rows
 and vectors that mmsearch stored in the same table, the in-process lower bound.
 
-Protocol: one request per stdin line, ``{"text", "signals", "where", "k"}``; one answer
+Protocol: one request per stdin line, ``{"text", "signals", "where", "k", "ann"}``; one answer
 per stdout line, ``{"ms", "ids", "stages"}``, ``ms`` measured inside the arm around the
 whole search (query encoding included unless ``--no-encode``).
 """
@@ -68,13 +68,18 @@ def mmsearch_arm(args: argparse.Namespace, encoder: QueryEncoder) -> Any:
     searcher = Searcher(settings, args.collection)
 
     def search(request: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
+        options: dict[str, Any] = {}
+        if request.get("ann"):  # ANN knobs (trees that have them: SearchRequest.ann)
+            from mmsearch.config import AnnSearch
+
+            options["ann"] = AnnSearch(**request["ann"])
         result = searcher.search(
             SearchRequest(
                 text=request["text"],
                 k=request["k"],
                 signals=request.get("signals"),
                 where=request.get("where"),
-                **request.get("options", {}),
+                **options,
             )
         )
         return [hit.id for hit in result.hits], dict(result.timings_ms)

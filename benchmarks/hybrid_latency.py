@@ -157,11 +157,19 @@ def start_arm(name: str, src: Path, floor: bool, home: Path, queries: Path, enco
 
 
 def request_for(mode: str, i: int, texts: list[str], categories: list[str]) -> dict[str, Any]:
+    """``mode`` is keyword, vector, hybrid or filtered, optionally with ANN knobs:
+    ``vector@nprobes=40,refine_factor=2`` (``exact=1`` bypasses the index)."""
+    base, _, knobs = mode.partition("@")
+    ann = {
+        name: (value == "1" if name == "exact" else int(value))
+        for name, _, value in (part.partition("=") for part in knobs.split(",") if part)
+    }
     return {
         "text": texts[i % len(texts)],
         "k": K,
-        "signals": SIGNALS.get(mode),
-        "where": where_for(i, categories)[0] if mode == "filtered" else None,
+        "signals": SIGNALS.get(base),
+        "where": where_for(i, categories)[0] if base == "filtered" else None,
+        "ann": ann or None,
     }
 
 
@@ -187,7 +195,7 @@ def report(arms: list[Arm], modes: list[str], cache: Any) -> str:
                     same.append(top == ref)
                     overlap.append(len(set(top) & set(ref)) / max(len(ref), 1))
             recall = "-"
-            if mode == "vector":
+            if mode.partition("@")[0] == "vector":
                 scores = []
                 for i, top in arm.tops[mode].items():
                     truth = exact_top(cache, i % len(cache.queries), K, None)
@@ -219,9 +227,14 @@ def main() -> None:
         help="NAME=. (this checkout), NAME=<git revision>, or floor",
     )
     parser.add_argument("--modes", nargs="+", default=["hybrid"])
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds per mode, all arms")
+    parser.add_argument(
+        "--budget", type=float, default=300.0, help="seconds per mode (all arms), or in all"
+    )
     parser.add_argument("--queries", type=int, default=400, help="at most this many per mode")
     parser.add_argument("--no-encode", dest="encode", action="store_false")
+    parser.add_argument(
+        "--interleave-modes", action="store_true", help="modes take turns per query (one budget)"
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mmsearch-store-compare"))
     parser.add_argument(
         "--overlay", type=Path, nargs="*", default=[], help="files the '.' arm takes from here"
@@ -262,25 +275,26 @@ def main() -> None:
         arms.append(start_arm(name, src or first_src, src is None, home, queries, args.encode))
     categories = sorted(set(cache.categories))
     try:
-        for mode in args.modes:
-            modes_floor = [a for a in arms if a.name != "floor" or mode == "hybrid"]
+        # Interleaved modes take turns query by query too, so that their latencies compare.
+        groups = [args.modes] if args.interleave_modes else [[mode] for mode in args.modes]
+        for modes in groups:
+            runs = [(m, a) for m in modes for a in arms if a.name != "floor" or m == "hybrid"]
             for i in range(WARM_UP):
-                for arm in modes_floor:
+                for mode, arm in runs:
                     arm.ask(request_for(mode, 1000 + i, cache.queries, categories))
             started, done = time.perf_counter(), 0
             for i in range(args.queries):
                 if i >= 20 and time.perf_counter() - started > args.budget:
                     break
-                request = request_for(mode, i, cache.queries, categories)
-                order = modes_floor[i % len(modes_floor) :] + modes_floor[: i % len(modes_floor)]
-                for arm in order:
-                    answer = arm.ask(request)
+                shift = i % len(runs)
+                for mode, arm in runs[shift:] + runs[:shift]:
+                    answer = arm.ask(request_for(mode, i, cache.queries, categories))
                     arm.latencies.setdefault(mode, []).append(answer["ms"])
                     arm.tops.setdefault(mode, {})[i] = answer["ids"]
                     for stage, ms in answer["stages"].items():
                         arm.stages.setdefault(mode, {}).setdefault(stage, []).append(ms)
                 done = i + 1
-            print(f"{mode}: {done} queries per arm, load {os.getloadavg()}", flush=True)
+            print(f"{', '.join(modes)}: {done} queries per arm, load {os.getloadavg()}", flush=True)
         print()
         print(report_safe(arms, args.modes, cache))
     finally:
