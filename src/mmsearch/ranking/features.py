@@ -20,10 +20,12 @@ from PIL import Image
 
 from mmsearch.errors import QueryError
 from mmsearch.manifest import BuildManifest, EncoderDescription
+from mmsearch.ranking.lexical import LEXICAL_FEATURES, lexical_matrix
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.retrieve import Retrieved
 
 NUMERIC_KINDS = {"int", "float", "bool"}
+RRF_K = 60  # the ``fusion:rrf`` feature: the default fusion's score, as a starting point
 _WORD = re.compile(r"\w+")
 
 
@@ -74,6 +76,9 @@ class FeatureSpace:
         if self.phash:
             names.append("image:phash_distance")
         names += ["query:terms", "query:has_image", "query:has_filter"]
+        for signal in self.signals:
+            names += [f"{signal}:norm", f"{signal}:zscore", f"{signal}:rank_ratio"]
+        names += ["fusion:rrf", *LEXICAL_FEATURES]
         return names
 
     def columns(self) -> list[str]:
@@ -156,7 +161,8 @@ def feature_matrix(
     query = _terms(retrieved.text)
     text_lower = (retrieved.text or "").lower()
     qhash = query_phash(retrieved.image) if space.phash else None
-    out = np.full((len(ids), len(space.names())), np.nan, dtype=np.float64)
+    added = 3 * len(space.signals) + 1 + len(LEXICAL_FEATURES)  # see _per_query_matrix
+    out = np.full((len(ids), len(space.names()) - added), np.nan, dtype=np.float64)
     for i, item_id in enumerate(ids):
         row = rows.get(item_id, {})
         values: list[float] = []
@@ -194,4 +200,37 @@ def feature_matrix(
             float(retrieved.user_filtered),
         ]
         out[i] = values
-    return out
+    per_query = _per_query_matrix(space, retrieved, ids)
+    lexical = lexical_matrix(
+        retrieved.text,
+        [str(rows.get(i, {}).get("title") or "") for i in ids],
+        [str(rows.get(i, {}).get("search_text") or "") for i in ids],
+    )
+    return np.hstack([out, per_query, lexical])
+
+
+def _per_query_matrix(space: FeatureSpace, retrieved: Retrieved, ids: list[str]) -> np.ndarray:
+    """Each signal's score made comparable across queries: min-max and z-score within
+    the signal's list for this query, and rank / list length (2.0 when absent, NaN
+    z-score); then the RRF score. Raw BM25 scores vary by query length and rare words,
+    so a model trained on them alone learns thresholds that do not transfer."""
+    columns: list[np.ndarray] = []
+    rrf = np.zeros(len(ids))
+    for signal in space.signals:
+        matches = retrieved.ranked.get(signal, [])
+        scores = np.asarray([m.score for m in matches], dtype=np.float64)
+        low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 0.0)
+        mean, sd = (float(scores.mean()), float(scores.std())) if scores.size else (0.0, 0.0)
+        found = {m.id: (rank, m.score) for rank, m in enumerate(matches, start=1)}
+        norm, z, ratio = np.zeros(len(ids)), np.full(len(ids), np.nan), np.full(len(ids), 2.0)
+        for i, item_id in enumerate(ids):
+            if item_id not in found:
+                continue
+            rank, score = found[item_id]
+            norm[i] = (score - low) / (high - low) if high > low else 1.0
+            z[i] = (score - mean) / sd if sd > 0 else 0.0
+            ratio[i] = rank / len(matches)
+            rrf[i] += 1.0 / (RRF_K + rank)
+        columns += [norm, z, ratio]
+    columns.append(rrf)
+    return np.column_stack(columns) if columns else np.zeros((len(ids), 0))
