@@ -27,6 +27,12 @@ from mmsearch.errors import MMSearchError
 from mmsearch.filters.expr import Filter
 from mmsearch.index.base import BuildReader, Match
 from mmsearch.manifest import BuildManifest
+from mmsearch.retrieval.expansion import (
+    FeedbackSettings,
+    expanded_query,
+    expansion_terms,
+    interpolate,
+)
 from mmsearch.retrieval.image_hits import (
     DuplicateKind,
     ImageSignal,
@@ -107,6 +113,8 @@ class RetrievalQuery:
     ann: AnnSearch | None = None  # the resolved ANN knobs of every vector search
     signals: list[str] | None = None  # restrict to these retrievers (evaluation, debugging)
     image_weight: float = DEFAULT_IMAGE_WEIGHT
+    # Pseudo-relevance feedback for the keyword retriever (``retrieval/expansion.py``).
+    feedback: FeedbackSettings | None = None
 
 
 @dataclass
@@ -155,7 +163,7 @@ class Retriever:
         try:
             for plan in plans:
                 if plan.kind == "keyword":
-                    search = self._keyword_call(text or "", depth, combined)
+                    search = self._keyword_call(text or "", depth, combined, query.feedback)
                     if len(plans) > 1:
                         keyword = (plan.name, _keyword_pool().submit(search))
                     else:
@@ -209,15 +217,37 @@ class Retriever:
         )
 
     def _keyword_call(
-        self, text: str, depth: int, where: Filter | None
+        self, text: str, depth: int, where: Filter | None, feedback: FeedbackSettings | None
     ) -> Callable[[], tuple[list[Match], float]]:
         """The keyword search with its own timing, to run on this thread or the pool's."""
 
         def search() -> tuple[list[Match], float]:
             tick = time.perf_counter()
-            return self.index.keyword_search(text, depth, where), _ms(tick)
+            matches = self.index.keyword_search(text, depth, where)
+            if feedback is not None and matches:
+                matches = self._with_feedback(text, matches, depth, where, feedback)
+            return matches, _ms(tick)
 
         return search
+
+    def _with_feedback(
+        self,
+        text: str,
+        matches: list[Match],
+        depth: int,
+        where: Filter | None,
+        feedback: FeedbackSettings,
+    ) -> list[Match]:
+        """RM3: expand the query with words of its top hits and search again, through
+        the same filtered store call, then interpolate the two lists."""
+        top = matches[: feedback.docs]
+        rows = {row["id"]: row for row in self.index.get_found(top, ["search_text"])}
+        pairs = [(str(rows[m.id].get("search_text") or ""), m.score) for m in top if m.id in rows]
+        terms = expansion_terms(text, pairs, feedback.terms)
+        if not terms:
+            return matches
+        second = self.index.keyword_search(expanded_query(text, terms), depth, where)
+        return interpolate(matches, second, feedback.original_weight, depth)
 
     def _encode(
         self,
