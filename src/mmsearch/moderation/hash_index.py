@@ -26,7 +26,7 @@ from itertools import combinations
 
 import numpy as np
 
-from mmsearch.moderation.pdq import WORDS, hamming
+from mmsearch.moderation.pdq import WORDS
 
 CHUNK_BITS = 16
 CHUNKS = WORDS * 64 // CHUNK_BITS
@@ -51,6 +51,9 @@ class HashIndex:
     def __init__(self, hashes: np.ndarray, *, scan_share: float = _SCAN_SHARE):
         self.scan_share = scan_share  # math.inf: always the tables (tests use it)
         self.hashes = np.ascontiguousarray(np.asarray(hashes, dtype=np.uint64).reshape(-1, WORDS))
+        # Word-major copy (WORDS, n): distances are summed word by word over contiguous
+        # rows, several times faster than popcounting (n, 4) and reducing its last axis.
+        self._words = np.ascontiguousarray(self.hashes.T)
         count = len(self.hashes)
         keys = self.hashes.view(np.uint16).reshape(count, CHUNKS).T.astype(np.int64)
         row_type = np.int32 if count < 2**31 else np.int64
@@ -74,12 +77,12 @@ class HashIndex:
         queries = np.asarray(query, dtype=np.uint64).reshape(-1, WORDS)
         candidates = self._candidates(queries, radius)
         if candidates is None:  # the scan: every row, without gathering a copy first
-            distances = hamming(queries[:, None, :], self.hashes[None, :, :]).min(axis=0)
+            distances = _min_distances(queries, self._words)
             rows = np.flatnonzero(distances <= radius)
             return rows.astype(np.int64), distances[rows].astype(np.int64)
         if candidates.size == 0:
             return candidates.astype(np.int64), np.zeros(0, dtype=np.int64)
-        distances = hamming(queries[:, None, :], self.hashes[candidates][None, :, :]).min(axis=0)
+        distances = _min_distances(queries, self._words[:, candidates])
         keep = distances <= radius
         return candidates[keep].astype(np.int64), distances[keep].astype(np.int64)
 
@@ -115,4 +118,18 @@ class HashIndex:
             found.append(self._rows[chunk][flat])
         if not found:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(found))
+        # Sorted and without repeats; marking a flag per row is linear where a sort is not.
+        seen = np.zeros(len(self.hashes), dtype=bool)
+        seen[np.concatenate(found)] = True
+        return np.flatnonzero(seen)
+
+
+def _min_distances(queries: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Each column's smallest Hamming distance to any query hash; ``words`` is (WORDS, n)."""
+    best = np.full(words.shape[1], WORDS * 64 + 1, dtype=np.int16)
+    for query in queries:
+        distance = np.bitwise_count(words[0] ^ query[0]).astype(np.int16)
+        for word in range(1, WORDS):
+            distance += np.bitwise_count(words[word] ^ query[word])
+        np.minimum(best, distance, out=best)
+    return best
