@@ -20,6 +20,7 @@ from mmsearch.errors import QueryError
 from mmsearch.filters.expr import Filter, Visible
 from mmsearch.ranking.fusion import FusionParams
 from mmsearch.ranking.rules import RulesChoice
+from mmsearch.retrieval.expansion import FeedbackSettings
 from mmsearch.retrieval.planner import DEFAULT_IMAGE_WEIGHT
 from mmsearch.search.limits import MAX_K, MAX_QUERY_CHARS
 
@@ -57,6 +58,9 @@ class SearchRequest:
     # Entity-graph routing (search/graph_route.py): None = the collection's setting.
     graph: bool | None = None
     graph_skip: list[str] | None = None  # entity keys (field=value) routing leaves out
+    # Keyword pseudo-relevance feedback (retrieval/expansion.py): None = the build's tuned
+    # choice (off when untuned); True/False = on/off; settings = on with these.
+    feedback: FeedbackSettings | bool | None = None
 
 
 def validate_request(request: SearchRequest) -> str | None:

@@ -26,8 +26,11 @@ from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
 from mmsearch.manifest import BUILDING
 from mmsearch.moderation.decisions import HIDDEN_COLUMN
+from mmsearch.ranking.fusion import FusionParams
 from mmsearch.ranking.pipeline import RankingStage
 from mmsearch.ranking.rules import RuleSet
+from mmsearch.ranking.tuning import load_tuned
+from mmsearch.retrieval.expansion import FeedbackSettings
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved, Retriever
@@ -70,6 +73,8 @@ class Searcher:
         self.attribute_kinds: dict[str, str] = {a.column: a.kind for a in self.manifest.attributes}
         self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
         self.ranking = RankingStage(settings, self.manifest, self.index)
+        # The fusion (and keyword feedback) `mmsearch tune` chose for this build, if any.
+        self.tuned = load_tuned(folder.build_dir(self.build_id))
         self.router = GraphRouter(
             self.manifest,
             self.index,
@@ -146,14 +151,14 @@ class Searcher:
         retrieved = self.retrieve(request, ruleset)
         if route is not None:
             self.router.after_retrieval(retrieved, route)
-        fusion = request.fusion or self.settings.fusion
+        fusion, params = self._fusion(request, retrieved.planned)
         # Grouped, the whole candidate list is ranked: k groups may need many more items.
         depth = max(request.candidates or self.settings.candidates, request.k)
         ranked = self.ranking.rank(
             retrieved,
             k=depth if group_by else request.k,
             fusion=fusion,
-            params=fusion_params(request, self.settings),
+            params=params,
             reranker=request.reranker,
             ruleset=ruleset,
             explain=request.explain,
@@ -220,6 +225,7 @@ class Searcher:
                 user_filtered=user_filter is not None,
                 signals=request.signals,
                 image_weight=request.image_weight,
+                feedback=self._feedback(request),
                 ann=ann_search(self.settings, self.collection_ann, request.ann),
             )
         )
@@ -236,6 +242,30 @@ class Searcher:
                 image_weight=request.image_weight,
             )
         ]
+
+    def _fusion(self, request: SearchRequest, planned: list[str]) -> tuple[str, FusionParams]:
+        """The request's fusion; where it names no method, the build's tuned one (its
+        weights for the signals this query runs, the request's own weights on top)."""
+        params = fusion_params(request, self.settings)  # checks the request's own values
+        tuned = self.tuned.choice if self.tuned is not None and request.fusion is None else None
+        if tuned is None:
+            return request.fusion or self.settings.fusion, params
+        weights = {s: w for s, w in (tuned.weights or {}).items() if s in planned}
+        weights.update(request.weights or {})
+        return tuned.method, FusionParams(
+            k=request.rrf_k if request.rrf_k is not None else tuned.rrf_k,
+            weights=weights or None,
+            normalisation=request.normalisation or tuned.normalisation,
+        )
+
+    def _feedback(self, request: SearchRequest) -> FeedbackSettings | None:
+        """Keyword feedback: the request's choice, else the build's tuned one (off)."""
+        choice = request.feedback
+        if isinstance(choice, FeedbackSettings):
+            return choice
+        tuned = self.tuned
+        on = choice if choice is not None else tuned is not None and tuned.choice.feedback
+        return (tuned.feedback if tuned is not None else FeedbackSettings()) if on else None
 
     def _group_column(self, name: str | None) -> str | None:
         """The attribute column ``group_by`` names, checked before any retrieval."""
