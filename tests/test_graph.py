@@ -168,3 +168,21 @@ def test_the_graph_commands(shop):
     assert bad.exit_code != 0 and "mode" in bad.output
     missing = CliRunner().invoke(app, ["graph", "-c", "shop", *home, "entity", "nope"])
     assert missing.exit_code != 0 and "No entity 'nope'" in missing.output
+
+
+def test_search_explains_routing_and_graph_flag_turns_it_off(shop):
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    settings, _, _, _ = shop
+    base = ["search", "-c", "shop", "red acme boots", "--home", str(settings.home), "--local"]
+    routed = CliRunner().invoke(app, [*base, "--json"])
+    assert routed.exit_code == 0, routed.output
+    entities = {e["entity"] for e in json.loads(routed.output)["routing"]["entities"]}
+    assert entities == {"colour=red", "brand=acme", "category=boots"}
+    off = CliRunner().invoke(app, [*base, "--no-graph", "--json"])
+    assert json.loads(off.output)["routing"] is None
+    explained = CliRunner().invoke(app, [*base, "--explain"])
+    assert "graph routing (boost" in explained.output
+    assert "brand=acme ← 'acme' (exact" in explained.output
