@@ -322,3 +322,27 @@ def test_quarantine_hides_on_milvus_until_approved(
     assert 0 < len(kept) < 80
     again = run_json("policy", "apply", "-c", "shop", "--home", home)
     assert again["fingerprinted"] == 1 and sum(again["changed"].values()) == 0
+
+
+def test_graph_counts_leave_out_hidden_items(shop: dict[str, str]) -> None:
+    """The entity graph, as ``mmsearch graph`` reports it, counts what search returns:
+    an entity whose only items a policy hides is not listed until a reviewer approves."""
+    home = shop["home"]
+    base = ["-c", "shop", "--home", home]
+    run("ingest", shop["catalog"], *base, "--entity-field", "category")
+
+    def counts() -> dict[str, int]:
+        found = run_json("graph", *base, "entities", "--limit", "50")["entities"]
+        return {entry["entity"]: entry["items"] for entry in found}
+
+    before = {"category=toys": 2, "category=sport": 1, "category=promo": 1, "category=pets": 2}
+    assert counts() == before
+    run("policy", "bind", "shop", *base)
+    run("policy", "apply", *base)
+    # smiley (a banned face) and powder (toys) and rifle (sport) are hidden now.
+    assert counts() == {"category=promo": 1, "category=pets": 2}
+    missing = runner.invoke(app, ["graph", *base, "entity", "category=sport"])
+    assert missing.exit_code != 0
+    assert run_json("graph", *base, "stats")["entities"] == 2
+    run("review", "approve", "rifle", *base, "--reason", "a toy")
+    assert counts() == {"category=promo": 1, "category=pets": 2, "category=sport": 1}

@@ -61,18 +61,29 @@ def _choose(
 
 
 def _view(ctx: typer.Context) -> GraphView:
+    """The graph as local search sees the build: every item but those a moderation
+    policy hides (quarantined, hidden, rejected), so no count or neighbour shows an
+    item that search leaves out. The graph file itself counts every row; the view
+    recounts over the visible ones only when some item is hidden."""
+    from mmsearch.filters.expr import IsNull
     from mmsearch.graph.reports import require_graph
-    from mmsearch.graph.view import GraphView
+    from mmsearch.graph.view import caller_view
+    from mmsearch.index.open import open_build_index
+    from mmsearch.moderation.decisions import HIDDEN_COLUMN
     from mmsearch.workspace import open_collection
 
     target: _Target = ctx.obj
-    _, folder = open_collection(target.home, target.collection)
+    settings, folder = open_collection(target.home, target.collection)
     build = target.build
     manifest = folder.live_manifest() if build is None else folder.manifest(build)
     stored = require_graph(
         folder.build_dir(manifest.build_id), target.collection, manifest.build_id
     )
-    return GraphView(stored, None)
+    index = open_build_index(folder, manifest, settings)
+    hidden = None
+    if HIDDEN_COLUMN in index.schema.names and index.count(IsNull(HIDDEN_COLUMN, negated=True)):
+        hidden = IsNull(HIDDEN_COLUMN)
+    return caller_view(stored, index, hidden)
 
 
 @graph_app.command("stats")
