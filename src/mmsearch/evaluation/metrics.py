@@ -4,6 +4,8 @@ ranx is used rather than hand-written metrics so that the numbers match what the
 IR community reports (same nDCG gain, same MAP definition) and the paired tests
 come from a maintained implementation. Only queries that have judgments are
 scored; judged queries a run did not answer score 0 (``make_comparable``).
+
+ranx is imported through ``ranking.ranx_import``, which turns numba's compiler off.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from mmsearch.errors import EvaluationError
 from mmsearch.evaluation.judgments import Judgments
 from mmsearch.evaluation.runner import ConfigRun
+from mmsearch.ranking.ranx_import import import_ranx
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map")
 STAT_TESTS = {"student": "paired t-test", "fisher": "Fisher's randomisation test"}
@@ -52,7 +55,8 @@ def evaluate_runs(
     stat_test: str = "student",
 ) -> Evaluation:
     """Score every run on the judged queries and compare each one with the first run."""
-    from ranx import Qrels, Run, compare, evaluate
+    ranx = import_ranx()
+    Qrels, Run, compare, evaluate = ranx.Qrels, ranx.Run, ranx.compare, ranx.evaluate
 
     if not runs:
         raise EvaluationError("There is no configuration to evaluate.")

@@ -22,6 +22,7 @@ import numpy as np
 
 from mmsearch.manifest import BuildManifest
 from mmsearch.ranking.model import RankerMeta, RankerModel, encoder_signature, fit_lambdamart
+from mmsearch.ranking.ranx_import import import_ranx
 
 Judgments = dict[str, dict[str, int]]
 
@@ -66,7 +67,8 @@ def query_folds(qids: list[str], folds: int, seed: int = 13) -> list[list[str]]:
 
 def ndcg_at_10(runs: dict[str, dict[str, float]], judgments: Judgments) -> float:
     """Mean nDCG@10 (ranx) over the judged queries of ``runs``."""
-    from ranx import Qrels, Run, evaluate
+    ranx = import_ranx()
+    Qrels, Run, evaluate = ranx.Qrels, ranx.Run, ranx.evaluate
 
     judged = {q: {i: int(g) for i, g in judgments[q].items()} for q in runs if judgments.get(q)}
     if not judged:
