@@ -1,0 +1,366 @@
+"""Ranking options under 5-fold query-grouped CV: RRF, DBSF, tuned fusion, keyword
+feedback (RM3), and the LambdaMART reranker with its pool features.
+
+Why this exists: a one-off dev/test split of Cranfield has about 100 queries a side,
+too few to tell the options apart. Here every query is retrieved once without and
+once with keyword feedback (depth ``--candidates``); then, for each of 5 query folds,
+whatever is learned (fusion choice by ``ranking/tuning.py``; LambdaMART parameters by
+an inner grouped CV, ``ranking/param_search.py``) is learned on the other 4 folds and
+scored on the held-out one. Every query thus gets one held-out nDCG@10 per option;
+options are compared with RRF by a paired t-test over all queries. Latency: each
+option's mean per-query cost (retrieval + fusion, + feature extraction and model
+scoring for the reranker) as a ratio to RRF's, measured in the same run.
+
+Usage (reuses a workspace built by ``benchmarks/ranking_eval.py`` or by ingesting the
+dataset; ``--build`` ingests it first when missing)::
+
+    python benchmarks/ranking_cv.py --home /tmp/rankq/home --data /tmp/rankq/cranfield \
+        --collection cranfield --json /tmp/rankq/cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmsearch.config import Settings
+from mmsearch.evaluation.judgments import load_judgments
+from mmsearch.evaluation.queries import load_queries
+from mmsearch.ingest import IngestOptions, Ingestor
+from mmsearch.ranking.features import FeatureSpace
+from mmsearch.ranking.fusion import FusionParams, fuse, order_by_score
+from mmsearch.ranking.model import fit_lambdamart
+from mmsearch.ranking.param_search import feature_importance, search_params
+from mmsearch.ranking.training import QueryPool, query_folds
+from mmsearch.ranking.tuning import (
+    FEEDBACK_VARIANT,
+    PLAIN_VARIANT,
+    FusionChoice,
+    fused_run,
+    mean,
+    paired_p,
+    per_query_ndcg10,
+    single_run,
+    tune_fusion,
+)
+from mmsearch.retrieval.expansion import FeedbackSettings
+from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved
+from mmsearch.search.searcher import Searcher
+
+Run = dict[str, dict[str, float]]
+
+
+def retrieve_all(
+    searcher: Searcher, queries: list[Any], depth: int, feedback: FeedbackSettings | None
+) -> tuple[dict[str, Retrieved], dict[str, float]]:
+    """Each query's candidates, and its retrieval time in ms (encoding cached after the
+    first variant, so the feedback pass is timed on a warm cache: compare like runs)."""
+    out: dict[str, Retrieved] = {}
+    times: dict[str, float] = {}
+    for query in queries:
+        tick = time.perf_counter()
+        out[query.id] = searcher.retriever.retrieve(
+            RetrievalQuery(text=query.text, image=None, depth=depth, feedback=feedback)
+        )
+        times[query.id] = (time.perf_counter() - tick) * 1000
+    return out, times
+
+
+def timed_fusion(retrieved: dict[str, Retrieved], choice: FusionChoice) -> tuple[Run, float]:
+    tick = time.perf_counter()
+    run = fused_run({q: r.ranked for q, r in retrieved.items()}, choice)
+    return run, (time.perf_counter() - tick) * 1000 / max(len(retrieved), 1)
+
+
+def pools_of(
+    searcher: Searcher, retrieved: dict[str, Retrieved], judgments: Any
+) -> tuple[list[QueryPool], float]:
+    pools, tick = [], time.perf_counter()
+    for qid, r in retrieved.items():
+        rrf = fuse("rrf", r.ranked, FusionParams()).scores
+        ids = order_by_score(rrf)
+        if not ids:
+            continue
+        grades = judgments.get(qid, {})
+        labels = np.asarray([grades.get(i, 0) for i in ids], dtype=np.int32)
+        pools.append(QueryPool(qid, ids, searcher.ranking.features(r, ids), labels, rrf))
+    return pools, (time.perf_counter() - tick) * 1000 / max(len(pools), 1)
+
+
+def reranker_cv(
+    pools: list[QueryPool], judgments: Any, folds: list[list[str]], tune: bool
+) -> tuple[Run, list[dict[str, Any]], float]:
+    """Held-out model scores for every query; the parameters each fold chose."""
+    run: Run = {}
+    chosen: list[dict[str, Any]] = []
+    predict_ms: list[float] = []
+    by_id = {p.qid: p for p in pools}
+    for held in folds:
+        train = [p for p in pools if p.qid not in set(held)]
+        params, _ = search_params(train, judgments, folds=2) if tune else ({}, [])
+        chosen.append(params)
+        booster = fit_lambdamart(
+            np.vstack([p.x for p in train]),
+            np.concatenate([p.labels for p in train]),
+            [len(p.ids) for p in train],
+            params,
+        )
+        for qid in held:
+            if qid in by_id:
+                tick = time.perf_counter()
+                scores = booster.predict(by_id[qid].x)
+                predict_ms.append((time.perf_counter() - tick) * 1000)
+                run[qid] = dict(
+                    zip(by_id[qid].ids, np.asarray(scores, float).tolist(), strict=True)
+                )
+    return run, chosen, float(np.mean(predict_ms)) if predict_ms else 0.0
+
+
+def fusion_cv(
+    plain: dict[str, Retrieved],
+    feedback: dict[str, Retrieved],
+    judgments: Any,
+    folds: list[list[str]],
+) -> tuple[Run, list[str]]:
+    run: Run = {}
+    labels: list[str] = []
+    for held in folds:
+        train = {q for q in plain if q not in set(held)}
+        variants = {
+            PLAIN_VARIANT: {q: plain[q].ranked for q in train},
+            FEEDBACK_VARIANT: {q: feedback[q].ranked for q in train},
+        }
+        choice, _ = tune_fusion(variants, judgments)
+        labels.append(choice.label())
+        source = feedback if choice.feedback else plain
+        run.update(fused_run({q: source[q].ranked for q in held if q in source}, choice))
+    return run, labels
+
+
+def measure_latency(searcher: Searcher, queries: list[Any], depth: int, booster: Any) -> Run:
+    """Per-query ms of each option on a warm query-embedding cache, interleaved query by
+    query so that every option sees the same load: retrieval + fusion, and for the
+    reranker also feature extraction and model scoring."""
+    options: dict[str, dict[str, float]] = {}
+    for query in queries:  # warm: every query's embedding cached, models loaded
+        searcher.retriever.retrieve(RetrievalQuery(text=query.text, image=None, depth=depth))
+    for query in queries:
+        for name, feedback, method, rerank in (
+            ("RRF (k=60)", None, "rrf", False),
+            ("DBSF", None, "dbsf", False),
+            ("keyword feedback (RM3) + DBSF", FeedbackSettings(), "dbsf", False),
+            ("reranker", None, "rrf", True),
+        ):
+            tick = time.perf_counter()
+            r = searcher.retriever.retrieve(
+                RetrievalQuery(text=query.text, image=None, depth=depth, feedback=feedback)
+            )
+            fused = fuse(method, r.ranked, FusionParams())
+            if rerank:
+                ids = order_by_score(fused.scores)
+                booster.predict(searcher.ranking.features(r, ids))
+            options.setdefault(name, {})[query.id] = (time.perf_counter() - tick) * 1000
+    return options
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--home", type=Path, required=True, help="mmsearch workspace")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (builder output)")
+    parser.add_argument("--collection", default="cranfield")
+    parser.add_argument("--queries", default="queries.jsonl")
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--no-param-search", action="store_true")
+    parser.add_argument("--build", action="store_true", help="ingest the catalog if missing")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--latency", type=int, default=0, help="time the options on the first N queries only"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="folder keeping the retrieved lists between runs"
+    )
+    args = parser.parse_args()
+
+    settings = Settings(home=args.home, text_encoder="minilm", image_encoder="visual")
+    if args.build and not (args.home / "collections" / args.collection).is_dir():
+        Ingestor(settings).run(IngestOptions(args.data / "catalog.jsonl", args.collection))
+    searcher = Searcher(settings, args.collection)
+    judgments = load_judgments(args.data / "qrels.txt")
+    queries = [q for q in load_queries(args.data / args.queries) if judgments.get(q.id)]
+    queries = queries[: args.limit] if args.limit else queries
+    started = time.perf_counter()
+    name = f"{args.collection}-{searcher.build_id}-{len(queries)}.pickle"
+    cache: Path | None = args.cache / name if args.cache else None
+    if cache is not None and cache.is_file():
+        plain, plain_ms, feedback, feedback_ms = pickle.loads(cache.read_bytes())
+    else:
+        retrieve_all(searcher, queries[:5], args.candidates, None)  # warm up models, caches
+        plain, plain_ms = retrieve_all(searcher, queries, args.candidates, None)
+        print(f"retrieved {len(plain)} queries", file=sys.stderr, flush=True)
+        feedback, feedback_ms = retrieve_all(searcher, queries, args.candidates, FeedbackSettings())
+        if cache is not None:
+            cache.write_bytes(pickle.dumps((plain, plain_ms, feedback, feedback_ms)))
+    retrieve_s = time.perf_counter() - started
+    print(f"retrieval done in {retrieve_s:.0f} s", file=sys.stderr, flush=True)
+
+    if args.latency:
+        pool_file = cache.with_suffix(".pools.pickle") if cache is not None else None
+        if pool_file is None or not pool_file.is_file():
+            print("--latency needs --cache from a full run (its pools)", file=sys.stderr)
+            return 2
+        pools = pickle.loads(pool_file.read_bytes())[0]
+        booster = fit_lambdamart(
+            np.vstack([p.x for p in pools]),
+            np.concatenate([p.labels for p in pools]),
+            [len(p.ids) for p in pools],
+            {"num_leaves": 7, "learning_rate": 0.05, "n_estimators": 200},
+        )
+        timed = measure_latency(searcher, queries[: args.latency], args.candidates, booster)
+        base = float(np.mean(list(timed["RRF (k=60)"].values())))
+        for name, per_query in timed.items():
+            ms = float(np.mean(list(per_query.values())))
+            print(f"| {name} | {ms:.1f} ms | {ms / base:.2f} |")
+        return 0
+    folds = query_folds([q.id for q in queries], 5, seed=13)
+    runs: dict[str, Run] = {}
+    cost: dict[str, float] = {}
+    base_ms = float(np.mean(list(plain_ms.values())))
+    fb_ms = float(np.mean(list(feedback_ms.values())))
+    for name, source, choice, retrieval in (
+        ("RRF (k=60)", plain, FusionChoice(), base_ms),
+        ("DBSF", plain, FusionChoice(method="dbsf"), base_ms),
+        ("keyword feedback (RM3) + RRF", feedback, FusionChoice(feedback=True), fb_ms),
+        (
+            "keyword feedback (RM3) + DBSF",
+            feedback,
+            FusionChoice(method="dbsf", feedback=True),
+            fb_ms,
+        ),
+    ):
+        runs[name], fusion_ms = timed_fusion(source, choice)
+        cost[name] = retrieval + fusion_ms
+    for signal in sorted({s for r in plain.values() for s in r.ranked}):
+        runs[f"{signal} only"] = single_run({q: r.ranked for q, r in plain.items()}, signal)
+        cost[f"{signal} only"] = base_ms
+    runs["keyword + feedback only"] = single_run(
+        {q: r.ranked for q, r in feedback.items()}, "keyword"
+    )
+    cost["keyword + feedback only"] = fb_ms
+    tick = time.perf_counter()
+    runs["tuned fusion (per fold)"], tuned_labels = fusion_cv(plain, feedback, judgments, folds)
+    tune_s = time.perf_counter() - tick
+    cost["tuned fusion (per fold)"] = float("nan")  # the cost of whichever choice won
+
+    print(f"fusion tuned in {tune_s:.0f} s", file=sys.stderr, flush=True)
+    tick = time.perf_counter()
+    pool_cache = cache.with_suffix(".pools.pickle") if cache is not None else None
+    if pool_cache is not None and pool_cache.is_file():
+        pools, feature_ms = pickle.loads(pool_cache.read_bytes())
+    else:
+        pools, feature_ms = pools_of(searcher, plain, judgments)
+        if pool_cache is not None:
+            pool_cache.write_bytes(pickle.dumps((pools, feature_ms)))
+    print(f"features in {time.perf_counter() - tick:.0f} s", file=sys.stderr, flush=True)
+    names = FeatureSpace.for_build(searcher.manifest, searcher.index.schema).names()
+    runs["reranker, default parameters"], _, predict_ms = reranker_cv(
+        pools, judgments, folds, tune=False
+    )
+    if not args.no_param_search:
+        runs["reranker, parameters by grouped CV"], chosen, predict_ms = reranker_cv(
+            pools, judgments, folds, tune=True
+        )
+    else:
+        chosen = []
+    rerank_cost = cost["RRF (k=60)"] + feature_ms + predict_ms
+    for name in runs:
+        if name.startswith("reranker"):
+            cost[name] = rerank_cost
+    # Importances from one fit on every query, with the parameters the folds chose most.
+    votes = [json.dumps(c, sort_keys=True) for c in chosen]
+    final_params = json.loads(max(set(votes), key=votes.count)) if votes else {}
+    booster = fit_lambdamart(
+        np.vstack([p.x for p in pools]),
+        np.concatenate([p.labels for p in pools]),
+        [len(p.ids) for p in pools],
+        final_params,
+    )
+    importance = feature_importance(booster, names)
+    rerank_s = time.perf_counter() - tick
+
+    scores = {name: per_query_ndcg10(run, judgments) for name, run in runs.items()}
+    rrf = scores["RRF (k=60)"]
+    rows = []
+    for name, per_query in scores.items():
+        p = paired_p(per_query, rrf) if name != "RRF (k=60)" else None
+        wins = sum(1 for q in per_query if per_query[q] > rrf.get(q, 0) + 1e-12)
+        losses = sum(1 for q in per_query if per_query[q] < rrf.get(q, 0) - 1e-12)
+        ratio = cost[name] / cost["RRF (k=60)"] if not np.isnan(cost[name]) else None
+        rows.append(
+            {
+                "option": name,
+                "ndcg10": round(mean(per_query), 4),
+                "p_vs_rrf": None if p is None else round(p, 4),
+                "wins_losses": f"{wins}/{losses}",
+                "latency_ratio": None if ratio is None else round(ratio, 2),
+            }
+        )
+    result = {
+        "collection": args.collection,
+        "queries": len(queries),
+        "candidates": args.candidates,
+        "rows": rows,
+        "tuned_choices": tuned_labels,
+        "reranker_params_per_fold": chosen,
+        "feature_importance": importance,
+        "ms_per_query": {
+            "retrieval": round(base_ms, 1),
+            "retrieval_with_feedback": round(fb_ms, 1),
+            "features": round(feature_ms, 1),
+            "model": round(predict_ms, 2),
+        },
+        "seconds": {
+            "retrieve": round(retrieve_s, 1),
+            "tune": round(tune_s, 1),
+            "rerank": round(rerank_s, 1),
+        },
+    }
+    print(markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"**{result['collection']}**, {result['queries']} queries, 5-fold CV, depth "
+        f"{result['candidates']}",
+        "",
+        "| option | nDCG@10 | p vs RRF | wins/losses vs RRF | latency / RRF |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        p = "—" if row["p_vs_rrf"] is None else f"{row['p_vs_rrf']:.4f}"
+        ratio = "—" if row["latency_ratio"] is None else f"{row['latency_ratio']:.2f}"
+        lines.append(
+            f"| {row['option']} | {row['ndcg10']:.4f} | {p} | {row['wins_losses']} | {ratio} |"
+        )
+    lines += [
+        "",
+        f"Tuned fusion per fold: {result['tuned_choices']}",
+        f"Reranker parameters per fold: {result['reranker_params_per_fold']}",
+        f"Feature importance (gain share): {result['feature_importance']}",
+        f"ms per query: {result['ms_per_query']}; seconds: {result['seconds']}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
