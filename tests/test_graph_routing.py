@@ -136,3 +136,90 @@ def test_a_removed_entity_is_left_out_of_the_route(shop):
     assert "brand=acme" not in {e.entity for e in routing.entities}
     assert routing.skipped == ["brand=acme"]
     assert {e.entity for e in routing.entities} == {"colour=red", "category=boots"}
+
+
+def more_like(settings, source: str, **options):
+    """The "meaning" similar search of the service: the item's title as text, the text
+    vector alone, the item as the graph walk's source."""
+    title = next(f"{p.brand} {p.colour} {p.category}" for p in products() if p.id == source)
+    request = SearchRequest(text=title, signals=["text_vector"], like=source, **options)
+    return Searcher(settings, "shop").search(request)
+
+
+def test_more_like_this_walks_to_the_same_brand_and_category(shop):
+    source = product_id("Acme", "boots", "red")
+    by_id = {p.id: p for p in products()}
+
+    def kin(result) -> int:
+        """Hits of the source's brand or category, the source itself left out."""
+        return sum(
+            1
+            for h in result.hits
+            if h.id != source and (by_id[h.id].brand == "Acme" or by_id[h.id].category == "boots")
+        )
+
+    off = more_like(shop, source, k=8, graph=False)
+    on = more_like(shop, source, k=8, explain=True)
+    assert off.routing is None and "graph" not in off.signals
+    assert on.routing is not None and on.routing.source == source
+    assert "graph" in on.signals
+    assert kin(on) > kin(off)
+    walked = {e.entity for e in on.routing.entities}
+    assert walked >= {"brand=acme", "category=boots", "colour=red"}
+    assert all(e.kind == "item" for e in on.routing.entities)
+    # Each hit the walk brought says which entities (or cluster) it shares.
+    sister = product_id("Acme", "boots", "blue")
+    assert sister in on.routing.related
+    assert {"brand=acme", "category=boots"} <= set(on.routing.related[sister])
+    assert source not in on.routing.related
+    # A removed entity walks nowhere: without brand and category, no sister boots rank.
+    skipped = more_like(shop, source, k=8, graph_skip=["brand=acme", "category=boots"])
+    assert skipped.routing is not None
+    assert set(skipped.routing.skipped) == {"brand=acme", "category=boots"}
+    assert all("brand=acme" not in why for why in skipped.routing.related.values())
+
+
+def test_more_like_this_candidates_pass_the_callers_filter(shop):
+    source = product_id("Acme", "boots", "red")
+    found = more_like(shop, source, k=20, where="colour = 'blue'")
+    assert found.routing is not None and found.routing.related
+    assert {h.attributes["colour"] for h in found.hits} == {"blue"}
+    assert "graph" in found.signals
+    assert set(found.routing.related) <= {h.id for h in found.hits}
+
+
+def test_more_like_this_never_shows_an_item_the_caller_may_not_see(settings, tmp_path):
+    rows = [
+        {"id": "a", "title": "open boot", "brand": "Acme", "category": "boots", "acl": ["sales"]},
+        {"id": "b", "title": "open mug", "brand": "Acme", "category": "mugs", "acl": ["sales"]},
+        {"id": "c", "title": "plain hat", "brand": "Zed", "category": "hats", "acl": ["sales"]},
+        {"id": "s", "title": "secret boot", "brand": "Acme", "category": "boots", "acl": ["x"]},
+    ]
+    folder = tmp_path / "acl"
+    folder.mkdir()
+    catalog = folder / "catalog.jsonl"
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    mapping = FieldMapping(attributes=["brand", "category"], entities=["brand", "category"])
+    Ingestor(settings).run(IngestOptions(catalog, "shop", mapping))
+    _, secret = KeyStore(settings.home).create("reader", groups=("sales",))
+    served = settings.model_copy(update={"auth": "auto", "rate_limit_per_minute": 0})
+    headers = {"authorization": f"Bearer {secret}"}
+    with (
+        running_server(create_app(served)) as base,
+        httpx.Client(base_url=base, timeout=60, headers=headers) as client,
+    ):
+        url = "/v1/collections/shop/items/a/similar"
+        found = client.get(url, params={"by": "meaning", "k": 10, "explain": True}).json()
+        ids = [h["id"] for h in found["hits"]]
+        assert "s" not in ids and "a" not in ids
+        assert found["routing"]["source"] == "a"
+        assert found["routing"]["related"]["b"] == ["brand=acme"]
+        # The only other boot is hidden from this caller: the walk has no boots to offer.
+        assert "category=boots" not in {e["entity"] for e in found["routing"]["entities"]}
+        assert "s" not in found["routing"]["related"]
+        off = client.get(url, params={"by": "meaning", "k": 10, "graph": False}).json()
+        assert off["routing"] is None
+        assert client.get("/v1/collections/shop/items/s/similar?by=meaning").status_code in (
+            403,
+            404,
+        )

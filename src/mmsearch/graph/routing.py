@@ -10,7 +10,10 @@ From the mentions (``graph/recognise.py``) and the collection's ``RoutingSetting
 - signal weights: a colour or shape word weights the image signals up, a code-like
   token (letters and digits: "AC-1042") weights keyword up;
 - expansion: the strongest co-occurring neighbours (PMI over the caller's visible items)
-  of each named entity are added to the keyword query.
+  of each named entity are added to the keyword query;
+- item walks ("more like this", ``plan_item_route``): items sharing the source item's
+  entities, each shared entity weighted by its specificity, and items of its visual
+  cluster form the ``graph`` signal, fused with the vector neighbours.
 
 Every effect is written down per entity, so ``--explain`` shows what each one did.
 """
@@ -91,6 +94,11 @@ class RoutingExplanation(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     expansion: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list, description="recognised, left out on request")
+    source: str | None = Field(default=None, description="more like this: the source item")
+    related: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="more like this: hit id → the shared entities and cluster that brought it",
+    )
     mode: str = "boost"
     ms: float = 0.0
 
@@ -101,6 +109,7 @@ class RoutePlan:
     weight_factors: dict[str, float] = field(default_factory=dict)
     expansion: list[str] = field(default_factory=list)
     boosts: dict[str, float] = field(default_factory=dict)  # item id → graph score
+    related: dict[str, list[str]] = field(default_factory=dict)  # item id → what brought it
     encode_ms: float = 0.0  # embedding the query for meaning matches (the text retriever's)
     explanation: RoutingExplanation = field(default_factory=RoutingExplanation)
 
@@ -143,6 +152,71 @@ def plan_route(
     if settings.weight_signals:
         _weigh(plan, words, mentions, view, settings)
     plan.explanation.expansion = plan.expansion
+    return plan
+
+
+def plan_item_route(
+    view: GraphView, item_id: str, settings: RoutingSettings, skip: set[str] | None = None
+) -> RoutePlan:
+    """The graph candidates of "more like this" for one source item.
+
+    Each item sharing an entity with the source scores that entity's specificity,
+    ``log(1 + N / items)`` over the caller's visible items (the IDF the text route
+    uses): sharing a brand of 15 items says more than sharing a colour of 40, and
+    sharing several adds up. Items of the source's visual cluster score the cluster's
+    specificity the same way. The source itself, and items the caller may not see, are
+    never candidates; the search still fetches every candidate back through its whole
+    filter (``search/graph_route.py``). ``related`` records what brought each item."""
+    plan = RoutePlan(explanation=RoutingExplanation(mode=settings.mode, source=item_id))
+    stored = view.stored
+    source = stored.item_number.get(item_id)
+    if source is None or (view.visible is not None and source not in view.visible):
+        return plan  # made before the item, or an item this caller may not read
+    total = max(view.item_total(), 1)
+    scores: dict[int, float] = {}
+    why: dict[int, list[str]] = {}
+    skipped = skip or set()
+    for number in stored.entities_of.get(source, []):
+        entity = view.graph.entities[number]
+        if entity.key in skipped:
+            plan.explanation.skipped.append(entity.key)
+            continue
+        items = [i for i in view.items_of(number) if i != source]
+        if not items:
+            continue
+        weight = math.log(1.0 + total / (len(items) + 1))
+        for item in items:
+            scores[item] = scores.get(item, 0.0) + weight
+            why.setdefault(item, []).append(entity.key)
+        plan.explanation.entities.append(
+            EntityRoute(
+                entity=entity.key,
+                label=entity.label,
+                text=item_id,
+                kind="item",
+                score=1.0,
+                items=len(items),
+                effects=[f"boost: {len(items)} items share it, weight {weight:.3f} each"],
+            )
+        )
+    cluster_number = stored.cluster_of.get(source)
+    if cluster_number is not None:
+        cluster = view.graph.clusters[cluster_number]
+        members = [
+            i for i in cluster.items if i != source and (view.visible is None or i in view.visible)
+        ]
+        if members:
+            weight = math.log(1.0 + total / (len(members) + 1))
+            name = f"cluster {cluster_number}" + (f" ({cluster.label})" if cluster.label else "")
+            for item in members:
+                scores[item] = scores.get(item, 0.0) + weight
+                why.setdefault(item, []).append(name)
+            plan.explanation.reasons.append(
+                f"visual {name}: {len(members)} items, weight {weight:.3f} each"
+            )
+    ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_BOOSTED]
+    plan.boosts = {view.graph.items[item]: round(score, 6) for item, score in ranked}
+    plan.related = {view.graph.items[item]: why[item] for item, _ in ranked}
     return plan
 
 

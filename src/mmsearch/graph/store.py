@@ -38,6 +38,10 @@ class StoredGraph:
     cooccurring: dict[int, list[Cooccurrence]] = field(default_factory=dict)
     related: dict[int, list[Hierarchy]] = field(default_factory=dict)
     by_key: dict[str, int] = field(default_factory=dict)  # "field=value" → entity
+    # Item walks ("more like this") start from an item: its number, entities, cluster.
+    item_number: dict[str, int] = field(default_factory=dict)  # item id → item
+    entities_of: dict[int, list[int]] = field(default_factory=dict)  # item → entities
+    cluster_of: dict[int, int] = field(default_factory=dict)  # item → cluster
 
     @classmethod
     def of(cls, graph: EntityGraph, embeddings: np.ndarray | None) -> StoredGraph:
@@ -50,7 +54,17 @@ class StoredGraph:
             related.setdefault(link.parent, []).append(link)
             related.setdefault(link.child, []).append(link)
         by_key = {entity.key: number for number, entity in enumerate(graph.entities)}
-        return cls(graph, embeddings, cooccurring, related, by_key)
+        item_number = {item_id: number for number, item_id in enumerate(graph.items)}
+        entities_of: dict[int, list[int]] = {}
+        for number, entity in enumerate(graph.entities):
+            for item in entity.items:
+                entities_of.setdefault(item, []).append(number)
+        cluster_of = {
+            item: number for number, cluster in enumerate(graph.clusters) for item in cluster.items
+        }
+        return cls(
+            graph, embeddings, cooccurring, related, by_key, item_number, entities_of, cluster_of
+        )
 
 
 def graph_folder(build_dir: Path) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 from mmsearch.encoders.base import create_encoder
 from mmsearch.filters.expr import Filter, InList, all_of
 from mmsearch.graph.recognise import recognise
-from mmsearch.graph.routing import GRAPH_SIGNAL, RoutePlan, plan_route
+from mmsearch.graph.routing import GRAPH_SIGNAL, RoutePlan, plan_item_route, plan_route
 from mmsearch.graph.settings import RoutingSettings, load_routing
 from mmsearch.graph.store import StoredGraph, load_graph
 from mmsearch.graph.view import caller_view
@@ -52,10 +52,11 @@ class GraphRouter:
         return load_routing(self.collection_dir)
 
     def plan(self, request: SearchRequest, access: Filter | None) -> RoutePlan | None:
-        """The route of a text request (None: routing off, no graph, or no text);
-        ``access`` is what the caller may read (access and moderation nodes)."""
+        """The route of a text request, or the graph walk of an item request (``like``);
+        None: routing off, no graph, or nothing to route. ``access`` is what the caller
+        may read (access and moderation nodes)."""
         text = (request.text or "").strip()
-        if not text or request.graph is False:
+        if (not text and not request.like) or request.graph is False:
             return None
         settings = self.settings()
         if request.graph is None and not settings.enabled:
@@ -63,6 +64,14 @@ class GraphRouter:
         stored = self.graph()
         if stored is None:
             return None
+        if request.like:
+            # An item's own text names its own entities: the walk from the item says the
+            # same without guessing, so the text is not routed as well.
+            tick = time.perf_counter()
+            view = caller_view(stored, self.index, access)
+            plan = plan_item_route(view, request.like, settings, set(request.graph_skip or []))
+            plan.explanation.ms = round((time.perf_counter() - tick) * 1000.0, 3)
+            return plan
         # The query embedding is the text retriever's own (shared through the cache),
         # so it is timed apart: routing's cost is the rest.
         tick = time.perf_counter()

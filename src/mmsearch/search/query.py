@@ -106,6 +106,13 @@ class SearchQuery(BaseModel):
         max_length=50,
         description="entities (field=value) routing leaves out: the chips a user removed",
     )
+    like: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="more like this: an item id; with an entity graph (and graph not "
+        "false), items sharing its entities or visual cluster join the ranking",
+    )
     group_by: str | None = Field(
         default=None,
         min_length=1,
@@ -190,6 +197,7 @@ def build_request(
         ann=query.ann,
         graph=query.graph,
         graph_skip=query.graph_skip,
+        like=query.like,
     )
     if query.image_weight is not None:  # None (the API's default): the planner's default
         request.image_weight = query.image_weight

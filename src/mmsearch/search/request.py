@@ -58,6 +58,9 @@ class SearchRequest:
     # Entity-graph routing (search/graph_route.py): None = the collection's setting.
     graph: bool | None = None
     graph_skip: list[str] | None = None  # entity keys (field=value) routing leaves out
+    # "More like this": the source item's id. With a graph (and routing not off), items
+    # sharing its entities or its visual cluster join as the ``graph`` signal.
+    like: str | None = None
     # Keyword pseudo-relevance feedback (retrieval/expansion.py): None = the build's tuned
     # choice (off when untuned); True/False = on/off; settings = on with these.
     feedback: FeedbackSettings | bool | None = None

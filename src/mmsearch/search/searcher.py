@@ -183,6 +183,11 @@ class Searcher:
             hit.explanation = ranked.explanations.get(hit.id)
             hit.group = groups.get(hit.id)
         retrieved.timings["fetch"] = _ms(tick)
+        if route is not None and route.related:
+            # What brought each returned hit of an item walk, for these hits only.
+            route.explanation.related = {
+                hit.id: route.related[hit.id] for hit in hits if hit.id in route.related
+            }
         return SearchResult(
             self.collection,
             self.build_id,

@@ -207,10 +207,19 @@ async def similar(
     request: Request,
     by: Literal["look", "meaning"] = "look",
     k: int = Query(default=10, ge=1, le=100),
+    graph: bool | None = Query(
+        default=None,
+        description="walk the entity graph (same visual cluster, shared entities): "
+        "true/false; default: the collection's routing setting",
+    ),
+    where: str | None = Query(default=None, max_length=2000, description="a filter on attributes"),
+    explain: bool = False,
 ) -> dict[str, Any]:
     state = state_of(request)
     caller = request_caller(request)
-    return await run_in_threadpool(_similar, state, name, item_id, by, k, caller)
+    return await run_in_threadpool(
+        _similar, state, name, item_id, by, k, caller, graph, where, explain
+    )
 
 
 def _one_more(body: SearchBody) -> SearchBody:
@@ -220,22 +229,35 @@ def _one_more(body: SearchBody) -> SearchBody:
 
 
 def _similar(
-    state: ServiceState, name: str, item_id: str, by: str, k: int, caller: Caller
+    state: ServiceState,
+    name: str,
+    item_id: str,
+    by: str,
+    k: int,
+    caller: Caller,
+    graph: bool | None = None,
+    where: str | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
+    """The item's vector neighbours, fused with its graph candidates where the build has
+    a graph: every candidate passes the caller's whole filter inside the store."""
     item = get_item(state, name, item_id, caller)
+    like: dict[str, Any] = {"like": item_id, "graph": graph, "where": where, "explain": explain}
     if by == "look":
         if not item.get("images"):
             raise NotFound(f"Item '{item_id}' has no image to compare by look.")
         path = item_image_path(state, name, item_id, 0, caller)
         data = read_image_bytes(path, image_limits(state.settings))
         image = decode_query_image(data, f"image 0 of item '{item_id}'", state.settings)
-        body = _one_more(SearchBody(k=k, mode="image"))
+        body = _one_more(SearchBody(k=k, mode="image", **like))
         result = run_search(state, name, body, image, caller)
     else:
         text = " ".join([item.get("title") or "", *item.get("texts", {}).values()]).strip()
         if not text:
             raise NotFound(f"Item '{item_id}' has no text to compare by meaning.")
-        body = _one_more(SearchBody(text=text[:MAX_SIMILAR_TEXT], k=k, signals=["text_vector"]))
+        body = _one_more(
+            SearchBody(text=text[:MAX_SIMILAR_TEXT], k=k, signals=["text_vector"], **like)
+        )
         result = run_search(state, name, body, None, caller)
     hits = [hit for hit in result["hits"] if hit["id"] != item_id][:k]
     for rank, hit in enumerate(hits, start=1):
