@@ -15,6 +15,14 @@ The vector is three blocks, each L2-normalised and then scaled by its weight:
 * texture: histograms of gradient orientation weighted by magnitude on a grid of
   cells, plus the overall density of edges;
 * layout: the mean CIELAB colour of a coarse grid of cells, flattened on white.
+
+Each image is first cropped to its content (``crop_to_content``): a transparent margin,
+or a uniform frame whose four corners share one colour, is cut and the content centred
+on a square of that background. A bordered copy, or a picture placed small somewhere on
+a canvas, then describes like the picture itself (the moderation robustness benchmark
+measured R@1 0.29 and 0.00 for those before). The descriptor stays sensitive to
+left-right orientation: averaging a mirrored view made flips match but cost 4 points of
+cross-artist R@1, so it is not done.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from mmsearch.media.images import normalise_mode
 
 # Part of the version digest: bump it whenever a code change alters the vectors that
 # the same parameters produce, so that old builds are detected as stale.
-DESCRIPTOR_REVISION = 1
+DESCRIPTOR_REVISION = 2  # 2: crop to content before describing
 
 
 @dataclass(frozen=True)
@@ -129,12 +137,71 @@ def prepare_batch(images: list[Image.Image], size: int) -> tuple[np.ndarray, np.
     """
     rgba = np.empty((len(images), size, size, 4), dtype=np.uint8)
     for index, image in enumerate(images):
-        image = normalise_mode(image)
+        image = crop_to_content(normalise_mode(image))
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         rgba[index] = np.asarray(image.convert("RGBA"))
     pixels = rgba.astype(np.float32) / 255.0
     return pixels[..., :3], pixels[..., 3]
+
+
+# A pixel belongs to the frame while every channel is within this of the corner colour
+# (0..255), and to the margin while its alpha is at most this.
+_FRAME_TOLERANCE = 24
+_CROP_PASSES = 3  # a frame, a margin inside it, and one more
+
+
+def crop_to_content(image: Image.Image) -> Image.Image:
+    """``image`` cut to the bounding box of its content, centred on a square of its
+    background; unchanged when nothing can be cut.
+
+    With transparency, the content is every pixel with alpha above ``_FRAME_TOLERANCE``
+    and the background is transparent. Fully opaque images are cropped only when their
+    four corners share one colour (a frame or a plain canvas; a photo's corners rarely
+    do), the content being every pixel that differs from it; that repeats a few times,
+    so a black frame around a picture on white loses both.
+    """
+    rgba = np.asarray(image.convert("RGBA"))
+    fill: tuple[int, ...] | None = None
+    for _ in range(_CROP_PASSES):
+        found = _content_box(rgba)
+        if found is None:
+            break
+        (top, bottom, left, right), fill = found
+        rgba = rgba[top:bottom, left:right]
+    if fill is None:
+        return image
+    content = Image.fromarray(np.ascontiguousarray(rgba))
+    side = max(content.size)
+    square = Image.new("RGBA", (side, side), fill)
+    square.paste(content, ((side - content.width) // 2, (side - content.height) // 2))
+    return square
+
+
+def _content_box(
+    rgba: np.ndarray,
+) -> tuple[tuple[int, int, int, int], tuple[int, ...]] | None:
+    """The rows and columns (top, bottom, left, right) of the content and the background
+    colour, or None when there is nothing to cut (see ``crop_to_content``)."""
+    height, width = rgba.shape[:2]
+    alpha = rgba[..., 3]
+    if alpha.min() < 255:
+        mask = alpha > _FRAME_TOLERANCE
+        fill: tuple[int, ...] = (255, 255, 255, 0)
+    else:
+        corners = rgba[[0, 0, -1, -1], [0, -1, 0, -1], :3].astype(np.int16)
+        if np.abs(corners - corners[0]).max() > _FRAME_TOLERANCE:
+            return None
+        difference = np.abs(rgba[..., :3].astype(np.int16) - corners[0]).max(axis=-1)
+        mask = difference > _FRAME_TOLERANCE
+        fill = (*(int(v) for v in corners[0]), 255)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None  # no content at all: nothing smaller to keep
+    box = (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+    if box == (0, height, 0, width):
+        return None
+    return box, fill
 
 
 def descriptor_blocks(
