@@ -13,7 +13,7 @@ from mmsearch.governance.audit import AuditLog
 from mmsearch.governance.keys import KeyStore
 from mmsearch.governance.registry import Registry
 from mmsearch.service.app import create_app
-from mmsearch.service.permissions import ROUTE_PERMISSIONS
+from mmsearch.service.permissions import PAGES, ROUTE_PERMISSIONS
 from mmsearch.workspace import Workspace
 from service_support import concrete, ingest_shop, running_server
 
@@ -132,7 +132,7 @@ def test_route_role_matrix(secured):
                 )
                 seen += 1
                 got = response.status_code
-                page = method == "GET" and path in ("/", "/items/{collection}/{item_id}", "/admin")
+                page = method == "GET" and path in PAGES
                 if want == "open":
                     assert got not in (401, 403), (method, path, role, got, response.text)
                     assert got < 500, (method, path, role, got, response.text)
