@@ -223,3 +223,16 @@ def test_more_like_this_never_shows_an_item_the_caller_may_not_see(settings, tmp
             403,
             404,
         )
+
+
+def test_an_item_deleted_after_the_graph_was_made_is_never_boosted(shop):
+    """Unfiltered searches skip the store lookup only while the table is the one the
+    graph was made from: a delete moves it on, and the deleted item stays out."""
+    gone = product_id("Acme", "boots", "red")
+    before = search(shop, "red Acme boots", k=5)
+    assert gone in {h.id for h in before.hits}
+    searcher = Searcher(shop, "shop")
+    searcher.index.delete([gone])
+    after = searcher.search(SearchRequest(text="red Acme boots", k=5, explain=True))
+    assert after.routing is not None and "graph" in after.signals
+    assert gone not in {h.id for h in after.hits}

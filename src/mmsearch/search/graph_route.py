@@ -20,7 +20,7 @@ from mmsearch.encoders.base import create_encoder
 from mmsearch.filters.expr import Filter, InList, all_of
 from mmsearch.graph.recognise import recognise
 from mmsearch.graph.routing import GRAPH_SIGNAL, RoutePlan, plan_item_route, plan_route
-from mmsearch.graph.settings import RoutingSettings, load_routing
+from mmsearch.graph.settings import RoutingSettings, load_routing, routing_path
 from mmsearch.graph.store import StoredGraph, load_graph
 from mmsearch.graph.view import caller_view
 from mmsearch.index.base import BuildReader, Match
@@ -44,12 +44,30 @@ class GraphRouter:
         self.build_dir = build_dir
         self.collection_dir = collection_dir
         self.query_cache = query_cache
+        self._settings: tuple[tuple[int, int, int] | None, RoutingSettings] | None = None
 
     def graph(self) -> StoredGraph | None:
         return load_graph(self.build_dir)
 
     def settings(self) -> RoutingSettings:
-        return load_routing(self.collection_dir)
+        """The collection's routing settings, read again only when the file changes.
+
+        A search asks twice (planning, then fusion weights); parsing and validating the
+        JSON each time cost about as much as recognising the query's entities. The key
+        is the file's (modification time, inode, size): a save replaces the file, so it
+        gets a new inode even within one tick of the clock."""
+        path = routing_path(self.collection_dir)
+        try:
+            found = path.stat()
+            stamp: tuple[int, int, int] | None = (found.st_mtime_ns, found.st_ino, found.st_size)
+        except FileNotFoundError:
+            stamp = None
+        cached = self._settings
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        settings = load_routing(self.collection_dir)
+        self._settings = (stamp, settings)
+        return settings
 
     def plan(self, request: SearchRequest, access: Filter | None) -> RoutePlan | None:
         """The route of a text request, or the graph walk of an item request (``like``);
@@ -132,12 +150,24 @@ class GraphRouter:
                 expanded, retrieved.depth, retrieved.where
             )
         if plan.boosts:
-            retrieved.ranked[GRAPH_SIGNAL] = self._allowed(plan.boosts, retrieved)
+            if retrieved.where is None and self._graph_is_current():
+                # Nothing to filter and no row changed since the graph was made: every
+                # boosted item is in the store, so the lookup would return them all.
+                best = list(plan.boosts)[: retrieved.depth]
+                retrieved.ranked[GRAPH_SIGNAL] = [Match(i, plan.boosts[i]) for i in best]
+            else:
+                retrieved.ranked[GRAPH_SIGNAL] = self._allowed(plan.boosts, retrieved)
             retrieved.planned.append(GRAPH_SIGNAL)
         spent = (time.perf_counter() - tick) * 1000.0 + plan.explanation.ms
         retrieved.timings["graph"] = round(spent, 3)
         if plan.encode_ms:
             retrieved.timings["graph_encode_text"] = plan.encode_ms
+
+    def _graph_is_current(self) -> bool:
+        """Whether the graph was made from the table version searches read now (an item
+        PUT or delete since then moves the table on, and the store is asked again)."""
+        stored = self.graph()
+        return stored is not None and stored.graph.table_version == self.index.version()
 
     def _allowed(self, boosts: dict[str, float], retrieved: Retrieved) -> list[Match]:
         """The best boosted items that pass the search's whole filter, up to the depth;
