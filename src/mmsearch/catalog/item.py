@@ -82,6 +82,9 @@ class Item:
     ocr: bool = False
     # ACL groups; None means "no acl given": the collection's default access applies.
     acl: list[str] | None = None
+    # Normalised codes and aliases (``catalog/aliases.py``); None when the mapping names
+    # no alias field, so hashes of builds without aliases stay as they were.
+    aliases: list[str] | None = None
     # Fields of this row stored as missing because their value did not fit (severity
     # "warning"); reported, never hashed: they describe the source, not the indexed content.
     warnings: list[RowError] = field(default_factory=list)
@@ -110,6 +113,7 @@ class Item:
                 # Only present when on, so hashes of rows ingested without OCR stay valid.
                 **({"ocr": True} if self.ocr else {}),
                 **({"acl": self.acl} if self.acl is not None else {}),
+                **({"aliases": self.aliases} if self.aliases else {}),
             },
             sort_keys=True,
             ensure_ascii=False,

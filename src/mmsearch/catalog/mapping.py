@@ -43,6 +43,7 @@ RESERVED_COLUMNS = frozenset(
         "ingest_run",
         "ingested_at",
         "acl",
+        "alias_keys",
         # moderation (moderation/decisions.py)
         "image_fingerprints",
         "moderation_action",
@@ -81,6 +82,10 @@ class FieldMapping(BaseModel):
     # Attribute or text fields whose values become entities of the build's graph
     # (``graph/``): one entity per value, a list or comma-separated value giving several.
     entities: list[str] = Field(default_factory=list)
+    # Fields holding codes and aliases of the item (a list, or text split on , ; |):
+    # stored normalised in ``alias_keys`` and matched whole, ahead of ranking, when a
+    # query names one (``catalog/aliases.py``).
+    aliases: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid"}
 
@@ -123,6 +128,7 @@ class FieldMapping(BaseModel):
             + (f"  acl={self.acl}" if self.acl else "")
             + (f"  required=[{', '.join(self.required)}]" if self.required else "")
             + (f"  entities=[{', '.join(self.entities)}]" if self.entities else "")
+            + (f"  aliases=[{', '.join(self.aliases)}]" if self.aliases else "")
         )
 
 
@@ -137,7 +143,7 @@ def _split_kind(entry: str) -> tuple[str, AttributeKind | None]:
 def load_mapping_file(path: Path) -> FieldMapping:
     """Read a mapping from TOML or YAML (chosen by suffix)."""
     data = read_table_file(path, "Mapping file", CatalogError)
-    for key in ("text", "attributes", "images", "required", "entities"):
+    for key in ("text", "attributes", "images", "required", "entities", "aliases"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
     try:
@@ -205,6 +211,7 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
         types=given.types,
         required=given.required,
         entities=given.entities,
+        aliases=given.aliases,
     )
     validate_mapping(mapping)
     return mapping
@@ -218,6 +225,7 @@ def nested_fields(sample: Iterable[dict[str, object]], mapping: FieldMapping) ->
     """
     taken = {mapping.id, mapping.title, *mapping.text, *mapping.images, mapping.acl}
     taken.update(mapping.attributes or [])
+    taken.update(mapping.aliases)
     found: dict[str, str] = {}
     scalar: set[str] = set()
     for record in sample:

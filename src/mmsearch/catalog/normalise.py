@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmsearch.catalog.aliases import normalise_aliases
 from mmsearch.catalog.item import AttributeKind, AttributeValue, Item, RawRecord, RowError
 from mmsearch.catalog.mapping import FieldMapping, attribute_column
 from mmsearch.media.paths import MAX_URL_CHARS, ImageRoots, PathRefused, is_url
@@ -328,6 +329,7 @@ def normalise_record(
             for ref in _image_refs(field, data.get(field))
         ]
         acl = _acl_of(mapping.acl, data.get(mapping.acl)) if mapping.acl else None
+        keys = [key for field in mapping.aliases for key in normalise_aliases(data.get(field))]
     except _Invalid as exc:
         return RowError(record.source, record.row, str(exc), field=exc.field, item_id=item_id)
     if not title and not any(texts.values()) and not images:
@@ -344,5 +346,6 @@ def normalise_record(
         record.source,
         record.row,
         acl=acl,
+        aliases=list(dict.fromkeys(keys)) if mapping.aliases else None,
         warnings=[*record.warnings, *warnings],
     )

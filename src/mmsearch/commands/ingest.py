@@ -215,6 +215,14 @@ def ingest(
             "graph (mmsearch graph); repeat for several.",
         ),
     ] = None,
+    aliases: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alias-field",
+            help="Field holding codes or aliases of the item (a list, or text split on "
+            ", ; |): a query naming one finds the item first; repeat for several.",
+        ),
+    ] = None,
     required: Annotated[
         list[str] | None,
         typer.Option(
@@ -345,6 +353,7 @@ def ingest(
             "images": image_fields,
             "acl": acl_field,
             "entities": entities,
+            "aliases": aliases,
         }
         mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
         options = IngestOptions(

@@ -41,6 +41,8 @@ def print_explanation(console: Console, rank: int, hit_id: str, explanation: Exp
         f" → final {explanation.final_score:.4f}",
         highlight=False,
     )
+    if explanation.alias is not None:
+        console.print(f"    alias {explanation.alias!r} matched exactly: ranked first")
     for signal, part in sorted(explanation.signals.items()):
         console.print(
             f"    {signal:<14} raw {part.score:.4f}  #{part.rank:<4} norm {part.normalised:.4f}"

@@ -10,12 +10,14 @@ added without a new ``SCHEMA_VERSION``: they are NULL for every item no policy
 decided, and readers test for them (``MODERATION_COLUMNS``) as for ``acl``. A build
 made before them still searches and updates; enforcing a policy on it needs a new
 build (``mmsearch ingest --new-build``), which ingest says when a policy is bound.
+``alias_keys`` was added the same way: readers test for it before matching aliases.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
+from mmsearch.catalog.aliases import ALIAS_COLUMN
 from mmsearch.catalog.normalise import AttributeSpec
 from mmsearch.filters.expr import ACL_COLUMN
 from mmsearch.index.base import VectorField
@@ -63,6 +65,8 @@ def build_schema(attributes: list[AttributeSpec], vectors: list[VectorField]) ->
         pa.field("ingested_at", pa.string()),
         # ACL groups of the item; NULL = the collection's default access (public/private).
         pa.field(ACL_COLUMN, pa.list_(pa.string())),
+        # Codes and aliases, normalised, as ``|key|key|`` (catalog/aliases.py); NULL = none.
+        pa.field(ALIAS_COLUMN, pa.string()),
         # Moderation: each image's fingerprint (JSON), the policy's decision, its review.
         pa.field(FINGERPRINTS_COLUMN, pa.string()),
         pa.field(ACTION_COLUMN, pa.string()),

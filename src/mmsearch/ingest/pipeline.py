@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from mmsearch.catalog.aliases import ALIAS_COLUMN, encode_keys
 from mmsearch.catalog.item import Item, RowError
 from mmsearch.clock import utc_now
 from mmsearch.config import Settings
@@ -278,6 +279,7 @@ class ChunkEncoder:
             "ingest_run": self.run_id,
             "ingested_at": utc_now(),
             "acl": item.acl,
+            ALIAS_COLUMN: encode_keys(item.aliases or []),
             **item.attributes,
             vector_column("text"): None if text_vector is None else text_vector.tolist(),
         }

@@ -119,6 +119,7 @@ def named_fields(mapping: FieldMapping) -> list[tuple[str, str]]:
     if mapping.acl:
         named.append((mapping.acl, "--acl-field / acl"))
     named += [(field, "--required / required") for field in mapping.required]
+    named += [(field, "--alias-field / aliases") for field in mapping.aliases]
     named += [(field, "--attribute NAME:TYPE / types") for field in mapping.types]
     return named
 

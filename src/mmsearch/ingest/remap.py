@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mmsearch.catalog.aliases import ALIAS_COLUMN, decode_keys
 from mmsearch.catalog.item import AttributeValue, Item
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import AttributeSpec
@@ -67,6 +68,7 @@ class Remap:
             image_text=row.get("image_text") or "",
             ocr=self.ocr and bool(images),
             acl=None if row.get("acl") is None else list(row["acl"]),
+            aliases=decode_keys(row.get(ALIAS_COLUMN)) or None,
         )
 
     def _field(self, row: dict[str, Any], stored: dict[str, str], name: str) -> str:
@@ -97,6 +99,8 @@ def plan_remap(source: BuildManifest, given: FieldMapping | None) -> Remap:
             )
     if list(mapping.images) != list(before.images):
         problems.append("the image fields")
+    if list(mapping.aliases) != list(before.aliases):
+        problems.append("the alias fields")
     by_field = {spec.field: spec for spec in specs}
     attributes = list(mapping.attributes if mapping.attributes is not None else by_field)
     unknown = [name for name in attributes if name not in by_field]

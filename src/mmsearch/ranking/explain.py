@@ -46,3 +46,5 @@ class Explanation:
     rules_version: str | None = None
     rules: list[RuleApplication] = field(default_factory=list)
     final_score: float = 0.0
+    # The code or alias the query named, when that put the item first (catalog/aliases.py).
+    alias: str | None = None

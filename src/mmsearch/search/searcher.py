@@ -16,18 +16,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from mmsearch.catalog.aliases import ALIAS_COLUMN, decode_keys, like_key, query_keys
 from mmsearch.collection_state import ann_search
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError, QueryError
-from mmsearch.filters.expr import Filter, IsNull, Visible, all_of
+from mmsearch.filters.expr import Filter, IsNull, Like, Or, Visible, all_of
 from mmsearch.filters.parse import parse_where
 from mmsearch.index.base import BuildIndex, Match
 from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
 from mmsearch.manifest import BUILDING
 from mmsearch.moderation.decisions import HIDDEN_COLUMN
+from mmsearch.ranking.explain import Explanation
 from mmsearch.ranking.fusion import FusionParams
-from mmsearch.ranking.pipeline import RankingStage
+from mmsearch.ranking.pipeline import Ranked, RankingStage
 from mmsearch.ranking.rules import RuleSet
 from mmsearch.ranking.tuning import load_tuned
 from mmsearch.retrieval.expansion import FeedbackSettings
@@ -163,6 +165,8 @@ class Searcher:
             ruleset=ruleset,
             explain=request.explain,
         )
+        if request.text:
+            self._pin_aliases(request, ruleset, ranked, fusion, depth if group_by else request.k)
         tick = time.perf_counter()
         top, groups = ranked.top, {}
         if group_by is not None:
@@ -216,11 +220,7 @@ class Searcher:
         if ruleset is None:
             ruleset = self.ranking.rules_for(request.rules)
         user_filter = self.user_filter(request)
-        combined = all_of(
-            user_filter,
-            ruleset.store_filter(text) if ruleset is not None else None,
-            self.visible_filter(request.access),
-        )
+        combined = self.store_filter(request, ruleset, text)
         return self.retriever.retrieve(
             RetrievalQuery(
                 text=text,
@@ -234,6 +234,69 @@ class Searcher:
                 ann=ann_search(self.settings, self.collection_ann, request.ann),
             )
         )
+
+    def store_filter(
+        self, request: SearchRequest, ruleset: RuleSet | None, text: str | None
+    ) -> Filter | None:
+        """The one tree every store read of this request goes through: the user's filter,
+        the rules' filters and blocks, the caller's access and the moderation node."""
+        return all_of(
+            self.user_filter(request),
+            ruleset.store_filter(text) if ruleset is not None else None,
+            self.visible_filter(request.access),
+        )
+
+    def _pin_aliases(
+        self,
+        request: SearchRequest,
+        ruleset: RuleSet | None,
+        ranked: Ranked,
+        fusion: str,
+        k: int,
+    ) -> None:
+        """Put the items holding a code or alias the query names first, in place.
+
+        A query that is a code (``flag-eg``) or holds one as ``:tada:`` names one item;
+        keyword and vector scores rank such a name weakly, so an exact match is pinned
+        ahead of the fused list rather than weighted into it. The items are read through
+        the request's whole store filter, so an alias of an item the caller may not see
+        (or that moderation hides, or the ``where`` leaves out) is never returned. A
+        build whose mapping names no alias field (or made before the column) pays
+        nothing."""
+        if not self.manifest.mapping.aliases or ALIAS_COLUMN not in self.index.schema.names:
+            return
+        keys = query_keys(request.text or "")
+        found = alias_filter(keys)
+        if found is None:
+            return
+        rows = self.index.scan(
+            ["id", ALIAS_COLUMN],
+            all_of(found, self.store_filter(request, ruleset, request.text)),
+        ).to_pylist()
+        named: dict[str, str] = {}
+        for row in rows:
+            stored = set(decode_keys(row.get(ALIAS_COLUMN)))
+            key = next((key for key in keys if key in stored), None)
+            if key is not None:
+                named[str(row["id"])] = key
+        if not named:
+            return
+        # Among pinned items, the fused order first, then the store's.
+        order = {item_id: rank for rank, item_id in enumerate(ranked.top)}
+        pinned = sorted(named, key=lambda item_id: order.get(item_id, len(order)))[:k]
+        best = max(ranked.scores.values(), default=0.0)
+        rest = [item_id for item_id in ranked.top if item_id not in named]
+        ranked.top = [*pinned, *rest][:k]
+        for position, item_id in enumerate(pinned):
+            ranked.scores[item_id] = best + float(len(pinned) - position)
+        if request.explain:
+            for item_id in pinned:
+                explanation = ranked.explanations.get(item_id) or Explanation(
+                    fusion=fusion, fused_score=0.0
+                )
+                explanation.alias = named[item_id]
+                explanation.final_score = ranked.scores[item_id]
+                ranked.explanations[item_id] = explanation
 
     def _planned(self, request: SearchRequest) -> list[str]:
         """The retrievers this request will run (graph routing weights only those)."""
@@ -322,6 +385,17 @@ class Searcher:
                 )
             )
         return hits
+
+
+def alias_filter(keys: list[str]) -> Filter | None:
+    """The store node finding items whose ``alias_keys`` hold any of ``keys`` (or a near
+    key: see ``like_key``; the caller compares the stored keys)."""
+    nodes: tuple[Filter, ...] = tuple(
+        Like(ALIAS_COLUMN, f"%|{like_key(key)}|%") for key in keys if key
+    )
+    if not nodes:
+        return None
+    return nodes[0] if len(nodes) == 1 else Or(nodes)
 
 
 def _ms(tick: float) -> float:
