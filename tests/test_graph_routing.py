@@ -5,11 +5,14 @@ over real HTTP show a caller only what their groups support."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from mmsearch.catalog.mapping import FieldMapping
+from mmsearch.config import Settings
 from mmsearch.datasets.products import MAPPING, build_products, products
 from mmsearch.governance.keys import KeyStore
 from mmsearch.graph.settings import RoutingSettings, save_routing
@@ -92,12 +95,11 @@ def test_a_model_number_weights_keyword_up(shop):
     assert explanation is not None and explanation.signals["keyword"].weight == 2.0
 
 
-def test_graph_routes_show_a_caller_only_entities_of_visible_items(settings, tmp_path):
-    rows = [
-        {"id": "a", "title": "open boot", "brand": "Acme", "category": "boots", "acl": ["sales"]},
-        {"id": "b", "title": "open mug", "brand": "Acme", "category": "mugs", "acl": ["sales"]},
-        {"id": "s", "title": "secret boot", "brand": "Hushco", "category": "boots", "acl": ["x"]},
-    ]
+def shop_with_a_sales_reader(
+    settings: Settings, tmp_path: Path, rows: list[dict[str, Any]]
+) -> tuple[Settings, dict[str, str]]:
+    """The rows ingested as "shop" with brand and category as entities, and the served
+    settings and headers of a reader key in group ``sales``."""
     folder = tmp_path / "acl"
     folder.mkdir()
     catalog = folder / "catalog.jsonl"
@@ -107,6 +109,16 @@ def test_graph_routes_show_a_caller_only_entities_of_visible_items(settings, tmp
     _, secret = KeyStore(settings.home).create("reader", groups=("sales",))
     served = settings.model_copy(update={"auth": "auto", "rate_limit_per_minute": 0})
     headers = {"authorization": f"Bearer {secret}"}
+    return served, headers
+
+
+def test_graph_routes_show_a_caller_only_entities_of_visible_items(settings, tmp_path):
+    rows = [
+        {"id": "a", "title": "open boot", "brand": "Acme", "category": "boots", "acl": ["sales"]},
+        {"id": "b", "title": "open mug", "brand": "Acme", "category": "mugs", "acl": ["sales"]},
+        {"id": "s", "title": "secret boot", "brand": "Hushco", "category": "boots", "acl": ["x"]},
+    ]
+    served, headers = shop_with_a_sales_reader(settings, tmp_path, rows)
     with (
         running_server(create_app(served)) as base,
         httpx.Client(base_url=base, timeout=60, headers=headers) as client,
@@ -195,15 +207,7 @@ def test_more_like_this_never_shows_an_item_the_caller_may_not_see(settings, tmp
         {"id": "c", "title": "plain hat", "brand": "Zed", "category": "hats", "acl": ["sales"]},
         {"id": "s", "title": "secret boot", "brand": "Acme", "category": "boots", "acl": ["x"]},
     ]
-    folder = tmp_path / "acl"
-    folder.mkdir()
-    catalog = folder / "catalog.jsonl"
-    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    mapping = FieldMapping(attributes=["brand", "category"], entities=["brand", "category"])
-    Ingestor(settings).run(IngestOptions(catalog, "shop", mapping))
-    _, secret = KeyStore(settings.home).create("reader", groups=("sales",))
-    served = settings.model_copy(update={"auth": "auto", "rate_limit_per_minute": 0})
-    headers = {"authorization": f"Bearer {secret}"}
+    served, headers = shop_with_a_sales_reader(settings, tmp_path, rows)
     with (
         running_server(create_app(served)) as base,
         httpx.Client(base_url=base, timeout=60, headers=headers) as client,

@@ -7,6 +7,8 @@ traceback; catalog text is escaped so that it prints as written, not as Rich mar
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any
@@ -14,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from mmsearch.errors import MMSearchError
 
@@ -68,3 +71,17 @@ def user_errors() -> _UserErrors:
 def print_json(value: Any) -> None:
     """Print any JSON-able value for ``--json``; dates, paths and the like as strings."""
     console.print_json(json.dumps(value, default=str))
+
+
+@contextmanager
+def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A Rich bar on stderr; yields ``start(total) -> advance(n)``."""
+    with Progress(
+        label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors, disable=quiet
+    ) as progress:
+
+        def start(total: int) -> Callable[[int], None]:
+            task = progress.add_task(label, total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield start

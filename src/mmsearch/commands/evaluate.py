@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.terminal import HomeOption, JsonOption, console, errors, print_json, user_errors
-
-
-@contextmanager
-def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int], Callable[[int], None]]]:
-    """A Rich bar on stderr; yields ``start(total) -> advance(n)``."""
-    with Progress(
-        label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors, disable=quiet
-    ) as progress:
-
-        def start(total: int) -> Callable[[int], None]:
-            task = progress.add_task(label, total=total)
-            return lambda n: progress.advance(task, n)
-
-        yield start
+from mmsearch.terminal import (
+    HomeOption,
+    JsonOption,
+    console,
+    errors,
+    print_json,
+    progress_bar,
+    user_errors,
+)
 
 
 def print_summary(data: dict, metrics: list[str]) -> None:

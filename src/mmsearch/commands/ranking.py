@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmsearch.errors import MMSearchError
-from mmsearch.terminal import console, errors, print_json, user_errors
+from mmsearch.terminal import console, errors, print_json, progress_bar, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.media.images import ImageLimits
@@ -145,15 +144,7 @@ def train_ranker_command(
             console.print(note, highlight=False)
         searcher = Searcher(settings, collection)
         target = out or settings.home / "rankers" / f"{collection}-{searcher.build_id}"
-        with Progress(
-            TextColumn("searching"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=errors,
-            disable=as_json,
-        ) as progress:
-            task = progress.add_task("queries", total=len(training))
+        with progress_bar("searching", quiet=as_json) as start:
             model, report = train_ranker(
                 searcher,
                 training,
@@ -162,7 +153,7 @@ def train_ranker_command(
                 seed=seed,
                 candidates=candidates,
                 source=source,
-                progress=lambda n: progress.advance(task, n),
+                progress=start(len(training)),
                 groups=parse_groups(groups),
             )
         model.save(target)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mmsearch.terminal import console, errors, print_json, user_errors
+from mmsearch.terminal import console, errors, print_json, progress_bar, user_errors
 
 if TYPE_CHECKING:
     from mmsearch.ranking.tuning import TunedFusion
@@ -56,21 +55,13 @@ def tune_command(
             for q in load_queries(queries)
         ]
         searcher = Searcher(settings, collection)
-        with Progress(
-            TextColumn("searching"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=errors,
-            disable=as_json,
-        ) as progress:
-            task = progress.add_task("queries", total=len(training))
+        with progress_bar("searching", quiet=as_json) as start:
             tuned = tune_collection(
                 searcher,
                 training,
                 judgments,
                 candidates=candidates,
-                progress=lambda n: progress.advance(task, n),
+                progress=start(len(training)),
             )
         stored = None
         if not dry_run:

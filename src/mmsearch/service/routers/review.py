@@ -11,6 +11,7 @@ work is in ``service/reviewing.py``; permissions in ``service/permissions.py``.
 from __future__ import annotations
 
 import mimetypes
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -54,6 +55,12 @@ def review_show(name: CollectionName, item_id: ItemId, request: Request) -> dict
     return reviewing.show(state_of(request), name, item_id, request_caller(request))
 
 
+def _unstored_file(path: Path) -> FileResponse:
+    """A file under review: never kept by a cache, since moderation may hide it."""
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
 @router.get(
     "/v1/collections/{name}/review/{item_id}/images/{n}",
     summary="An image of an item under review (also when moderation hides the item)",
@@ -63,9 +70,9 @@ def review_show(name: CollectionName, item_id: ItemId, request: Request) -> dict
 def review_image(
     name: CollectionName, item_id: ItemId, n: ImageIndex, request: Request
 ) -> FileResponse:
-    path = reviewing.image_path(state_of(request), name, item_id, n, request_caller(request))
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return _unstored_file(
+        reviewing.image_path(state_of(request), name, item_id, n, request_caller(request))
+    )
 
 
 @router.get(
@@ -77,9 +84,9 @@ def review_image(
 def review_banned_image(
     name: CollectionName, item_id: ItemId, n: ImageIndex, request: Request
 ) -> FileResponse:
-    path = reviewing.banned_image_path(state_of(request), name, item_id, n, request_caller(request))
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return _unstored_file(
+        reviewing.banned_image_path(state_of(request), name, item_id, n, request_caller(request))
+    )
 
 
 @router.post(
