@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from mmsearch.errors import QueryError
-from mmsearch.graph.routing import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
+
+if TYPE_CHECKING:
+    from mmsearch.graph.explanation import RoutingExplanation
 
 
 def parse_weights(values: list[str] | None) -> dict[str, float] | None:

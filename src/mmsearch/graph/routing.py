@@ -24,8 +24,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
-
+from mmsearch.graph.explanation import EntityRoute, RoutingExplanation
 from mmsearch.graph.recognise import Mention, query_words
 from mmsearch.graph.settings import RoutingSettings
 from mmsearch.graph.view import GraphView
@@ -72,35 +71,6 @@ VISUAL_WORDS = frozenset(
 )
 VISUAL_FIELDS = frozenset({"colour", "color", "shape", "pattern"})
 _CODE = re.compile(r"^(?=.*\d)(?=.*[a-z])[a-z0-9][a-z0-9-]{2,}$|^\d{4,}$")
-
-
-class EntityRoute(BaseModel):
-    """One recognised entity and what it did to the ranking."""
-
-    entity: str = Field(description="field=value")
-    label: str
-    text: str = Field(description="the query words that named it")
-    kind: str = Field(description="exact, fuzzy (spelling) or meaning (embedding)")
-    score: float
-    items: int = Field(description="items the caller may see that carry it")
-    effects: list[str] = Field(default_factory=list)
-
-
-class RoutingExplanation(BaseModel):
-    """Graph routing of a search: the entities, signal weights and keyword expansion."""
-
-    entities: list[EntityRoute] = Field(default_factory=list)
-    signal_weights: dict[str, float] = Field(default_factory=dict)
-    reasons: list[str] = Field(default_factory=list)
-    expansion: list[str] = Field(default_factory=list)
-    skipped: list[str] = Field(default_factory=list, description="recognised, left out on request")
-    source: str | None = Field(default=None, description="more like this: the source item")
-    related: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="more like this: hit id → the shared entities and cluster that brought it",
-    )
-    mode: str = "boost"
-    ms: float = 0.0
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mmsearch.graph.routing import RoutingExplanation
+from mmsearch.graph.explanation import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 from mmsearch.search.grouping import HitGroup

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.graph.routing import RoutingExplanation
+from mmsearch.graph.explanation import RoutingExplanation
 from mmsearch.ranking.explain import Explanation
 from mmsearch.retrieval.image_match import DuplicateKind, MatchedImage
 from mmsearch.search.grouping import HitGroup
