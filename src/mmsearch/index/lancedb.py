@@ -263,8 +263,11 @@ class LanceBuildIndex:
             # The quantised index reports approximate distances; re-scoring the shortlist
             # exactly restores true cosine distances (and the exact order).
             nearest |= {"nprobes": knobs.nprobes, "refine_factor": knobs.refine_factor}
-            if knobs.ef is not None:
-                # HNSW must keep at least as many candidates as it returns.
+            found = vector_field_of(self.schema.field(column))
+            if knobs.ef is not None and not (found is not None and found.multi):
+                # HNSW must keep at least as many candidates as it returns. A multivector
+                # column (one vector per image) is searched for more rows than k, by a
+                # number Lance does not expose, so its HNSW list keeps Lance's default.
                 nearest["ef"] = max(knobs.ef, k * (knobs.refine_factor or 1))
         where = self._sql(filter)
         data = self._checked(
