@@ -105,6 +105,47 @@ def test_text_search_renders_the_expected_top_result(server, page):
     page.screenshot(path=str(ARTIFACTS / "ui-text-search.png"), full_page=True)
 
 
+def test_words_typed_while_the_facets_load_are_kept_and_searched(server, page):
+    """On a slow server the facets answer last: what the user typed meanwhile stays in the
+    box, their search's results stay on screen, and the empty URL's state replaces neither."""
+    base_url, _ = server
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    page.route("**/facets", hold)
+    try:
+        page.goto(f"{base_url}/?collection=emoji")
+        page.fill("#query", "rocket")
+        while not held:
+            page.wait_for_timeout(20)
+        page.press("#query", "Enter")
+        page.wait_for_selector(f'#results .card[data-id="{ROCKET}"]')
+        held[0].continue_()
+        page.wait_for_selector("#facets select")
+        assert page.input_value("#query") == "rocket"
+        assert first_card(page).get_attribute("data-id") == ROCKET
+        assert "q=rocket" in page.url
+    finally:
+        page.unroute("**/facets")
+    page.goto(f"{base_url}/?collection=emoji")
+    held.clear()
+    page.route("**/facets", hold)
+    try:
+        page.goto(f"{base_url}/?collection=emoji")
+        while not held:
+            page.wait_for_timeout(20)
+        page.fill("#query", "dog")
+        held[0].continue_()
+        page.wait_for_selector("#facets select")
+        assert page.input_value("#query") == "dog"  # the URL's empty q did not wipe it
+        page.press("#query", "Enter")
+        page.wait_for_selector(f'#results .card[data-id="{DOG}"]')
+    finally:
+        page.unroute("**/facets")
+
+
 def test_image_upload_search_renders_the_same_picture_first(server, page):
     base_url, _ = server
     page.goto(f"{base_url}/?collection=emoji")

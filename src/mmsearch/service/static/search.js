@@ -10,6 +10,7 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     collection: app.dataset.collection, image: null, imageName: "", page: 1, last: null,
+    searched: false,  // a search has run: the URL's own search, once facets load, is moot
     graphSkip: [], graphText: "",  // entity chips the user removed, for this query text
   };
   const DEFAULT_K = "24";
@@ -84,18 +85,31 @@
     return `${location.pathname}?${params}`;
   }
 
-  // Fill the form from the URL (a shared link, a reload, the back button) and search.
-  function restoreFromUrl() {
+  // The search a URL describes (a shared link, a reload, the back button).
+  function urlSearch() {
     const params = new URLSearchParams(location.search);
-    $("query").value = params.get("q") || "";
-    $("mode").value = params.get("mode") || "";
-    const k = params.get("k");
-    if (k && [...$("k").options].some((o) => o.value === k)) $("k").value = k;
     let chosen = {};
     try { chosen = JSON.parse(params.get("filters") || "{}") || {}; } catch (error) { chosen = {}; }
-    setFilters(chosen);
-    const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
-    if ($("query").value.trim()) search(page, { history: false });
+    return {
+      text: params.get("q") || "", mode: params.get("mode") || "", k: params.get("k"), filters: chosen,
+      page: Math.max(1, parseInt(params.get("page") || "1", 10) || 1),
+    };
+  }
+
+  // The text box, mode and page size need no server answer, so they are filled at once:
+  // someone typing while the facets load must not have their words replaced later.
+  function restoreFormFromUrl(wanted) {
+    $("query").value = wanted.text;
+    $("mode").value = wanted.mode;
+    if (wanted.k && [...$("k").options].some((o) => o.value === wanted.k)) $("k").value = wanted.k;
+  }
+
+  // Fill the whole form from the URL and search (the back and forward buttons).
+  function restoreFromUrl() {
+    const wanted = urlSearch();
+    restoreFormFromUrl(wanted);
+    setFilters(wanted.filters);
+    if (wanted.text.trim()) search(wanted.page, { history: false });
   }
 
   function setImage(blob, name) {
@@ -131,6 +145,7 @@
       return;
     }
     state.page = page;
+    state.searched = true;
     const k = Number($("k").value);
     const offset = (page - 1) * k;
     if (state.image) {
@@ -219,7 +234,14 @@
     searchWithImage(url, title);
     loadFacets();
   } else {
-    // Filters come from the URL, so the facet controls must exist before restoring.
-    loadFacets().then(restoreFromUrl);
+    // Filters come from the URL, so the facet controls must exist before they are set;
+    // the URL's search runs then, unless the user has already searched meanwhile.
+    const wanted = urlSearch();
+    restoreFormFromUrl(wanted);
+    loadFacets().then(() => {
+      if (state.searched) return;
+      setFilters(wanted.filters);
+      if (wanted.text.trim()) search(wanted.page, { history: false });
+    });
   }
 })();
