@@ -39,7 +39,7 @@ from moderation_robustness import entries
 from near_duplicates import ALTERATIONS, DATASET, machine
 from PIL import Image
 
-from mmsearch.evaluation.duplicates import find_clusters
+from mmsearch.evaluation.duplicates import LINKAGES, find_clusters
 from mmsearch.media.images import decode_image
 from mmsearch.moderation.fingerprints import STRICTNESS, Fingerprint, fingerprint_image
 from mmsearch.moderation.hash_index import HashIndex
@@ -77,37 +77,42 @@ def quality(sample: int, seed: int) -> None:
         f"{true_pairs:,}\n"
     )
     print(
-        "| level | d ≤ | clusters | pairs listed | listed, other original: variant / "
-        "different emoji | pairs clustered | precision | recall | clusters mixing "
-        "originals / different emoji | most originals in a cluster | time (s) |"
+        "| linkage | level | d ≤ | clusters | pure clusters | pairs listed | listed, other "
+        "original: variant / different emoji | pairs clustered | precision | recall | "
+        "clusters mixing originals / different emoji | most originals in a cluster | "
+        "time (s) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- |" + " ---: |" * 11)
     row_of = {item: n for n, item in enumerate(ids)}
     items = np.arange(len(ids), dtype=np.int64)
     positions = np.zeros(len(ids), dtype=np.int64)
-    for level in STRICTNESS.values():
-        began = time.perf_counter()
-        clusters = find_clusters(ids, items, positions, prints, max_distance=level.max_distance)
-        seconds = time.perf_counter() - began
-        listed = [(row_of[p.a], row_of[p.b]) for c in clusters for p in c.pairs]
-        other = [(a, b) for a, b in listed if origin[a] != origin[b]]
-        variant = sum(family[a] == family[b] for a, b in other)
-        clustered = true = 0
-        mixing = mixing_families = most = 0
-        for cluster in clusters:
-            rows = [row_of[item] for item in cluster.ids]
-            counts = Counter(origin[r] for r in rows)
-            clustered += len(rows) * (len(rows) - 1) // 2
-            true += sum(n * (n - 1) // 2 for n in counts.values())
-            most = max(most, len(counts))
-            mixing += len(counts) > 1
-            mixing_families += len({family[r] for r in rows}) > 1
-        print(
-            f"| {level.name} | {level.max_distance} | {len(clusters)} | {len(listed):,} | "
-            f"{variant:,} / {len(other) - variant:,} | {clustered:,} | "
-            f"{true / max(clustered, 1):.3f} | {true / true_pairs:.3f} | "
-            f"{mixing} / {mixing_families} | {most} | {seconds:.2f} |"
-        )
+    for linkage in LINKAGES[::-1]:
+        for level in STRICTNESS.values():
+            began = time.perf_counter()
+            clusters = find_clusters(
+                ids, items, positions, prints, max_distance=level.max_distance, linkage=linkage
+            )
+            seconds = time.perf_counter() - began
+            listed = [(row_of[p.a], row_of[p.b]) for c in clusters for p in c.pairs]
+            other = [(a, b) for a, b in listed if origin[a] != origin[b]]
+            variant = sum(family[a] == family[b] for a, b in other)
+            clustered = true = 0
+            mixing = mixing_families = most = 0
+            for cluster in clusters:
+                rows = [row_of[item] for item in cluster.ids]
+                counts = Counter(origin[r] for r in rows)
+                clustered += len(rows) * (len(rows) - 1) // 2
+                true += sum(n * (n - 1) // 2 for n in counts.values())
+                most = max(most, len(counts))
+                mixing += len(counts) > 1
+                mixing_families += len({family[r] for r in rows}) > 1
+            pure = 1 - mixing / max(len(clusters), 1)
+            print(
+                f"| {linkage} | {level.name} | {level.max_distance} | {len(clusters)} | "
+                f"{pure:.3f} | {len(listed):,} | {variant:,} / {len(other) - variant:,} | "
+                f"{clustered:,} | {true / max(clustered, 1):.3f} | {true / true_pairs:.3f} | "
+                f"{mixing} / {mixing_families} | {most} | {seconds:.2f} |"
+            )
 
 
 def synthetic(count: int, flips: int, rng: np.random.Generator) -> list[Fingerprint]:

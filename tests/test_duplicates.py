@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
@@ -16,6 +18,7 @@ from mmsearch.encoders.hashes import hamming, image_hashes, to_hex
 from mmsearch.evaluation.duplicates import UnionFind, featureless_images, find_clusters
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.moderation.fingerprints import STRICTNESS, Fingerprint, fingerprint_bytes
+from mmsearch.moderation.pdq import to_hex as to_pdq_hex
 
 from conftest import write_jsonl
 
@@ -88,6 +91,40 @@ def test_clusters_say_exact_only_for_same_bytes_or_pixels() -> None:
     assert [c.kind for c in exact_only] == ["exact"]
 
 
+def _flipped_bits(base: np.ndarray, bits: range) -> np.ndarray:
+    out = base.copy()
+    for bit in bits:
+        out[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    return out
+
+
+def _synthetic(words: np.ndarray, name: str) -> Fingerprint:
+    """A fingerprint with the given PDQ hash in all eight variants (the grouping sees no image)."""
+    text = to_pdq_hex(words)
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return Fingerprint(digest, digest, text, (text,) * 8, 100, 0, 0, 64, 64)
+
+
+def test_star_linkage_does_not_chain_where_single_linkage_does() -> None:
+    # Five pictures in a row, each 30 bits from the next: neighbours match at 30, the ends
+    # are 120 bits apart.
+    base = np.random.default_rng(0).integers(0, 2**64, size=4, dtype=np.uint64)
+    prints = [_synthetic(_flipped_bits(base, range(30 * n)), f"p{n}") for n in range(5)]
+    ids = [f"p{n}" for n in range(5)]
+    items, positions = np.arange(5), np.zeros(5, dtype=np.int64)
+    single = find_clusters(ids, items, positions, prints, max_distance=30, linkage="single")
+    assert [c.ids for c in single] == [ids]
+    star = find_clusters(ids, items, positions, prints, max_distance=30, linkage="star")
+    assert len(star) == 2 and sorted(i for c in star for i in c.ids) == ids
+    for cluster in star:
+        # every pair listed joins a member to the leader: one item is in all of them
+        leaders = set.intersection(*({p.a, p.b} for p in cluster.pairs))
+        assert leaders and len(cluster.pairs) == len(cluster.ids) - 1
+        assert all(p.distance <= 30 for p in cluster.pairs)
+    with pytest.raises(ValueError, match="unknown linkage 'average'"):
+        find_clusters(ids, items, positions, prints, max_distance=30, linkage="average")  # type: ignore[arg-type]
+
+
 def test_images_of_one_item_do_not_make_a_cluster() -> None:
     photo = _fingerprint(_photo(5))
     clusters = find_clusters(
@@ -127,9 +164,13 @@ def test_dupes_command_lists_clusters(settings: Settings, tmp_path: Path, monkey
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     clusters = sorted(sorted(c["ids"]) for c in report["clusters"])
-    # "small" holds a copy of "other" (image 0) and a copy of "orig" (image 1): one chain
-    assert clusters == [["bright", "flipped", "orig", "other", "recoded", "same", "small"]]
-    pairs = {(p["a"], p["b"]): p for p in report["clusters"][0]["pairs"]}
+    # "small" holds a copy of "other" (image 0) and a copy of "orig" (image 1): it is in
+    # both clusters, which stay apart (star linkage; single linkage chained them into one)
+    assert clusters == [
+        ["bright", "flipped", "orig", "recoded", "same", "small"],
+        ["other", "small"],
+    ]
+    pairs = {(p["a"], p["b"]): p for c in report["clusters"] for p in c["pairs"]}
     assert pairs[("orig", "same")]["kind"] == "same bytes"
     assert pairs[("orig", "recoded")]["kind"] == "same pixels"
     assert pairs[("small", "other")]["kind"] == "same bytes"

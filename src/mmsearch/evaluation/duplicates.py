@@ -11,18 +11,22 @@ Two images are duplicates in one of two senses, and the report says which:
   Images too featureless for PDQ to judge (quality < ``pdq.MIN_QUALITY``, such as a
   flat square) take part in exact matches only.
 
-Pixel-identical images are grouped first (each group is joined as a star, never as all
-its pairs), and near pairs are found between one image per group with the multi-index
-hash lookup (``moderation.hash_index``), so no step compares all pairs of images.
-Items are then joined with union-find over the pairs, so a chain A≈B≈C is one cluster
-even if A and C are further apart.
+Pixel-identical images are one picture (each joined to the picture's first image as a
+star, never as all its pairs), and near pairs are found between one image per picture
+with the multi-index hash lookup (``moderation.hash_index``), so no step compares all
+pairs of images. Pictures are then grouped as stars: the picture with the most near
+neighbours leads and takes them all, then the next among those left. Every member of a
+cluster is one direct match from its leader, so a chain A≈B≈C≈D (skin-tone variants,
+one look-alike after another) no longer merges everything into one cluster, as
+connected components (``linkage="single"``, kept to measure against) did.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -107,6 +111,10 @@ class _Edge:
     variant: str
 
 
+Linkage = Literal["star", "single"]
+LINKAGES: tuple[Linkage, ...] = ("star", "single")
+
+
 def find_clusters(
     item_ids: list[str],
     image_item: np.ndarray,
@@ -114,72 +122,139 @@ def find_clusters(
     fingerprints: Sequence[Fingerprint],
     *,
     max_distance: int,
+    linkage: Linkage = "star",
 ) -> list[DuplicateCluster]:
     """Clusters (two or more items) of duplicate images; one fingerprint per image.
 
     ``image_item[i]`` is the index into ``item_ids`` of image ``i``, ``image_position[i]``
-    its position in that item's image list.
+    its position in that item's image list. ``linkage`` says how near pairs make a
+    cluster: ``star`` (every picture within ``max_distance`` of its cluster's leader,
+    so no chain) or ``single`` (connected components, where A≈B≈C is one cluster even
+    if A and C are far apart; kept to measure against). An item whose images land in
+    different clusters is listed in each of them.
     """
-    edges = _exact_edges(fingerprints) + _near_edges(fingerprints, max_distance)
-    edges = [e for e in edges if image_item[e.first] != image_item[e.second]]
-    sets = UnionFind(len(item_ids))
-    for edge in edges:
-        sets.union(int(image_item[edge.first]), int(image_item[edge.second]))
-    members: dict[int, list[int]] = {}
-    for index in range(len(item_ids)):
-        members.setdefault(sets.find(index), []).append(index)
-    clusters = {
-        root: DuplicateCluster(sorted(item_ids[i] for i in group))
-        for root, group in members.items()
-        if len(group) > 1
-    }
-    for edge in edges:
-        item_a, item_b = int(image_item[edge.first]), int(image_item[edge.second])
-        clusters[sets.find(item_a)].pairs.append(
-            DuplicatePair(
-                item_ids[item_a],
-                item_ids[item_b],
-                int(image_position[edge.first]),
-                int(image_position[edge.second]),
-                edge.kind,
-                edge.distance,
-                edge.variant,
+    if linkage not in LINKAGES:
+        raise ValueError(f"unknown linkage {linkage!r}; choose one of {', '.join(LINKAGES)}")
+    heads = _picture_heads(fingerprints)
+    near = _near_edges(fingerprints, heads, max_distance)
+    groups = _stars(near) if linkage == "star" else _components(near)
+    # A picture held by several images is a group even when nothing else is near it.
+    in_group = {picture for pictures, _ in groups for picture in pictures}
+    copies: dict[int, list[int]] = {}
+    for image, head in enumerate(heads):
+        copies.setdefault(head, []).append(image)
+    groups.extend(
+        ([head], []) for head, images in copies.items() if len(images) > 1 and head not in in_group
+    )
+    clusters: list[DuplicateCluster] = []
+    for pictures, edges in groups:
+        images = [image for picture in pictures for image in copies[picture]]
+        members = sorted({int(image_item[image]) for image in images})
+        if len(members) < 2:
+            continue
+        cluster = DuplicateCluster(sorted(item_ids[i] for i in members))
+        joined = [_exact_edge(fingerprints, heads[i], i) for i in images if heads[i] != i]
+        for edge in joined + edges:
+            item_a, item_b = int(image_item[edge.first]), int(image_item[edge.second])
+            if item_a == item_b:
+                continue
+            cluster.pairs.append(
+                DuplicatePair(
+                    item_ids[item_a],
+                    item_ids[item_b],
+                    int(image_position[edge.first]),
+                    int(image_position[edge.second]),
+                    edge.kind,
+                    edge.distance,
+                    edge.variant,
+                )
             )
-        )
-    ordered = sorted(clusters.values(), key=lambda c: (-len(c.ids), c.ids[0]))
+        clusters.append(cluster)
+    ordered = sorted(clusters, key=lambda c: (-len(c.ids), c.ids))
     rank = {"same bytes": 0, "same pixels": 1, "near": 2}
     for cluster in ordered:
         cluster.pairs.sort(key=lambda p: (rank[p.kind], p.distance, p.a, p.b))
     return ordered
 
 
-def _exact_edges(fingerprints: Sequence[Fingerprint]) -> list[_Edge]:
-    """Each pixel-identical image joined to the first of its group (a star, not all pairs)."""
+def _picture_heads(fingerprints: Sequence[Fingerprint]) -> list[int]:
+    """For each image, the first image with the same decoded pixels (itself if none before)."""
     first: dict[str, int] = {}
-    edges: list[_Edge] = []
-    for index, print_ in enumerate(fingerprints):
-        head = first.setdefault(print_.pixels_sha256, index)
-        if head != index:
-            same_bytes = fingerprints[head].sha256 == print_.sha256
-            kind: MatchKind = "same bytes" if same_bytes else "same pixels"
-            edges.append(_Edge(head, index, kind, 0, VARIANTS[0]))
-    return edges
+    return [first.setdefault(p.pixels_sha256, index) for index, p in enumerate(fingerprints)]
 
 
-def _near_edges(fingerprints: Sequence[Fingerprint], max_distance: int) -> list[_Edge]:
-    """Pairs of different pixels within ``max_distance``, one image per pixel group."""
-    seen: set[str] = set()
-    heads: list[int] = []
-    for index, print_ in enumerate(fingerprints):
-        if print_.pixels_sha256 in seen or print_.pdq_quality < MIN_QUALITY:
+def _exact_edge(fingerprints: Sequence[Fingerprint], head: int, image: int) -> _Edge:
+    """A pixel-identical image joined to its picture's head (a star, never all pairs)."""
+    same_bytes = fingerprints[head].sha256 == fingerprints[image].sha256
+    kind: MatchKind = "same bytes" if same_bytes else "same pixels"
+    return _Edge(head, image, kind, 0, VARIANTS[0])
+
+
+_Group = tuple[list[int], list[_Edge]]  # pictures (head images) and the near edges joining them
+
+
+def _stars(edges: list[_Edge]) -> list[_Group]:
+    """Leaders and their followers: every follower is within the threshold of its leader.
+
+    The picture with the most near neighbours not yet taken leads first (the original
+    that its altered copies all resemble) and takes all of them; the rest repeat with
+    what is left. Two followers may be up to twice the threshold apart, but never by a
+    chain: each is one direct match from the leader.
+    """
+    neighbours: dict[int, dict[int, _Edge]] = {}
+    for edge in edges:
+        neighbours.setdefault(edge.first, {})[edge.second] = edge
+        neighbours.setdefault(edge.second, {})[edge.first] = edge
+    taken: set[int] = set()
+    groups: list[_Group] = []
+    # A max-heap on the count of untaken neighbours, refreshed lazily: a popped entry
+    # whose count has fallen since is pushed back with the new count.
+    heap = [(-len(near), picture) for picture, near in neighbours.items()]
+    heapq.heapify(heap)
+    while heap:
+        stale, leader = heapq.heappop(heap)
+        if leader in taken:
             continue
-        seen.add(print_.pixels_sha256)
-        heads.append(index)
-    if len(heads) < 2:
+        followers = sorted(q for q in neighbours[leader] if q not in taken)
+        if len(followers) < -stale:
+            heapq.heappush(heap, (-len(followers), leader))
+            continue
+        taken.add(leader)
+        taken.update(followers)
+        if followers:
+            groups.append(([leader, *followers], [neighbours[leader][q] for q in followers]))
+    return groups
+
+
+def _components(edges: list[_Edge]) -> list[_Group]:
+    """Connected components of the near pairs (single linkage: chains join)."""
+    pictures = sorted({p for edge in edges for p in (edge.first, edge.second)})
+    position = {picture: n for n, picture in enumerate(pictures)}
+    sets = UnionFind(len(pictures))
+    for edge in edges:
+        sets.union(position[edge.first], position[edge.second])
+    groups: dict[int, _Group] = {}
+    for picture in pictures:
+        groups.setdefault(sets.find(position[picture]), ([], []))[0].append(picture)
+    for edge in edges:
+        groups[sets.find(position[edge.first])][1].append(edge)
+    return list(groups.values())
+
+
+def _near_edges(
+    fingerprints: Sequence[Fingerprint], heads: list[int], max_distance: int
+) -> list[_Edge]:
+    """Pairs of different pictures within ``max_distance``, between their head images."""
+    pictures = [
+        index
+        for index, head in enumerate(heads)
+        if head == index and fingerprints[index].pdq_quality >= MIN_QUALITY
+    ]
+    if len(pictures) < 2:
         return []
-    index = HashIndex(np.stack([from_hex(fingerprints[i].pdq) for i in heads]))
+    index = HashIndex(np.stack([from_hex(fingerprints[i].pdq) for i in pictures]))
     found: dict[tuple[int, int], _Edge] = {}
-    for row, head in enumerate(heads):
+    for row, head in enumerate(pictures):
         variants = fingerprints[head].variant_words()
         rows, distances = index.search(variants, max_distance)
         for other, distance in zip(rows.tolist(), distances.tolist(), strict=True):
@@ -192,7 +267,7 @@ def _near_edges(fingerprints: Sequence[Fingerprint], max_distance: int) -> list[
                 continue
             per_variant = np.bitwise_count(variants ^ index.hashes[other]).sum(axis=1)
             variant = VARIANTS[int(np.argmin(per_variant))]
-            found[key] = _Edge(head, heads[other], "near", int(distance), variant)
+            found[key] = _Edge(head, pictures[other], "near", int(distance), variant)
     return [found[key] for key in sorted(found)]
 
 
