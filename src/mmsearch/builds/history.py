@@ -164,6 +164,57 @@ def entry_from_summary(build_id: str, summary: RunSummary) -> RunEntry:
     )
 
 
+def record_item_write(
+    collection: CollectionDir,
+    manifest: BuildManifest,
+    *,
+    kind: RunKind,
+    run_id: str,
+    actor: str | None,
+    started_at: str,
+    finished_at: str,
+    counts: dict[str, int],
+    version_before: int,
+    version_after: int,
+    items: list[str],
+) -> RunSummary:
+    """Record a write that changed items of a build in place (an item delete, a
+    moderation verdict): the manifest's table version, time and ``last_run``, written
+    first, then the log line that ``runs revert`` reads.
+
+    One helper, so that every in-place writer records the same things in the same
+    order; the caller holds the collection's writer lock."""
+    summary = RunSummary(
+        run_id=run_id,
+        kind=kind,
+        actor=actor,
+        started_at=started_at,
+        finished_at=finished_at,
+        counts=dict(counts),
+        table_version=version_after,
+    )
+    manifest.table_version = version_after
+    manifest.updated_at = finished_at
+    note_run(manifest, summary, version_before)
+    collection.write_manifest(manifest.build_id, manifest)
+    append_run(
+        collection,
+        RunEntry(
+            kind=kind,
+            run_id=run_id,
+            build_id=manifest.build_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            counts=dict(counts),
+            table_version_before=version_before,
+            table_version_after=version_after,
+            actor=actor,
+            detail=RunDetail(items=items),
+        ),
+    )
+    return summary
+
+
 # -- the log -------------------------------------------------------------------------------
 
 

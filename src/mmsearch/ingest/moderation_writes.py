@@ -18,8 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmsearch.builds.history import append_run, note_run
-from mmsearch.builds.run_records import RunDetail, RunEntry, RunSummary
+from mmsearch.builds.history import record_item_write
 from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
@@ -88,33 +87,18 @@ def write_decisions(
         rows = index.scan(names, InList("id", tuple(part)))
         if rows.num_rows:
             index.upsert(_with_decisions(rows, changes, index.schema))
-    summary = RunSummary(
-        run_id=new_id("run"),
+    record_item_write(
+        collection,
+        manifest,
         kind="moderation",
+        run_id=new_id("run"),
         actor=actor,
         started_at=started_at,
         finished_at=utc_now(),
         counts={"moderated": len(ids), "items": index.row_count()},
-        table_version=index.version(),
-    )
-    manifest.table_version = index.version()
-    manifest.updated_at = utc_now()
-    note_run(manifest, summary, before)
-    collection.write_manifest(manifest.build_id, manifest)
-    append_run(
-        collection,
-        RunEntry(
-            kind="moderation",
-            run_id=summary.run_id,
-            build_id=manifest.build_id,
-            started_at=started_at,
-            finished_at=summary.finished_at,
-            counts=dict(summary.counts),
-            table_version_before=before,
-            table_version_after=index.version(),
-            actor=actor,
-            detail=RunDetail(items=ids[:IDS_IN_HISTORY]),
-        ),
+        version_before=before,
+        version_after=index.version(),
+        items=ids[:IDS_IN_HISTORY],
     )
     return index.version()
 

@@ -28,8 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmsearch.builds.history import append_run, note_run, recording
-from mmsearch.builds.run_records import RunDetail, RunEntry, RunSummary
+from mmsearch.builds.history import record_item_write, recording
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.clock import utc_now
@@ -147,34 +146,19 @@ def delete_item(
         started_at, before = utc_now(), index.version()
         index.delete([item_id])
         counts = {"removed": 1, "items": index.row_count()}
-        summary = RunSummary(
-            run_id=new_id("run"),
+        manifest.counts = manifest.counts.model_copy(update={"items": counts["items"]})
+        record_item_write(
+            folder,
+            manifest,
             kind="item_delete",
+            run_id=new_id("run"),
             actor=caller.key_id,
             started_at=started_at,
             finished_at=utc_now(),
-            counts=dict(counts),
-            table_version=index.version(),
-        )
-        manifest.counts = manifest.counts.model_copy(update={"items": counts["items"]})
-        manifest.table_version = index.version()
-        manifest.updated_at = utc_now()
-        note_run(manifest, summary, before)
-        folder.write_manifest(manifest.build_id, manifest)
-        append_run(
-            folder,
-            RunEntry(
-                kind="item_delete",
-                run_id=summary.run_id,
-                build_id=manifest.build_id,
-                started_at=started_at,
-                finished_at=summary.finished_at,
-                counts=dict(counts),
-                table_version_before=before,
-                table_version_after=index.version(),
-                actor=caller.key_id,
-                detail=RunDetail(items=[item_id]),
-            ),
+            counts=counts,
+            version_before=before,
+            version_after=index.version(),
+            items=[item_id],
         )
     state.forget(collection)
     state.audit(caller.key_id, "item.delete", collection=collection, items=[item_id])
