@@ -158,6 +158,35 @@ def ann_index(settings: Settings | None, collection: AnnSettings | None) -> AnnS
     )
 
 
+class CrossEncoderSettings(StatePart):
+    """The collection's cross-encoder (collection.json ``ranking.cross_encoder``): a
+    ``sentence-transformers`` ``CrossEncoder`` in a local folder that rescores the top
+    ``top`` hits of the ranking, reading the query beside each hit's ``fields``.
+
+    Why per collection: the model, how deep it may read and which fields tell it what
+    an item is depend on the catalog; a request only turns it on or off (and may read
+    fewer hits). ``fields`` are the mapping's names (its title field, its text fields);
+    None reads the title and every text field."""
+
+    path: str
+    top: int = Field(default=30, ge=1, le=100, description="hits rescored per search")
+    fields: list[str] | None = Field(default=None, max_length=32)
+    max_length: int = Field(
+        default=256, ge=16, le=2048, description="tokens of one (query, item text) pair"
+    )
+    default_on: bool = Field(default=True, description="searches that do not say use it")
+
+
+class RankingSettings(StatePart):
+    """How the collection ranks beyond fusion (collection.json ``ranking``): its
+    cross-encoder, and boosts of the keyword signal per text field (title over body)."""
+
+    cross_encoder: CrossEncoderSettings | None = None
+    # Mapping field name (its title field or a text field) -> boost; None: one keyword
+    # score over the concatenated text, as builds always had.
+    field_boosts: dict[str, float] | None = None
+
+
 class CollectionState(StatePart):
     """One collection.json. Fields in the order a collection gains them, so a file written
     through the model reads like one written before it."""
@@ -175,6 +204,7 @@ class CollectionState(StatePart):
     canary: CanaryState | None = None
     ann: AnnSettings | None = None
     moderation: PolicyBinding | None = None  # ``mmsearch policy bind``
+    ranking: RankingSettings | None = None  # ``mmsearch ranking-settings``
 
 
 # Layout N -> N + 1, applied in turn to a file's JSON before validation. None yet: every

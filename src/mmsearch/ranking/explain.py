@@ -38,6 +38,17 @@ class RerankerExplanation:
 
 
 @dataclass
+class CrossEncoderExplanation:
+    """The cross-encoder's score of a hit it rescored, the model (its folder), where the
+    hit stood before (1-based) and the fields the model read."""
+
+    model: str
+    score: float
+    rank_before: int
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Explanation:
     fusion: str
     fused_score: float
@@ -48,3 +59,5 @@ class Explanation:
     final_score: float = 0.0
     # The code or alias the query named, when that put the item first (catalog/aliases.py).
     alias: str | None = None
+    # The cross-encoder's score, when it rescored this hit (ranking/cross_encoder.py).
+    cross_encoder: CrossEncoderExplanation | None = None

@@ -33,6 +33,7 @@ from mmsearch.retrieval.expansion import (
     expansion_terms,
     interpolate,
 )
+from mmsearch.retrieval.field_boosts import FIELD_COLUMNS, boosted
 from mmsearch.retrieval.image_hits import (
     DuplicateKind,
     ImageSignal,
@@ -115,6 +116,9 @@ class RetrievalQuery:
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     # Pseudo-relevance feedback for the keyword retriever (``retrieval/expansion.py``).
     feedback: FeedbackSettings | None = None
+    # Keyword field boosts (``retrieval/field_boosts.py``): None = the collection's
+    # (collection.json ``ranking.field_boosts``); {} = none.
+    field_boosts: dict[str, float] | None = None
 
 
 @dataclass
@@ -140,6 +144,8 @@ class Retriever:
         self.manifest = manifest
         self.index = index
         self.query_cache = query_cache
+        # The collection's keyword field boosts, read with the build (as its ANN knobs).
+        self.field_boosts = collection_field_boosts(settings, manifest)
 
     def retrieve(self, query: RetrievalQuery) -> Retrieved:
         """Run every planned retriever to ``query.depth``; no fusion, no cut."""
@@ -163,7 +169,10 @@ class Retriever:
         try:
             for plan in plans:
                 if plan.kind == "keyword":
-                    search = self._keyword_call(text or "", depth, combined, query.feedback)
+                    boosts = (
+                        query.field_boosts if query.field_boosts is not None else self.field_boosts
+                    )
+                    search = self._keyword_call(text or "", depth, combined, query.feedback, boosts)
                     if len(plans) > 1:
                         keyword = (plan.name, _keyword_pool().submit(search))
                     else:
@@ -217,7 +226,12 @@ class Retriever:
         )
 
     def _keyword_call(
-        self, text: str, depth: int, where: Filter | None, feedback: FeedbackSettings | None
+        self,
+        text: str,
+        depth: int,
+        where: Filter | None,
+        feedback: FeedbackSettings | None,
+        boosts: dict[str, float] | None = None,
     ) -> Callable[[], tuple[list[Match], float]]:
         """The keyword search with its own timing, to run on this thread or the pool's."""
 
@@ -226,6 +240,10 @@ class Retriever:
             matches = self.index.keyword_search(text, depth, where)
             if feedback is not None and matches:
                 matches = self._with_feedback(text, matches, depth, where, feedback)
+            if boosts and matches and any(b != 1.0 for b in boosts.values()):
+                # The rows of the filtered search's own matches, read by row handle.
+                found = self.index.get_found(matches, ["id", *FIELD_COLUMNS])
+                matches = boosted(text, matches, {r["id"]: r for r in found}, boosts)
             return matches, _ms(tick)
 
         return search
@@ -334,6 +352,17 @@ class Retriever:
                 )
             facts[item_id] = found
         return facts
+
+
+def collection_field_boosts(settings: Settings, manifest: BuildManifest) -> dict[str, float]:
+    """The keyword field boosts the build's collection sets (none when it sets none)."""
+    from mmsearch.workspace import Workspace
+
+    folder = Workspace(settings.home).collection(manifest.collection)
+    if not folder.folder.is_dir():
+        return {}
+    ranking = folder.state().ranking
+    return dict(ranking.field_boosts or {}) if ranking is not None else {}
 
 
 def _ms(tick: float) -> float:
