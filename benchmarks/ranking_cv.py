@@ -11,11 +11,19 @@ options are compared with RRF by a paired t-test over all queries. Latency: each
 option's mean per-query cost (retrieval + fusion, + feature extraction and model
 scoring for the reranker) as a ratio to RRF's, measured in the same run.
 
+The reranker's features include the entity graph's (``graph/features.py``) where the
+build has a graph; the reranker is also scored without those columns, so their share
+of any gain is measured. ``--holdout test`` replaces the 5 folds by the builders'
+dev/test split (learn on dev, score the test half), for collections whose figures are
+reported on that split (emoji).
+
 Usage (reuses a workspace built by ``benchmarks/ranking_eval.py`` or by ingesting the
 dataset; ``--build`` ingests it first when missing)::
 
     python benchmarks/ranking_cv.py --home /tmp/rankq/home --data /tmp/rankq/cranfield \
         --collection cranfield --json /tmp/rankq/cv.json
+    python benchmarks/ranking_cv.py --home /tmp/ge/home --data /tmp/ge/data --collection emoji \
+        --queries queries-text.jsonl --limit 600 --holdout test --json /tmp/gf/emoji.json
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from mmsearch.config import Settings
+from mmsearch.datasets.common import split_of
 from mmsearch.evaluation.judgments import load_judgments
 from mmsearch.evaluation.queries import load_queries
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.ranking.features import FeatureSpace
+from mmsearch.ranking.features import GRAPH_FEATURES, FeatureSpace
 from mmsearch.ranking.fusion import FusionParams, fuse, order_by_score
 from mmsearch.ranking.model import fit_lambdamart
 from mmsearch.ranking.param_search import feature_importance, search_params
@@ -52,6 +61,7 @@ from mmsearch.ranking.tuning import (
 )
 from mmsearch.retrieval.expansion import FeedbackSettings
 from mmsearch.retrieval.retrieve import RetrievalQuery, Retrieved
+from mmsearch.search.request import SearchRequest
 from mmsearch.search.searcher import Searcher
 
 Run = dict[str, dict[str, float]]
@@ -79,10 +89,17 @@ def timed_fusion(retrieved: dict[str, Retrieved], choice: FusionChoice) -> tuple
     return run, (time.perf_counter() - tick) * 1000 / max(len(retrieved), 1)
 
 
+def reranker_features(searcher: Searcher, r: Retrieved, ids: list[str]) -> np.ndarray:
+    """The pool's features as a search computes them, graph evidence included."""
+    graph = searcher.router.evidence(SearchRequest(text=r.text), None, None)
+    return searcher.ranking.features(r, ids, graph)
+
+
 def pools_of(
     searcher: Searcher, retrieved: dict[str, Retrieved], judgments: Any
-) -> tuple[list[QueryPool], float]:
-    pools, tick = [], time.perf_counter()
+) -> tuple[list[QueryPool], float, float]:
+    """The pools, the mean ms of their features, and of the graph columns alone."""
+    pools, tick, graph_s = [], time.perf_counter(), 0.0
     for qid, r in retrieved.items():
         rrf = fuse("rrf", r.ranked, FusionParams()).scores
         ids = order_by_score(rrf)
@@ -90,8 +107,20 @@ def pools_of(
             continue
         grades = judgments.get(qid, {})
         labels = np.asarray([grades.get(i, 0) for i in ids], dtype=np.int32)
-        pools.append(QueryPool(qid, ids, searcher.ranking.features(r, ids), labels, rrf))
-    return pools, (time.perf_counter() - tick) * 1000 / max(len(pools), 1)
+        pools.append(QueryPool(qid, ids, reranker_features(searcher, r, ids), labels, rrf))
+        evidence = searcher.router.evidence(SearchRequest(text=r.text), None, None)
+        if evidence is not None:
+            started = time.perf_counter()
+            evidence(ids)
+            graph_s += time.perf_counter() - started
+    count = max(len(pools), 1)
+    return pools, (time.perf_counter() - tick) * 1000 / count, graph_s * 1000 / count
+
+
+def without_graph(pools: list[QueryPool]) -> list[QueryPool]:
+    """The same pools without the graph columns (the feature set before them)."""
+    cut = len(GRAPH_FEATURES)
+    return [QueryPool(p.qid, p.ids, p.x[:, :-cut], p.labels, p.rrf) for p in pools]
 
 
 def reranker_cv(
@@ -165,7 +194,7 @@ def measure_latency(searcher: Searcher, queries: list[Any], depth: int, booster:
             fused = fuse(method, r.ranked, FusionParams())
             if rerank:
                 ids = order_by_score(fused.scores)
-                booster.predict(searcher.ranking.features(r, ids))
+                booster.predict(reranker_features(searcher, r, ids))
             options.setdefault(name, {})[query.id] = (time.perf_counter() - tick) * 1000
     return options
 
@@ -186,6 +215,17 @@ def main() -> int:
     )
     parser.add_argument(
         "--cache", type=Path, default=None, help="folder keeping the retrieved lists between runs"
+    )
+    parser.add_argument(
+        "--feedback-pools",
+        action="store_true",
+        help="also train and score the reranker on the keyword-feedback candidates",
+    )
+    parser.add_argument(
+        "--holdout",
+        choices=("test",),
+        default=None,
+        help="learn on the dev half and score the test half instead of 5 folds",
     )
     args = parser.parse_args()
 
@@ -217,6 +257,7 @@ def main() -> int:
             print("--latency needs --cache from a full run (its pools)", file=sys.stderr)
             return 2
         pools = pickle.loads(pool_file.read_bytes())[0]
+        assert pools[0].x.shape[1] == len(searcher.ranking.space.names()), "stale pool cache"
         booster = fit_lambdamart(
             np.vstack([p.x for p in pools]),
             np.concatenate([p.labels for p in pools]),
@@ -230,6 +271,8 @@ def main() -> int:
             print(f"| {name} | {ms:.1f} ms | {ms / base:.2f} |")
         return 0
     folds = query_folds([q.id for q in queries], 5, seed=13)
+    if args.holdout:
+        folds = [[q.id for q in queries if split_of(q.id) == args.holdout]]
     runs: dict[str, Run] = {}
     cost: dict[str, float] = {}
     base_ms = float(np.mean(list(plain_ms.values())))
@@ -262,27 +305,47 @@ def main() -> int:
     print(f"fusion tuned in {tune_s:.0f} s", file=sys.stderr, flush=True)
     tick = time.perf_counter()
     pool_cache = cache.with_suffix(".pools.pickle") if cache is not None else None
-    if pool_cache is not None and pool_cache.is_file():
-        pools, feature_ms = pickle.loads(pool_cache.read_bytes())
-    else:
-        pools, feature_ms = pools_of(searcher, plain, judgments)
-        if pool_cache is not None:
-            pool_cache.write_bytes(pickle.dumps((pools, feature_ms)))
-    print(f"features in {time.perf_counter() - tick:.0f} s", file=sys.stderr, flush=True)
     names = FeatureSpace.for_build(searcher.manifest, searcher.index.schema).names()
+    if pool_cache is not None and pool_cache.is_file():
+        pools, feature_ms, graph_ms = pickle.loads(pool_cache.read_bytes())
+        assert pools[0].x.shape[1] == len(names), "stale pool cache: remove it"
+    else:
+        pools, feature_ms, graph_ms = pools_of(searcher, plain, judgments)
+        if pool_cache is not None:
+            pool_cache.write_bytes(pickle.dumps((pools, feature_ms, graph_ms)))
+    print(f"features in {time.perf_counter() - tick:.0f} s", file=sys.stderr, flush=True)
+    has_graph = any(p.x[:, -len(GRAPH_FEATURES) :].any() for p in pools)
     runs["reranker, default parameters"], _, predict_ms = reranker_cv(
         pools, judgments, folds, tune=False
     )
+    if has_graph:
+        runs["reranker without graph features, default parameters"], _, _ = reranker_cv(
+            without_graph(pools), judgments, folds, tune=False
+        )
     if not args.no_param_search:
         runs["reranker, parameters by grouped CV"], chosen, predict_ms = reranker_cv(
             pools, judgments, folds, tune=True
         )
+        if has_graph:
+            runs["reranker without graph features, parameters by grouped CV"], _, _ = reranker_cv(
+                without_graph(pools), judgments, folds, tune=True
+            )
     else:
         chosen = []
+    if args.feedback_pools:
+        feedback_pools, _, _ = pools_of(searcher, feedback, judgments)
+        runs["reranker on feedback candidates, default parameters"], _, _ = reranker_cv(
+            feedback_pools, judgments, folds, tune=False
+        )
+        if not args.no_param_search:
+            runs["reranker on feedback candidates, parameters by grouped CV"], _, _ = reranker_cv(
+                feedback_pools, judgments, folds, tune=True
+            )
     rerank_cost = cost["RRF (k=60)"] + feature_ms + predict_ms
     for name in runs:
         if name.startswith("reranker"):
-            cost[name] = rerank_cost
+            extra = fb_ms - base_ms if "feedback candidates" in name else 0.0
+            cost[name] = rerank_cost + extra
     # Importances from one fit on every query, with the parameters the folds chose most.
     votes = [json.dumps(c, sort_keys=True) for c in chosen]
     final_params = json.loads(max(set(votes), key=votes.count)) if votes else {}
@@ -295,6 +358,9 @@ def main() -> int:
     importance = feature_importance(booster, names)
     rerank_s = time.perf_counter() - tick
 
+    if args.holdout:  # every option scored on the held-out half only
+        held = set(folds[0])
+        runs = {name: {q: r for q, r in run.items() if q in held} for name, run in runs.items()}
     scores = {name: per_query_ndcg10(run, judgments) for name, run in runs.items()}
     rrf = scores["RRF (k=60)"]
     rows = []
@@ -315,6 +381,8 @@ def main() -> int:
     result = {
         "collection": args.collection,
         "queries": len(queries),
+        "scored": "test half" if args.holdout else "5-fold CV",
+        "scored_queries": len(rrf),
         "candidates": args.candidates,
         "rows": rows,
         "tuned_choices": tuned_labels,
@@ -324,6 +392,7 @@ def main() -> int:
             "retrieval": round(base_ms, 1),
             "retrieval_with_feedback": round(fb_ms, 1),
             "features": round(feature_ms, 1),
+            "graph_features": round(graph_ms, 2),
             "model": round(predict_ms, 2),
         },
         "seconds": {
@@ -340,8 +409,8 @@ def main() -> int:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"**{result['collection']}**, {result['queries']} queries, 5-fold CV, depth "
-        f"{result['candidates']}",
+        f"**{result['collection']}**, {result['queries']} queries, {result['scored']} "
+        f"({result['scored_queries']} scored), depth {result['candidates']}",
         "",
         "| option | nDCG@10 | p vs RRF | wins/losses vs RRF | latency / RRF |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -146,7 +146,7 @@ def test_a_model_for_other_features_is_refused_and_search_falls_back(searcher, t
     meta_path.write_text(json.dumps(meta))
     result = searcher.search(SearchRequest(text="teapot", k=3, reranker=trained))
     assert result.reranker is None
-    assert "reranker not used" in result.warnings[0] and "attr:popularity" in result.warnings[0]
+    assert "reranker not used" in result.warnings[0] and "lacks attr:price" in result.warnings[0]
     plain = searcher.search(SearchRequest(text="teapot", k=3))
     assert [h.id for h in result.hits] == [h.id for h in plain.hits]
 

@@ -82,12 +82,17 @@ class RoutePlan:
     related: dict[str, list[str]] = field(default_factory=dict)  # item id → what brought it
     encode_ms: float = 0.0  # embedding the query for meaning matches (the text retriever's)
     explanation: RoutingExplanation = field(default_factory=RoutingExplanation)
+    # What the plan was made from, kept for the reranker's graph features.
+    mentions: list[Mention] = field(default_factory=list)
+    view: GraphView | None = None
 
 
 def plan_route(
     view: GraphView, mentions: list[Mention], text: str, settings: RoutingSettings
 ) -> RoutePlan:
-    plan = RoutePlan(explanation=RoutingExplanation(mode=settings.mode))
+    plan = RoutePlan(
+        explanation=RoutingExplanation(mode=settings.mode), mentions=list(mentions), view=view
+    )
     total = max(view.item_total(), 1)
     words = query_words(text)
     scores: dict[int, float] = {}

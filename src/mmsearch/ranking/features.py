@@ -2,15 +2,20 @@
 
 The feature list is a function of the build (its retrievers, attribute columns and
 whether it has a perceptual-hash column), never of the query, so that a model trained
-on one build can be checked for compatibility with another by comparing names.
-Absence is explicit: a candidate a retriever did not return gets score 0, rank
-``depth + 1`` and ``found = 0``; a missing attribute is NaN (LightGBM learns where
-NaN goes at each split).
+on one build can be checked for compatibility with another by comparing names. The
+entity-graph features (``GRAPH_FEATURES``) are in every space: their values come from
+the search layer (``GraphEvidence``; ``ranking/`` cannot read the graph, which sits
+above it), and are 0 where the build has no graph or the query names no entity, so a
+model trained with them still ranks a build without a graph. Absence is explicit: a
+candidate a retriever did not return gets score 0, rank ``depth + 1`` and
+``found = 0``; a missing attribute is NaN (LightGBM learns where NaN goes at each
+split).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +32,23 @@ from mmsearch.retrieval.retrieve import Retrieved
 NUMERIC_KINDS = {"int", "float", "bool"}
 RRF_K = 60  # the ``fusion:rrf`` feature: the default fusion's score, as a starting point
 _WORD = re.compile(r"\w+")
+# What the entity graph says about each candidate (graph/features.py computes them):
+# entities the query names that the item carries (count, share, specificity-weighted,
+# named rather than near in meaning), the strongest co-occurrence (PMI) between a
+# named entity and one of the item's own, the graph distance as 1 / (1 + hops), and
+# the share of the fused top hits in the item's visual cluster.
+GRAPH_FEATURES = (
+    "graph:query_entities",
+    "graph:entity_matches",
+    "graph:named_matches",
+    "graph:entity_share",
+    "graph:entity_weight",
+    "graph:neighbour_pmi",
+    "graph:proximity",
+    "graph:cluster_top",
+)
+# Candidate ids in fused order → one row per id, columns in ``GRAPH_FEATURES`` order.
+GraphEvidence = Callable[[Sequence[str]], np.ndarray]
 
 
 def phash_columns(schema: pa.Schema) -> list[str]:
@@ -78,7 +100,7 @@ class FeatureSpace:
         names += ["query:terms", "query:has_image", "query:has_filter"]
         for signal in self.signals:
             names += [f"{signal}:norm", f"{signal}:zscore", f"{signal}:rank_ratio"]
-        names += ["fusion:rrf", *LEXICAL_FEATURES]
+        names += ["fusion:rrf", *LEXICAL_FEATURES, *GRAPH_FEATURES]
         return names
 
     def columns(self) -> list[str]:
@@ -152,8 +174,12 @@ def feature_matrix(
     retrieved: Retrieved,
     ids: list[str],
     rows: dict[str, dict[str, Any]],
+    graph: GraphEvidence | None = None,
 ) -> np.ndarray:
-    """One row per candidate id, columns in ``space.names()`` order (float64, NaN = missing)."""
+    """One row per candidate id, columns in ``space.names()`` order (float64, NaN = missing).
+
+    ``ids`` in fused order (the graph's cluster feature reads the top of it); ``graph``:
+    the query's graph evidence, None where there is none (its columns are then 0)."""
     positions = {
         signal: {m.id: (rank, m.score) for rank, m in enumerate(matches, start=1)}
         for signal, matches in retrieved.ranked.items()
@@ -161,7 +187,7 @@ def feature_matrix(
     query = _terms(retrieved.text)
     text_lower = (retrieved.text or "").lower()
     qhash = query_phash(retrieved.image) if space.phash else None
-    added = 3 * len(space.signals) + 1 + len(LEXICAL_FEATURES)  # see _per_query_matrix
+    added = 3 * len(space.signals) + 1 + len(LEXICAL_FEATURES) + len(GRAPH_FEATURES)
     out = np.full((len(ids), len(space.names()) - added), np.nan, dtype=np.float64)
     for i, item_id in enumerate(ids):
         row = rows.get(item_id, {})
@@ -206,7 +232,19 @@ def feature_matrix(
         [str(rows.get(i, {}).get("title") or "") for i in ids],
         [str(rows.get(i, {}).get("search_text") or "") for i in ids],
     )
-    return np.hstack([out, per_query, lexical])
+    return np.hstack([out, per_query, lexical, graph_matrix(graph, ids)])
+
+
+def graph_matrix(graph: GraphEvidence | None, ids: list[str]) -> np.ndarray:
+    """The graph columns: the evidence's, checked for shape, or zeros without one."""
+    if graph is None or not ids:
+        return np.zeros((len(ids), len(GRAPH_FEATURES)))
+    matrix = np.asarray(graph(ids), dtype=np.float64)
+    if matrix.shape != (len(ids), len(GRAPH_FEATURES)):
+        raise ValueError(
+            f"graph evidence gave shape {matrix.shape}, expected {(len(ids), len(GRAPH_FEATURES))}"
+        )
+    return matrix
 
 
 def _per_query_matrix(space: FeatureSpace, retrieved: Retrieved, ids: list[str]) -> np.ndarray:

@@ -133,20 +133,32 @@ class RankerModel:
             )
         return cls(booster, meta, folder)
 
+    def columns(self, features: list[str]) -> list[int]:
+        """Where the model's features sit among ``features`` (the build's feature space):
+        a model saved before features were added to the space reads its own columns."""
+        position = {name: i for i, name in enumerate(features)}
+        return [position[name] for name in self.meta.features]
+
+    def score(self, matrix: np.ndarray, features: list[str]) -> np.ndarray:
+        """Scores of rows laid out as ``features``, the model's own columns picked out."""
+        return self.predict(self._own(matrix, features))
+
+    def _own(self, matrix: np.ndarray, features: list[str]) -> np.ndarray:
+        if self.meta.features == features:
+            return matrix
+        return matrix[:, self.columns(features)]
+
     def incompatibility(self, features: list[str], manifest: BuildManifest) -> str | None:
-        """Why this model cannot rank this build, or None when it can."""
-        if self.meta.features != features:
-            missing = sorted(set(self.meta.features) - set(features))
-            extra = sorted(set(features) - set(self.meta.features))
-            detail = []
-            if missing:
-                detail.append(f"the collection lacks {', '.join(missing[:5])}")
-            if extra:
-                detail.append(f"the model lacks {', '.join(extra[:5])}")
-            if not detail:
-                detail.append("the features are in another order")
+        """Why this model cannot rank this build, or None when it can.
+
+        The model's features must all be in the build's space (in any order; the model
+        records its own list, so a space that gained features since it was trained,
+        such as the graph features, still serves it)."""
+        missing = sorted(set(self.meta.features) - set(features))
+        if missing:
             return (
-                f"the reranker {self.name} was trained on other features ({'; '.join(detail)}); "
+                f"the reranker {self.name} was trained on other features (the collection "
+                f"lacks {', '.join(missing[:5])}); "
                 f"retrain it on collection '{manifest.collection}' "
                 "with `mmsearch train-ranker`"
             )

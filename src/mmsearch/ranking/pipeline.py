@@ -29,7 +29,13 @@ from mmsearch.ranking.explain import (
     RerankerExplanation,
     RuleApplication,
 )
-from mmsearch.ranking.features import FeatureSpace, all_signals, feature_matrix, item_vectors
+from mmsearch.ranking.features import (
+    FeatureSpace,
+    GraphEvidence,
+    all_signals,
+    feature_matrix,
+    item_vectors,
+)
 from mmsearch.ranking.fusion import FusionParams, FusionResult, fuse, order_by_score
 from mmsearch.ranking.model import RankerError, RankerModel
 from mmsearch.ranking.rules import (
@@ -128,9 +134,12 @@ class RankingStage:
 
     # --- ranking -------------------------------------------------------------------------
 
-    def features(self, retrieved: Retrieved, ids: list[str]) -> np.ndarray:
+    def features(
+        self, retrieved: Retrieved, ids: list[str], graph: GraphEvidence | None = None
+    ) -> np.ndarray:
+        """The feature rows of ``ids`` (in fused order), ``graph`` the query's graph evidence."""
         rows = self._rows(ids, self.space.columns())
-        return feature_matrix(self.space, retrieved, ids, rows)
+        return feature_matrix(self.space, retrieved, ids, rows, graph)
 
     def rank(
         self,
@@ -142,9 +151,12 @@ class RankingStage:
         reranker: str | Path | None = None,
         ruleset: RuleSet | None = None,
         explain: bool = False,
+        graph: GraphEvidence | None = None,
     ) -> Ranked:
         """Fuse, rerank, apply ``ruleset`` (resolved once by the caller with ``rules_for``,
-        whose filters already went down with retrieval), explain."""
+        whose filters already went down with retrieval), explain. ``graph``: the query's
+        entity-graph evidence for the reranker's graph features (asked only when a
+        reranker runs)."""
         timings = retrieved.timings
         _check_weight_names(params.weights, retrieved.planned)
         tick = time.perf_counter()
@@ -160,8 +172,9 @@ class RankingStage:
         matrix = np.zeros((0, 0))
         if model is not None and pool:
             tick = time.perf_counter()
-            matrix = feature_matrix(self.space, retrieved, pool, rows)
-            out.scores = dict(zip(pool, model.predict(matrix).tolist(), strict=True))
+            matrix = feature_matrix(self.space, retrieved, pool, rows, graph)
+            scores = model.score(matrix, self.space.names())
+            out.scores = dict(zip(pool, scores.tolist(), strict=True))
             out.reranker = model.name
             timings["rerank"] = _ms(tick)
         order = order_by_score(out.scores)
@@ -239,10 +252,11 @@ class RankingStage:
         if model is not None and out.top:
             index = {item_id: i for i, item_id in enumerate(pool)}
             rows = [index[i] for i in out.top if i in index]
-            values = model.contributions(matrix[rows])
+            own = matrix[:, model.columns(self.space.names())]
+            values = model.contributions(own[rows])
             for row, contrib in zip(rows, values, strict=True):
-                shap[pool[row]] = (matrix[row], contrib)
-        names = self.space.names()
+                shap[pool[row]] = (own[row], contrib)
+        names = model.meta.features if model is not None else self.space.names()
         for item_id in out.top:
             explanation = Explanation(
                 fusion=fusion,

@@ -11,6 +11,7 @@ what the retrievers could not return.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,13 +19,15 @@ import numpy as np
 
 from mmsearch.encoders.base import create_encoder
 from mmsearch.filters.expr import Filter, InList, all_of
-from mmsearch.graph.recognise import recognise
+from mmsearch.graph.features import graph_features
+from mmsearch.graph.recognise import Mention, recognise
 from mmsearch.graph.routing import GRAPH_SIGNAL, RoutePlan, plan_item_route, plan_route
 from mmsearch.graph.settings import RoutingSettings, load_routing, routing_path
 from mmsearch.graph.store import StoredGraph, load_graph
-from mmsearch.graph.view import caller_view
+from mmsearch.graph.view import GraphView, caller_view
 from mmsearch.index.base import BuildReader, Match
 from mmsearch.manifest import BuildManifest
+from mmsearch.ranking.features import GraphEvidence
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache, text_key
 from mmsearch.retrieval.retrieve import Retrieved
 from mmsearch.search.request import SearchRequest
@@ -97,14 +100,7 @@ class GraphRouter:
         encoded = time.perf_counter() - tick
         tick = time.perf_counter()
         view = caller_view(stored, self.index, access)
-        mentions = recognise(
-            view,
-            text,
-            fuzzy_min=settings.fuzzy_min,
-            query_vector=vector,
-            meaning_min=settings.meaning_min,
-            meaning_top=settings.meaning_top,
-        )
+        mentions = self._recognise(view, text, settings, vector)
         skip = set(request.graph_skip or [])
         kept = [m for m in mentions if view.graph.entities[m.entity].key not in skip]
         plan = plan_route(view, kept, text, settings)
@@ -114,6 +110,49 @@ class GraphRouter:
         plan.explanation.ms = round((time.perf_counter() - tick) * 1000.0, 3)
         plan.encode_ms = round(encoded * 1000.0, 3)
         return plan
+
+    def evidence(
+        self, request: SearchRequest, access: Filter | None, plan: RoutePlan | None
+    ) -> GraphEvidence | None:
+        """The reranker's graph features for this request, computed only if asked (a
+        search without a reranker pays nothing). They follow the graph, not the routing
+        settings: a build with a graph has them for every text query that does not turn
+        the graph off (``graph: false``), routed or not, so training (which retrieves
+        without routing) and searching see the same values. A routed search reuses its
+        plan's recognition; None: no graph, no text, an item walk, or graph off."""
+        text = (request.text or "").strip()
+        if not text or request.like or request.graph is False:
+            return None
+        if plan is not None and plan.view is not None:
+            view, mentions = plan.view, plan.mentions
+            return lambda ids: graph_features(view, mentions, ids)
+        stored = self.graph()
+        if stored is None:
+            return None
+        skip = set(request.graph_skip or [])
+
+        def compute(ids: Sequence[str]) -> np.ndarray:
+            settings = self.settings()
+            vector = self._query_vector(stored, text) if settings.meaning_top else None
+            view = caller_view(stored, self.index, access)
+            found = self._recognise(view, text, settings, vector)
+            kept = [m for m in found if view.graph.entities[m.entity].key not in skip]
+            return graph_features(view, kept, ids)
+
+        return compute
+
+    @staticmethod
+    def _recognise(
+        view: GraphView, text: str, settings: RoutingSettings, vector: np.ndarray | None
+    ) -> list[Mention]:
+        return recognise(
+            view,
+            text,
+            fuzzy_min=settings.fuzzy_min,
+            query_vector=vector,
+            meaning_min=settings.meaning_min,
+            meaning_top=settings.meaning_top,
+        )
 
     def routed_request(
         self, request: SearchRequest, plan: RoutePlan, planned: list[str]

@@ -147,7 +147,9 @@ class Searcher:
         # (boosts, pins, diversity) come back up through ranking.
         ruleset = self.ranking.rules_for(request.rules)
         group_by = self._group_column(request.group_by)
-        route = self.router.plan(request, self.visible_filter(request.access))
+        visible = self.visible_filter(request.access)
+        route = self.router.plan(request, visible)
+        evidence = self.router.evidence(request, visible, route)
         if route is not None:
             request = self.router.routed_request(request, route, self._planned(request))
         retrieved = self.retrieve(request, ruleset)
@@ -164,6 +166,7 @@ class Searcher:
             reranker=request.reranker,
             ruleset=ruleset,
             explain=request.explain,
+            graph=evidence,
         )
         if request.text:
             self._pin_aliases(request, ruleset, ranked, fusion, depth if group_by else request.k)

@@ -74,9 +74,10 @@ def collect_pools(
             continue
         grades = judgments.get(query.id, {})
         labels = np.asarray([grades.get(i, 0) for i in ids], dtype=np.int32)
-        pools.append(
-            QueryPool(query.id, ids, searcher.ranking.features(retrieved, ids), labels, rrf)
-        )
+        # The graph features as a search computes them: over what this caller may see.
+        graph = searcher.router.evidence(request, searcher.visible_filter(access), None)
+        x = searcher.ranking.features(retrieved, ids, graph)
+        pools.append(QueryPool(query.id, ids, x, labels, rrf))
     return pools, skipped
 
 
