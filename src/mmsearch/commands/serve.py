@@ -7,19 +7,37 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 APP_FACTORY = "mmsearch.commands.serve:app_from_environment"
+# How long uvicorn's supervisor waits for a worker to answer its health ping before it
+# kills it as hung. A new worker answers only once it has imported the app, which on a
+# busy host takes longer than uvicorn's 5 s: every worker was then killed and restarted
+# without end. A hung worker is now replaced after a minute instead.
+WORKER_HEALTHCHECK_S = 60
+
+
+# serve's --log-level for worker processes: uvicorn starts them as fresh interpreters,
+# which inherit the environment but not the parent's logging set-up.
+LOG_LEVEL_ENV = "MMSEARCH_SERVE_LOG_LEVEL"
 
 
 def app_from_environment() -> object:
-    """The app for uvicorn's ``--factory`` mode: each worker process builds its own."""
+    """The app for uvicorn's ``--factory`` mode: each worker process builds its own, and
+    logs JSON lines as the parent does (without this a worker's access log was lost)."""
     from mmsearch.config import load_settings
+    from mmsearch.monitoring.logs import configure_json_logging
     from mmsearch.service.app import create_app
 
+    level = os.environ.get(LOG_LEVEL_ENV)
+    if level:
+        configure_json_logging(level)
     return create_app(load_settings())
 
 
@@ -90,6 +108,7 @@ def serve(
     if not settings.allowed_hosts and not is_loopback(host):
         os.environ["MMSEARCH_ALLOWED_HOSTS"] = json.dumps(served_hosts(host))
     configure_json_logging(log_level)
+    os.environ[LOG_LEVEL_ENV] = log_level
     if auth == "off":
         logging.getLogger("mmsearch.security").warning(
             "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach "
@@ -100,7 +119,10 @@ def serve(
         f"(UI /, API /docs, metrics /metrics; API keys: {auth})",
         err=True,
     )
-    with recorded(record) if record else contextlib.nullcontext() as problem:
+    with (
+        shared_metrics(workers),
+        recorded(record) if record else contextlib.nullcontext() as problem,
+    ):
         if problem is not None:  # the server runs; searches only lose the shortcut
             typer.echo(f"note: cannot write {record_path(settings.home)} ({problem})", err=True)
         uvicorn.run(
@@ -109,11 +131,40 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             log_config=None,
             access_log=False,
             timeout_keep_alive=5,
             limit_concurrency=1024,
         )
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[Path | None]:
+    """With several workers, a fresh owner-only folder for their metric values, named to
+    them in ``PROMETHEUS_MULTIPROC_DIR`` before they start and removed when they stop.
+
+    A scrape reaches one worker; with the values of all of them in files there, that
+    worker reports the sums (``monitoring/metrics.py``). The folder is new for every
+    start (``mkdtemp``: empty, 0700), so counts of an earlier run never leak into this
+    one. uvicorn's supervisor turns SIGTERM and SIGINT into a normal return, so the
+    folder is removed on those too. One worker keeps its values in memory, as always."""
+    from mmsearch.monitoring.metrics import MULTIPROC_ENV
+
+    if workers <= 1:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mmsearch-metrics-"))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,7 +2,8 @@
 
 One JSON object per line is what log shippers parse without rules; the request id
 (from the ``X-Request-ID`` header, or generated) ties a log line to the response the
-client saw and to the query log.
+client saw and to the query log. ``pid`` names the process that wrote the line: with
+``mmsearch serve --workers N`` the workers' lines share one stream.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "request_id", ...extra fields}`` per line."""
+    """``{"ts", "level", "logger", "pid", "message", "request_id", ...extra}`` per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         request_id = getattr(record, "request_id", None) or request_id_var.get()

@@ -248,6 +248,7 @@ class ServiceState:
         self.query_log.close()
         self.query_vectors.close()
         self.tracer.shutdown()
+        self.metrics.close()
 
 
 def state_of(request: Request) -> ServiceState:
