@@ -6,57 +6,51 @@ ingest or another worker writing the same collection; ``waiting_for_writer`` sho
 that it does, since its progress stands still meanwhile. Progress is the Ingestor's
 own callback (rows read), against the row count of the plan (the total the CLI shows),
 set when the job starts rather than in the request that submits it.
+
+Each worker process runs the jobs it accepted, and saves their records in the
+workspace (``service/job_store.py``) as they change, so status, progress and result
+can be read through any worker; this process's own running jobs are answered from
+memory, where progress is fresher than the saved record.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mmsearch.catalog.mapping import FieldMapping
 from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.service.errors import Forbidden, NotFound
+from mmsearch.service.job_store import MAX_JOBS_KEPT, PROGRESS_EVERY_S, Job, JobStore
 from mmsearch.service.state import ServiceState
 from mmsearch.workspace import new_id
 from mmsearch.writer_lock import WriterInfo
 
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-MAX_JOBS_KEPT = 200
-
-
-@dataclass
-class Job:
-    id: str
-    collection: str
-    catalog: str
-    status: JobStatus = "queued"
-    processed: int = 0
-    total: int | None = None
-    created_at: str = field(default_factory=utc_now)
-    started_at: str | None = None
-    finished_at: str | None = None
-    report: dict[str, Any] | None = None
-    error: str | None = None
-    key_id: str = "local"  # who started it, for the audit trail
-    waiting_for_writer: bool = False  # another writer holds the collection; the job waits
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["progress"] = round(min(self.processed / self.total, 1.0), 4) if self.total else None
-        return data
+__all__ = ["Job", "JobManager"]
+log = logging.getLogger("mmsearch.service")
 
 
 class JobManager:
     def __init__(self, state: ServiceState):
         self.state = state
-        self._jobs: dict[str, Job] = {}
+        self.store = JobStore(state.settings.home)
+        self._jobs: dict[str, Job] = {}  # the jobs this process runs (or ran lately)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmsearch-ingest")
+
+    def _save(self, job: Job) -> None:
+        """Write the job's record for the other workers; a failure to write is logged
+        (this process still answers for it) rather than failing the job."""
+        try:
+            self.store.save(job)
+        except OSError:
+            log.exception("cannot save the record of ingest job %s", job.id)
 
     def submit(
         self,
@@ -83,15 +77,22 @@ class JobManager:
                 "A key bound by ACL groups may not start a new or staged build; "
                 "ingest into the live build instead."
             )
-        job = Job(job_id or new_id("job"), collection, str(catalog), key_id=key_id)
+        job = Job(
+            id=job_id or new_id("job"), collection=collection, catalog=str(catalog), key_id=key_id
+        )
         self.state.audit(key_id, "ingest.submit", collection=collection, detail=job.id)
+        self._save(job)
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:
                 oldest = next(iter(self._jobs))
-                if self._jobs[oldest].status in ("queued", "running"):
+                if self._jobs[oldest].active:
                     break
                 del self._jobs[oldest]
+        try:
+            self.store.prune()
+        except OSError:
+            log.exception("cannot prune old ingest job records")
         options = IngestOptions(
             catalog,
             collection,
@@ -109,19 +110,30 @@ class JobManager:
 
     def _run(self, job: Job, options: IngestOptions) -> None:
         job.status, job.started_at = "running", utc_now()
+        self._save(job)
+        saved_at = time.monotonic()
 
         def advance(rows: int) -> None:
+            nonlocal saved_at
             job.processed += rows
+            if time.monotonic() - saved_at >= PROGRESS_EVERY_S:
+                self._save(job)
+                saved_at = time.monotonic()
 
         def waiting(_holder: WriterInfo | None) -> None:
             job.waiting_for_writer = True
+            self._save(job)
+
+        def planned(total_rows: int) -> None:
+            job.total = total_rows
+            self._save(job)
 
         try:
             purpose = f"ingest job {job.id}"
             with self.state.writer(job.collection, purpose=purpose, on_wait=waiting):
                 job.waiting_for_writer = False
                 report = Ingestor(self.state.settings, progress=advance).run(
-                    options, on_plan=lambda plan: setattr(job, "total", plan.total_rows)
+                    options, on_plan=lambda plan: planned(plan.total_rows)
                 )
             job.report = self._as_seen_by(report.as_dict(), options)
             failed = report.counts["failed"]
@@ -136,6 +148,7 @@ class JobManager:
         finally:
             job.waiting_for_writer = False
             job.finished_at = utc_now()
+            self._save(job)
             self.state.forget(job.collection)
             counts = (job.report or {}).get("counts")
             self.state.audit(
@@ -160,15 +173,23 @@ class JobManager:
         return {**report, "counts": {**report["counts"], "items": items}}
 
     def get(self, job_id: str) -> Job:
+        """A job started through any worker: this process's own from memory, else its record."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
-            raise NotFound(f"No ingest job '{job_id}' (jobs are kept until the server restarts).")
+            job = self.store.load(job_id)
+        if job is None:
+            raise NotFound(f"No ingest job '{job_id}'.")
         return job
 
     def list(self) -> list[Job]:
+        """Every worker's jobs, newest first (this process's own as it holds them now)."""
         with self._lock:
-            return list(reversed(self._jobs.values()))  # insertion order: newest first
+            own = dict(self._jobs)
+        jobs = [own.pop(job.id, job) for job in self.store.all()]
+        jobs += own.values()  # records that could not be written
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return jobs[:MAX_JOBS_KEPT]
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

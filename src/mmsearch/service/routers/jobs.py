@@ -170,5 +170,5 @@ def _may_see(caller: Caller, job: Job) -> bool:
 def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
     job = _jobs(request).get(job_id)
     if not _may_see(request_caller(request), job):
-        raise NotFound(f"No ingest job '{job_id}' (jobs are kept until the server restarts).")
+        raise NotFound(f"No ingest job '{job_id}'.")
     return job.as_dict()
