@@ -1,0 +1,135 @@
+"""Failure budgets for key checks, shared by every worker process of a workspace.
+
+A key guesser is charged per client address and per key id named, before argon2 runs
+(``service/access.py``). Kept in each process's memory, N workers would give a guesser
+N budgets: with uvicorn handing connections to whichever worker accepts, about N times
+the guesses per minute. So each budget is a token bucket in a tiny file,
+``<home>/auth/budgets/<sha256 of the name>``, read and rewritten under an exclusive
+``flock`` on that file: every worker charges the same bucket, so the bound is the
+configured one whatever the worker count.
+
+This costs a file open, lock, read and write (tens of microseconds) per charged check,
+which only requests that are about to run argon2 (hundreds of milliseconds) or that
+carry a malformed or wrong secret pay; a verified key never reaches it. Buckets
+untouched for ``IDLE_S`` are removed now and then, so the folder stays small.
+The bucket names are hashed: the folder does not list the addresses that tried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmsearch.governance.storage import private_dir
+
+IDLE_S = 600.0  # a bucket left alone this long is full again: its file may go
+SWEEP_EVERY = 256  # new buckets created by this process between sweeps
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    warned_at: float = 0.0
+
+    def encode(self) -> bytes:
+        return f"{self.tokens:.6f} {self.updated:.6f} {self.warned_at:.6f}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, burst: float, now: float) -> _Bucket:
+        try:
+            tokens, updated, warned_at = (float(part) for part in raw.decode().split())
+        except (UnicodeDecodeError, ValueError):
+            return cls(burst, now)  # new, or unreadable: a full bucket
+        return cls(min(tokens, burst), min(updated, now), warned_at)
+
+
+class SharedFailureBudget:
+    """Token buckets by name (``ip:<address>``, ``key:<id>``): ``per_minute`` refill,
+    ``burst`` capacity; the same interface as the in-process ``RateLimiter``."""
+
+    def __init__(self, folder: Path, per_minute: int, burst: int):
+        self.folder = folder
+        self.per_minute = per_minute
+        self.burst = burst
+        self._created = 0
+        self._lock = threading.Lock()
+        self._folder_ready = False
+
+    def _path(self, who: str) -> Path:
+        return self.folder / hashlib.sha256(who.encode()).hexdigest()[:40]
+
+    @contextlib.contextmanager
+    def _bucket(self, who: str, now: float) -> Iterator[_Bucket]:
+        """The bucket, locked against every other process and thread, written back after."""
+        if not self._folder_ready:
+            private_dir(self.folder)
+            self._folder_ready = True
+        path = self._path(who)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 128, 0)
+            if not raw:
+                self._note_created()
+            bucket = _Bucket.decode(raw, float(self.burst), now)
+            yield bucket
+            data = bucket.encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)  # releases the lock
+
+    def take(self, who: str, now: float | None = None) -> float:
+        """0.0 when the attempt may go on, else the seconds until a token is available."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = time.time() if now is None else now
+        rate = self.per_minute / 60.0
+        with self._bucket(who, now) as bucket:
+            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return 0.0
+            return (1.0 - bucket.tokens) / rate
+
+    def refund(self, who: str) -> None:
+        """Give back a token taken for an attempt that turned out fine (a key that verified)."""
+        with self._bucket(who, time.time()) as bucket:
+            bucket.tokens = min(float(self.burst), bucket.tokens + 1.0)
+
+    def first_refusal(self, who: str, window_s: float = 60.0) -> bool:
+        """True once per window per name across all workers: one audit line per flood."""
+        now = time.time()
+        with self._bucket(who, now) as bucket:
+            if now - bucket.warned_at < window_s:
+                return False
+            bucket.warned_at = now
+            return True
+
+    def _note_created(self) -> None:
+        with self._lock:
+            self._created += 1
+            due = self._created % SWEEP_EVERY == 0
+        if due:
+            self.sweep()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove buckets nobody touched for ``IDLE_S`` (full again by then); how many."""
+        cutoff = (time.time() if now is None else now) - IDLE_S
+        removed = 0
+        with contextlib.suppress(OSError), os.scandir(self.folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_file() and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
