@@ -9,20 +9,23 @@ click with ``query``, ``shown`` (ids in display order), ``clicked``, ``where`` a
 back to the query log. Pages nobody clicked are in the query log only; a page
 clicked twice gives two lines. Clicks on image-only queries have no query text, which
 that format requires, so they go to ``image_clicks.jsonl`` with the same fields.
+
+Every worker process of a service appends to the same files: each line is one write on
+an append-only descriptor, and the query log rotates under a file lock
+(``monitoring/shared_append.py``), so lines stay whole and none go astray.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from mmsearch.clock import utc_now
+from mmsearch.monitoring.shared_append import SharedAppendLog, append_line
 
 RECENT_QUERIES = 10_000
 TAIL_BYTES = 8 * 1024 * 1024
@@ -54,18 +57,14 @@ class QueryLog:
     """Appends one JSON line per search to a size-rotated file; remembers recent queries."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handler = RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._file = SharedAppendLog(path, max_bytes, backups)
         self._recent: OrderedDict[str, QueryRecord] = OrderedDict()
         self._lock = threading.Lock()
 
     def write(self, record: QueryRecord) -> None:
         line = json.dumps(asdict(record), ensure_ascii=False, default=str)
-        self._handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        self._file.write(line)
         with self._lock:
             self._recent[record.query_id] = record
             while len(self._recent) > RECENT_QUERIES:
@@ -99,7 +98,7 @@ class QueryLog:
         return None
 
     def close(self) -> None:
-        self._handler.close()
+        self._file.close()
 
 
 @dataclass
@@ -118,17 +117,15 @@ class ClickRecord:
 
 
 class ClickLog:
-    """Appends clicks as JSON lines; a lock keeps concurrent lines whole."""
+    """Appends clicks as JSON lines, each in one append-only write: whole lines whatever
+    other threads and processes append at the same time."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.image_path = path.with_name("image_" + path.name)
-        self._lock = threading.Lock()
 
     def append(self, record: ClickRecord) -> Path:
         target = self.path if (record.query or "").strip() else self.image_path
-        line = json.dumps(asdict(record), ensure_ascii=False)
-        with self._lock, target.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        append_line(target, json.dumps(asdict(record), ensure_ascii=False))
         return target
