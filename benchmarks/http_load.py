@@ -12,10 +12,19 @@ query-embedding cache on (the default: queries repeat) and, in a second pass, of
 The catalog is the bundled emoji sample, ingested with the real default encoders
 (MiniLM text, visual descriptor) into a temporary workspace.
 
+With ``--workers N [N ...]`` it measures worker processes instead: one fixed number of
+concurrent clients (``--clients``, 16) against ``mmsearch serve --workers N`` for each N,
+in rounds whose order alternates (1 2 4, then 4 2 1), so a change in the host's load
+during the run does not favour one count. Each server is warmed with as many concurrent
+searches as it has workers times eight first, so every worker has loaded its models. After each
+level the server's own ``/metrics`` (summed over its workers) must count every search
+sent, which checks the multiprocess metrics under load as a side effect.
+
 Usage::
 
     python benchmarks/http_load.py                       # 1, 4, 16 clients; cache on and off
     python benchmarks/http_load.py --requests 300 --time-limit 20 --concurrency 1 8
+    python benchmarks/http_load.py --workers 1 2 4 --clients 16 --requests 600 --rounds 2
 """
 
 from __future__ import annotations
@@ -154,10 +163,10 @@ async def load(base: str, concurrency: int, total: int, time_limit: float) -> Fi
     return Figures(f"HTTP, {concurrency} clients", len(latencies), errors, seconds, latencies)
 
 
-def serve(home: Path, port: int, cache_size: int) -> subprocess.Popen[bytes]:
+def serve(home: Path, port: int, cache_size: int, workers: int = 1) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MMSEARCH_QUERY_CACHE_SIZE=str(cache_size))
     command = [sys.executable, "-m", "mmsearch", "serve", "--home", str(home)]
-    command += ["--port", str(port), "--log-level", "warning"]
+    command += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -165,7 +174,8 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}")
+            output = process.stderr.read().decode() if process.stderr else ""
+            raise SystemExit(f"server exited: {output[-2000:]}")
         try:
             if httpx.get(f"{base}/readyz", timeout=60).status_code == 200:
                 return
@@ -202,19 +212,84 @@ def run_pass(home: Path, settings: Settings, args: argparse.Namespace, cache_siz
         process.wait(timeout=30)
 
 
+def searches_counted(base: str) -> int:
+    """Search requests answered 200, as the server's /metrics counts them (all workers)."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    wanted = ('route="/v1/collections/{name}/search"', 'status="200"')
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("mmsearch_http_requests_total{") and all(w in line for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def workers_level(home: Path, args: argparse.Namespace, workers: int) -> Figures:
+    """``args.clients`` clients against ``serve --workers workers`` (cache on)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = serve(home, port, 1024, workers)
+    try:
+        wait_ready(base, process, timeout=600.0)  # workers start slowly on a busy host
+        # Enough concurrent warm-up searches that every worker loads its models.
+        warm = asyncio.run(load(base, workers * 8, workers * 40, 120.0))
+        if warm.errors:
+            raise SystemExit(f"{warm.errors} warm-up searches failed with {workers} workers")
+        before = searches_counted(base)
+        load_avg = os.getloadavg()[0]
+        figures = asyncio.run(load(base, args.clients, args.requests, args.time_limit))
+        counted = searches_counted(base) - before
+        figures.label = f"{workers} worker{'s' if workers > 1 else ''}, {args.clients} clients"
+        ok = figures.requests - figures.errors
+        note = "" if counted == ok else f" (metrics counted {counted} of {ok}!)"
+        print(f"{figures.row()} load {load_avg:.1f}{note}", flush=True)
+        return figures
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def run_workers(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="mmsearch-http-") as tmp:
+        home = Path(tmp) / "workspace"
+        ingest(home)
+        print(f"\n### worker processes, {args.clients} concurrent clients, cache on\n")
+        print("| server | requests | errors | p50 ms | p99 ms | requests/s | 1-min load |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        results: dict[int, list[Figures]] = {n: [] for n in args.workers}
+        for round_number in range(args.rounds):
+            order = args.workers if round_number % 2 == 0 else args.workers[::-1]
+            for workers in order:
+                results[workers].append(workers_level(home, args, workers))
+        print("\nmedian over rounds:")
+        for workers, runs in results.items():
+            rates = [r.requests / r.seconds for r in runs]
+            p99s = [percentile(sorted(r.latencies_ms), 0.99) for r in runs]
+            print(
+                f"  {workers} worker(s): {statistics.median(rates):.1f} req/s, "
+                f"p99 {statistics.median(p99s):.1f} ms"
+            )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per level")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--cache", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--workers", type=int, nargs="+", help="compare worker counts instead")
+    parser.add_argument("--clients", type=int, default=16, help="clients with --workers")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds with --workers")
     args = parser.parse_args()
     print(f"command: {shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")
+    workers = "uvicorn workers as listed" if args.workers else "1 uvicorn worker"
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, 1 uvicorn worker"
+        f"Python {platform.python_version()}, {workers}"
     )
     print(f"queries: {len(QUERIES)} distinct text queries, k=10, cycled")
+    if args.workers:
+        run_workers(args)
+        return
     with tempfile.TemporaryDirectory(prefix="mmsearch-http-") as tmp:
         home = Path(tmp) / "workspace"
         settings = ingest(home)
