@@ -155,6 +155,26 @@ def _private_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         os.environ["XDG_DATA_HOME"] = saved
 
 
+# argon2id with the smallest cost parameters: the same algorithm, hash format and
+# verification, without its deliberate work factor (about 0.1-0.3 CPU-s per hash and per
+# first verification at the library defaults), which tests making hundreds of keys would
+# pay again and again. Stored hashes carry their parameters, so verification follows.
+# tests/test_governance_keys.py checks that the product itself keeps the defaults.
+CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2_for_test_keys() -> Iterator[None]:
+    from argon2 import PasswordHasher
+
+    from mmsearch.governance import keys
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(keys, "PasswordHasher", lambda: PasswordHasher(**CHEAP_ARGON2))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clear_cache_at_end() -> Iterator[None]:
     yield

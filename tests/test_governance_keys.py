@@ -87,10 +87,18 @@ def test_create_authenticate_and_describe(store: KeyStore):
     assert everywhere.groups == []
 
 
-def test_default_hasher_is_argon2id_and_hashes_only(tmp_path: Path):
+def test_default_hasher_is_argon2id_and_hashes_only(tmp_path: Path, monkeypatch):
+    from mmsearch.governance import keys
+
+    # The product's own default, not the cheap parameters conftest gives other tests.
+    monkeypatch.setattr(keys, "PasswordHasher", PasswordHasher)
     store = KeyStore(tmp_path)
     key, secret = store.create(Role.ADMIN)
-    assert key.hash.startswith("$argon2id$")
+    defaults = PasswordHasher()
+    assert key.hash.startswith(
+        f"$argon2id$v=19$m={defaults.memory_cost},t={defaults.time_cost},p={defaults.parallelism}$"
+    )
+    assert defaults.memory_cost >= 65536 and defaults.time_cost >= 2
     assert store.authenticate(secret) is not None
     text = (tmp_path / "auth" / "keys.json").read_text()
     random_part = secret.removeprefix(f"mms_{key.key_id}_")  # may itself hold "_"
