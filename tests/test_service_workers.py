@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import time
 import urllib.error
@@ -51,6 +52,7 @@ class Server:
     admin: str
     writer: str
     catalog: Path
+    metrics_dir: Path | None = None  # the workers' PROMETHEUS_MULTIPROC_DIR, once seen
 
     def call(
         self,
@@ -160,6 +162,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=30)
+    if served.metrics_dir is not None:
+        assert not served.metrics_dir.exists(), "serve removes the metrics folder on stop"
 
 
 def wait_for_both_workers(server: Server) -> None:
@@ -293,6 +297,14 @@ def test_c_metrics_add_up_every_workers_requests(server: Server) -> None:
         assert f'mmsearch_collection_items{{collection="shop"}} {len(COLOURS)}.0' in text
     unauthorised = server.many(8, lambda: server.call("GET", "/metrics", key=server.writer))
     assert {r.status for r in unauthorised} == {403}
+    # The values live in the folder serve made for this run: owner-only, a file per worker.
+    workers = both_workers(server, sent)
+    environ = Path(f"/proc/{min(workers)}/environ").read_bytes().split(b"\0")
+    found = [v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    folder = Path(found[0].split(b"=", 1)[1].decode())
+    server.metrics_dir = folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {f"counter_{pid}.db" for pid in workers} <= {p.name for p in folder.iterdir()}
 
 
 def test_d_wrong_keys_share_one_failure_budget_across_workers(server: Server) -> None:
