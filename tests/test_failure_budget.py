@@ -62,3 +62,11 @@ def test_idle_buckets_are_swept(tmp_path: Path) -> None:
     os.utime(stale, (old, old))
     assert budget.sweep() == 1
     assert len(os.listdir(tmp_path)) == 1 and not stale.exists()
+
+
+def test_an_unusable_folder_falls_back_to_this_processes_budget(tmp_path: Path) -> None:
+    blocker = tmp_path / "budgets"
+    blocker.write_text("a file where the folder should be")
+    budget = SharedFailureBudget(blocker, per_minute=20, burst=2)
+    now = 1_000_000.0
+    assert [budget.take("ip:192.0.2.7", now=now) == 0.0 for _ in range(3)] == [True, True, False]

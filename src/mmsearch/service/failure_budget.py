@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from mmsearch.governance.storage import private_dir
 
+log = logging.getLogger("mmsearch.security")
 IDLE_S = 600.0  # a bucket left alone this long is full again: its file may go
 SWEEP_EVERY = 256  # new buckets created by this process between sweeps
 
@@ -62,18 +64,29 @@ class SharedFailureBudget:
         self._created = 0
         self._lock = threading.Lock()
         self._folder_ready = False
+        self._memory: dict[str, _Bucket] = {}  # used only when the folder cannot be
+        self._warned = False
 
     def _path(self, who: str) -> Path:
         return self.folder / hashlib.sha256(who.encode()).hexdigest()[:40]
 
     @contextlib.contextmanager
     def _bucket(self, who: str, now: float) -> Iterator[_Bucket]:
-        """The bucket, locked against every other process and thread, written back after."""
-        if not self._folder_ready:
-            private_dir(self.folder)
-            self._folder_ready = True
-        path = self._path(who)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        """The bucket, locked against every other process and thread, written back after;
+        this process's own when the folder cannot be used (a read-only workspace): the
+        checks go on, bounded per worker as they would be without sharing."""
+        try:
+            fd = self._open(who)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.error("failure budgets per worker: cannot use %s (%s)", self.folder, exc)
+            with self._lock:
+                bucket = self._memory.setdefault(who, _Bucket(float(self.burst), now))
+                if len(self._memory) > 10_000:  # forget idle callers rather than grow forever
+                    self._memory = {who: bucket}
+                yield bucket
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 128, 0)
@@ -82,10 +95,17 @@ class SharedFailureBudget:
             bucket = _Bucket.decode(raw, float(self.burst), now)
             yield bucket
             data = bucket.encode()
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
+            with contextlib.suppress(OSError):  # a full disk: the charge is lost, not the check
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
         finally:
             os.close(fd)  # releases the lock
+
+    def _open(self, who: str) -> int:
+        if not self._folder_ready:
+            private_dir(self.folder)
+            self._folder_ready = True
+        return os.open(self._path(who), os.O_RDWR | os.O_CREAT, 0o600)
 
     def take(self, who: str, now: float | None = None) -> float:
         """0.0 when the attempt may go on, else the seconds until a token is available."""
