@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
@@ -17,12 +17,19 @@ from mmsearch.config import Settings
 from mmsearch.encoders.hashes import hamming, image_hashes, to_hex
 from mmsearch.evaluation.duplicates import UnionFind, featureless_images, find_clusters
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.moderation.fingerprints import STRICTNESS, Fingerprint, fingerprint_bytes
+from mmsearch.moderation.fingerprints import (
+    MAX_COLOUR_DIFFERENCE,
+    STRICTNESS,
+    Fingerprint,
+    colour_difference,
+    fingerprint_bytes,
+)
 from mmsearch.moderation.pdq import to_hex as to_pdq_hex
 
 from conftest import write_jsonl
 
 STANDARD = STRICTNESS["standard"].max_distance
+DEFAULT = STRICTNESS["strict"].max_distance  # what mmsearch dupes uses unless told
 
 
 def _photo(seed: int, size: int = 96) -> Image.Image:
@@ -125,6 +132,44 @@ def test_star_linkage_does_not_chain_where_single_linkage_does() -> None:
         find_clusters(ids, items, positions, prints, max_distance=30, linkage="average")  # type: ignore[arg-type]
 
 
+# One drawing in four skin tones (the default yellow and three emoji modifier tones).
+_TONES = [(255, 220, 93), (247, 222, 206), (213, 171, 136), (124, 83, 62)]
+
+
+def _face(tone: tuple[int, int, int]) -> Image.Image:
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, 56, 56), fill=(*tone, 255), outline=(60, 40, 20, 255), width=3)
+    draw.ellipse((20, 22, 27, 31), fill=(40, 30, 30, 255))
+    draw.ellipse((37, 22, 44, 31), fill=(40, 30, 30, 255))
+    draw.arc((20, 30, 44, 48), 20, 160, fill=(90, 30, 30, 255), width=3)
+    draw.rectangle((44, 40, 60, 60), fill=(40, 90, 200, 255))
+    return image
+
+
+def test_skin_tone_variants_stay_apart_while_copies_of_one_join_it() -> None:
+    tones = [_face(tone) for tone in _TONES]
+    middle = tones[2]
+    on_white = Image.alpha_composite(Image.new("RGBA", middle.size, "white"), middle)
+    copies = [
+        middle.resize((48, 48)),
+        ImageOps.expand(on_white.convert("RGB"), 6, (0, 0, 0)),  # a black frame
+        middle.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    ]
+    prints = [_fingerprint(image) for image in tones + copies]
+    ids = ["tone0", "tone1", "tone2", "tone3", "resized", "framed", "mirrored"]
+    items, positions = np.arange(len(ids)), np.zeros(len(ids), dtype=np.int64)
+    # PDQ alone cannot tell the tones apart: some are within the strict threshold.
+    pdq_only = find_clusters(
+        ids, items, positions, prints, max_distance=DEFAULT, max_colour_difference=None
+    )
+    assert any(len({i for i in c.ids if i.startswith("tone")}) > 1 for c in pdq_only)
+    clusters = find_clusters(ids, items, positions, prints, max_distance=DEFAULT)
+    assert [c.ids for c in clusters] == [["framed", "mirrored", "resized", "tone2"]]
+    difference = colour_difference(prints[0], prints[2])
+    assert difference is not None and difference > MAX_COLOUR_DIFFERENCE
+
+
 def test_images_of_one_item_do_not_make_a_cluster() -> None:
     photo = _fingerprint(_photo(5))
     clusters = find_clusters(
@@ -177,14 +222,16 @@ def test_dupes_command_lists_clusters(settings: Settings, tmp_path: Path, monkey
     flipped = [p for (a, b), p in pairs.items() if "flipped" in (a, b) and p["kind"] == "near"]
     assert flipped and min(p["distance"] for p in flipped) <= 10
     assert report["images"] == 8 and report["items"] == 7
-    assert report["strictness"] == "standard" and report["unreadable"] == []
+    assert report["strictness"] == "strict" and report["unreadable"] == []
     assert "same decoded pixels" in report["criteria"]
+    assert f"colours within {MAX_COLOUR_DIFFERENCE}" in report["criteria"]
 
     table = runner.invoke(app, ["dupes", "-c", "d"])
     assert table.exit_code == 0, table.output
     header = " ".join(table.output.split())
     assert "exact = same bytes or same decoded pixels" in header
-    assert f"PDQ distance ≤ {STANDARD} of 256 bits" in header and "strictness standard" in header
+    assert f"PDQ distance ≤ {DEFAULT} of 256 bits" in header and "strictness strict" in header
+    assert "match it directly" in header
 
     strict = runner.invoke(app, ["dupes", "-c", "d", "--max-distance", "0", "--json"])
     assert strict.exit_code == 0, strict.output

@@ -25,6 +25,8 @@ from mmsearch.moderation.fingerprints import (
 from mmsearch.moderation.hash_index import CHUNKS, HashIndex
 from mmsearch.moderation.pdq import from_hex, hamming, to_hex
 
+from conftest import by_profile
+
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "mmsearch" / "sample_data" / "emoji"
 NOTO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "emoji" / "google-64"
 STANDARD = STRICTNESS["standard"].max_distance
@@ -168,6 +170,37 @@ def test_the_hash_index_finds_exactly_what_brute_force_finds(seed, radius, count
         rows, distances = index.search(query, radius)
         assert rows.tolist() == expected.tolist()
         assert distances.tolist() == brute[expected].tolist()
+
+
+@settings(max_examples=by_profile(40, 10), deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    radius=st.integers(0, 90),
+    count=st.integers(1, 300),
+    kinds=st.integers(1, 8),
+    budget=st.sampled_from([1, 500, 4_000_000]),
+)
+def test_the_self_join_finds_every_pair_an_all_pairs_scan_finds(seed, radius, count, kinds, budget):
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(0, 2**64, size=(count, 4), dtype=np.uint64)
+    # Groups of near copies on both sides of the radius, so that there are pairs to find.
+    for row in rng.choice(count, size=min(count, 30), replace=False):
+        stored[row] = _near(rng, stored[row % 5], int(rng.integers(0, radius + 6)))
+    variants = np.stack(
+        [np.stack([row, *(_near(rng, row, 20) for _ in range(kinds - 1))]) for row in stored]
+    )
+    # The scan: every variant of every row against every row.
+    every = hamming(variants[:, :, None, :], stored[None, None, :, :])  # (n, kinds, n)
+    best = every.min(axis=1)
+    expected = {(int(i), int(j)): int(best[i, j]) for i, j in np.argwhere(best <= radius) if i != j}
+    # The tables always (the path under test), and the default that may choose a scan.
+    for index in (HashIndex(stored, scan_share=math.inf), HashIndex(stored)):
+        first, second, distance, variant = index.pairs_within(variants, radius, budget=budget)
+        pairs = zip(first.tolist(), second.tolist(), strict=True)
+        found = dict(zip(pairs, distance.tolist(), strict=True))
+        assert len(found) == len(first) and found == expected
+        turned = hamming(variants[first, variant], stored[second])
+        assert turned.tolist() == distance.tolist()  # the variant named is the one that matched
 
 
 def test_the_hash_index_visits_few_rows_for_a_tight_radius():

@@ -37,7 +37,11 @@ def find_duplicates(
     from mmsearch.ingest.stored_images import StoredImages
     from mmsearch.media.images import ImageLimits
     from mmsearch.moderation.decisions import FINGERPRINTS_COLUMN, read_fingerprints
-    from mmsearch.moderation.fingerprints import Fingerprint, fingerprint_bytes
+    from mmsearch.moderation.fingerprints import (
+        MAX_COLOUR_DIFFERENCE,
+        Fingerprint,
+        fingerprint_bytes,
+    )
     from mmsearch.moderation.fingerprints import strictness as strictness_level
     from mmsearch.workspace import Workspace
 
@@ -59,7 +63,12 @@ def find_duplicates(
     try:
         for item, row in enumerate(table.to_pylist()):
             kept = read_fingerprints(row.get(FINGERPRINTS_COLUMN))
-            if kept is not None and len(kept) == len(row.get("images") or []):
+            # Fingerprints stored before the colour layout existed are made again.
+            if (
+                kept is not None
+                and len(kept) == len(row.get("images") or [])
+                and all(print_.colour_layout for print_ in kept)
+            ):
                 prints.extend(kept)
                 image_item.extend([item] * len(kept))
                 positions.extend(range(len(kept)))
@@ -93,6 +102,7 @@ def find_duplicates(
         images=len(prints),
         items=len(ids),
         max_distance=threshold,
+        max_colour_difference=MAX_COLOUR_DIFFERENCE,
         strictness=level.name if max_distance is None else None,
         featureless=featureless_images(prints),
         unreadable=unreadable,
@@ -110,7 +120,9 @@ def criteria(report: DuplicateReport) -> str:
     return (
         "exact = same bytes or same decoded pixels (cropped to content); "
         f"near = PDQ distance ≤ {report.max_distance} of 256 bits over the eight "
-        f"rotations and flips ({source})"
+        f"rotations and flips ({source}) and colours within {report.max_colour_difference} "
+        "cell by cell on an 8x8 grid; each cluster is a leader and the items that "
+        "match it directly"
     )
 
 
@@ -160,9 +172,11 @@ def dupes(
         typer.Option(
             "--strictness",
             help="Near-match threshold, calibrated for a false-match rate: strict (0.01%), "
-            "standard (0.1%) or loose (1%).",
+            "standard (0.1%) or loose (1%). strict is the default: the wider levels group "
+            "look-alikes of different pictures, and only strict is found by the hash "
+            "index without a scan of all images.",
         ),
-    ] = "standard",
+    ] = "strict",
     max_distance: Annotated[
         int | None,
         typer.Option(

@@ -30,9 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mmsearch.moderation.fingerprints import Fingerprint, MatchKind
+from mmsearch.moderation.fingerprints import (
+    MAX_COLOUR_DIFFERENCE,
+    Fingerprint,
+    MatchKind,
+    colour_difference,
+)
 from mmsearch.moderation.hash_index import HashIndex
-from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS, from_hex
+from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS
 
 
 class UnionFind:
@@ -90,6 +95,7 @@ class DuplicateReport:
     images: int
     items: int
     max_distance: int  # PDQ bits of 256
+    max_colour_difference: float  # largest colour_difference of a near pair
     strictness: str | None  # the level the threshold came from; None when given by hand
     featureless: int  # images near matching skipped (PDQ quality < MIN_QUALITY)
     unreadable: list[str]  # one message per image that could not be read again
@@ -122,6 +128,7 @@ def find_clusters(
     fingerprints: Sequence[Fingerprint],
     *,
     max_distance: int,
+    max_colour_difference: float | None = MAX_COLOUR_DIFFERENCE,
     linkage: Linkage = "star",
 ) -> list[DuplicateCluster]:
     """Clusters (two or more items) of duplicate images; one fingerprint per image.
@@ -131,12 +138,16 @@ def find_clusters(
     cluster: ``star`` (every picture within ``max_distance`` of its cluster's leader,
     so no chain) or ``single`` (connected components, where A≈B≈C is one cluster even
     if A and C are far apart; kept to measure against). An item whose images land in
-    different clusters is listed in each of them.
+    different clusters is listed in each of them. A near pair must also have the same
+    colours cell by cell (``colour_difference`` at most ``max_colour_difference``; None
+    leaves colour out), so that recoloured variants of one drawing stay apart.
     """
     if linkage not in LINKAGES:
         raise ValueError(f"unknown linkage {linkage!r}; choose one of {', '.join(LINKAGES)}")
     heads = _picture_heads(fingerprints)
     near = _near_edges(fingerprints, heads, max_distance)
+    if max_colour_difference is not None:
+        near = [e for e in near if _same_colours(fingerprints, e, max_colour_difference)]
     groups = _stars(near) if linkage == "star" else _components(near)
     # A picture held by several images is a group even when nothing else is near it.
     in_group = {picture for pictures, _ in groups for picture in pictures}
@@ -252,23 +263,26 @@ def _near_edges(
     ]
     if len(pictures) < 2:
         return []
-    index = HashIndex(np.stack([from_hex(fingerprints[i].pdq) for i in pictures]))
+    variants = np.stack([fingerprints[i].variant_words() for i in pictures])
+    index = HashIndex(variants[:, 0])
+    first, second, distance, variant = index.pairs_within(variants, max_distance)
+    # Each pair is searched from both sides (a turn one way may match a little better
+    # than the other); the closer one is kept.
     found: dict[tuple[int, int], _Edge] = {}
-    for row, head in enumerate(pictures):
-        variants = fingerprints[head].variant_words()
-        rows, distances = index.search(variants, max_distance)
-        for other, distance in zip(rows.tolist(), distances.tolist(), strict=True):
-            if other == row:
-                continue
-            # Each pair is searched from both sides (a turn one way may match a little
-            # better than the other); the closer one is kept.
-            key = (min(row, other), max(row, other))
-            if key in found and found[key].distance <= distance:
-                continue
-            per_variant = np.bitwise_count(variants ^ index.hashes[other]).sum(axis=1)
-            variant = VARIANTS[int(np.argmin(per_variant))]
-            found[key] = _Edge(head, pictures[other], "near", int(distance), variant)
+    for row, other, bits, turn in zip(
+        first.tolist(), second.tolist(), distance.tolist(), variant.tolist(), strict=True
+    ):
+        key = (min(row, other), max(row, other))
+        if key in found and found[key].distance <= bits:
+            continue
+        found[key] = _Edge(pictures[row], pictures[other], "near", bits, VARIANTS[turn])
     return [found[key] for key in sorted(found)]
+
+
+def _same_colours(fingerprints: Sequence[Fingerprint], edge: _Edge, limit: float) -> bool:
+    """Whether a near pair's colour layouts agree within ``limit`` (or one has none)."""
+    difference = colour_difference(fingerprints[edge.first], fingerprints[edge.second])
+    return difference is None or difference <= limit
 
 
 def featureless_images(fingerprints: Sequence[Fingerprint]) -> int:

@@ -34,6 +34,16 @@ FINGERPRINT_SIDE = 1024
 
 MatchKind = Literal["same bytes", "same pixels", "near"]
 
+# The colour layout: the content averaged down to this many cells a side. PDQ decides on
+# luma gradients, so skin-tone variants of one emoji (the same drawing, other colours)
+# are within a few bits of each other; the layout tells them apart.
+LAYOUT_SIDE = 8
+# Largest colour difference (RGB distance in 0..1 units, of the cell that differs most,
+# over the eight rotations and flips) between two pictures that ``dupes`` calls near.
+# Chosen on the dupes benchmark (docs/BENCHMARKS.md, "mmsearch dupes"): resized,
+# re-encoded and bordered copies stay well within it, a changed skin tone does not.
+MAX_COLOUR_DIFFERENCE = 0.2
+
 
 @dataclass(frozen=True)
 class Strictness:
@@ -73,10 +83,22 @@ class Fingerprint:
     dhash: int
     width: int  # of the content
     height: int
+    # The content's colours on an 8x8 grid (RGB bytes as hex); empty in fingerprints
+    # stored before it existed.
+    colour_layout: str = ""
 
     def variant_words(self) -> np.ndarray:
         """The eight variants as an (8, 4) uint64 array."""
         return np.stack([from_hex(text) for text in self.pdq_variants])
+
+    def colour_grids(self) -> np.ndarray | None:
+        """The colour layout in its eight rotations and flips, (8, 8, 8, 3) in 0..1, or None."""
+        if not self.colour_layout:
+            return None
+        grid = np.frombuffer(bytes.fromhex(self.colour_layout), dtype=np.uint8)
+        grid = grid.reshape(LAYOUT_SIDE, LAYOUT_SIDE, 3).astype(np.float32) / 255
+        turns = [np.rot90(grid, k) for k in range(4)]
+        return np.stack(turns + [np.rot90(grid[::-1], k) for k in range(4)])
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,25 @@ def fingerprint_image(image: Image.Image, sha256: str) -> Fingerprint:
         dhash=small.dhash,
         width=content.width,
         height=content.height,
+        colour_layout=colour_layout(content),
     )
+
+
+def colour_layout(content: Image.Image) -> str:
+    """The content (RGB on white) averaged to an 8x8 grid, as hex of its RGB bytes."""
+    grid = content.convert("RGB").resize((LAYOUT_SIDE, LAYOUT_SIDE), Image.Resampling.BOX)
+    return grid.tobytes().hex()
+
+
+def colour_difference(a: Fingerprint, b: Fingerprint) -> float | None:
+    """How far apart two pictures' colours are: the cell that differs most, at the best of
+    ``a``'s eight rotations and flips (0 the same, √3 black against white); None when
+    either fingerprint has no colour layout."""
+    turned, other = a.colour_grids(), b.colour_grids()
+    if turned is None or other is None:
+        return None
+    cells = np.sqrt(((turned - other[0]) ** 2).sum(axis=-1))
+    return float(cells.reshape(len(turned), -1).max(axis=1).min())
 
 
 def fingerprint_bytes(

@@ -123,6 +123,96 @@ class HashIndex:
         seen[np.concatenate(found)] = True
         return np.flatnonzero(seen)
 
+    def pairs_within(
+        self, variants: np.ndarray, radius: int, *, budget: int = 4_000_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair of stored rows within ``radius``, found as one batched self-join.
+
+        ``variants`` is (n, k, 4): row ``i``'s hash as ``k`` rotations and flips (the
+        first one the row itself, as stored). A pair (i, j), i != j, is found when some
+        variant of ``i`` lies within ``radius`` of row ``j``; each pair comes back once
+        per direction that finds it, as (i, j, distance, variant), so the caller can keep
+        the closer direction. The lookups of many rows run together, a block at a time,
+        so the Python cost is per block, not per row; ``budget`` bounds the candidates
+        held at once (memory stays bounded whatever ``n``). When the tables would touch
+        more rows than a scan, the block is scanned instead (a wide radius).
+        """
+        if radius < 0:
+            raise ValueError(f"radius must be at least 0 (got {radius})")
+        count = len(self.hashes)
+        variants = np.asarray(variants, dtype=np.uint64).reshape(count, -1, WORDS)
+        kinds = variants.shape[1]
+        masks = _masks(radius // CHUNKS)
+        per_hash = max(1.0, CHUNKS * len(masks) * count / _VALUES)
+        tables = CHUNKS * len(masks) + per_hash <= self.scan_share * count
+        block = int(min(max(1, budget // (kinds * per_hash)), max(count, 1)))
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for start in range(0, count, block if tables else 1):
+            if not tables:
+                found.append(self._scan_row(start, variants[start], radius))
+                continue
+            queries = variants[start : start + block].reshape(-1, WORDS)
+            query_ids, rows = self._candidate_pairs(queries, masks)
+            distance = np.zeros(len(rows), dtype=np.int16)
+            for word in range(WORDS):
+                distance += np.bitwise_count(self._words[word][rows] ^ queries[query_ids, word])
+            first = start + query_ids // kinds
+            keep = (distance <= radius) & (first != rows)
+            found.append((first[keep], rows[keep], distance[keep], query_ids[keep] % kinds))
+        if not found:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        parts = zip(*found, strict=True)
+        first, second, distance, variant = (np.concatenate(part) for part in parts)
+        # Several chunks (and variants) find one pair: keep each (i, j) once, at its
+        # smallest distance.
+        order = np.lexsort((distance, second, first))
+        first, second, distance, variant = (a[order] for a in (first, second, distance, variant))
+        unique = np.ones(len(first), dtype=bool)
+        unique[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
+        return (
+            first[unique].astype(np.int64),
+            second[unique],
+            distance[unique].astype(np.int64),
+            variant[unique].astype(np.int64),
+        )
+
+    def _scan_row(
+        self, row: int, variants: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One row's variants against every row, one contiguous pass per word (a wide radius)."""
+        distance = np.zeros((len(variants), len(self.hashes)), dtype=np.int16)
+        for word in range(WORDS):
+            distance += np.bitwise_count(self._words[word][None, :] ^ variants[:, word, None])
+        variant = np.argmin(distance, axis=0)
+        best = distance[variant, np.arange(len(self.hashes))]
+        rows = np.flatnonzero(best <= radius)
+        rows = rows[rows != row]
+        return np.full(len(rows), row, dtype=np.int64), rows, best[rows], variant[rows]
+
+    def _candidate_pairs(
+        self, queries: np.ndarray, masks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(query, row) pairs sharing a chunk within the sub-radius; repeats are kept."""
+        keys = np.ascontiguousarray(queries).view(np.uint16).reshape(len(queries), CHUNKS)
+        query_parts: list[np.ndarray] = []
+        row_parts: list[np.ndarray] = []
+        for chunk in range(CHUNKS):
+            values = keys[:, chunk].astype(np.int64)[:, None] ^ masks[None, :]
+            starts = self._offsets[chunk][values].ravel()
+            sizes = self._offsets[chunk][values + 1].ravel() - starts
+            total = int(sizes.sum())
+            if total == 0:
+                continue
+            ends = np.cumsum(sizes)
+            flat = np.arange(total) + np.repeat(starts - (ends - sizes), sizes)
+            row_parts.append(self._rows[chunk][flat])
+            query_parts.append(np.repeat(np.arange(len(values) * len(masks)) // len(masks), sizes))
+        if not row_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(query_parts), np.concatenate(row_parts).astype(np.int64)
+
 
 def _min_distances(queries: np.ndarray, words: np.ndarray) -> np.ndarray:
     """Each column's smallest Hamming distance to any query hash; ``words`` is (WORDS, n)."""
