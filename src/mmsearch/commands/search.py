@@ -123,6 +123,23 @@ def search(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each hit ranks where it does.")
     ] = False,
+    cross_encoder: Annotated[
+        bool | None,
+        typer.Option(
+            "--cross-encoder/--no-cross-encoder",
+            help="Rescore the top hits with the collection's cross-encoder (set with "
+            "mmsearch ranking-settings); default: the collection's setting.",
+        ),
+    ] = None,
+    cross_encoder_top: Annotated[
+        int | None,
+        typer.Option(
+            "--cross-encoder-top",
+            min=1,
+            max=100,
+            help="Hits the cross-encoder rescores (at most the collection's depth).",
+        ),
+    ] = None,
     graph: Annotated[
         bool | None,
         typer.Option(
@@ -197,6 +214,8 @@ def search(
             explain=explain,
             group_by=group_by,
             graph=graph,
+            cross_encoder=cross_encoder,
+            cross_encoder_top=cross_encoder_top,
         )
         if not (query or "").strip() and image is None:
             raise QueryError("Give a text query, an image, or both.")

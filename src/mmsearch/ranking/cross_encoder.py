@@ -36,6 +36,7 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ranking.explain import CrossEncoderExplanation
 
 TITLE = "title"  # the stored title column; the mapping's title field is accepted too
+TEXT_COLUMNS = ("title", "texts_json")  # what the model's texts are read from
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
 # Characters kept of an item's text before tokenising: generous for any token bound
@@ -225,7 +226,8 @@ def rescore_head(
     model = load_model(choice.folder, choice.max_length)
     max_chars = choice.max_length * CHARS_PER_TOKEN
     values = model.scores(query, [item_text(rows[i], choice.fields, max_chars) for i in head])
-    rest = [scores[i] for i in scores if i not in set(head)]
+    rescored = set(head)
+    rest = [score for item_id, score in scores.items() if item_id not in rescored]
     lift = (max(rest) if rest else 0.0) + 1.0 - float(values.min())
     out = dict(scores)
     positions = {item_id: n for n, item_id in enumerate(order, start=1)}

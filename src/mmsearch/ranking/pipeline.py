@@ -23,7 +23,9 @@ from mmsearch.filters.expr import Filter
 from mmsearch.index.base import BuildReader
 from mmsearch.manifest import BuildManifest
 from mmsearch.ranking.apply_rules import active_pins, apply_rules
+from mmsearch.ranking.cross_encoder import TEXT_COLUMNS, CrossEncoderChoice, rescore_head
 from mmsearch.ranking.explain import (
+    CrossEncoderExplanation,
     Explanation,
     FeatureContribution,
     RerankerExplanation,
@@ -63,6 +65,7 @@ class Ranked:
     warnings: list[str] = field(default_factory=list)
     reranker: str | None = None
     rules_version: str | None = None
+    cross_encoder: dict[str, CrossEncoderExplanation] = field(default_factory=dict)
 
 
 def _choice(value: str | Path | None, default: Path | None) -> Path | None:
@@ -152,11 +155,13 @@ class RankingStage:
         ruleset: RuleSet | None = None,
         explain: bool = False,
         graph: GraphEvidence | None = None,
+        cross: CrossEncoderChoice | None = None,
     ) -> Ranked:
         """Fuse, rerank, apply ``ruleset`` (resolved once by the caller with ``rules_for``,
         whose filters already went down with retrieval), explain. ``graph``: the query's
         entity-graph evidence for the reranker's graph features (asked only when a
-        reranker runs)."""
+        reranker runs). ``cross``: the cross-encoder rescoring the top of that order
+        before the rules (resolved, its folder checked, by the caller)."""
         timings = retrieved.timings
         _check_weight_names(params.weights, retrieved.planned)
         tick = time.perf_counter()
@@ -177,6 +182,8 @@ class RankingStage:
             out.scores = dict(zip(pool, scores.tolist(), strict=True))
             out.reranker = model.name
             timings["rerank"] = _ms(tick)
+        if cross is not None and pool:
+            self._cross_rescore(out, cross, retrieved)
         order = order_by_score(out.scores)
         if ruleset is not None:
             tick = time.perf_counter()
@@ -200,6 +207,22 @@ class RankingStage:
         if explain:
             self._explain(out, fusion, model, pool, matrix)
         return out
+
+    def _cross_rescore(self, out: Ranked, cross: CrossEncoderChoice, retrieved: Retrieved) -> None:
+        """The cross-encoder's order for the top of ``out.scores``; the texts it reads are
+        fetched through the search's whole store filter (the caller's groups included)."""
+        if not retrieved.text:
+            out.warnings.append("cross-encoder not used: it reads a text query, and there is none")
+            return
+        tick = time.perf_counter()
+        order = order_by_score(out.scores)
+        head = order[: cross.top]
+        rows = {
+            row["id"]: row
+            for row in self.index.get(head, ["id", *TEXT_COLUMNS], filter=retrieved.where)
+        }
+        out.scores, out.cross_encoder = rescore_head(cross, retrieved.text, order, out.scores, rows)
+        retrieved.timings["cross_encoder"] = _ms(tick)
 
     def _pinned_outside(
         self, pool: list[str], pins: list[tuple[str, int, str]], where: Filter | None
@@ -265,6 +288,7 @@ class RankingStage:
                 rules_version=out.rules_version,
                 rules=list(out.rules.get(item_id, [])),
                 final_score=round(out.scores.get(item_id, 0.0), 6),
+                cross_encoder=out.cross_encoder.get(item_id),
             )
             if item_id in shap and model is not None:
                 values, contrib = shap[item_id]

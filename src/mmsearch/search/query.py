@@ -91,6 +91,17 @@ class SearchQuery(BaseModel):
         "(API); 'none' switches the default off",
     )
     candidates: int | None = Field(default=None, ge=1, le=10_000)
+    cross_encoder: bool | None = Field(
+        default=None,
+        description="rescore the top hits with the collection's cross-encoder: true/false; "
+        "default: the collection's setting (mmsearch ranking-settings)",
+    )
+    cross_encoder_top: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="hits the cross-encoder rescores, at most the collection's own depth",
+    )
     ann: AnnSearch | None = Field(
         default=None,
         description="vector index knobs for this search (nprobes, refine_factor, ef, "
@@ -198,6 +209,8 @@ def build_request(
         graph=query.graph,
         graph_skip=query.graph_skip,
         like=query.like,
+        cross_encoder=query.cross_encoder,
+        cross_encoder_top=query.cross_encoder_top,
     )
     if query.image_weight is not None:  # None (the API's default): the planner's default
         request.image_weight = query.image_weight

@@ -64,6 +64,10 @@ class SearchRequest:
     # Keyword pseudo-relevance feedback (retrieval/expansion.py): None = the build's tuned
     # choice (off when untuned); True/False = on/off; settings = on with these.
     feedback: FeedbackSettings | bool | None = None
+    # The collection's cross-encoder (ranking/cross_encoder.py): None = its setting;
+    # ``cross_encoder_top`` = hits rescored, at most the collection's depth.
+    cross_encoder: bool | None = None
+    cross_encoder_top: int | None = None
 
 
 def validate_request(request: SearchRequest) -> str | None:

@@ -27,6 +27,7 @@ from mmsearch.index.open import open_build_index
 from mmsearch.index.schema import ACL_COLUMN
 from mmsearch.manifest import BUILDING
 from mmsearch.moderation.decisions import HIDDEN_COLUMN
+from mmsearch.ranking.cross_encoder import resolve_choice
 from mmsearch.ranking.explain import Explanation
 from mmsearch.ranking.fusion import FusionParams
 from mmsearch.ranking.pipeline import Ranked, RankingStage
@@ -88,6 +89,8 @@ class Searcher:
         # The collection's ANN knobs, read with the build: a Searcher answers from one
         # snapshot, and the service opens a new one when the live build changes.
         self.collection_ann = folder.state().ann
+        # Its cross-encoder and keyword field boosts (collection.json ``ranking``), likewise.
+        self.collection_ranking = folder.state().ranking
         self._hidden_items: int | None = None
 
     def effective_access(self, access: Visible | None) -> Visible | None:
@@ -147,6 +150,14 @@ class Searcher:
         # (boosts, pins, diversity) come back up through ranking.
         ruleset = self.ranking.rules_for(request.rules)
         group_by = self._group_column(request.group_by)
+        # Checked before anything is retrieved: a missing model folder fails the search now.
+        cross = resolve_choice(
+            self.collection_ranking,
+            self.manifest.mapping,
+            self.collection,
+            on=request.cross_encoder,
+            top=request.cross_encoder_top,
+        )
         visible = self.visible_filter(request.access)
         route = self.router.plan(request, visible)
         evidence = self.router.evidence(request, visible, route)
@@ -167,6 +178,7 @@ class Searcher:
             ruleset=ruleset,
             explain=request.explain,
             graph=evidence,
+            cross=cross,
         )
         if request.text:
             self._pin_aliases(request, ruleset, ranked, fusion, depth if group_by else request.k)
