@@ -14,21 +14,23 @@ is two items made from the same original. Reported per level:
   cluster): precision and recall against the true pairs;
 - clusters that mix originals, mix families, and the most originals in one cluster.
 
-Time: ``find_clusters`` on synthetic fingerprints (random 256-bit PDQ hashes, eight
-independent random "variants" each, groups of eight copies with up to ``--flips``
-random bits flipped), since only the fingerprints matter to it. Sizes above
-``--full-limit`` are timed on the index build plus a sample of lookups and
-extrapolated (stated as such).
+Time: ``find_clusters`` run in full on synthetic fingerprints (random 256-bit PDQ
+hashes, eight independent random "variants" each, groups of eight copies with up to
+``--flips`` random bits flipped), since only the fingerprints matter to it; wall and CPU
+seconds (the CPU figure is the one to read on a shared host) and the process's peak
+resident memory so far (sizes run in the order given, the fingerprints included).
 
 Usage::
 
-    python benchmarks/dupes_quality.py --sample 200 --seed 0
+    python benchmarks/dupes_quality.py --sample 200 --seed 0 --sizes
+    python benchmarks/dupes_quality.py --skip-quality --sizes 10000 30000 100000
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import shlex
 import sys
 import time
@@ -47,7 +49,7 @@ from mmsearch.moderation.fingerprints import (
     Fingerprint,
     fingerprint_image,
 )
-from mmsearch.moderation.hash_index import HashIndex
+from mmsearch.moderation.hash_index import joins_by_tables
 from mmsearch.moderation.pdq import to_hex
 
 
@@ -160,43 +162,34 @@ def synthetic(count: int, flips: int, rng: np.random.Generator) -> list[Fingerpr
     return out
 
 
-def timing(sizes: list[int], full_limit: int, flips: int, seed: int, lookups: int) -> None:
+def timing(sizes: list[int], flips: int, seed: int, levels: list[str]) -> None:
+    """``find_clusters`` run in full on synthetic fingerprints: wall and CPU time, memory."""
     print(
-        "\n| fingerprints | level | d ≤ | how | index build (s) | per lookup (ms) | "
-        "dupes time (s) | clusters |"
+        "\n| fingerprints | level | d ≤ | path | dupes time, wall (s) | CPU (s) | "
+        "process peak RSS so far (MiB) | clusters |"
     )
     print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     rng = np.random.default_rng(seed)
     for count in sizes:
         prints = synthetic(count, flips, rng)
-        for level in (STRICTNESS["strict"], STRICTNESS["standard"]):
-            if count <= full_limit:
-                began = time.perf_counter()
-                clusters = find_clusters(
-                    [str(n) for n in range(count)],
-                    np.arange(count, dtype=np.int64),
-                    np.zeros(count, dtype=np.int64),
-                    prints,
-                    max_distance=level.max_distance,
-                )
-                seconds = time.perf_counter() - began
-                print(
-                    f"| {count:,} | {level.name} | {level.max_distance} | measured | | "
-                    f"{seconds / count * 1000:.2f} | {seconds:.1f} | {len(clusters):,} |"
-                )
-                continue
-            began = time.perf_counter()
-            index = HashIndex(np.stack([p.variant_words()[0] for p in prints]))
-            build = time.perf_counter() - began
-            picks = rng.choice(count, size=lookups, replace=False)
-            began = time.perf_counter()
-            for pick in picks:
-                index.search(prints[pick].variant_words(), level.max_distance)
-            per = (time.perf_counter() - began) / lookups
+        for name in levels:
+            level = STRICTNESS[name]
+            tables = joins_by_tables(count, level.max_distance)
+            wall, cpu = time.perf_counter(), time.process_time()
+            clusters = find_clusters(
+                [str(n) for n in range(count)],
+                np.arange(count, dtype=np.int64),
+                np.zeros(count, dtype=np.int64),
+                prints,
+                max_distance=level.max_distance,
+            )
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(
-                f"| {count:,} | {level.name} | {level.max_distance} | extrapolated from "
-                f"{lookups} lookups | {build:.1f} | {per * 1000:.2f} | "
-                f"≈ {build + per * count:,.0f} | |"
+                f"| {count:,} | {level.name} | {level.max_distance} | "
+                f"{'multi-index self-join' if tables else 'scan per image'} | {wall:.1f} | "
+                f"{cpu:.1f} | {peak:,.0f} | {len(clusters):,} |",
+                flush=True,
             )
 
 
@@ -205,9 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--full-limit", type=int, default=10_000)
+    parser.add_argument("--levels", nargs="*", default=["strict"], choices=list(STRICTNESS))
     parser.add_argument("--flips", type=int, default=30)
-    parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -216,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_quality:
         quality(args.sample, args.seed)
     if args.sizes:
-        timing(args.sizes, args.full_limit, args.flips, args.seed, args.lookups)
+        timing(args.sizes, args.flips, args.seed, args.levels)
     print(f"\ntotal time: {time.perf_counter() - started:.1f} s")
 
 

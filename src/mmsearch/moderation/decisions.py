@@ -187,9 +187,10 @@ def fingerprints_json(fingerprints: Sequence[Fingerprint]) -> str:
     """The stored fingerprints: those of the item's first images that fit in
     ``MAX_FINGERPRINTS_CHARS``.
 
-    About 900 characters an image, so an item with more than about 65 images keeps
-    the fingerprints of its first ones only: a string column on Milvus holds at most
-    65,535 bytes, and one oversized value would fail the whole write. Readers tell a
+    About 1,300 characters an image (the colour layout is 384 of them), so an item with
+    more than about 45 images keeps the fingerprints of its first ones only: a string
+    column on Milvus holds at most 65,535 bytes, and one oversized value would fail the
+    whole write. Readers tell a
     short list by its length (fewer entries than images): ``policy apply`` then
     fingerprints the item's images again and ``dupes`` reads them, so nothing goes
     unchecked."""

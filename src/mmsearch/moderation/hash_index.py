@@ -144,7 +144,7 @@ class HashIndex:
         kinds = variants.shape[1]
         masks = _masks(radius // CHUNKS)
         per_hash = max(1.0, CHUNKS * len(masks) * count / _VALUES)
-        tables = CHUNKS * len(masks) + per_hash <= self.scan_share * count
+        tables = joins_by_tables(count, radius, self.scan_share)
         block = int(min(max(1, budget // (kinds * per_hash)), max(count, 1)))
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for start in range(0, count, block if tables else 1):
@@ -212,6 +212,16 @@ class HashIndex:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty
         return np.concatenate(query_parts), np.concatenate(row_parts).astype(np.int64)
+
+
+def joins_by_tables(count: int, radius: int, scan_share: float = _SCAN_SHARE) -> bool:
+    """Whether ``pairs_within`` over ``count`` hashes uses the tables (else a scan per row).
+
+    Counted per query hash as in ``search``: the neighbouring chunk values probed plus the
+    rows expected in their buckets (random hashes), against a share of a full scan.
+    """
+    probes = CHUNKS * len(_masks(radius // CHUNKS))
+    return probes * (1 + count / _VALUES) <= scan_share * count
 
 
 def _min_distances(queries: np.ndarray, words: np.ndarray) -> np.ndarray:
