@@ -34,7 +34,7 @@ from mmsearch.moderation.fingerprints import (
     MAX_COLOUR_DIFFERENCE,
     Fingerprint,
     MatchKind,
-    colour_difference,
+    colour_grid_difference,
 )
 from mmsearch.moderation.hash_index import HashIndex
 from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS
@@ -147,7 +147,7 @@ def find_clusters(
     heads = _picture_heads(fingerprints)
     near = _near_edges(fingerprints, heads, max_distance)
     if max_colour_difference is not None:
-        near = [e for e in near if _same_colours(fingerprints, e, max_colour_difference)]
+        near = _same_colours(fingerprints, near, max_colour_difference)
     groups = _stars(near) if linkage == "star" else _components(near)
     # A picture held by several images is a group even when nothing else is near it.
     in_group = {picture for pictures, _ in groups for picture in pictures}
@@ -279,10 +279,23 @@ def _near_edges(
     return [found[key] for key in sorted(found)]
 
 
-def _same_colours(fingerprints: Sequence[Fingerprint], edge: _Edge, limit: float) -> bool:
-    """Whether a near pair's colour layouts agree within ``limit`` (or one has none)."""
-    difference = colour_difference(fingerprints[edge.first], fingerprints[edge.second])
-    return difference is None or difference <= limit
+def _same_colours(
+    fingerprints: Sequence[Fingerprint], edges: list[_Edge], limit: float
+) -> list[_Edge]:
+    """The near pairs whose colour layouts agree within ``limit`` (or where one has none)."""
+    grids: dict[int, np.ndarray | None] = {}
+
+    def grid(image: int) -> np.ndarray | None:
+        if image not in grids:
+            grids[image] = fingerprints[image].colour_grids()
+        return grids[image]
+
+    kept: list[_Edge] = []
+    for edge in edges:
+        difference = colour_grid_difference(grid(edge.first), grid(edge.second))
+        if difference is None or difference <= limit:
+            kept.append(edge)
+    return kept
 
 
 def featureless_images(fingerprints: Sequence[Fingerprint]) -> int:

@@ -138,7 +138,11 @@ def colour_difference(a: Fingerprint, b: Fingerprint) -> float | None:
     """How far apart two pictures' colours are: the cell that differs most, at the best of
     ``a``'s eight rotations and flips (0 the same, √3 black against white); None when
     either fingerprint has no colour layout."""
-    turned, other = a.colour_grids(), b.colour_grids()
+    return colour_grid_difference(a.colour_grids(), b.colour_grids())
+
+
+def colour_grid_difference(turned: np.ndarray | None, other: np.ndarray | None) -> float | None:
+    """``colour_difference`` on grids already unpacked by ``Fingerprint.colour_grids``."""
     if turned is None or other is None:
         return None
     cells = np.sqrt(((turned - other[0]) ** 2).sum(axis=-1))
