@@ -280,3 +280,14 @@ def test_the_api_body_field_turns_it_on_and_off_for_a_reader(shop, model_folder)
         assert bad.status_code == 422
         anonymous = client.post(url, json={"text": "red mug", "cross_encoder": True})
         assert anonymous.status_code == 401
+
+
+def test_the_cli_shows_the_cross_encoder_score_and_can_turn_it_off(shop):
+    home = str(shop.home)
+    args = ["search", "red mug", "-c", "shop", "--explain", "--local", "--home", home]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "cross-encoder" in shown.output and "(was #" in shown.output
+    off = CliRunner().invoke(app, [*args, "--no-cross-encoder"])
+    assert off.exit_code == 0, off.output
+    assert "cross-encoder" not in off.output

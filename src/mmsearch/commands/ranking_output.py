@@ -61,6 +61,13 @@ def print_explanation(console: Console, rank: int, hit_id: str, explanation: Exp
             f"{explanation.reranker.base_value:+.4f}): {top}",
             highlight=False,
         )
+    if explanation.cross_encoder is not None:
+        cross = explanation.cross_encoder
+        console.print(
+            f"    cross-encoder {cross.score:+.4f} (was #{cross.rank_before}; read "
+            f"{', '.join(cross.fields)})",
+            highlight=False,
+        )
     for rule in explanation.rules:
         console.print(
             f"    rule {rule.rule} ({rule.kind}, v{explanation.rules_version}): {rule.detail}",
