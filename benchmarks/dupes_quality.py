@@ -89,7 +89,8 @@ def quality(sample: int, seed: int) -> None:
     print(
         f"collection: {sample} originals (seed {seed}, {len(set(family))} families) x "
         f"{copies} items each (the original and {copies - 1} altered copies) = {len(ids)} "
-        f"items; fingerprinted in {time.perf_counter() - started:.1f} s; true pairs "
+        f"items ({len(counts)} distinct pictures); fingerprinted in "
+        f"{time.perf_counter() - started:.1f} s; true pairs "
         f"{true_pairs:,}\n"
     )
     print(
