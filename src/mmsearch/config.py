@@ -67,7 +67,10 @@ class Settings(BaseSettings):
         default_factory=default_home,
         description="workspace folder (default: the per-user data folder)",
     )
-    text_encoder: str = "minilm"
+    text_encoder: str = Field(
+        default="minilm:auto",
+        description="text encoder of new collections (minilm:auto: ONNX if installed, else torch)",
+    )
     image_encoder: str = "visual"
     batch_size: int = Field(default=64, ge=1, le=4096)
     write_batch_rows: int = Field(

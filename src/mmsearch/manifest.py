@@ -73,6 +73,9 @@ class EncoderDescription(ManifestPart):
     version: str = ""
     dim: int
     modalities: list[str] = Field(default_factory=list)  # "text", "image" or both
+    # Why this encoder, when the spec asked for let the machine choose (``minilm:auto``):
+    # the backend it picked, or that it fell back to torch and why.
+    note: str | None = None
 
 
 class AttributeDescription(ManifestPart):

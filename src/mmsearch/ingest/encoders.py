@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mmsearch.encoders.base import Encoder, create_encoder
+from mmsearch.encoders.base import Encoder, create_encoder, resolve_spec
 from mmsearch.manifest import EncoderDescription
 
 
@@ -14,10 +14,16 @@ class EncoderSet:
 
     specs: dict[str, str]
     encoders: dict[str, Encoder]
+    # Why a spec that left a choice open (``minilm:auto``) became the one in ``specs``.
+    notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, specs: dict[str, str]) -> EncoderSet:
-        return cls(specs, {role: create_encoder(spec) for role, spec in specs.items()})
+        """Specs resolved first, so the manifest names the encoder that really ran."""
+        resolved = {role: resolve_spec(spec) for role, spec in specs.items()}
+        concrete = {role: spec for role, (spec, _) in resolved.items()}
+        notes = {role: note for role, (_, note) in resolved.items() if note}
+        return cls(concrete, {role: create_encoder(s) for role, s in concrete.items()}, notes)
 
     def get(self, role: str) -> Encoder | None:
         return self.encoders.get(role)
@@ -31,6 +37,7 @@ class EncoderSet:
                 version=encoder.version,
                 dim=encoder.dim,
                 modalities=sorted(encoder.modalities),
+                note=self.notes.get(role),
             )
             for role, encoder in self.encoders.items()
         }

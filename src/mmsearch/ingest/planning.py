@@ -19,6 +19,7 @@ from mmsearch.catalog.mapping import FieldMapping, guess_mapping, merge_mappings
 from mmsearch.catalog.normalise import AttributeSpec, infer_attribute_specs, normalise_record
 from mmsearch.catalog.readers import CatalogSource, JsonlSource
 from mmsearch.config import Settings
+from mmsearch.encoders.base import resolve_spec
 from mmsearch.errors import CatalogError, MMSearchError
 from mmsearch.ingest.builds import live_specs, mapping_differences, refuse
 from mmsearch.ingest.documents import open_ingest_source
@@ -79,7 +80,7 @@ def plan_ingest(
     encoder_specs = _encoder_specs(settings, options, mapping, live)
     if live is not None:
         live_roles = {role: d.spec for role, d in live.encoders.items()}
-        if live_roles != encoder_specs:
+        if live_roles != {role: resolve_spec(spec)[0] for role, spec in encoder_specs.items()}:
             differences.append(
                 f"encoders: live build {_roles(live_roles)}, this ingest {_roles(encoder_specs)}"
             )
