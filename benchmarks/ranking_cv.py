@@ -217,6 +217,10 @@ def main() -> int:
         "--cache", type=Path, default=None, help="folder keeping the retrieved lists between runs"
     )
     parser.add_argument(
+        "--no-feedback", action="store_true", help="skip the keyword-feedback retrieval"
+    )
+    parser.add_argument("--no-tune", action="store_true", help="skip the tuned-fusion CV")
+    parser.add_argument(
         "--feedback-pools",
         action="store_true",
         help="also train and score the reranker on the keyword-feedback candidates",
@@ -237,7 +241,8 @@ def main() -> int:
     queries = [q for q in load_queries(args.data / args.queries) if judgments.get(q.id)]
     queries = queries[: args.limit] if args.limit else queries
     started = time.perf_counter()
-    name = f"{args.collection}-{searcher.build_id}-{len(queries)}.pickle"
+    name = f"{args.collection}-{searcher.build_id}-{len(queries)}"
+    name += "-nofb.pickle" if args.no_feedback else ".pickle"
     cache: Path | None = args.cache / name if args.cache else None
     if cache is not None and cache.is_file():
         plain, plain_ms, feedback, feedback_ms = pickle.loads(cache.read_bytes())
@@ -245,7 +250,12 @@ def main() -> int:
         retrieve_all(searcher, queries[:5], args.candidates, None)  # warm up models, caches
         plain, plain_ms = retrieve_all(searcher, queries, args.candidates, None)
         print(f"retrieved {len(plain)} queries", file=sys.stderr, flush=True)
-        feedback, feedback_ms = retrieve_all(searcher, queries, args.candidates, FeedbackSettings())
+        if args.no_feedback:
+            feedback, feedback_ms = plain, plain_ms
+        else:
+            feedback, feedback_ms = retrieve_all(
+                searcher, queries, args.candidates, FeedbackSettings()
+            )
         if cache is not None:
             cache.write_bytes(pickle.dumps((plain, plain_ms, feedback, feedback_ms)))
     retrieve_s = time.perf_counter() - started
@@ -297,10 +307,15 @@ def main() -> int:
         {q: r.ranked for q, r in feedback.items()}, "keyword"
     )
     cost["keyword + feedback only"] = fb_ms
+    if args.no_feedback:
+        for name in [name for name in runs if "feedback" in name]:
+            del runs[name], cost[name]
     tick = time.perf_counter()
-    runs["tuned fusion (per fold)"], tuned_labels = fusion_cv(plain, feedback, judgments, folds)
+    tuned_labels: list[str] = []
+    if not args.no_tune:
+        runs["tuned fusion (per fold)"], tuned_labels = fusion_cv(plain, feedback, judgments, folds)
+        cost["tuned fusion (per fold)"] = float("nan")  # the cost of whichever choice won
     tune_s = time.perf_counter() - tick
-    cost["tuned fusion (per fold)"] = float("nan")  # the cost of whichever choice won
 
     print(f"fusion tuned in {tune_s:.0f} s", file=sys.stderr, flush=True)
     tick = time.perf_counter()
@@ -363,9 +378,12 @@ def main() -> int:
         runs = {name: {q: r for q, r in run.items() if q in held} for name, run in runs.items()}
     scores = {name: per_query_ndcg10(run, judgments) for name, run in runs.items()}
     rrf = scores["RRF (k=60)"]
+    singles = [name for name in scores if name.endswith(" only")]
+    best_single = max(singles, key=lambda name: mean(scores[name]))
     rows = []
     for name, per_query in scores.items():
         p = paired_p(per_query, rrf) if name != "RRF (k=60)" else None
+        p_single = paired_p(per_query, scores[best_single]) if name != best_single else None
         wins = sum(1 for q in per_query if per_query[q] > rrf.get(q, 0) + 1e-12)
         losses = sum(1 for q in per_query if per_query[q] < rrf.get(q, 0) - 1e-12)
         ratio = cost[name] / cost["RRF (k=60)"] if not np.isnan(cost[name]) else None
@@ -374,6 +392,7 @@ def main() -> int:
                 "option": name,
                 "ndcg10": round(mean(per_query), 4),
                 "p_vs_rrf": None if p is None else round(p, 4),
+                "p_vs_best_single": None if p_single is None else round(p_single, 4),
                 "wins_losses": f"{wins}/{losses}",
                 "latency_ratio": None if ratio is None else round(ratio, 2),
             }
@@ -385,6 +404,7 @@ def main() -> int:
         "scored_queries": len(rrf),
         "candidates": args.candidates,
         "rows": rows,
+        "best_single_signal": best_single,
         "tuned_choices": tuned_labels,
         "reranker_params_per_fold": chosen,
         "feature_importance": importance,
@@ -412,14 +432,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"**{result['collection']}**, {result['queries']} queries, {result['scored']} "
         f"({result['scored_queries']} scored), depth {result['candidates']}",
         "",
-        "| option | nDCG@10 | p vs RRF | wins/losses vs RRF | latency / RRF |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| option | nDCG@10 | p vs RRF | p vs {result['best_single_signal']} | "
+        "wins/losses vs RRF | latency / RRF |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
         p = "—" if row["p_vs_rrf"] is None else f"{row['p_vs_rrf']:.4f}"
+        single = "—" if row["p_vs_best_single"] is None else f"{row['p_vs_best_single']:.4f}"
         ratio = "—" if row["latency_ratio"] is None else f"{row['latency_ratio']:.2f}"
         lines.append(
-            f"| {row['option']} | {row['ndcg10']:.4f} | {p} | {row['wins_losses']} | {ratio} |"
+            f"| {row['option']} | {row['ndcg10']:.4f} | {p} | {single} | {row['wins_losses']} "
+            f"| {ratio} |"
         )
     lines += [
         "",
