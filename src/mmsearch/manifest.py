@@ -74,8 +74,9 @@ class EncoderDescription(ManifestPart):
     dim: int
     modalities: list[str] = Field(default_factory=list)  # "text", "image" or both
     # Why this encoder, when the spec asked for let the machine choose (``minilm:auto``):
-    # the backend it picked, or that it fell back to torch and why.
-    note: str | None = None
+    # the backend it picked, or that it fell back to torch and why. Left out of the JSON
+    # when there is none, so manifests of other encoders read as they always did.
+    note: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class AttributeDescription(ManifestPart):
