@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsearch.encoders.base import create_encoder
+from mmsearch.encoders.base import create_encoder, resolve_spec
 from mmsearch.sample_data import SAMPLE_EMOJI_DIR, sample_catalog_path
 
 from conftest import by_profile
@@ -71,7 +71,8 @@ def test_filters_and_collections_listing(demo_home):
     assert ids and all(catalog[i]["category"] == "Animals & Nature" for i in ids)
     listed = json.loads(mmsearch("collections", "--json", home=demo_home).stdout)
     assert listed[0]["items"] == 400
-    assert listed[0]["encoders"]["text"].startswith("minilm (sentence-transformers/all-MiniLM")
+    text_spec, _ = resolve_spec("minilm:auto")  # the default: onnx where installed, else torch
+    assert listed[0]["encoders"]["text"].startswith(f"{text_spec} (sentence-transformers/")
 
 
 def test_reingesting_the_sample_changes_nothing(demo_home):
