@@ -40,6 +40,8 @@ from mmsearch.ingest import IngestOptions, Ingestor
 
 from conftest import COLOURS, save_image, write_jsonl
 
+pytestmark = pytest.mark.processes
+
 HERE = Path(__file__).resolve().parent
 WITH_FAKES = [sys.executable, str(HERE / "cli_with_fakes.py")]
 REAL_CLI = [sys.executable, "-m", "mmsearch"]

@@ -38,7 +38,7 @@ from mmsearch.workspace import CollectionDir, Workspace
 
 from conftest import write_jsonl
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.processes]
 
 NAME = "shop"
 ROWS = 600

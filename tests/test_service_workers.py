@@ -32,6 +32,8 @@ from test_cli_server import WITH_FAKES, child_env, free_port
 
 from conftest import COLOURS, save_image, write_jsonl
 
+pytestmark = pytest.mark.processes
+
 STARTUP_S = 180.0
 CLIENTS = 8
 
