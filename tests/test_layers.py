@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     {"manifest"},
     {"catalog"},
     {"media"},
-    {"table_files", "clock", "config"},
+    {"table_files", "clock", "config", "processes"},
     {"errors", "__init__"},
 ]
 

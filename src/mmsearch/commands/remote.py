@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 from mmsearch import __version__
-from mmsearch.commands.server_file import pid_alive, read_record
+from mmsearch.commands.server_file import read_record
 from mmsearch.errors import MMSearchError, QueryError
+from mmsearch.processes import pid_alive
 
 if TYPE_CHECKING:
     from mmsearch.config import Settings

@@ -106,18 +106,6 @@ def remove_record(home: Path, pid: int) -> bool:
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def recorded(record: ServerRecord) -> Iterator[OSError | None]:
     """``record`` in the workspace while the block runs, removed however it ends; yields

@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from mmsearch.processes import pid_alive
 from mmsearch.retrieval.query_cache import QueryEmbeddingCache
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,23 +47,13 @@ def multiprocess_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def mark_dead_workers(folder: Path) -> list[int]:
     """Drop the live gauges of workers that died without stopping (killed, crashed):
     uvicorn replaces such a worker, and its last values must not be summed forever."""
     dead: list[int] = []
     for path in folder.glob("gauge_live*_*.db"):
         pid_text = path.stem.rpartition("_")[2]
-        if pid_text.isdigit() and int(pid_text) not in dead and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) not in dead and not pid_alive(int(pid_text)):
             dead.append(int(pid_text))
     for pid in dead:
         mark_process_dead(pid, str(folder))

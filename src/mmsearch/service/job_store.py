@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmsearch.clock import utc_now
 from mmsearch.governance.storage import private_dir, write_private_atomic
+from mmsearch.processes import pid_alive
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 MAX_JOBS_KEPT = 200
@@ -68,18 +69,6 @@ def valid_job_id(job_id: str) -> bool:
     return bool(_JOB_ID.match(job_id))
 
 
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 class JobStore:
     """The job records of one workspace (``<home>/jobs``)."""
 
@@ -106,7 +95,7 @@ class JobStore:
             job = Job.model_validate_json(path.read_bytes())
         except (OSError, ValidationError):
             return None  # gone meanwhile (pruned), or not a record: no job
-        if job.active and not _process_alive(job.worker_pid):
+        if job.active and not pid_alive(job.worker_pid):
             job = job.model_copy(update={"status": "failed", "error": job.error or INTERRUPTED})
         return job
 
