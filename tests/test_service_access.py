@@ -403,3 +403,23 @@ def test_serve_refuses_a_network_address_without_an_admin_key(settings):
         auth_mode("10.1.2.3", home, insecure_no_auth=False)
     KeyStore(home).create("admin")
     assert auth_mode("10.1.2.3", home, insecure_no_auth=False) == "on"
+
+
+def test_workers_share_one_request_budget(settings, make_catalog):
+    """Two servers on one workspace stand for two worker processes of ``serve --workers
+    2``: the caller's burst is granted once between them, not once by each; with one
+    worker each (the in-memory budget) both grant it, which is what sharing prevents."""
+    ingest_shop(settings, make_catalog())
+    limited = settings.model_copy(
+        update={"rate_limit_per_minute": 1, "rate_limit_burst": 3, "workers": 2}
+    )
+
+    def statuses(config):
+        with running_server(create_app(config)) as one, running_server(create_app(config)) as two:
+            return [httpx.get(f"{base}/v1/collections").status_code for base in (one, two) * 3]
+
+    shared = statuses(limited)
+    assert shared.count(200) == 3 and shared[-1] == 429, shared
+    assert any((settings.home / "auth" / "requests").iterdir())
+    apart = statuses(limited.model_copy(update={"workers": 1, "home": settings.home}))
+    assert apart.count(200) == 6, apart

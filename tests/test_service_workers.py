@@ -326,3 +326,13 @@ def test_d_wrong_keys_share_one_failure_budget_across_workers(server: Server) ->
     assert 1 <= checked <= 5 + refilled, (checked, seconds)
     throttled = [reply for reply in attempts if reply.status == 429]
     assert throttled and all(int(reply.headers["retry-after"]) >= 1 for reply in throttled)
+
+
+def test_e_request_budgets_are_kept_in_files_both_workers_charge(server: Server) -> None:
+    """``serve --workers 2`` tells its workers so: they keep each caller's request budget
+    in the workspace's shared files, not in their own memory."""
+    replies = server.many(8, lambda: search(server, server.admin))
+    assert all(reply.status == 200 for reply in replies)
+    both_workers(server, replies)
+    folder = server.log.parent / "home" / "auth" / "requests"
+    assert folder.is_dir() and any(folder.iterdir())

@@ -208,6 +208,13 @@ class Settings(BaseSettings):
         default=600, ge=0, description="requests per minute per key (or client); 0 = no limit"
     )
     rate_limit_burst: int = Field(default=60, ge=1, description="requests allowed in a burst")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="worker processes serving this workspace (set by `serve --workers`); "
+        "above 1, request budgets live in shared files so the limit holds across workers",
+    )
     auth_failures_per_minute: int = Field(
         default=20, ge=1, description="failed logins per minute per client before 429"
     )

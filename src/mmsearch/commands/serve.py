@@ -100,6 +100,7 @@ def serve(
         raise typer.Exit(2) from None
     os.environ["MMSEARCH_AUTH"] = auth
     os.environ["MMSEARCH_WARM_ON_START"] = "true" if warm else "false"
+    os.environ["MMSEARCH_WORKERS"] = str(workers)  # shared request budgets when above 1
     # <home>/server.json lets `mmsearch search` use this server's warm models; with
     # --port 0 the port is uvicorn's choice, unknown here, so nothing is recorded.
     record = ServerRecord.for_this_process(host, port, settings.home) if port else None

@@ -10,7 +10,7 @@ its shape alone; one that verified before is answered from the key store's cache
 (revocation and expiry still read every time). Any other secret is charged against two
 failure budgets first, the client address's and the named key id's, and refused with
 429 when either is spent, without hashing; a success refunds the charge. The budgets
-live in the workspace (``service/failure_budget.py``), so every worker process of a
+live in the workspace (``service/shared_buckets.py``), so every worker process of a
 service charges the same ones: more workers give a guesser no more tries. Only then is
 argon2 run, on a small dedicated thread pool (``VERIFY_SLOTS`` at a time, at most
 ``VERIFY_QUEUE`` more waiting, 429 beyond that), never on the event loop and never on
@@ -47,7 +47,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.governance.keys import ApiKey, KeyStore
 from mmsearch.governance.roles import Permission, Role, allows
 from mmsearch.governance.storage import file_signature, locked, write_json_private
-from mmsearch.service.failure_budget import SharedFailureBudget
+from mmsearch.service.shared_buckets import SharedTokenBuckets
 
 SESSION_COOKIE = "mmsearch_session"
 CSRF_HEADER = "x-csrf-token"
@@ -381,13 +381,23 @@ class AccessControl:
         self.settings = settings
         self.keys = KeyStore(settings.home)
         self.sessions = SessionSigner(settings.home, settings.session_hours * 3600.0)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        # Requests per key (or client): in memory for one worker; with several, in files
+        # they all charge, or each worker would grant the whole budget again.
+        self.limiter: RateLimiter | SharedTokenBuckets = (
+            SharedTokenBuckets(
+                settings.home / "auth" / "requests",
+                settings.rate_limit_per_minute,
+                settings.rate_limit_burst,
+            )
+            if settings.workers > 1
+            else RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        )
         burst = max(1, settings.auth_failures_per_minute // 4)
         # Failed key checks per client address and per key id named, charged before argon2,
-        # in files every worker shares (the request budget above is per worker).
+        # in files every worker shares.
         budgets = settings.home / "auth" / "budgets"
-        self.failures = SharedFailureBudget(budgets, settings.auth_failures_per_minute, burst)
-        self.key_failures = SharedFailureBudget(budgets, settings.auth_failures_per_minute, burst)
+        self.failures = SharedTokenBuckets(budgets, settings.auth_failures_per_minute, burst)
+        self.key_failures = SharedTokenBuckets(budgets, settings.auth_failures_per_minute, burst)
         self.verifier = Verifier()
 
     def enabled(self) -> bool:

@@ -1,18 +1,20 @@
-"""Failure budgets for key checks, shared by every worker process of a workspace.
+"""Token buckets shared by every worker process of a workspace.
 
-A key guesser is charged per client address and per key id named, before argon2 runs
-(``service/access.py``). Kept in each process's memory, N workers would give a guesser
-N budgets: with uvicorn handing connections to whichever worker accepts, about N times
-the guesses per minute. So each budget is a token bucket in a tiny file,
-``<home>/auth/budgets/<sha256 of the name>``, read and rewritten under an exclusive
-``flock`` on that file: every worker charges the same bucket, so the bound is the
-configured one whatever the worker count.
+Two budgets live here. Key checks are charged per client address and per key id named,
+before argon2 runs (``service/access.py``); with ``serve --workers N`` the request
+budget per key (``MMSEARCH_RATE_LIMIT_PER_MINUTE``) is too. Kept in each process's
+memory, N workers would give a caller N budgets: with uvicorn handing connections to
+whichever worker accepts, about N times the requests (or guesses) per minute. So each
+budget is a token bucket in a tiny file, ``<folder>/<sha256 of the name>``, read and
+rewritten under an exclusive ``flock`` on that file: every worker charges the same
+bucket, so the bound is the configured one whatever the worker count.
 
-This costs a file open, lock, read and write (tens of microseconds) per charged check,
-which only requests that are about to run argon2 (hundreds of milliseconds) or that
-carry a malformed or wrong secret pay; a verified key never reaches it. Buckets
-untouched for ``IDLE_S`` are removed now and then, so the folder stays small.
-The bucket names are hashed: the folder does not list the addresses that tried.
+This costs a file open, lock, read and write (tens of microseconds) per charge. Key
+checks pay it only when they are about to run argon2 (hundreds of milliseconds) or
+carry a malformed or wrong secret; requests pay it only with several workers (one
+worker keeps its request budget in memory). Buckets untouched for ``IDLE_S`` are
+removed now and then, so the folder stays small. The bucket names are hashed: the
+folder does not list the addresses or keys that called.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from mmsearch.governance.storage import private_dir
 
 log = logging.getLogger("mmsearch.security")
-IDLE_S = 600.0  # a bucket left alone this long is full again: its file may go
+IDLE_S = 600.0  # the least time a bucket is left alone before its file may go
 SWEEP_EVERY = 256  # new buckets created by this process between sweeps
 
 
@@ -53,7 +55,7 @@ class _Bucket:
         return cls(min(tokens, burst), min(updated, now), warned_at)
 
 
-class SharedFailureBudget:
+class SharedTokenBuckets:
     """Token buckets by name (``ip:<address>``, ``key:<id>``): ``per_minute`` refill,
     ``burst`` capacity; the same interface as the in-process ``RateLimiter``."""
 
@@ -64,6 +66,8 @@ class SharedFailureBudget:
         self._created = 0
         self._lock = threading.Lock()
         self._folder_ready = False
+        # A bucket left alone this long is full again, so its file may go.
+        self.idle_s = max(IDLE_S, 60.0 * burst / per_minute) if per_minute > 0 else IDLE_S
         self._memory: dict[str, _Bucket] = {}  # used only when the folder cannot be
         self._warned = False
 
@@ -143,8 +147,8 @@ class SharedFailureBudget:
             self.sweep()
 
     def sweep(self, now: float | None = None) -> int:
-        """Remove buckets nobody touched for ``IDLE_S`` (full again by then); how many."""
-        cutoff = (time.time() if now is None else now) - IDLE_S
+        """Remove buckets nobody touched for ``idle_s`` (full again by then); how many."""
+        cutoff = (time.time() if now is None else now) - self.idle_s
         removed = 0
         with contextlib.suppress(OSError), os.scandir(self.folder) as entries:
             for entry in entries:

@@ -7,13 +7,13 @@ import os
 import time
 from pathlib import Path
 
-from mmsearch.service.failure_budget import IDLE_S, SharedFailureBudget
+from mmsearch.service.shared_buckets import IDLE_S, SharedTokenBuckets
 
 PROCESSES = 4
 
 
 def _take_many(folder: str, start: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    budget = SharedFailureBudget(Path(folder), per_minute=20, burst=5)
+    budget = SharedTokenBuckets(Path(folder), per_minute=20, burst=5)
     granted = sum(budget.take("ip:203.0.113.9", now=start) == 0.0 for _ in range(10))
     results.put(granted)
 
@@ -36,8 +36,8 @@ def test_processes_charging_one_budget_get_its_burst_between_them(tmp_path: Path
 
 
 def test_budget_refills_refunds_and_warns_once_across_instances(tmp_path: Path) -> None:
-    first = SharedFailureBudget(tmp_path, per_minute=60, burst=2)
-    second = SharedFailureBudget(tmp_path, per_minute=60, burst=2)  # another worker
+    first = SharedTokenBuckets(tmp_path, per_minute=60, burst=2)
+    second = SharedTokenBuckets(tmp_path, per_minute=60, burst=2)  # another worker
     now = 1_000_000.0
     assert first.take("key:k_1", now=now) == 0.0
     assert second.take("key:k_1", now=now) == 0.0
@@ -54,7 +54,7 @@ def test_budget_refills_refunds_and_warns_once_across_instances(tmp_path: Path) 
 
 
 def test_idle_buckets_are_swept(tmp_path: Path) -> None:
-    budget = SharedFailureBudget(tmp_path, per_minute=20, burst=5)
+    budget = SharedTokenBuckets(tmp_path, per_minute=20, burst=5)
     budget.take("ip:198.51.100.1")
     budget.take("ip:198.51.100.2")
     old = time.time() - IDLE_S - 60
@@ -67,6 +67,6 @@ def test_idle_buckets_are_swept(tmp_path: Path) -> None:
 def test_an_unusable_folder_falls_back_to_this_processes_budget(tmp_path: Path) -> None:
     blocker = tmp_path / "budgets"
     blocker.write_text("a file where the folder should be")
-    budget = SharedFailureBudget(blocker, per_minute=20, burst=2)
+    budget = SharedTokenBuckets(blocker, per_minute=20, burst=2)
     now = 1_000_000.0
     assert [budget.take("ip:192.0.2.7", now=now) == 0.0 for _ in range(3)] == [True, True, False]
