@@ -12,13 +12,14 @@ from mmsearch.encoders.visual import (
     VisualEncoder,
     create_visual_encoder,
     crop_to_content,
+    mirror_permutation,
 )
 from mmsearch.errors import EncoderError
 
 
 @pytest.fixture(scope="module")
 def encoder() -> VisualEncoder:
-    return create_visual_encoder(None)
+    return VisualEncoder()
 
 
 def _drawing(
@@ -197,3 +198,40 @@ def test_a_framed_or_placed_copy_describes_like_the_picture(encoder: VisualEncod
     assert _cosine(vectors[0], vectors[3]) < 0.5
     photo = _noise(3)
     assert crop_to_content(photo) is photo
+
+
+def _circle(colour: tuple[int, int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    image = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(image).ellipse(box, fill=colour)
+    return image
+
+
+def test_a_red_circle_finds_the_red_circle_before_the_orange_one(encoder: VisualEncoder) -> None:
+    """Colour faithfulness: red and orange are one hue bin apart (30°), and the texture
+    and layout of two circles are nearly the same, so the colour block must decide."""
+    names = ["red", "orange", "blue", "yellow"]
+    colours = [(220, 20, 30), (255, 140, 0), (30, 60, 220), (250, 220, 20)]
+    gallery = encoder.encode_images([_circle(c, (8, 8, 56, 56)) for c in colours])
+    # Another red, another size and place: a query drawn separately.
+    for query_colour, box in [((255, 0, 0), (2, 2, 40, 40)), ((170, 10, 20), (20, 10, 50, 40))]:
+        query = encoder.encode_images([_circle(query_colour, box)])[0]
+        similarity = gallery @ query
+        ranked = [names[i] for i in np.argsort(-similarity)]
+        assert ranked[0] == "red", (
+            query_colour,
+            dict(zip(names, similarity.tolist(), strict=True)),
+        )
+        assert similarity[0] - similarity[1] > 0.03
+
+
+def test_the_mirror_permutation_gives_the_mirrored_images_descriptor(
+    encoder: VisualEncoder,
+) -> None:
+    permutation = mirror_permutation(encoder.params)
+    assert sorted(permutation.tolist()) == list(range(encoder.dim))
+    drawing = _drawing()
+    vector, mirrored = encoder.encode_images(
+        [drawing, drawing.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    )
+    assert float(vector @ mirrored) < 0.95  # the descriptor tells left from right ...
+    assert float(vector[permutation] @ mirrored) > 0.999  # ... and the permutation undoes it

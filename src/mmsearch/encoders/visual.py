@@ -129,6 +129,32 @@ def create_visual_encoder(argument: str | None) -> VisualEncoder:
     return VisualEncoder()
 
 
+def mirror_permutation(params: DescriptorParams) -> np.ndarray:
+    """Indices that turn a descriptor into (nearly) the descriptor of the left-right
+    mirrored image: ``vector[mirror_permutation(params)]``.
+
+    The colour block and the edge density do not depend on orientation; the texture and
+    layout cells swap columns, and a gradient orientation θ becomes π - θ (bin k becomes
+    bin ``orientation_bins - 1 - k``). Only centring an odd-sized content on its square
+    can differ by a pixel, so moderation can match a mirrored copy from one stored vector
+    without describing the image twice.
+    """
+    colour = np.arange(params.colour_dim)
+    grid, bins = params.texture_grid, params.orientation_bins
+    row, column, orientation = np.meshgrid(
+        np.arange(grid), np.arange(grid), np.arange(bins), indexing="ij"
+    )
+    cells = ((row * grid + (grid - 1 - column)) * bins + (bins - 1 - orientation)).ravel()
+    texture = np.append(cells, grid * grid * bins) + params.colour_dim
+    side = params.layout_grid
+    row, column, channel = np.meshgrid(
+        np.arange(side), np.arange(side), np.arange(3), indexing="ij"
+    )
+    layout = ((row * side + (side - 1 - column)) * 3 + channel).ravel()
+    layout = layout + params.colour_dim + params.texture_dim
+    return np.concatenate([colour, texture, layout])
+
+
 def prepare_batch(images: list[Image.Image], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize every image to one working size: straight RGB in 0..1 and alpha in 0..1.
 

@@ -49,10 +49,132 @@ def calibrate(
     if np.issubdtype(negatives.dtype, np.integer):
         threshold = float(int(first_bad) - 1)
     else:
-        threshold = float(np.nextafter(float(first_bad), -math.inf))
+        threshold = _just_below(first_bad)
     rate = float(np.mean(negatives <= threshold))
     recall = {
         name: float(np.mean(np.asarray(values) <= threshold)) if len(values) else math.nan
         for name, values in matching.items()
     }
     return Calibration(threshold, target_false_match_rate, rate, int(negatives.size), recall)
+
+
+def _just_below(value: np.generic) -> float:
+    """The largest number of ``value``'s own type below it: a float32 distance compared
+    with a threshold is compared in float32, where a float64 just below would round up."""
+    return float(np.nextafter(value, np.array(-np.inf, dtype=value.dtype)))
+
+
+@dataclass(frozen=True)
+class JointCalibration:
+    """Two thresholds whose union (either method matches) keeps one false-match target."""
+
+    first_threshold: float  # match when the first distance ≤ this (integer distances: PDQ bits)
+    second_threshold: float  # ... or when the second distance ≤ this (e.g. 1 - cosine)
+    target_false_match_rate: float
+    false_match_rate: float  # of the union, measured on the non-matching pairs
+    non_matching_pairs: int
+    recall: dict[str, float]  # of the union, per kind of the matching pairs it was chosen on
+    candidates: int  # first thresholds tried
+
+    @property
+    def lowest_recall(self) -> float:
+        return min(self.recall.values()) if self.recall else math.nan
+
+    def matches(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Which pairs the union calls a match, given both distances of each pair."""
+        return (np.asarray(first) <= self.first_threshold) | (
+            np.asarray(second) <= self.second_threshold
+        )
+
+    def recall_of(
+        self, first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray]
+    ) -> dict[str, float]:
+        """The union's recall per kind on other matching pairs (a held-out split)."""
+        return {
+            name: float(np.mean(self.matches(first[name], second[name])))
+            if len(first[name])
+            else math.nan
+            for name in first
+        }
+
+
+def calibrate_union(
+    non_matching_first: np.ndarray,
+    non_matching_second: np.ndarray,
+    matching_first: Mapping[str, np.ndarray],
+    matching_second: Mapping[str, np.ndarray],
+    target_false_match_rate: float,
+    first_thresholds: np.ndarray | None = None,
+) -> JointCalibration:
+    """The pair of thresholds for "first ≤ t1 OR second ≤ t2" that maximises the lowest
+    recall over the kinds of matching pairs while the union's false-match rate on the
+    non-matching pairs stays within the target.
+
+    Calibrating each method alone for the target and then OR-ing them would roughly add
+    their false matches; here the budget is shared. For each candidate ``t1`` (every
+    integer from "none" up to the first method's own threshold for the target, unless
+    ``first_thresholds`` is given) the non-matching pairs that ``t1`` already accepts
+    use up part of the budget, and ``t2`` is the largest value that keeps the rest of it
+    among the pairs that the first method rejects; the candidate whose union has the
+    highest lowest recall (then the highest mean recall) wins. ``non_matching_*`` are
+    the two distances of the same pairs, element by element; likewise per kind for
+    ``matching_*``.
+    """
+    if not 0.0 <= target_false_match_rate < 1.0:
+        raise ValueError(f"the target rate must be in [0, 1) (got {target_false_match_rate})")
+    first = np.asarray(non_matching_first).reshape(-1)
+    second = np.asarray(non_matching_second).reshape(-1)
+    if first.size != second.size:
+        raise ValueError(
+            f"both methods need the distances of the same non-matching pairs "
+            f"(got {first.size} and {second.size})"
+        )
+    if first.size == 0:
+        raise ValueError("calibration needs at least one non-matching pair")
+    if set(matching_first) != set(matching_second):
+        raise ValueError("both methods need the distances of the same kinds of matching pairs")
+    allowed = math.floor(target_false_match_rate * first.size + 1e-9)
+    if first_thresholds is None:
+        alone = calibrate(first, {}, target_false_match_rate).threshold
+        start = float(np.floor(first.min())) - 1
+        first_thresholds = np.arange(start, alone + 1)
+    best: JointCalibration | None = None
+    best_key = (-math.inf, -math.inf)
+    for t1 in np.asarray(first_thresholds, dtype=np.float64):
+        accepted = first <= t1
+        used = int(accepted.sum())
+        if used > allowed:
+            continue
+        rest = second[~accepted]
+        budget = allowed - used
+        if budget >= rest.size:
+            t2 = math.inf
+        else:
+            first_bad = np.partition(rest, budget)[budget]
+            if np.issubdtype(rest.dtype, np.integer):
+                t2 = float(int(first_bad) - 1)
+            else:
+                t2 = _just_below(first_bad)
+        rate = (used + int(np.sum(rest <= t2))) / first.size
+        candidate = JointCalibration(
+            float(t1), t2, target_false_match_rate, rate, int(first.size), {}, 0
+        )
+        recall = candidate.recall_of(matching_first, matching_second)
+        values = [v for v in recall.values() if not math.isnan(v)]
+        key = (min(values), float(np.mean(values))) if values else (math.nan, math.nan)
+        if best is None or key > best_key:
+            best_key = key
+            best = JointCalibration(
+                float(t1), t2, target_false_match_rate, rate, int(first.size), recall, 0
+            )
+    if best is None:
+        raise ValueError("no first threshold keeps the target on its own; widen the grid")
+    return JointCalibration(
+        best.first_threshold,
+        best.second_threshold,
+        best.target_false_match_rate,
+        best.false_match_rate,
+        best.non_matching_pairs,
+        best.recall,
+        len(first_thresholds),
+    )
