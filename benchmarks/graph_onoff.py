@@ -1,27 +1,39 @@
 """Graph routing on and off for any judged collection (Cranfield: entities from its
-attributes), with what routing recognised, a paired test and the time ratio.
+attributes, or found in its text), with what routing recognised, a paired test and the
+time ratio.
 
 ``graph_eval.py`` is the emoji study (tuned settings, three entity fields). This asks
 the plainer question for another catalog: with a graph made from the fields it has,
 does routing change the ranking at all? Cranfield's records carry ``author`` and
 ``bibliography`` (journal, volume, year) as attributes; its queries are questions about
 aerodynamics that name neither, so the graph can only act through meaning matches of
-the query against those names. Both arms are the same RRF request (depth 100),
-alternating which goes first; the query embeddings are made once beforehand.
+the query against those names. ``--text-fields title,text`` adds entities found in the
+text (``graph/text_entities.py``: the names of those entities and up to ``--phrases``
+mined phrases such as "boundary layer"), which queries do name. Both arms are the
+same RRF request (depth 100), alternating which goes first; the query embeddings are
+made once beforehand.
 
 Usage::
 
     python benchmarks/graph_onoff.py --home /tmp/rankq/home --data /tmp/rankq/cranfield \\
         --collection cranfield --fields author,bibliography --json /tmp/gf/cran_graph.json
+    python benchmarks/graph_onoff.py --home /tmp/gtext/home --data /tmp/rankq/cranfield \\
+        --collection cranfield --fields '' --text-fields title,text --json /tmp/gtext/text.json
+
+The graph is remade when the live build's graph was made from other fields; its build
+time is reported whole (structure and name embeddings) and for the structure alone
+(``build_graph``: entities, phrase mining and matching, co-occurrence), timed again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +41,7 @@ from mmsearch.config import Settings
 from mmsearch.encoders.base import create_encoder
 from mmsearch.evaluation.judgments import load_judgments
 from mmsearch.evaluation.queries import load_queries
+from mmsearch.graph.build import build_graph
 from mmsearch.graph.make import make_build_graph
 from mmsearch.graph.store import load_graph
 from mmsearch.index.open import open_build_index
@@ -39,24 +52,47 @@ from mmsearch.search.searcher import Searcher
 from mmsearch.workspace import Workspace
 
 
-def ensure_graph(settings: Settings, collection: str, fields: list[str]) -> dict[str, Any]:
-    """Make the live build's graph from ``fields`` unless it has that one; its size."""
+def ensure_graph(
+    settings: Settings, collection: str, fields: list[str], text_fields: list[str], phrases: int
+) -> dict[str, Any]:
+    """Make the live build's graph from these fields unless it has that one; its size."""
     folder = Workspace(settings.home).collection(collection)
     manifest = folder.live_manifest()
     build_dir = folder.build_dir(manifest.build_id)
     stored = load_graph(build_dir)
-    if stored is None or stored.graph.fields != fields:
+    wanted = (fields, text_fields, phrases if text_fields else 0)
+    if (
+        stored is None
+        or (
+            stored.graph.fields,
+            stored.graph.text_fields,
+            stored.graph.phrases if text_fields else 0,
+        )
+        != wanted
+    ):
         index = open_build_index(folder, manifest, settings)
         manifest = manifest.model_copy(deep=True)
         manifest.mapping.entities = fields
+        manifest.mapping.entity_text_fields = text_fields
+        manifest.mapping.entity_phrases = phrases
         make_build_graph(build_dir, manifest, index)
+        tick = time.perf_counter()
+        build_graph(manifest, index)
+        structure_seconds = time.perf_counter() - tick
         stored = load_graph(build_dir)
+    else:
+        structure_seconds = None
     assert stored is not None
+    graph = stored.graph
+    by_field = Counter(entity.field for entity in graph.entities)
     return {
-        "entities": len(stored.graph.entities),
-        "clusters": len(stored.graph.clusters),
-        "cooccurrence_edges": len(stored.graph.cooccurrence),
-        "build_seconds": stored.graph.build_seconds,
+        "entities": len(graph.entities),
+        "entities_by_field": dict(by_field.most_common()),
+        "phrases_mined": graph.phrases,
+        "clusters": len(graph.clusters),
+        "cooccurrence_edges": len(graph.cooccurrence),
+        "build_seconds": graph.build_seconds,
+        "structure_seconds": None if structure_seconds is None else round(structure_seconds, 2),
     }
 
 
@@ -67,10 +103,19 @@ def main() -> int:
     parser.add_argument("--collection", default="cranfield")
     parser.add_argument("--queries", default="queries.jsonl")
     parser.add_argument("--fields", default="author,bibliography")
+    parser.add_argument("--text-fields", default="", help="e.g. title,text")
+    parser.add_argument("--phrases", type=int, default=1000, help="phrases mined at most")
+    parser.add_argument("--examples", type=int, default=12, help="recognised queries shown")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     settings = Settings(home=args.home)
-    graph = ensure_graph(settings, args.collection, [f for f in args.fields.split(",") if f])
+    graph = ensure_graph(
+        settings,
+        args.collection,
+        [f for f in args.fields.split(",") if f],
+        [f for f in args.text_fields.split(",") if f],
+        args.phrases,
+    )
     judgments = load_judgments(args.data / "qrels.txt")
     queries = [q for q in load_queries(args.data / args.queries) if judgments.get(q.id)]
     searcher = Searcher(settings, args.collection)
@@ -81,6 +126,7 @@ def main() -> int:
     runs: dict[bool, dict[str, dict[str, float]]] = {False: {}, True: {}}
     times: dict[bool, list[float]] = {False: [], True: []}
     recognised: dict[str, list[str]] = {}
+    asked = {query.id: query.text for query in queries}
     searcher.search(SearchRequest(text=texts[0], graph=True, fusion="rrf"))  # warm
     for position, query in enumerate(queries):
         for on in (False, True) if position % 2 == 0 else (True, False):
@@ -101,10 +147,21 @@ def main() -> int:
     figures = {
         "collection": args.collection,
         "fields": args.fields,
+        "text_fields": args.text_fields,
         "graph": graph,
+        "load_average": [round(value, 1) for value in os.getloadavg()],
         "queries": len(queries),
         "queries_with_an_entity": len(recognised),
-        "examples": dict(list(recognised.items())[:5]),
+        "queries_with_a_text_entity": sum(
+            any(name.startswith("text:") for name in names) for names in recognised.values()
+        ),
+        "mentions_by_kind": dict(
+            Counter(name.rsplit("(", 1)[1].split(" ")[0] for v in recognised.values() for name in v)
+        ),
+        "examples": {
+            q: {"query": asked[q], "entities": names}
+            for q, names in list(recognised.items())[: args.examples]
+        },
         "ndcg10_off": round(mean(off), 4),
         "ndcg10_on": round(mean(on), 4),
         "changed_queries": sum(1 for q in off if abs(off[q] - on[q]) > 1e-12),

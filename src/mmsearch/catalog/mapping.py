@@ -82,6 +82,12 @@ class FieldMapping(BaseModel):
     # Attribute or text fields whose values become entities of the build's graph
     # (``graph/``): one entity per value, a list or comma-separated value giving several.
     entities: list[str] = Field(default_factory=list)
+    # The title or text fields where entity names are looked for: the names of the
+    # entities above and phrases mined from these fields ("boundary layer"); each one
+    # found becomes a ``text:`` entity of the item (``graph/text_entities.py``).
+    entity_text_fields: list[str] = Field(default_factory=list)
+    # How many phrases to mine for that, strongest first (0: only the known names).
+    entity_phrases: int = Field(default=1000, ge=0, le=10_000)
     # Fields holding codes and aliases of the item (a list, or text split on , ; |):
     # stored normalised in ``alias_keys`` and matched whole, ahead of ranking, when a
     # query names one (``catalog/aliases.py``).
@@ -128,6 +134,11 @@ class FieldMapping(BaseModel):
             + (f"  acl={self.acl}" if self.acl else "")
             + (f"  required=[{', '.join(self.required)}]" if self.required else "")
             + (f"  entities=[{', '.join(self.entities)}]" if self.entities else "")
+            + (
+                f"  entity_text_fields=[{', '.join(self.entity_text_fields)}]"
+                if self.entity_text_fields
+                else ""
+            )
             + (f"  aliases=[{', '.join(self.aliases)}]" if self.aliases else "")
         )
 
@@ -143,7 +154,15 @@ def _split_kind(entry: str) -> tuple[str, AttributeKind | None]:
 def load_mapping_file(path: Path) -> FieldMapping:
     """Read a mapping from TOML or YAML (chosen by suffix)."""
     data = read_table_file(path, "Mapping file", CatalogError)
-    for key in ("text", "attributes", "images", "required", "entities", "aliases"):
+    for key in (
+        "text",
+        "attributes",
+        "images",
+        "required",
+        "entities",
+        "entity_text_fields",
+        "aliases",
+    ):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
     try:
@@ -211,6 +230,8 @@ def guess_mapping(sample: Iterable[dict[str, object]], given: FieldMapping) -> F
         types=given.types,
         required=given.required,
         entities=given.entities,
+        entity_text_fields=given.entity_text_fields,
+        entity_phrases=given.entity_phrases,
         aliases=given.aliases,
     )
     validate_mapping(mapping)
@@ -279,7 +300,15 @@ def validate_mapping(mapping: FieldMapping) -> None:
 
 def _validate_entities(mapping: FieldMapping) -> None:
     """Entity fields must be stored (an attribute or a text field): the graph is made
-    from the build's rows, so a field that is not stored would give no entity."""
+    from the build's rows, so a field that is not stored would give no entity; entity
+    text fields must be the title or text fields, the stored text names are found in."""
+    readable = {mapping.title, *mapping.text}
+    unreadable = [name for name in mapping.entity_text_fields if name not in readable]
+    if unreadable:
+        raise CatalogError(
+            f"Entity text field(s) {', '.join(unreadable)} are neither the title nor text "
+            "fields; only stored text can be searched for entity names."
+        )
     if mapping.attributes is None:
         return
     stored = {*mapping.attributes, *mapping.text}

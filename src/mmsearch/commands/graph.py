@@ -181,10 +181,11 @@ def build_command(
         settings, folder = open_collection(target.home, collection)
         build = target.build
         manifest = folder.live_manifest() if build is None else folder.manifest(build)
-        if not manifest.mapping.entities:
+        if not manifest.mapping.entities and not manifest.mapping.entity_text_fields:
             raise MMSearchError(
                 f"Build {manifest.build_id} of '{collection}' names no entity fields; "
-                "ingest into a new build with --entity-field (or entities in the mapping)."
+                "ingest into a new build with --entity-field or --entity-text-field "
+                "(or entities / entity_text_fields in the mapping)."
             )
         index = open_build_index(folder, manifest, settings)
         graph = make_build_graph(folder.build_dir(manifest.build_id), manifest, index)

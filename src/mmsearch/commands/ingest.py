@@ -215,6 +215,24 @@ def ingest(
             "graph (mmsearch graph); repeat for several.",
         ),
     ] = None,
+    entity_text_fields: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entity-text-field",
+            help="Title or text field where entity names and mined phrases are found; "
+            "each one found becomes a text: entity of the item's graph; repeat for several.",
+        ),
+    ] = None,
+    entity_phrases: Annotated[
+        int | None,
+        typer.Option(
+            "--entity-phrases",
+            min=0,
+            max=10_000,
+            help="Phrases mined from the entity text fields (default 1000; 0: only the "
+            "names of the other entities).",
+        ),
+    ] = None,
     aliases: Annotated[
         list[str] | None,
         typer.Option(
@@ -353,9 +371,13 @@ def ingest(
             "images": image_fields,
             "acl": acl_field,
             "entities": entities,
+            "entity_text_fields": entity_text_fields,
             "aliases": aliases,
         }
-        mapping = merge_mappings(mapping, FieldMapping(**{k: v for k, v in given.items() if v}))
+        given = {k: v for k, v in given.items() if v}
+        if entity_phrases is not None:
+            given["entity_phrases"] = entity_phrases
+        mapping = merge_mappings(mapping, FieldMapping(**given))
         options = IngestOptions(
             catalog,
             collection,

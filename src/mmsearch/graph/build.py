@@ -26,6 +26,8 @@ import numpy as np
 from mmsearch.catalog.mapping import attribute_column
 from mmsearch.clock import utc_now
 from mmsearch.graph.model import Cluster, Cooccurrence, Entity, EntityGraph, Hierarchy
+from mmsearch.graph.text_entities import add_text_entities
+from mmsearch.graph.words import normalise_value, text_segments
 from mmsearch.index.base import BuildReader
 from mmsearch.manifest import BuildManifest
 
@@ -35,12 +37,6 @@ MAX_CLUSTERS = 256
 MAX_CLUSTER_ROWS = 20_000
 MAX_VALUE_CHARS = 100
 _SPLIT = re.compile(r"\s*[,;|]\s*")
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_value(text: str) -> str:
-    """What makes two spellings one entity: case and runs of spaces."""
-    return _SPACES.sub(" ", text.strip().lower())
 
 
 def split_values(value: Any) -> list[str]:
@@ -62,14 +58,19 @@ def build_graph(
     seed: int = 0,
 ) -> EntityGraph:
     """The graph of the build's current rows: entities of the mapping's entity fields,
-    visual clusters of the first image vector column, co-occurrence and hierarchy."""
+    entities found in its entity text fields, visual clusters of the first image vector
+    column, co-occurrence and hierarchy."""
     tick = time.perf_counter()
-    fields = list(manifest.mapping.entities)
+    mapping = manifest.mapping
+    fields = list(mapping.entities)
+    text_fields = list(mapping.entity_text_fields)
     attributes = set(manifest.mapping.attributes or [])
     columns = {name: attribute_column(name) for name in fields if name in attributes}
     schema_names = set(index.schema.names)
     vector = _cluster_column(index) if clusters else None
     wanted = ["id", "texts_json", *[c for c in columns.values() if c in schema_names]]
+    if mapping.title in text_fields and "title" in schema_names:
+        wanted.append("title")
     table = index.scan([*wanted, *([vector] if vector else [])])
     ids: list[str] = table["id"].to_pylist()
     graph = EntityGraph(
@@ -77,9 +78,20 @@ def build_graph(
         table_version=index.version(),
         created_at=utc_now(),
         fields=fields,
+        text_fields=text_fields,
         items=ids,
     )
-    per_item = _entities(graph, table.to_pydict(), fields, columns)
+    data = table.to_pydict()
+    per_item = _entities(graph, data, fields, columns)
+    if text_fields:
+        segments = _text_segments(data, text_fields, mapping.title)
+        graph.phrases = add_text_entities(
+            graph,
+            per_item,
+            segments,
+            phrases=mapping.entity_phrases,
+            max_per_item=MAX_ENTITIES_PER_ITEM,
+        )
     graph.cooccurrence = _cooccurrence(per_item, len(graph.entities), len(ids))
     graph.hierarchy = _hierarchy(graph, fields, columns)
     if vector is not None:
@@ -125,6 +137,24 @@ def _entities(
                     found.append(number)
         per_item.append(found[:MAX_ENTITIES_PER_ITEM])
     return per_item
+
+
+def _text_segments(
+    data: dict[str, list[Any]], text_fields: list[str], title: str | None
+) -> list[list[list[str]]]:
+    """Each item's entity text fields as word segments (``words.text_segments``)."""
+    out: list[list[list[str]]] = []
+    for row, texts_json in enumerate(data["texts_json"]):
+        texts = json.loads(texts_json) if texts_json else {}
+        segments: list[list[str]] = []
+        for name in text_fields:
+            value = data["title"][row] if name == title and "title" in data else texts.get(name)
+            if isinstance(value, list):
+                value = " . ".join(str(part) for part in value)
+            if value:
+                segments += text_segments(str(value))
+        out.append(segments)
+    return out
 
 
 def _cooccurrence(per_item: list[list[int]], entities: int, items: int) -> list[Cooccurrence]:

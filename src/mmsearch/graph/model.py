@@ -61,6 +61,10 @@ class EntityGraph(BaseModel):
     created_at: str
     build_seconds: float = 0.0
     fields: list[str] = Field(default_factory=list)
+    # Where names were looked for in text (``graph/text_entities.py``), and how many
+    # phrases were mined there.
+    text_fields: list[str] = Field(default_factory=list)
+    phrases: int = 0
     items: list[str] = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list)
     clusters: list[Cluster] = Field(default_factory=list)

@@ -14,7 +14,6 @@ entity of hidden items. The lexicon of a graph is made once and shared.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -22,12 +21,11 @@ from typing import Literal
 
 import numpy as np
 
-from mmsearch.graph.build import normalise_value
 from mmsearch.graph.store import StoredGraph
 from mmsearch.graph.view import GraphView
+from mmsearch.graph.words import query_words
 
 MAX_WORDS = 4
-_WORD = re.compile(r"[\w][\w'&.-]*", re.UNICODE)
 MentionKind = Literal["exact", "fuzzy", "meaning"]
 
 
@@ -86,10 +84,6 @@ def lexicon_of(stored: StoredGraph) -> Lexicon:
             _lexicons.pop(next(iter(_lexicons)))
         _lexicons[id(stored)] = (stored, lexicon)
     return lexicon
-
-
-def query_words(text: str) -> list[str]:
-    return [w.strip(".'-") for w in _WORD.findall(normalise_value(text)) if w.strip(".'-")]
 
 
 def recognise(

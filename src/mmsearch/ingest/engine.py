@@ -298,7 +298,7 @@ class Ingestor:
         changed = counts["added"] + counts["updated"] + len(removed)
         if (
             target.manifest is not None
-            and target.manifest.mapping.entities
+            and (target.manifest.mapping.entities or target.manifest.mapping.entity_text_fields)
             and (changed or not has_graph(build_dir))
         ):
             # Remade whole, before the commit point: the new manifest's readers find it.
