@@ -113,3 +113,22 @@ def test_float32_distances_keep_the_target() -> None:
     first, second = _negatives()
     union = calibrate_union(first, second, {}, {}, 0.01)
     assert int(np.sum(union.matches(first, second))) == 10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_candidate_agrees_with_a_brute_force_search(seed: int) -> None:
+    """The second threshold found from the nearest pairs only is the brute-force one."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 60, 5000).astype(np.int16)
+    second = rng.random(5000).astype(np.float32)
+    target = 0.004  # 20 pairs
+    for t1 in range(-1, 8):
+        used = int(np.sum(first <= t1))
+        if used > 20:
+            continue
+        rest = np.sort(second[first > t1])
+        expected = float(np.nextafter(rest[20 - used], np.float32(-np.inf)))
+        found = calibrate_union(first, second, {}, {}, target, first_thresholds=np.array([t1]))
+        assert found.second_threshold == expected
+        assert int(found.matches(first, second).sum()) == 20
+        assert found.false_match_rate == 20 / 5000

@@ -138,24 +138,31 @@ def calibrate_union(
         alone = calibrate(first, {}, target_false_match_rate).threshold
         start = float(np.floor(first.min())) - 1
         first_thresholds = np.arange(start, alone + 1)
+    sorted_first = np.sort(first)
+    # At most ``allowed`` pairs are accepted by the first method, so the pair that would
+    # break the budget is among the 2 * allowed + 1 smallest second distances: only those
+    # are sorted, which keeps each candidate cheap on tens of millions of pairs.
+    keep = min(2 * allowed + 1, second.size)
+    nearest = np.argpartition(second, keep - 1)[:keep] if keep < second.size else None
+    if nearest is None:
+        nearest = np.arange(second.size)
+    nearest = nearest[np.argsort(second[nearest], kind="stable")]
+    near_second, near_first = second[nearest], first[nearest]
     best: JointCalibration | None = None
     best_key = (-math.inf, -math.inf)
     for t1 in np.asarray(first_thresholds, dtype=np.float64):
-        accepted = first <= t1
-        used = int(accepted.sum())
+        used = int(np.searchsorted(sorted_first, t1, side="right"))
         if used > allowed:
             continue
-        rest = second[~accepted]
         budget = allowed - used
-        if budget >= rest.size:
+        rejected = np.flatnonzero(near_first > t1)
+        if budget >= rejected.size:  # only possible when every pair is among the nearest
             t2 = math.inf
+            union = used + rejected.size
         else:
-            first_bad = np.partition(rest, budget)[budget]
-            if np.issubdtype(rest.dtype, np.integer):
-                t2 = float(int(first_bad) - 1)
-            else:
-                t2 = _just_below(first_bad)
-        rate = (used + int(np.sum(rest <= t2))) / first.size
+            t2 = _just_below(near_second[rejected[budget]])
+            union = used + int(np.count_nonzero(near_second[rejected] <= t2))
+        rate = union / first.size
         candidate = JointCalibration(
             float(t1), t2, target_false_match_rate, rate, int(first.size), {}, 0
         )
