@@ -83,7 +83,9 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-def build(home: Path, images: Path, rows: list[dict], default: str) -> ServiceState:
+def build(
+    home: Path, images: Path, rows: list[dict], default: str, hot: bool = False
+) -> ServiceState:
     catalog = images / f"catalog-{home.name}.jsonl"
     records = [
         {
@@ -103,6 +105,7 @@ def build(home: Path, images: Path, rows: list[dict], default: str) -> ServiceSt
         image_encoder="fake-image",
         write_batch_rows=64,
         allowed_roots=[images],
+        hot_index=hot,  # searches from the in-memory hot index (index/hot) or the store
     )
     # Every row states the "acl" field explicitly so the mapping is the same for all.
     from mmsearch.catalog.mapping import FieldMapping
@@ -122,7 +125,10 @@ def build(home: Path, images: Path, rows: list[dict], default: str) -> ServiceSt
 @given(rows=items, default=st.sampled_from(["public", "private"]), data=st.data())
 def _property(images: Path, rows: list[dict], default: str, data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        state = build(Path(tmp) / "home", images, rows, default)
+        # Every other collection searches from the hot index (index/hot), so both read
+        # paths are held to the same ACLs in every run.
+        hot = CASES["collections"] % 2 == 1
+        state = build(Path(tmp) / "home", images, rows, default, hot)
         CASES["collections"] += 1
         default_public = default == "public"
         acl_of = {f"i{n}": row["acl"] for n, row in enumerate(rows)}

@@ -121,6 +121,9 @@ class AnnSettings(StatePart):
     nprobes: int | None = Field(default=None, ge=1, le=4096)
     refine_factor: int | None = Field(default=None, ge=1, le=100)
     ef: int | None = Field(default=None, ge=1, le=100_000)
+    # Searches answered by the in-memory hot index (index/hot); None: the server's
+    # ``hot_index`` setting (MMSEARCH_HOT_INDEX).
+    hot: bool | None = None
 
     def search(self) -> AnnSearch:
         """The search part, ``exact`` when the collection asks for no index."""
@@ -144,6 +147,14 @@ def ann_search(
     if collection is not None:
         resolved = collection.search().over(resolved)
     return request.over(resolved) if request is not None else resolved
+
+
+def hot_index(settings: Settings, collection: AnnSettings | None) -> bool:
+    """Whether a collection's searches use the hot index: its own choice, else the
+    server's."""
+    if collection is not None and collection.hot is not None:
+        return collection.hot
+    return settings.hot_index
 
 
 def ann_index(settings: Settings | None, collection: AnnSettings | None) -> AnnSettings:

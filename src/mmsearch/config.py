@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     ann_ef: int | None = Field(
         default=300, ge=1, le=100_000, description="HNSW search list size (None: the engine's)"
     )
+    # Searches from memory (index/hot: HNSW or exact vectors, BM25, filter masks), rebuilt
+    # from the store; a collection's ``ann.hot`` (``mmsearch ann --hot``) overrides it.
+    hot_index: bool = Field(
+        default=False, description="answer searches from the in-memory hot index by default"
+    )
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     # 1600 is what OCR reads at (it shrinks larger images to 1600 px itself), so

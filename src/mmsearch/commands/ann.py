@@ -53,6 +53,14 @@ def ann(
         int | None,
         typer.Option("--ef-construction", help="HNSW build list size (new index)."),
     ] = None,
+    hot: Annotated[
+        bool | None,
+        typer.Option(
+            "--hot/--no-hot",
+            help="Answer searches from the in-memory hot index (HNSW/exact vectors, BM25), "
+            "rebuilt from the store; unset: the server's MMSEARCH_HOT_INDEX.",
+        ),
+    ] = None,
     clear: Annotated[
         bool, typer.Option("--clear", help="Forget the collection's settings: use the defaults.")
     ] = False,
@@ -70,6 +78,7 @@ def ann(
         "ef": ef,
         "m": m,
         "ef_construction": ef_construction,
+        "hot": hot,
     }
     changes = {name: value for name, value in given.items() if value is not None}
     with user_errors():
@@ -81,6 +90,7 @@ def ann(
         "nprobes": settings.ann_nprobes,
         "refine_factor": settings.ann_refine_factor,
         "ef": settings.ann_ef,
+        "hot": settings.hot_index,
     }
     if as_json:
         print_json({"collection": collection, "ann": shown, "defaults": defaults})

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 
 from mmsearch.catalog.aliases import ALIAS_COLUMN, decode_keys, like_key, query_keys
-from mmsearch.collection_state import ann_search
+from mmsearch.collection_state import ann_search, hot_index
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import Filter, IsNull, Like, Or, Visible, all_of
@@ -70,8 +70,20 @@ class Searcher:
                 "searched until its first ingest finishes."
             )
         self.build_id: str = self.manifest.build_id
-        self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
         self.attribute_columns = [a.column for a in self.manifest.attributes]
+        # The collection's ANN knobs, read with the build: a Searcher answers from one
+        # snapshot, and the service opens a new one when the live build changes.
+        self.collection_ann = folder.state().ann
+        self.index: BuildIndex = open_build_index(folder, self.manifest, settings)
+        if hot_index(settings, self.collection_ann):
+            from mmsearch.index.hot.reader import HotReader
+
+            # Searches from memory, the results page's rows too; the store stays the truth.
+            self.index = HotReader(
+                self.index,
+                page_columns=[*HIT_COLUMNS, *self.attribute_columns],
+                hnsw_min_rows=settings.ann_min_rows,
+            )
         # What a user's ``where`` may name: the attribute columns and their kinds, only.
         self.attribute_kinds: dict[str, str] = {a.column: a.kind for a in self.manifest.attributes}
         self.retriever = Retriever(settings, self.manifest, self.index, self.query_cache)
@@ -86,9 +98,6 @@ class Searcher:
             self.query_cache,
         )
         self._items_with_acl: int | None = None
-        # The collection's ANN knobs, read with the build: a Searcher answers from one
-        # snapshot, and the service opens a new one when the live build changes.
-        self.collection_ann = folder.state().ann
         # Its cross-encoder and keyword field boosts (collection.json ``ranking``), likewise.
         self.collection_ranking = folder.state().ranking
         self._hidden_items: int | None = None
