@@ -43,6 +43,7 @@ from mmsearch.evaluation.judgments import load_judgments
 from mmsearch.evaluation.queries import load_queries
 from mmsearch.graph.build import build_graph
 from mmsearch.graph.make import make_build_graph
+from mmsearch.graph.settings import RoutingSettings, load_routing, save_routing
 from mmsearch.graph.store import load_graph
 from mmsearch.index.open import open_build_index
 from mmsearch.ranking.tuning import mean, paired_p, per_query_ndcg10
@@ -96,6 +97,24 @@ def ensure_graph(
     }
 
 
+def _set_routing(
+    settings: Settings, collection: str, weight: float | None, meaning_top: int | None
+) -> RoutingSettings:
+    """The collection's routing settings, with the given ones saved over them (the
+    searches of both arms read the file, as a served collection would)."""
+    folder = Workspace(settings.home).collection(collection).folder
+    routing = load_routing(folder)
+    changes = {
+        key: value
+        for key, value in (("graph_weight", weight), ("meaning_top", meaning_top))
+        if value is not None
+    }
+    if changes:
+        routing = routing.model_copy(update=changes)
+        save_routing(folder, routing)
+    return routing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--home", type=Path, required=True)
@@ -106,6 +125,12 @@ def main() -> int:
     parser.add_argument("--text-fields", default="", help="e.g. title,text")
     parser.add_argument("--phrases", type=int, default=1000, help="phrases mined at most")
     parser.add_argument("--examples", type=int, default=12, help="recognised queries shown")
+    parser.add_argument(
+        "--graph-weight", type=float, default=None, help="routing's graph_weight (saved)"
+    )
+    parser.add_argument(
+        "--meaning-top", type=int, default=None, help="routing's meaning_top (saved)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     settings = Settings(home=args.home)
@@ -116,6 +141,7 @@ def main() -> int:
         [f for f in args.text_fields.split(",") if f],
         args.phrases,
     )
+    routing = _set_routing(settings, args.collection, args.graph_weight, args.meaning_top)
     judgments = load_judgments(args.data / "qrels.txt")
     queries = [q for q in load_queries(args.data / args.queries) if judgments.get(q.id)]
     searcher = Searcher(settings, args.collection)
@@ -149,6 +175,8 @@ def main() -> int:
         "fields": args.fields,
         "text_fields": args.text_fields,
         "graph": graph,
+        "routing": routing.model_dump(exclude_defaults=True),
+        "query_file": args.queries,
         "load_average": [round(value, 1) for value in os.getloadavg()],
         "queries": len(queries),
         "queries_with_an_entity": len(recognised),
