@@ -58,10 +58,11 @@ def calibrate(
     return Calibration(threshold, target_false_match_rate, rate, int(negatives.size), recall)
 
 
-def _just_below(value: np.generic) -> float:
+def _just_below(value: np.generic | np.ndarray) -> float:
     """The largest number of ``value``'s own type below it: a float32 distance compared
     with a threshold is compared in float32, where a float64 just below would round up."""
-    return float(np.nextafter(value, np.array(-np.inf, dtype=value.dtype)))
+    scalar = np.asarray(value)
+    return float(np.nextafter(scalar, np.array(-np.inf, dtype=scalar.dtype)))
 
 
 @dataclass(frozen=True)
