@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import chi2_contingency
+from typer.testing import CliRunner
 
 from mmsearch.catalog.mapping import FieldMapping, validate_mapping
+from mmsearch.cli import app
 from mmsearch.errors import CatalogError
 from mmsearch.graph.phrases import log_likelihood_ratio, mine_phrases
 from mmsearch.graph.store import load_graph
@@ -154,3 +156,33 @@ def test_an_entity_text_field_must_be_stored_text():
     )
     with pytest.raises(CatalogError, match=r"Entity text field.*maker.*neither the title nor"):
         validate_mapping(mapping)
+
+
+def test_the_ingest_options_make_text_entities_of_known_names_only(tmp_path: Path):
+    """``--entity-text-field`` with ``--entity-phrases 0``: the maker's name found in
+    text is an entity, no phrase is mined; ``mmsearch graph build`` remakes the same."""
+    catalog = tmp_path / "reports.jsonl"
+    rows = [
+        {"id": f"r{i}", "title": f"report {i}", "description": text, "maker": maker(i)}
+        for i, text in enumerate(descriptions())
+    ]
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    runner = CliRunner(env={"MMSEARCH_TEXT_ENCODER": "fake-text"})
+    home = ["-c", "lab", "--home", str(tmp_path / "ws")]
+    options = ["--id-field", "id", "--title-field", "title", "--text-field", "description"]
+    options += ["--attribute", "maker", "--entity-field", "maker"]
+    options += ["--entity-text-field", "description", "--entity-phrases", "0"]
+    result = runner.invoke(app, ["ingest", str(catalog), *home, *options])
+    assert result.exit_code == 0, result.output
+
+    def entities() -> dict[str, int]:
+        shown = runner.invoke(app, ["graph", *home, "entities", "--limit", "50", "--json"])
+        assert shown.exit_code == 0, shown.output
+        return {e["entity"]: e["items"] for e in json.loads(shown.output)["entities"]}
+
+    found = entities()
+    assert found["text:maker=acme"] == 4 and found["maker=acme"] == 5
+    assert not any(key.startswith("text:phrase=") for key in found)
+    rebuilt = runner.invoke(app, ["graph", *home, "build", "--json"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert entities() == found
