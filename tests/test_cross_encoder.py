@@ -282,6 +282,30 @@ def test_the_api_body_field_turns_it_on_and_off_for_a_reader(shop, model_folder)
         assert anonymous.status_code == 401
 
 
+def test_a_running_service_follows_ranking_settings_changed_meanwhile(shop):
+    """``mmsearch ranking-settings`` while the service runs: the next search uses the new
+    settings, without an ingest or a restart."""
+    from fastapi.testclient import TestClient
+
+    from mmsearch.service.app import create_app
+
+    def explained(client) -> list:
+        reply = client.post(
+            "/v1/collections/shop/search", json={"text": "red mug", "k": 5, "explain": True}
+        )
+        assert reply.status_code == 200, reply.text
+        return [hit["explanation"]["cross_encoder"] for hit in reply.json()["hits"]]
+
+    home = str(shop.home)
+    with TestClient(create_app(shop)) as client:
+        assert explained(client)[0] is not None
+        off = CliRunner().invoke(
+            app, ["ranking-settings", "-c", "shop", "--no-cross-encoder", "--home", home]
+        )
+        assert off.exit_code == 0, off.output
+        assert all(score is None for score in explained(client))
+
+
 def test_the_cli_shows_the_cross_encoder_score_and_can_turn_it_off(shop):
     home = str(shop.home)
     args = ["search", "red mug", "-c", "shop", "--explain", "--local", "--home", home]

@@ -50,9 +50,20 @@ from mmsearch.writer_lock import WriterInfo, collection_writer
 log = logging.getLogger("mmsearch.service")
 
 
+# The parts of collection.json that a Searcher reads when it opens: a change to any of
+# them (``mmsearch ann``, ``mmsearch ranking-settings``) reopens it on the next request.
+SEARCHER_STATE_FIELDS = frozenset({"ann", "ranking"})
+
+
+def searcher_settings(state: CollectionState) -> str:
+    """The collection settings an open searcher was made with, comparable as one string."""
+    return state.model_dump_json(include=set(SEARCHER_STATE_FIELDS))
+
+
 @dataclass
 class _OpenSearcher:
     manifest_mtime_ns: int
+    settings: str  # ``searcher_settings`` of the state it opened with
     searcher: Searcher
 
 
@@ -86,10 +97,14 @@ class ServiceState:
 
     def searcher(self, collection: str, build_id: str | None = None) -> Searcher:
         """The open searcher of one build (live by default), reopened when its manifest
-        changed (an ingest or revert) and dropped once the build leaves live and canary."""
+        changed (an ingest or revert) or the collection's search settings did (ANN and
+        ranking settings, changed by the CLI or another worker), and dropped once the
+        build leaves live and canary."""
         folder = self.workspace.collection(collection)
+        state = folder.state()
+        settings = searcher_settings(state)
         if build_id is None:
-            build_id = folder.alias("live")
+            build_id = state.aliases.as_json().get("live")
             if build_id is None:
                 raise MMSearchError(
                     f"Collection '{collection}' has no live build yet; ingest a catalog into "
@@ -102,13 +117,17 @@ class ServiceState:
             raise MMSearchError(f"Build {build_id} of '{collection}' has no manifest.") from None
         with self._lock:
             current = self._searchers.get((collection, build_id))
-            if current is not None and current.manifest_mtime_ns == mtime:
+            if (
+                current is not None
+                and current.manifest_mtime_ns == mtime
+                and current.settings == settings
+            ):
                 return current.searcher
         searcher = Searcher(
             self.settings, collection, query_cache=self.query_cache, build_id=build_id
         )
         with self._lock:
-            self._searchers[(collection, build_id)] = _OpenSearcher(mtime, searcher)
+            self._searchers[(collection, build_id)] = _OpenSearcher(mtime, settings, searcher)
             self._drop_unrouted(collection, folder.state(), keep=build_id)
         return searcher
 
