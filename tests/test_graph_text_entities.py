@@ -29,7 +29,8 @@ FILLER = [f"{a}{b}" for a in ("bra", "cle", "dro", "fen", "gal") for b in "kmnpr
 # Sentences and the items whose description holds them (each sentence twice).
 PLANTED = {
     "the boundary layer grows": range(0, 4),
-    "heat transfer was measured": range(4, 8),
+    "heat transfer was measured": range(4, 7),
+    "heat transfers were measured": range(7, 8),  # the plural: the same entity
     "the angle of attack varies": range(8, 12),
     "of the": range(12, 16),  # stop words only
     "a blue whale swam": range(16, 18),  # too rare
@@ -116,6 +117,8 @@ def test_text_entities_carry_the_items_whose_text_names_them(lab):
     assert graph.text_fields == ["title", "description"] and graph.phrases > 0
     assert items["text:phrase=boundary layer"] == {f"r{i}" for i in range(4)}
     assert items["text:phrase=angle of attack"] == {f"r{i}" for i in range(8, 12)}
+    assert items["text:phrase=heat transfer"] == {f"r{i}" for i in range(4, 8)}
+    assert "text:phrase=heat transfers" not in items
     # A known name found in text: its own entity, the attribute's entity unchanged.
     assert items["text:maker=acme"] == {f"r{i}" for i in range(20, 24)}
     assert items["maker=acme"] == {f"r{i}" for i in range(5)}
@@ -140,6 +143,9 @@ def test_a_query_naming_a_mined_phrase_is_routed_to_its_items(lab):
     assert ("text:phrase=boundary layer", "exact") in named
     boosted = {hit.id for hit in result.hits if "graph" in hit.signals}
     assert boosted and boosted <= {f"r{i}" for i in range(4)}
+    plural = Searcher(settings, "lab").search(SearchRequest(text="heat transfers", graph=True))
+    assert plural.routing is not None
+    assert "text:phrase=heat transfer" in {e.entity for e in plural.routing.entities}
     quiet = Searcher(settings, "lab").search(SearchRequest(text="of the", k=5, graph=True))
     assert quiet.routing is None or not any(
         e.entity.startswith("text:") for e in quiet.routing.entities

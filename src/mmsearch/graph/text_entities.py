@@ -69,6 +69,21 @@ class TextNames:
         return list(found)
 
 
+def singular(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The name with a plural "s" taken off its last word (not "ss", "us" or "is":
+    "glass", "radius", "analysis"), the form a name and its plural share."""
+    last = words[-1]
+    if len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is")):
+        return (*words[:-1], last[:-1])
+    return words
+
+
+def plural_twin(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The other spelling of the name: plural for a singular, singular for a plural."""
+    form = singular(words)
+    return (*form[:-1], form[-1] + "s") if form == words else form
+
+
 def known_names(graph: EntityGraph) -> TextNames:
     """The graph's value entities whose names may be looked for in text: whole words,
     starting and ending with a content word (no stop word, number or single letter)."""
@@ -94,23 +109,31 @@ def add_text_entities(
     names = known_names(graph)
     mined = mine_phrases(segments, limit=phrases)
     for phrase in mined:
-        names.add(tuple(phrase.text.split(" ")), PHRASE_FIELD.removeprefix(TEXT_PREFIX))
-    found = [names.find(item) for item in segments]
-    holders = Counter(name for item in found for name in item)
+        words = tuple(phrase.text.split(" "))
+        for spelling in (words, plural_twin(words)):
+            names.add(spelling, PHRASE_FIELD.removeprefix(TEXT_PREFIX))
+    # One entity per name and its plural ("boundary layer", "boundary layers"): the
+    # recogniser reads either spelling in a query as either, so an entity kept for the
+    # rarer spelling alone would stand for the whole term with a fraction of its items.
+    raw = [names.find(item) for item in segments]
+    found = [list(dict.fromkeys(singular(name) for name in item)) for item in raw]
+    spellings = Counter(name for item in raw for name in item)
+    holders = Counter(form for item in found for form in item)
     most = MAX_ITEM_SHARE * len(segments)
     kept: dict[tuple[str, ...], int] = {}
-    for name, count in holders.items():
-        values = names.value_items.get(name)
+    for form, count in holders.items():
+        variants = [n for n in (form, plural_twin(form)) if n in names.fields]
+        values = max((names.value_items.get(n, 0) for n in variants), default=0)
         if count < MIN_ITEMS or count > most:
             continue
-        if values is not None and count > MAX_TEXT_TO_VALUE * values:
+        if any(n in names.value_items for n in variants) and count > MAX_TEXT_TO_VALUE * values:
             continue
-        number = kept[name] = len(graph.entities)
-        text = " ".join(name)
-        graph.entities.append(Entity(field=names.fields[name], value=text, label=text))
-    size = {number: holders[name] for name, number in kept.items()}
+        label = " ".join(max(variants, key=lambda n: (spellings[n], -len(n))))
+        number = kept[form] = len(graph.entities)
+        graph.entities.append(Entity(field=names.fields[variants[0]], value=label, label=label))
+    size = {number: holders[form] for form, number in kept.items()}
     for row, item in enumerate(found):
-        numbers = [kept[name] for name in item if name in kept]
+        numbers = [kept[form] for form in item if form in kept]
         for number in numbers:
             graph.entities[number].items.append(row)
         numbers.sort(key=lambda n: (size[n], n))
