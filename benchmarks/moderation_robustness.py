@@ -19,8 +19,16 @@ by the ``visual`` encoder (on the image as it is, as ingest does today).
 
 For each method the threshold is calibrated on the non-matching pairs for the target
 false-match rate (``moderation.calibration.calibrate``: the largest distance whose
-rate is within the target), and recall per alteration is read at it. PDQ is also
-calibrated at the three strictness levels stored in ``moderation/fingerprints.py``.
+rate is within the target), and recall per alteration is read at it. ``visual`` is
+the descriptor as moderation stores it (quantised to bytes, ``moderation.descriptor``);
+"visual mirrored" also tries the query's mirror and keeps the higher cosine.
+
+The combined rule (PDQ dihedral ≤ t1 OR visual cosine ≥ t2) is calibrated jointly
+(``moderation.calibration.calibrate_union``): the union's false-match rate on all the
+non-matching pairs stays within the target, and of the threshold pairs that do, the
+one with the highest lowest recall on a *calibration half* of the originals wins; its
+recall is reported on the other, held-out half. That is done for the three strictness
+levels stored in ``moderation/fingerprints.py``, and PDQ alone at them for comparison.
 Then the multi-index lookup (``moderation.hash_index``) is timed against a scan on
 synthetic random 256-bit hashes (index timing only: random hashes spread evenly over
 the buckets, real ones cluster somewhat more).
@@ -28,6 +36,10 @@ the buckets, real ones cluster somewhat more).
 Usage::
 
     python benchmarks/moderation_robustness.py --sample 400 --seed 0
+
+``--cache FILE`` keeps the gallery's and the altered copies' fingerprints in an .npz
+between runs (keyed by sample, seed and descriptor version), so a rerun skips the
+minutes of fingerprinting.
 """
 
 from __future__ import annotations
@@ -35,22 +47,31 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from near_duplicates import ALTERATIONS, DATASET, machine
 from PIL import Image, ImageFilter, ImageOps
 
-from mmsearch.encoders.base import create_encoder
+from mmsearch.encoders.base import Encoder, create_encoder
 from mmsearch.encoders.hashes import hamming_matrix
+from mmsearch.encoders.visual import DescriptorParams, mirror_permutation
 from mmsearch.media.images import decode_image, to_rgb
-from mmsearch.moderation.calibration import Calibration, calibrate
+from mmsearch.moderation.calibration import (
+    Calibration,
+    JointCalibration,
+    calibrate,
+    calibrate_union,
+)
 from mmsearch.moderation.content import crop_to_content, pixels_sha256
+from mmsearch.moderation.descriptor import quantise, unit_rows
 from mmsearch.moderation.hash_index import HashIndex
 from mmsearch.moderation.pdq import hamming, pdq_hashes
 
@@ -181,7 +202,19 @@ def hash_all(images: list[Image.Image]) -> Hashed:
     )
 
 
-METHODS = ("PDQ dihedral", "PDQ", "pHash", "dHash", "visual")
+METHODS = ("PDQ dihedral", "PDQ", "pHash", "dHash", "visual", "visual mirrored")
+VISUAL_METHODS = ("visual", "visual mirrored")
+# The combined rules: PDQ dihedral OR the named visual method, calibrated jointly.
+COMBINED = {"PDQ dihedral + visual": "visual", "PDQ dihedral + visual mirrored": "visual mirrored"}
+PRODUCT_RULE = "PDQ dihedral + visual mirrored"  # what fingerprints.STRICTNESS stores
+
+
+MIRROR = mirror_permutation(DescriptorParams())
+
+
+def stored_vectors(encoder: Encoder, images: list[Image.Image]) -> np.ndarray:
+    """The descriptor as moderation stores and compares it: quantised, back to unit rows."""
+    return unit_rows(quantise(encoder.encode_images(images)))
 
 
 def distances(
@@ -196,7 +229,10 @@ def distances(
         return hamming_matrix(query.phash, gallery.phash).astype(np.int64)
     if method == "dHash":
         return hamming_matrix(query.dhash, gallery.dhash).astype(np.int64)
-    return (1.0 - qvec @ gvec.T).astype(np.float32)
+    cosine = qvec @ gvec.T
+    if method == "visual mirrored":
+        cosine = np.maximum(cosine, qvec[:, MIRROR] @ gvec.T)
+    return (1.0 - cosine).astype(np.float32)
 
 
 def take(hashed: Hashed, rows: np.ndarray) -> Hashed:
@@ -232,7 +268,7 @@ def pair_distances(
         variant = upper & ~other & ~same_pixels
         for method in METHODS:
             found = distances(method, part, vectors[rows], gallery, vectors)
-            kind = np.float32 if method == "visual" else np.int16
+            kind = np.float32 if method in VISUAL_METHODS else np.int16
             negatives[method].append(found[keep].astype(kind))
             inside[method].append(found[variant])
         pairs.append(np.stack(np.nonzero(variant), axis=1) + np.array([start, 0]))
@@ -253,7 +289,7 @@ def rate(value: float) -> str:
 
 
 def threshold_text(method: str, value: float) -> str:
-    if method == "visual":
+    if method in VISUAL_METHODS:
         return f"cos ≥ {1 - value:.4f}"
     return f"d ≤ {int(value)}"
 
@@ -297,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.001)
+    parser.add_argument("--cache", type=Path, help="an .npz to keep fingerprints in between runs")
     parser.add_argument("--index-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument(
         "--index-only",
@@ -316,25 +353,36 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     gallery_entries = entries()
-    images = [
-        decode_image((args.dataset / e.artist / e.file).read_bytes(), source=e.file)
-        for e in gallery_entries
-    ]
     family = np.array([e.family for e in gallery_entries])
+    artist = np.array([e.artist for e in gallery_entries])
+    rng = np.random.default_rng(args.seed)
+    half = args.sample // 2
+    noto = np.flatnonzero(artist == "google-64")
+    twemoji = np.flatnonzero(artist == "twitter-64")
+    chosen = np.sort(
+        np.concatenate(
+            [rng.choice(noto, half, replace=False), rng.choice(twemoji, half, replace=False)]
+        )
+    )
+    # Originals whose altered copies choose the combined thresholds; the rest report them.
+    calibration_half = np.zeros(len(chosen), dtype=bool)
+    calibration_half[rng.permutation(len(chosen))[: len(chosen) // 2]] = True
+
     encoder = create_encoder("visual")
-    gallery = hash_all(images)
-    vectors = encoder.encode_images(images)
+    gallery, vectors, queries, cached = fingerprinted(
+        args, gallery_entries, chosen, encoder, args.cache
+    )
     print(f"$ python {shlex.join(['benchmarks/moderation_robustness.py', *sys.argv[1:]])}")
     print(f"machine: {machine()}")
     print(
-        f"gallery: {len(images)} images (Noto + Twemoji), {len(set(family))} families; "
+        f"gallery: {len(family)} images (Noto + Twemoji), {len(set(family))} families; "
         f"PDQ quality < 50 for {int(np.sum(gallery.quality < 50))} images; "
-        f"fingerprinted in {time.perf_counter() - started:.0f} s"
+        + ("fingerprints read from the cache" if cached else "fingerprinted")
+        + f" in {time.perf_counter() - started:.0f} s"
     )
 
     negatives, inside, pairs, identical = pair_distances(gallery, vectors, family)
     tone_flag = np.array([e.tone for e in gallery_entries])
-    artist = np.array([e.artist for e in gallery_entries])
     unified = [e.unified.upper() for e in gallery_entries]
     same_artist = artist[pairs[:, 0]] == artist[pairs[:, 1]]
     only_tone = np.array(
@@ -357,22 +405,11 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{name} {int(mask.sum()):,}" for name, mask in kinds.items())
     )
 
-    rng = np.random.default_rng(args.seed)
-    half = args.sample // 2
-    noto = np.flatnonzero(artist == "google-64")
-    twemoji = np.flatnonzero(artist == "twitter-64")
-    chosen = np.sort(
-        np.concatenate(
-            [rng.choice(noto, half, replace=False), rng.choice(twemoji, half, replace=False)]
-        )
-    )
     matching: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
     other_family: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
     exact: dict[str, float] = {}
-    for label, alter in ALL_ALTERATIONS.items():
-        altered = [alter(images[i]) for i in chosen]
-        hashed = hash_all(altered)
-        qvec = encoder.encode_images(altered)
+    for label in ALL_ALTERATIONS:
+        hashed, qvec = queries[label]
         exact[label] = float(
             np.mean([hashed.pixels[k] == gallery.pixels[i] for k, i in enumerate(chosen)])
         )
@@ -381,76 +418,204 @@ def main(argv: list[str] | None = None) -> None:
             matching[method][label] = found[np.arange(len(chosen)), chosen]
             others = found.copy()
             others[family[None, :] == family[chosen][:, None]] = (
-                np.inf if method == "visual" else 999
+                np.inf if method in VISUAL_METHODS else 999
             )
             other_family[method][label] = others.min(axis=1)
 
     calibrations: dict[str, Calibration] = {
         method: calibrate(negatives[method], matching[method], args.target) for method in METHODS
     }
+
+    def split(values: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+        return {label: v[mask] for label, v in values.items()}
+
+    def joint(rule: str, target: float) -> tuple[JointCalibration, dict[str, float]]:
+        """The rule calibrated on the calibration half, and its recall on the held-out one."""
+        visual = COMBINED[rule]
+        found = calibrate_union(
+            negatives["PDQ dihedral"],
+            negatives[visual],
+            split(matching["PDQ dihedral"], calibration_half),
+            split(matching[visual], calibration_half),
+            target,
+        )
+        held_out = found.recall_of(
+            split(matching["PDQ dihedral"], ~calibration_half),
+            split(matching[visual], ~calibration_half),
+        )
+        return found, held_out
+
+    combined = {rule: joint(rule, args.target) for rule in COMBINED}
+    columns = [*METHODS, *COMBINED]
+
+    def recall_cell(column: str, label: str) -> float:
+        if column in COMBINED:
+            return combined[column][1][label]
+        return calibrations[column].recall[label]
+
+    def variant_share(column: str, mask: np.ndarray, level: JointCalibration | None = None) -> str:
+        if column in COMBINED:
+            rule = level or combined[column][0]
+            visual = COMBINED[column]
+            hits = rule.matches(inside["PDQ dihedral"][mask], inside[visual][mask])
+            return fmt(float(np.mean(hits)))
+        return fmt(float(np.mean(inside[column][mask] <= calibrations[column].threshold)))
+
     print(f"\n### Recall at a false-match rate ≤ {rate(args.target)} between different emoji\n")
-    print("| alteration | " + " | ".join(METHODS) + " | exact (same pixels) |")
-    print("| --- | " + " | ".join("---:" for _ in METHODS) + " | ---: |")
+    print(
+        f"(single methods: recall on all {len(chosen)} originals; combined: on the "
+        f"{int((~calibration_half).sum())} held-out originals, thresholds chosen on the other "
+        f"{int(calibration_half.sum())})\n"
+    )
+    print("| alteration | " + " | ".join(columns) + " | exact (same pixels) |")
+    print("| --- | " + " | ".join("---:" for _ in columns) + " | ---: |")
     for label in ALL_ALTERATIONS:
-        cells = [fmt(calibrations[m].recall[label]) for m in METHODS]
+        cells = [fmt(recall_cell(c, label)) for c in columns]
         print(f"| {label} | " + " | ".join(cells) + f" | {fmt(exact[label])} |")
     print(
         "| **lowest recall** | "
-        + " | ".join(f"**{fmt(min(calibrations[m].recall.values()))}**" for m in METHODS)
+        + " | ".join(
+            f"**{fmt(min(recall_cell(c, label) for label in ALL_ALTERATIONS))}**" for c in columns
+        )
         + " | |"
     )
-    print(
-        "| threshold | "
-        + " | ".join(threshold_text(m, calibrations[m].threshold) for m in METHODS)
-        + " | |"
-    )
-    print(
-        "| false-match rate, different emoji | "
-        + " | ".join(rate(calibrations[m].false_match_rate) for m in METHODS)
-        + " | |"
-    )
+    thresholds = [threshold_text(m, calibrations[m].threshold) for m in METHODS] + [
+        f"d ≤ {int(combined[c][0].first_threshold)} or "
+        + threshold_text(COMBINED[c], combined[c][0].second_threshold)
+        for c in COMBINED
+    ]
+    print("| threshold | " + " | ".join(thresholds) + " | |")
+    rates = [rate(calibrations[m].false_match_rate) for m in METHODS] + [
+        rate(combined[c][0].false_match_rate) for c in COMBINED
+    ]
+    print("| false-match rate, different emoji | " + " | ".join(rates) + " | |")
     for name, mask in kinds.items():
-        cells = [fmt(float(np.mean(inside[m][mask] <= calibrations[m].threshold))) for m in METHODS]
+        cells = [variant_share(c, mask) for c in columns]
         print(f"| {name} (share matched) | " + " | ".join(cells) + " | |")
 
     print("\n### Altered copies that also match some *other* emoji at that threshold\n")
-    print("| alteration | " + " | ".join(METHODS) + " |")
-    print("| --- | " + " | ".join("---:" for _ in METHODS) + " |")
+    print("| alteration | " + " | ".join(columns) + " |")
+    print("| --- | " + " | ".join("---:" for _ in columns) + " |")
     for label in ALL_ALTERATIONS:
         cells = [
             fmt(float(np.mean(other_family[m][label] <= calibrations[m].threshold)))
             for m in METHODS
         ]
+        for rule in COMBINED:
+            union = combined[rule][0].matches(
+                other_family["PDQ dihedral"][label], other_family[COMBINED[rule]][label]
+            )
+            cells.append(fmt(float(np.mean(union))))
         print(f"| {label} | " + " | ".join(cells) + " |")
 
-    print("\n### PDQ (dihedral) strictness levels\n")
+    print(f"\n### Strictness levels: PDQ dihedral alone and {PRODUCT_RULE} (jointly)\n")
     print(
-        "| level | target rate | threshold | measured rate | lowest recall (alteration) "
-        "| alterations with recall < 0.9 | skin-tone variants matched | gender variants matched |"
+        "| level | target rate | rule | threshold | measured rate | lowest recall, held-out "
+        "(alteration) | alterations with recall < 0.9 | skin-tone variants matched "
+        "| gender variants matched |"
     )
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
-    levels: dict[str, int] = {}
+    print("| --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |")
+    levels: dict[str, dict[str, float]] = {}
     for level, target in LEVELS.items():
-        level_cal = calibrate(negatives["PDQ dihedral"], matching["PDQ dihedral"], target)
-        levels[level] = int(level_cal.threshold)
-        worst = min(level_cal.recall, key=lambda k: level_cal.recall[k])
-        below = sum(1 for v in level_cal.recall.values() if v < 0.9)
-        shares = [
-            fmt(float(np.mean(inside["PDQ dihedral"][mask] <= level_cal.threshold)))
-            for mask in kinds.values()
-        ]
-        measured = rate(level_cal.false_match_rate)
-        print(
-            f"| {level} | {rate(target)} | d ≤ {int(level_cal.threshold)} | {measured} "
-            f"| {fmt(level_cal.recall[worst])} ({worst}) | {below} | {shares[0]} | {shares[1]} |"
+        alone = calibrate(
+            negatives["PDQ dihedral"], split(matching["PDQ dihedral"], ~calibration_half), target
         )
-    print(f"\nSTRICTNESS thresholds: {json.dumps(levels)}")
+        both, held_out = joint(PRODUCT_RULE, target)
+        levels[level] = {
+            "max_distance": int(both.first_threshold),
+            # Rounded up, so the stored threshold admits no pair the calibrated one did not.
+            "min_visual_cosine": math.ceil((1 - both.second_threshold) * 10_000) / 10_000,
+        }
+        rows = [
+            ("PDQ dihedral", f"d ≤ {int(alone.threshold)}", alone.false_match_rate, alone.recall),
+            (
+                "combined",
+                f"d ≤ {int(both.first_threshold)} or "
+                + threshold_text("visual", both.second_threshold),
+                both.false_match_rate,
+                held_out,
+            ),
+        ]
+        for rule, text, measured, recall in rows:
+            worst = min(recall, key=lambda k: recall[k])
+            below = sum(1 for v in recall.values() if v < 0.9)
+            if rule == "combined":
+                shares = [variant_share(PRODUCT_RULE, mask, both) for mask in kinds.values()]
+            else:
+                shares = [
+                    fmt(float(np.mean(inside["PDQ dihedral"][mask] <= alone.threshold)))
+                    for mask in kinds.values()
+                ]
+            print(
+                f"| {level} | {rate(target)} | {rule} | {text} | {rate(measured)} "
+                f"| {fmt(recall[worst])} ({worst}) | {below} | {shares[0]} | {shares[1]} |"
+            )
+    print(f"\nSTRICTNESS thresholds ({PRODUCT_RULE}): {json.dumps(levels)}")
 
     if args.index_sizes:
         print("\n### Lookup: multi-index hashing vs a scan (synthetic random 256-bit hashes)\n")
-        radii = sorted({levels["strict"], levels["standard"], levels["loose"]})
+        radii = sorted({int(v["max_distance"]) for v in levels.values()})
         print("\n".join(time_index(args.index_sizes, radii, args.seed)))
     print(f"\ntotal time: {time.perf_counter() - started:.1f} s")
+
+
+def fingerprinted(
+    args: argparse.Namespace,
+    gallery_entries: list[Entry],
+    chosen: np.ndarray,
+    encoder: Encoder,
+    cache: Path | None,
+) -> tuple[Hashed, np.ndarray, dict[str, tuple[Hashed, np.ndarray]], bool]:
+    """The gallery's and every alteration's fingerprints and stored vectors, from
+    ``cache`` when it was written for the same sample, seed and descriptor."""
+    key = f"{args.dataset}|{args.sample}|{args.seed}|{encoder.version}|{list(ALL_ALTERATIONS)}"
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                gallery = _unpack(data, "gallery")
+                queries = {
+                    label: (_unpack(data, f"q{n}"), data[f"q{n}_vectors"])
+                    for n, label in enumerate(ALL_ALTERATIONS)
+                }
+                return gallery, data["gallery_vectors"], queries, True
+    images = [
+        decode_image((args.dataset / e.artist / e.file).read_bytes(), source=e.file)
+        for e in gallery_entries
+    ]
+    gallery = hash_all(images)
+    vectors = stored_vectors(encoder, images)
+    queries: dict[str, tuple[Hashed, np.ndarray]] = {}
+    for label, alter in ALL_ALTERATIONS.items():
+        altered = [alter(images[i]) for i in chosen]
+        queries[label] = (hash_all(altered), stored_vectors(encoder, altered))
+    if cache is not None:
+        arrays: dict[str, np.ndarray] = {"key": np.array(key), "gallery_vectors": vectors}
+        arrays |= _pack(gallery, "gallery")
+        for n, label in enumerate(ALL_ALTERATIONS):
+            arrays |= _pack(queries[label][0], f"q{n}")
+            arrays[f"q{n}_vectors"] = queries[label][1]
+        np.savez(cache, **arrays)  # pyright: ignore[reportArgumentType]
+    return gallery, vectors, queries, False
+
+
+def _pack(hashed: Hashed, prefix: str) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}_pdq": hashed.pdq,
+        f"{prefix}_phash": hashed.phash,
+        f"{prefix}_dhash": hashed.dhash,
+        f"{prefix}_pixels": np.array(hashed.pixels),
+        f"{prefix}_quality": hashed.quality,
+    }
+
+
+def _unpack(data: Any, prefix: str) -> Hashed:
+    return Hashed(
+        data[f"{prefix}_pdq"],
+        data[f"{prefix}_phash"],
+        data[f"{prefix}_dhash"],
+        [str(p) for p in data[f"{prefix}_pixels"]],
+        data[f"{prefix}_quality"],
+    )
 
 
 if __name__ == "__main__":

@@ -63,11 +63,12 @@ def find_duplicates(
     try:
         for item, row in enumerate(table.to_pylist()):
             kept = read_fingerprints(row.get(FINGERPRINTS_COLUMN))
-            # Fingerprints stored before the colour layout existed are made again.
+            # Fingerprints stored before the colour layout or the visual descriptor (of
+            # this revision) existed are made again.
             if (
                 kept is not None
                 and len(kept) == len(row.get("images") or [])
-                and all(print_.colour_layout for print_ in kept)
+                and all(p.colour_layout and p.visual_vector() is not None for p in kept)
             ):
                 prints.extend(kept)
                 image_item.extend([item] * len(kept))
@@ -91,17 +92,21 @@ def find_duplicates(
     finally:
         stored.close()
     threshold = level.max_distance if max_distance is None else max_distance
+    # A distance given by hand was not calibrated with a visual threshold: PDQ alone.
+    min_cosine = level.min_visual_cosine if max_distance is None else None
     clusters = find_clusters(
         ids,
         np.asarray(image_item, dtype=np.int64),
         np.asarray(positions, dtype=np.int64),
         prints,
         max_distance=threshold,
+        min_visual_cosine=min_cosine,
     )
     return DuplicateReport(
         images=len(prints),
         items=len(ids),
         max_distance=threshold,
+        min_visual_cosine=min_cosine,
         max_colour_difference=MAX_COLOUR_DIFFERENCE,
         strictness=level.name if max_distance is None else None,
         featureless=featureless_images(prints),
@@ -117,10 +122,16 @@ def criteria(report: DuplicateReport) -> str:
         if report.strictness is not None
         else "--max-distance given by hand"
     )
+    visual = (
+        f" or visual descriptor cosine ≥ {report.min_visual_cosine} (either mirror)"
+        if report.min_visual_cosine is not None
+        else ""
+    )
     return (
         "exact = same bytes or same decoded pixels (cropped to content); "
-        f"near = PDQ distance ≤ {report.max_distance} of 256 bits over the eight "
-        f"rotations and flips ({source}) and colours within {report.max_colour_difference} "
+        f"near = (PDQ distance ≤ {report.max_distance} of 256 bits over the eight "
+        f"rotations and flips{visual}; {source}) and colours within "
+        f"{report.max_colour_difference} "
         "cell by cell on an 8x8 grid; each cluster is a leader and the items that "
         "match it directly"
     )
@@ -143,11 +154,13 @@ def print_report(report: DuplicateReport, limit: int) -> None:
     if not report.clusters:
         return
     table = Table()
-    for column in ("#", "kind", "items", "closest pair", "match", "PDQ distance"):
+    for column in ("#", "kind", "items", "closest pair", "match", "PDQ distance", "cosine"):
         table.add_column(column)
     for number, cluster in enumerate(report.clusters[:limit], start=1):
         best = cluster.pairs[0]
         how = best.kind if best.variant == "original" else f"{best.kind} ({best.variant})"
+        if best.method == "visual":
+            how = f"{best.kind} (visual)"
         table.add_row(
             str(number),
             cluster.kind,
@@ -155,6 +168,7 @@ def print_report(report: DuplicateReport, limit: int) -> None:
             f"{best.a}[{best.image_a}] ~ {best.b}[{best.image_b}]",
             how,
             str(best.distance),
+            "" if best.cosine is None else f"{best.cosine:.4f}",
         )
     console.print(table)
     if len(report.clusters) > limit:
@@ -191,7 +205,8 @@ def dupes(
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List clusters of duplicate items: exact (same bytes or pixels) and near (PDQ)."""
+    """List clusters of duplicate items: exact (same bytes or pixels) and near (PDQ or
+    the visual descriptor)."""
     with user_errors():
         report = find_duplicates(home, collection, strictness, max_distance)
     if as_json:

@@ -124,6 +124,11 @@ def show(
             what = (
                 f"banned images: {b.folder or ''} {len(b.hashes)} hashes, "
                 f"max distance {b.threshold}"
+                + (
+                    f" or visual cosine ≥ {b.min_visual_cosine}"
+                    if b.min_visual_cosine is not None
+                    else ""
+                )
             )
         elif rule.text is not None:
             fields = ", ".join(rule.text.fields) or "any field"
@@ -237,7 +242,9 @@ def _print(report: Report, unreadable: dict[str, str]) -> None:
             console.print(
                 f"  {d.action}  {d.policy} v{d.version} rule {d.rule}: {d.kind} match of "
                 f"banned {d.banned}"
-                + (f", PDQ distance {d.distance}" if d.distance is not None else ""),
+                + (f" by {d.method}" if d.method is not None else "")
+                + (f", PDQ distance {d.distance}" if d.distance is not None else "")
+                + (f", visual cosine {d.cosine:.4f}" if d.cosine is not None else ""),
                 highlight=False,
             )
     for path, message in unreadable.items():

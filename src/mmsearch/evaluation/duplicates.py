@@ -6,10 +6,13 @@ Two images are duplicates in one of two senses, and the report says which:
   (``moderation.fingerprints``). A perceptual-hash distance of 0 is *not* exact:
   skin-tone variants and differently coloured stripes share hashes.
 - **near**: PDQ distance (the smallest over the query's eight rotations and flips) at
-  most ``max_distance``, a threshold taken from a strictness level calibrated for a
-  false-match rate between different pictures (``moderation.fingerprints.STRICTNESS``).
-  Images too featureless for PDQ to judge (quality < ``pdq.MIN_QUALITY``, such as a
-  flat square) take part in exact matches only.
+  most ``max_distance``, *or* a visual descriptor cosine (the better of an image and its
+  mirror) at least ``min_visual_cosine``: a strictness level's two thresholds, calibrated
+  together for a false-match rate between different pictures
+  (``moderation.fingerprints.STRICTNESS``). Images too featureless for PDQ to judge
+  (quality < ``pdq.MIN_QUALITY``, such as a flat square) match by PDQ only exactly; the
+  visual pairs come from a dense self-join in blocks (``descriptor.pairs_at_least``),
+  not an index, so their time grows with the square of the pictures.
 
 Pixel-identical images are one picture (each joined to the picture's first image as a
 star, never as all its pairs), and near pairs are found between one image per picture
@@ -30,14 +33,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mmsearch.moderation.descriptor import pairs_at_least
 from mmsearch.moderation.fingerprints import (
     MAX_COLOUR_DIFFERENCE,
     Fingerprint,
     MatchKind,
+    MatchMethod,
     colour_grid_difference,
 )
 from mmsearch.moderation.hash_index import HashIndex
-from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS
+from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS, from_hex, hamming
 
 
 class UnionFind:
@@ -73,6 +78,8 @@ class DuplicatePair:
     kind: MatchKind  # "same bytes", "same pixels" or "near"
     distance: int  # PDQ bits (of 256), smallest over the rotations and flips of image a
     variant: str  # the rotation or flip of image a that matched
+    method: MatchMethod = "exact"  # "exact", "pdq" or "visual": which comparison matched
+    cosine: float | None = None  # visual descriptor cosine of a "visual" pair
 
     @property
     def exact(self) -> bool:
@@ -95,6 +102,7 @@ class DuplicateReport:
     images: int
     items: int
     max_distance: int  # PDQ bits of 256
+    min_visual_cosine: float | None  # None: PDQ alone
     max_colour_difference: float  # largest colour_difference of a near pair
     strictness: str | None  # the level the threshold came from; None when given by hand
     featureless: int  # images near matching skipped (PDQ quality < MIN_QUALITY)
@@ -115,6 +123,8 @@ class _Edge:
     kind: MatchKind
     distance: int
     variant: str
+    method: MatchMethod = "exact"
+    cosine: float | None = None
 
 
 Linkage = Literal["star", "single"]
@@ -128,6 +138,7 @@ def find_clusters(
     fingerprints: Sequence[Fingerprint],
     *,
     max_distance: int,
+    min_visual_cosine: float | None = None,
     max_colour_difference: float | None = MAX_COLOUR_DIFFERENCE,
     linkage: Linkage = "star",
 ) -> list[DuplicateCluster]:
@@ -140,12 +151,16 @@ def find_clusters(
     if A and C are far apart; kept to measure against). An item whose images land in
     different clusters is listed in each of them. A near pair must also have the same
     colours cell by cell (``colour_difference`` at most ``max_colour_difference``; None
-    leaves colour out), so that recoloured variants of one drawing stay apart.
+    leaves colour out), so that recoloured variants of one drawing stay apart. With
+    ``min_visual_cosine``, pairs of pictures whose visual descriptors are that close are
+    near too (fingerprints without a descriptor take part by PDQ only).
     """
     if linkage not in LINKAGES:
         raise ValueError(f"unknown linkage {linkage!r}; choose one of {', '.join(LINKAGES)}")
     heads = _picture_heads(fingerprints)
     near = _near_edges(fingerprints, heads, max_distance)
+    if min_visual_cosine is not None:
+        near = _with_visual_edges(fingerprints, heads, near, min_visual_cosine)
     if max_colour_difference is not None:
         near = _same_colours(fingerprints, near, max_colour_difference)
     groups = _stars(near) if linkage == "star" else _components(near)
@@ -178,6 +193,8 @@ def find_clusters(
                     edge.kind,
                     edge.distance,
                     edge.variant,
+                    edge.method,
+                    edge.cosine,
                 )
             )
         clusters.append(cluster)
@@ -275,8 +292,42 @@ def _near_edges(
         key = (min(row, other), max(row, other))
         if key in found and found[key].distance <= bits:
             continue
-        found[key] = _Edge(pictures[row], pictures[other], "near", bits, VARIANTS[turn])
+        found[key] = _Edge(pictures[row], pictures[other], "near", bits, VARIANTS[turn], "pdq")
     return [found[key] for key in sorted(found)]
+
+
+def _with_visual_edges(
+    fingerprints: Sequence[Fingerprint],
+    heads: list[int],
+    edges: list[_Edge],
+    min_cosine: float,
+) -> list[_Edge]:
+    """``edges`` and the pairs of pictures (head images with a descriptor) that are not
+    among them and whose visual cosine is at least ``min_cosine``."""
+    vectors: list[np.ndarray] = []
+    pictures: list[int] = []
+    for index, head in enumerate(heads):
+        vector = fingerprints[index].visual_vector() if head == index else None
+        if vector is not None:
+            vectors.append(vector)
+            pictures.append(index)
+    if len(pictures) < 2:
+        return edges
+    known = {(min(e.first, e.second), max(e.first, e.second)) for e in edges}
+    first, second, cosine = pairs_at_least(np.stack(vectors), min_cosine)
+    added: list[_Edge] = []
+    for row, other, value in zip(first.tolist(), second.tolist(), cosine.tolist(), strict=True):
+        a, b = pictures[row], pictures[other]
+        if (a, b) in known:
+            continue
+        per_variant = hamming(
+            fingerprints[a].variant_words(), from_hex(fingerprints[b].pdq)[None, :]
+        )
+        turn = int(np.argmin(per_variant))
+        added.append(
+            _Edge(a, b, "near", int(per_variant[turn]), VARIANTS[turn], "visual", round(value, 4))
+        )
+    return edges + added
 
 
 def _same_colours(

@@ -78,6 +78,8 @@ class Evidence(_Saved):
     item_pdq: str | None = None  # the item's image hash that matched (for allow-listing)
     distance: int | None = None
     kind: str | None = None
+    method: str | None = None  # "exact", "pdq" or "visual": which comparison matched
+    cosine: float | None = None
     field: str | None = None
     pattern: str | None = None
     matched: str | None = None
@@ -187,8 +189,9 @@ def fingerprints_json(fingerprints: Sequence[Fingerprint]) -> str:
     """The stored fingerprints: those of the item's first images that fit in
     ``MAX_FINGERPRINTS_CHARS``.
 
-    About 1,300 characters an image (the colour layout is 384 of them), so an item with
-    more than about 45 images keeps the fingerprints of its first ones only: a string
+    About 1,700 characters an image (the colour layout is 384 of them, the visual
+    descriptor 401), so an item with more than about 35 images keeps the fingerprints of
+    its first ones only: a string
     column on Milvus holds at most 65,535 bytes, and one oversized value would fail the
     whole write. Readers tell a
     short list by its length (fewer entries than images): ``policy apply`` then

@@ -92,3 +92,34 @@ def best_cosine(views: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.n
     cosines = stored @ views.T  # (n, 2)
     mirrored = cosines[:, 1] > cosines[:, 0]
     return cosines.max(axis=1), mirrored
+
+
+# Rows compared at once in ``pairs_at_least``: a 2,048 x n float32 block of cosines.
+_JOIN_BLOCK = 2048
+
+
+def pairs_at_least(
+    vectors: np.ndarray, min_cosine: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) of unit vectors whose cosine, the better of i or its mirror against
+    j, is at least ``min_cosine``: row i, row j and the cosine.
+
+    A dense self-join in blocks of rows, so memory stays at one block of cosines; its
+    time grows with the square of the rows (about a second for 10,000 on two cores).
+    """
+    count = len(vectors)
+    mirrored = vectors[:, _mirror()]
+    firsts, seconds, cosines = [], [], []
+    for start in range(0, count, _JOIN_BLOCK):
+        stop = min(start + _JOIN_BLOCK, count)
+        block = np.maximum(vectors[start:stop] @ vectors.T, mirrored[start:stop] @ vectors.T)
+        rows, columns = np.nonzero(block >= min_cosine)
+        rows = rows + start
+        upper = columns > rows
+        firsts.append(rows[upper])
+        seconds.append(columns[upper])
+        cosines.append(block[rows[upper] - start, columns[upper]])
+    if not firsts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(cosines)

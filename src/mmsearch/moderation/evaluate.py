@@ -52,8 +52,10 @@ class Decision:
     item_pdq: str | None = None  # its PDQ hash
     banned: str | None = None  # the banned file or "hash #N"
     banned_pdq: str | None = None
-    distance: int | None = None
+    distance: int | None = None  # PDQ bits of 256
     kind: Literal["exact", "near"] | None = None
+    method: Literal["exact", "pdq", "visual"] | None = None  # which comparison matched
+    cosine: float | None = None  # visual descriptor cosine, when both sides have one
     # text
     field: str | None = None
     pattern: str | None = None
@@ -188,6 +190,8 @@ def _image_decisions(
             banned_pdq=hit.pdq,
             distance=hit.distance,
             kind=hit.kind,
+            method=hit.method,
+            cosine=hit.cosine,
         )
         for installed, rule, banned in _banned_rules(policies)
         for hit in banned.match(fingerprint)

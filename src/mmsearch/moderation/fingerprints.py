@@ -5,9 +5,13 @@ emoji, or red and blue versions of one striped flag, share pHashes, and a modera
 decision called exact is trusted without a look. Here exact is the same bytes
 (``sha256``) or the same decoded pixels after cropping to content
 (``pixels_sha256``: a PNG re-encoded, or the same sticker on a bigger transparent
-canvas). Everything else is "near" and carries its PDQ distance (the smallest over the
-query's eight rotations and flips), to be judged against a strictness level whose
-threshold was calibrated for a false-match rate (``STRICTNESS``).
+canvas). Everything else is "near": its PDQ distance (the smallest over the query's
+eight rotations and flips) is within the level's threshold, *or* the cosine of the
+``visual`` descriptors (the better of the query and its mirror, ``descriptor``) is at
+least the level's. PDQ keeps flips, frames and recolourings; the descriptor keeps
+small rotations, overlaid text, brightness and crops, which PDQ loses. The two
+thresholds of a strictness level were calibrated *together* for one false-match rate
+(``STRICTNESS``), and a match says which method found it.
 
 pHash and dHash (64 bits, ``encoders/hashes.py``) are kept in the record, computed on
 the same cropped pixels, for the stored build columns and for comparison.
@@ -26,6 +30,7 @@ from mmsearch.encoders.hashes import image_hashes
 from mmsearch.errors import MMSearchError
 from mmsearch.media.images import ImageLimits, decode_image
 from mmsearch.moderation.content import crop_to_content, pixels_sha256
+from mmsearch.moderation.descriptor import best_cosine, decode_vector, describe, with_mirror
 from mmsearch.moderation.pdq import VARIANTS, from_hex, hamming, pdq_hashes, to_hex
 
 # Images are fingerprinted at most this large on a side (PDQ itself looks at 64x64):
@@ -33,6 +38,9 @@ from mmsearch.moderation.pdq import VARIANTS, from_hex, hamming, pdq_hashes, to_
 FINGERPRINT_SIDE = 1024
 
 MatchKind = Literal["same bytes", "same pixels", "near"]
+# Which comparison found a match: the bytes or pixels, PDQ, or the visual descriptor
+# (when PDQ did not: a pair within both thresholds says "pdq").
+MatchMethod = Literal["exact", "pdq", "visual"]
 
 # The colour layout: the content averaged down to this many cells a side. PDQ decides on
 # luma gradients, so skin-tone variants of one emoji (the same drawing, other colours)
@@ -47,25 +55,32 @@ MAX_COLOUR_DIFFERENCE = 0.2
 
 @dataclass(frozen=True)
 class Strictness:
-    """A named PDQ threshold and the false-match rate it was calibrated for."""
+    """A named pair of thresholds and the false-match rate their union was calibrated for."""
 
     name: str
     max_distance: int  # largest dihedral PDQ distance (of 256 bits) that is a near match
     target_false_match_rate: float
+    # Smallest visual cosine (the better of the query and its mirror) that is a near
+    # match too; None: PDQ alone.
+    min_visual_cosine: float | None = None
 
 
 # Calibrated on the emoji data set (different emoji as non-matches, 17 alterations of
 # both artists' emoji as matches) by:
 #   python benchmarks/moderation_robustness.py --sample 400 --seed 0
-# Each is the largest distance whose false-match rate between different emoji is at
-# most the target; docs/BENCHMARKS.md "Moderation: matching robustness" has the table.
-# They belong to that data: small cartoons with many look-alikes need wide thresholds
-# (PDQ's customary one for photos is 31), so another catalog should be calibrated on
-# its own pairs with ``moderation.calibration.calibrate``.
+# Each level's pair is calibrated jointly (``moderation.calibration.calibrate_union``):
+# the union "PDQ ≤ max_distance OR visual cosine ≥ min_visual_cosine" keeps a false-match
+# rate between different emoji within the target, and of the pairs that do, the one
+# with the highest lowest recall over the alterations (on half of the originals) wins;
+# docs/BENCHMARKS.md "Moderation: matching robustness" has the table. The cosine is
+# rounded up to 4 decimals, so it admits nothing the calibrated one did not. They belong
+# to that data: small cartoons with many look-alikes need wide thresholds (PDQ's
+# customary one for photos is 31), so another catalog should be calibrated on its own
+# pairs with ``moderation.calibration``.
 STRICTNESS: dict[str, Strictness] = {
-    "strict": Strictness("strict", 39, 0.0001),
-    "standard": Strictness("standard", 85, 0.001),
-    "loose": Strictness("loose", 99, 0.01),
+    "strict": Strictness("strict", 32, 0.0001, 0.9768),
+    "standard": Strictness("standard", 80, 0.001, 0.9193),
+    "loose": Strictness("loose", 92, 0.01, 0.835),
 }
 DEFAULT_STRICTNESS = "standard"
 
@@ -86,10 +101,17 @@ class Fingerprint:
     # The content's colours on an 8x8 grid (RGB bytes as hex); empty in fingerprints
     # stored before it existed.
     colour_layout: str = ""
+    # The visual descriptor, quantised (``descriptor.encode_vector``); empty in
+    # fingerprints stored before it existed, which match by PDQ only.
+    visual: str = ""
 
     def variant_words(self) -> np.ndarray:
         """The eight variants as an (8, 4) uint64 array."""
         return np.stack([from_hex(text) for text in self.pdq_variants])
+
+    def visual_vector(self) -> np.ndarray | None:
+        """The descriptor as a unit vector; None when absent or from another revision."""
+        return decode_vector(self.visual) if self.visual else None
 
     def colour_grids(self) -> np.ndarray | None:
         """The colour layout in its eight rotations and flips, (8, 8, 8, 3) in 0..1, or None."""
@@ -105,7 +127,9 @@ class Fingerprint:
 class Match:
     kind: MatchKind
     pdq_distance: int
-    variant: str  # which rotation or flip of the query matched
+    variant: str  # which rotation or flip of the query matched (PDQ)
+    method: MatchMethod = "pdq"
+    visual_cosine: float | None = None  # when both fingerprints carry the descriptor
 
 
 def fingerprint_image(image: Image.Image, sha256: str) -> Fingerprint:
@@ -125,6 +149,7 @@ def fingerprint_image(image: Image.Image, sha256: str) -> Fingerprint:
         width=content.width,
         height=content.height,
         colour_layout=colour_layout(content),
+        visual=describe(image),
     )
 
 
@@ -160,18 +185,37 @@ def fingerprint_bytes(
         image.close()
 
 
-def compare(query: Fingerprint, stored: Fingerprint, max_distance: int) -> Match | None:
-    """How ``query`` matches ``stored``: exact, near within ``max_distance``, or None."""
+def compare(
+    query: Fingerprint,
+    stored: Fingerprint,
+    max_distance: int,
+    min_visual_cosine: float | None = None,
+) -> Match | None:
+    """How ``query`` matches ``stored``: exact, near (PDQ within ``max_distance`` or the
+    visual cosine at least ``min_visual_cosine``), or None."""
     per_variant = hamming(query.variant_words(), from_hex(stored.pdq)[None, :])
     best = int(np.argmin(per_variant))
     distance, variant = int(per_variant[best]), VARIANTS[best]
+    cosine = visual_cosine(query, stored)
+    shown = None if cosine is None else round(cosine, 4)
     if query.sha256 == stored.sha256:
-        return Match("same bytes", distance, variant)
+        return Match("same bytes", distance, variant, "exact", shown)
     if query.pixels_sha256 == stored.pixels_sha256:
-        return Match("same pixels", distance, variant)
+        return Match("same pixels", distance, variant, "exact", shown)
     if distance <= max_distance:
-        return Match("near", distance, variant)
+        return Match("near", distance, variant, "pdq", shown)
+    if min_visual_cosine is not None and cosine is not None and cosine >= min_visual_cosine:
+        return Match("near", distance, variant, "visual", shown)
     return None
+
+
+def visual_cosine(query: Fingerprint, stored: Fingerprint) -> float | None:
+    """The better cosine of ``query`` (or its mirror) with ``stored``; None without both."""
+    mine, theirs = query.visual_vector(), stored.visual_vector()
+    if mine is None or theirs is None:
+        return None
+    cosine, _ = best_cosine(with_mirror(mine), theirs[None, :])
+    return float(cosine[0])
 
 
 def strictness(name: str) -> Strictness:

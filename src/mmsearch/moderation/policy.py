@@ -6,7 +6,8 @@ A policy is a TOML or YAML file a person writes and installs with
 every decision can name the exact rules that made it. Rules have one condition each:
 
 * ``banned_images``: a folder of images and/or PDQ hex hashes, matched at a calibrated
-  ``strictness`` (``fingerprints.STRICTNESS``) or an explicit ``max_distance``; a copy
+  ``strictness`` (``fingerprints.STRICTNESS``: PDQ or the visual descriptor, their
+  thresholds calibrated together) or an explicit ``max_distance`` (PDQ alone); a copy
   with the same bytes or pixels always matches;
 * ``text``: regex patterns and/or words (case-insensitive, on word boundaries), in
   named fields or any field;
@@ -106,6 +107,15 @@ class BannedImages(_Strict):
         if self.max_distance is not None:
             return self.max_distance
         return STRICTNESS[self.strictness].max_distance
+
+    @property
+    def min_visual_cosine(self) -> float | None:
+        """The smallest visual cosine that is a near match too: the strictness level's,
+        calibrated together with its PDQ distance; None (PDQ alone) when ``max_distance``
+        is given by hand, since a hand-picked distance was not calibrated with it."""
+        if self.max_distance is not None:
+            return None
+        return STRICTNESS[self.strictness].min_visual_cosine
 
 
 class TextCondition(_Strict):
