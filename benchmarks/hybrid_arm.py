@@ -65,7 +65,9 @@ def mmsearch_arm(args: argparse.Namespace, encoder: QueryEncoder) -> Any:
 
     register(CACHED_FAMILY)(lambda _argument: encoder)
     settings = Settings(home=args.home, text_encoder=CACHED_FAMILY, query_cache_size=0)
+    tick = time.perf_counter()
     searcher = Searcher(settings, args.collection)
+    opened_s = time.perf_counter() - tick
 
     def search(request: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
         options: dict[str, Any] = {}
@@ -84,6 +86,9 @@ def mmsearch_arm(args: argparse.Namespace, encoder: QueryEncoder) -> Any:
         )
         return [hit.id for hit in result.hits], dict(result.timings_ms)
 
+    memory = getattr(searcher.index, "memory", None)  # trees with the hot index (index/hot)
+    if memory is not None:
+        search.hot_memory = dict(memory(), searcher_open_seconds=round(opened_s, 2))  # type: ignore[attr-defined]
     return search
 
 
@@ -149,7 +154,11 @@ def main() -> None:
     cached = dict(zip(spec["texts"], vectors, strict=True))
     encoder = QueryEncoder(spec["version"], int(vectors.shape[1]), cached, args.encode)
     search = floor_arm(args, encoder) if args.floor else mmsearch_arm(args, encoder)
-    print(json.dumps({"ready": True, "mmsearch": str(Path(mmsearch.__file__).parent)}), flush=True)
+    ready: dict[str, Any] = {"ready": True, "mmsearch": str(Path(mmsearch.__file__).parent)}
+    memory = getattr(search, "hot_memory", None)
+    if memory is not None:  # the hot index's bytes per part and build time
+        ready["memory"] = memory
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         tick = time.perf_counter()

@@ -16,6 +16,11 @@ and reused. Queries are encoded by the real MiniLM in every arm unless
 ``--no-encode`` (then the cached query vectors are looked up, and a figure shows the
 search alone).
 
+An mmsearch arm whose spec ends in ``+hot`` (``hot=.+hot``) runs with
+``MMSEARCH_HOT_INDEX=1``: its searches come from the in-memory hot index
+(``index/hot``), built from the same table when the arm starts; the arm reports the
+index's memory and build time.
+
 Reported per arm and mode: p50/p95/p99, the p50 ratio to the first arm, the share of
 queries whose top 10 equals the first arm's (and the mean overlap), and for
 ``vector`` the recall@10 of the vector retriever against exact NumPy search.
@@ -26,6 +31,8 @@ Usage::
         --modes hybrid vector --budget 300
     python benchmarks/hybrid_latency.py --items 10000 --arm before=d8a9b8e --arm now=. \
         --arm floor --modes hybrid --budget 300
+    python benchmarks/hybrid_latency.py --items 100000 --arm store=. --arm hot=.+hot \
+        --arm floor --modes hybrid filtered --interleave-modes --budget 300
 """
 
 from __future__ import annotations
@@ -132,7 +139,9 @@ def ingest_into(home: Path, work: Path, items: int) -> None:
     print(f"ingest stages: {report.timings}", flush=True)
 
 
-def start_arm(name: str, src: Path, floor: bool, home: Path, queries: Path, encode: bool) -> Arm:
+def start_arm(
+    name: str, src: Path, floor: bool, home: Path, queries: Path, encode: bool, hot: bool = False
+) -> Arm:
     command = [sys.executable, str(ROOT / "benchmarks" / "hybrid_arm.py"), "--home", str(home)]
     command += ["--queries", str(queries)]
     if floor:
@@ -143,6 +152,8 @@ def start_arm(name: str, src: Path, floor: bool, home: Path, queries: Path, enco
     # Idle arms must not spin: OpenMP threads busy-wait after their work by default,
     # which would take the cores from the arm whose turn it is.
     env = dict(os.environ, PYTHONPATH="", OMP_WAIT_POLICY="PASSIVE")
+    if hot:  # searches from the in-memory hot index, built as the arm starts
+        env["MMSEARCH_HOT_INDEX"] = "1"
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     )
@@ -153,6 +164,8 @@ def start_arm(name: str, src: Path, floor: bool, home: Path, queries: Path, enco
     if not ready.get("ready"):
         raise SystemExit(f"arm {name} did not start")
     print(f"arm {name}: {ready['mmsearch']}", flush=True)
+    if ready.get("memory"):
+        print(f"arm {name} hot index: {json.dumps(ready['memory'])}", flush=True)
     return arm
 
 
@@ -247,11 +260,13 @@ def main() -> None:
         return
     if not args.arm:
         parser.error("give at least one --arm")
-    sources: list[tuple[str, Path | None]] = []
+    sources: list[tuple[str, Path | None, bool]] = []
     for given in args.arm:
         name, _, spec = given.partition("=")
-        sources.append((name, source_tree(spec, args.cache, args.overlay) if spec else None))
-    first_src = next(src for _, src in sources if src is not None)
+        spec, _, flag = spec.partition("+")
+        tree = source_tree(spec, args.cache, args.overlay) if spec else None
+        sources.append((name, tree, flag == "hot"))
+    first_src = next(src for _, src, _ in sources if src is not None)
     cache = encode_or_load(args.cache, args.items, 400)
     print(
         f"{args.items:,} items, {cache.kind} MiniLM vectors (cached by store_compare.py "
@@ -271,8 +286,9 @@ def main() -> None:
         )
     )
     arms: list[Arm] = []
-    for name, src in sources:
-        arms.append(start_arm(name, src or first_src, src is None, home, queries, args.encode))
+    for name, src, hot in sources:
+        arm = start_arm(name, src or first_src, src is None, home, queries, args.encode, hot)
+        arms.append(arm)
     categories = sorted(set(cache.categories))
     try:
         # Interleaved modes take turns query by query too, so that their latencies compare.

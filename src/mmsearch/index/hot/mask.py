@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
@@ -103,13 +104,16 @@ class MaskCompiler:
         self._cache: OrderedDict[Filter, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
-    def mask(self, filter: Filter) -> np.ndarray:
-        """The rows ``filter`` accepts (unknown is not accepted); cached per tree."""
+    def mask(self, filter: Filter, check: Callable[[Filter], object] | None = None) -> np.ndarray:
+        """The rows ``filter`` accepts (unknown is not accepted); cached per tree.
+        ``check`` vets a tree before its first use (it raises for one not to apply)."""
         with self._lock:
             found = self._cache.get(filter)
             if found is not None:
                 self._cache.move_to_end(filter)
                 return found
+        if check is not None:
+            check(filter)
         true, _ = self._truth(filter)
         true.setflags(write=False)
         with self._lock:

@@ -158,8 +158,10 @@ class HotReader:
         the same ``QueryError`` here."""
         if filter is None:
             return None
+        return state.masks.mask(filter, self._check)
+
+    def _check(self, filter: Filter) -> None:
         to_lance_sql(filter, self._durable.schema)
-        return state.masks.mask(filter)
 
     # --- BuildReader --------------------------------------------------------------------
 

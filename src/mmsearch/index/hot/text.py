@@ -8,8 +8,9 @@ bytes or more, lowercase, Snowball English stemming, remove English stop words (
 stemming: ``yourselves`` stays as ``yourselv``), then fold accents to ASCII (after
 stemming: ``résumé`` is not found by ``resume``). PyStemmer is the same Snowball
 stemmer; the stop words are those LanceDB removed when probed. Scores are BM25 with
-k1 1.2 and b 0.75 (bm25s, Lucene's IDF), and a document matches only if it holds a
-query term, as in LanceDB's OR query over the terms.
+k1 1.2 and b 0.75 (bm25s, Lucene's IDF, times LanceDB's k1 + 1), summed over the
+query's terms with repeats, and a document matches only if it holds a query term, as
+in LanceDB's OR query over the terms.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class KeywordIndex:
 
     def search(self, query: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         """(row, score) of the ``k`` best rows holding a query term, among ``allowed``."""
-        terms = list(dict.fromkeys(self.analyzer.terms(query)))
-        ids = self._bm25.get_tokens_ids(terms)
+        # A term the query repeats counts each time, as in LanceDB's scores.
+        ids = self._bm25.get_tokens_ids(self.analyzer.terms(query))
         if not ids or k <= 0:
             return []
         # bm25s leaves out BM25's constant (k1 + 1) factor; LanceDB's scores have it.
