@@ -9,7 +9,8 @@ requires transformers < 4.58 while sentence-transformers 6 requires transformers
 
 An export is written into a temporary folder beside its final place and renamed into
 it, so a killed export leaves nothing half-written and two processes exporting at once
-both end with the same complete folder (the second rename loses and is discarded).
+both end with the same complete folder (the second rename loses and is discarded). The
+next export removes staging folders that a killed one left, once they are an hour old.
 ``export.json`` (``OnnxExport``) says what the folder was made from.
 """
 
@@ -41,6 +42,9 @@ MODEL_FILE = "model.onnx"
 RECORD_FILE = "export.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
+# A staging folder this old is a killed export's leftover, not one under way (an export
+# takes about a minute on 2 cores).
+STALE_STAGING_S = 3600.0
 
 
 class OnnxExport(BaseModel):
@@ -117,6 +121,23 @@ def _read_record(folder: Path) -> OnnxExport | None:
         return None  # an unreadable record: export again over it
 
 
+def sweep_stale_staging(parent: Path, backend: str, now: float | None = None) -> list[Path]:
+    """Remove staging folders that a killed export left behind (``.<backend>-*`` older
+    than ``STALE_STAGING_S``); a younger one may be another process's export under way.
+    Returns what was removed."""
+    cutoff = (time.time() if now is None else now) - STALE_STAGING_S
+    removed = []
+    for path in parent.glob(f".{backend}-*"):
+        try:
+            stale = path.is_dir() and path.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _publish(
     folder: Path,
     write: Callable[[Path], None],
@@ -129,6 +150,7 @@ def _publish(
     import torch
 
     folder.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_staging(folder.parent, backend)
     staging = Path(tempfile.mkdtemp(prefix=f".{backend}-", dir=folder.parent))
     try:
         tick = time.perf_counter()
