@@ -22,7 +22,8 @@ on a square of that background. A bordered copy, or a picture placed small somew
 a canvas, then describes like the picture itself (the moderation robustness benchmark
 measured R@1 0.29 and 0.00 for those before). The descriptor stays sensitive to
 left-right orientation: averaging a mirrored view made flips match but cost 4 points of
-cross-artist R@1, so it is not done.
+cross-artist R@1, so it is not done. Moderation, which must match a mirrored copy, takes
+the better cosine of a vector and its mirror (``mirror_permutation``) instead.
 """
 
 from __future__ import annotations
