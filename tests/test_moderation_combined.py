@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mmsearch.evaluation.duplicates import find_clusters
 from mmsearch.media.images import ImageLimits
 from mmsearch.moderation.banned import load_banned
+from mmsearch.moderation.decisions import ItemDecision, decide
 from mmsearch.moderation.descriptor import decode_vector, encode_vector, pairs_at_least
 from mmsearch.moderation.evaluate import moderate
 from mmsearch.moderation.fingerprints import STRICTNESS, compare, fingerprint_bytes
@@ -96,6 +97,18 @@ def test_rotated_and_overlaid_copies_match_by_the_combined_rule(policy: Installe
         methods.add(decision.method)
     # PDQ alone misses at least one of them: the descriptor is what catches it.
     assert "visual" in methods
+
+
+def test_the_stored_decision_keeps_the_method_and_cosine(policy: InstalledPolicy) -> None:
+    rotated = _png(_rotated(_picture(BANNED_SEED)))
+    decision = decide(moderate([policy], images=[("rotated.png", rotated)]), "2026-01-01T00:00:00Z")
+    assert decision is not None
+    [evidence] = decision.evidence
+    assert evidence.method == "visual" and evidence.kind == "near"
+    assert evidence.cosine is not None and evidence.cosine >= (LEVEL.min_visual_cosine or 1.0)
+    reread = ItemDecision.model_validate_json(decision.model_dump_json())
+    assert reread.evidence[0].method == "visual"
+    assert reread.evidence[0].cosine == evidence.cosine
 
 
 def test_a_different_picture_is_not_matched(policy: InstalledPolicy) -> None:
