@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import sys
 
-import typer
+from mmsearch.blas import prefer_one_blas_thread
 
-from mmsearch.commands import register_all
+prefer_one_blas_thread()  # before anything imports numpy (mmsearch/blas.py says why)
+
+import typer  # noqa: E402
+
+from mmsearch.commands import register_all  # noqa: E402
 
 # Only light modules at import time: ``mmsearch --help`` and every command's argument
 # errors must not wait for lancedb, torch, scipy or pydantic. Each command imports what

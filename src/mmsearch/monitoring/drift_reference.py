@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmsearch.blas import one_blas_thread
 from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
@@ -131,7 +132,8 @@ def reference_from_vectors(
         raise MMSearchError(f"Vectors of role '{role}' changed while being read; retry.")
     mean = total / max(count, 1)
     covariance = gram / max(count, 1) - np.outer(mean, mean)
-    values, vectors = np.linalg.eigh(covariance)
+    with one_blas_thread():  # 10-40x faster than two contended threads (mmsearch/blas.py)
+        values, vectors = np.linalg.eigh(covariance)
     order = np.argsort(values)[::-1][: min(components, dim)]
     return RoleReference(
         build_id=build_id,
