@@ -12,10 +12,11 @@ option's mean per-query cost (retrieval + fusion, + feature extraction and model
 scoring for the reranker) as a ratio to RRF's, measured in the same run.
 
 The reranker's features include the entity graph's (``graph/features.py``) where the
-build has a graph; the reranker is also scored without those columns, so their share
-of any gain is measured. ``--holdout test`` replaces the 5 folds by the builders'
-dev/test split (learn on dev, score the test half), for collections whose figures are
-reported on that split (emoji).
+build has a graph, and those of keyword feedback (``ranking/pool_feedback.py``: the
+feedback pass's keyword list, as a reranking search keeps it); the reranker is also
+scored without each group, so its share of any gain is measured. ``--holdout test``
+replaces the 5 folds by the builders' dev/test split (learn on dev, score the test
+half), for collections whose figures are reported on that split (emoji).
 
 Usage (reuses a workspace built by ``benchmarks/ranking_eval.py`` or by ingesting the
 dataset; ``--build`` ingests it first when missing)::
@@ -43,7 +44,7 @@ from mmsearch.datasets.common import split_of
 from mmsearch.evaluation.judgments import load_judgments
 from mmsearch.evaluation.queries import load_queries
 from mmsearch.ingest import IngestOptions, Ingestor
-from mmsearch.ranking.features import GRAPH_FEATURES, FeatureSpace
+from mmsearch.ranking.features import FEEDBACK_FEATURES, GRAPH_FEATURES, FeatureSpace
 from mmsearch.ranking.fusion import FusionParams, fuse, order_by_score
 from mmsearch.ranking.model import fit_lambdamart
 from mmsearch.ranking.param_search import feature_importance, search_params
@@ -123,6 +124,26 @@ def without_graph(pools: list[QueryPool]) -> list[QueryPool]:
     return [QueryPool(p.qid, p.ids, p.x[:, :-cut], p.labels, p.rrf) for p in pools]
 
 
+def without_columns(pools: list[QueryPool], names: list[str], drop: set[str]) -> list[QueryPool]:
+    """The same pools without the named columns."""
+    keep = [i for i, name in enumerate(names) if name not in drop]
+    return [QueryPool(p.qid, p.ids, p.x[:, keep], p.labels, p.rrf) for p in pools]
+
+
+def feedback_names(space: FeatureSpace) -> set[str]:
+    """The columns that read keyword feedback (its list, and the pool's feedback)."""
+    return {*FEEDBACK_FEATURES, *space.pool_feedback_names()}
+
+
+def keep_feedback_lists(plain: dict[str, Retrieved], feedback: dict[str, Retrieved]) -> None:
+    """Give each plain retrieval the keyword list of its feedback retrieval, as a search
+    that reranks keeps it (``RetrievalQuery.feedback_list``, same settings): the
+    reranker's feedback features read it."""
+    for qid, retrieved in plain.items():
+        if qid in feedback:
+            retrieved.feedback = feedback[qid].ranked.get("keyword")
+
+
 def reranker_cv(
     pools: list[QueryPool], judgments: Any, folds: list[list[str]], tune: bool
 ) -> tuple[Run, list[dict[str, Any]], float]:
@@ -189,7 +210,13 @@ def measure_latency(searcher: Searcher, queries: list[Any], depth: int, booster:
         ):
             tick = time.perf_counter()
             r = searcher.retriever.retrieve(
-                RetrievalQuery(text=query.text, image=None, depth=depth, feedback=feedback)
+                RetrievalQuery(
+                    text=query.text,
+                    image=None,
+                    depth=depth,
+                    feedback=feedback,
+                    feedback_list=FeedbackSettings() if rerank else None,
+                )
             )
             fused = fuse(method, r.ranked, FusionParams())
             if rerank:
@@ -259,6 +286,8 @@ def main() -> int:
         if cache is not None:
             cache.write_bytes(pickle.dumps((plain, plain_ms, feedback, feedback_ms)))
     retrieve_s = time.perf_counter() - started
+    if not args.no_feedback:
+        keep_feedback_lists(plain, feedback)
     print(f"retrieval done in {retrieve_s:.0f} s", file=sys.stderr, flush=True)
 
     if args.latency:
@@ -320,7 +349,8 @@ def main() -> int:
     print(f"fusion tuned in {tune_s:.0f} s", file=sys.stderr, flush=True)
     tick = time.perf_counter()
     pool_cache = cache.with_suffix(".pools.pickle") if cache is not None else None
-    names = FeatureSpace.for_build(searcher.manifest, searcher.index.schema).names()
+    space = FeatureSpace.for_build(searcher.manifest, searcher.index.schema)
+    names = space.names()
     if pool_cache is not None and pool_cache.is_file():
         pools, feature_ms, graph_ms = pickle.loads(pool_cache.read_bytes())
         assert pools[0].x.shape[1] == len(names), "stale pool cache: remove it"
@@ -336,6 +366,10 @@ def main() -> int:
     if has_graph:
         runs["reranker without graph features, default parameters"], _, _ = reranker_cv(
             without_graph(pools), judgments, folds, tune=False
+        )
+    if not args.no_feedback:
+        runs["reranker without feedback features, default parameters"], _, _ = reranker_cv(
+            without_columns(pools, names, feedback_names(space)), judgments, folds, tune=False
         )
     if not args.no_param_search:
         runs["reranker, parameters by grouped CV"], chosen, predict_ms = reranker_cv(

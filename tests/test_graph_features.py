@@ -200,7 +200,7 @@ def test_a_model_saved_before_the_graph_features_loads_and_scores_its_own_column
     request = SearchRequest(text="globex bags", k=5, graph=False, reranker=path)
     result = shop.search(request)
     assert result.reranker == str(path) and not result.warnings
-    retrieved = shop.retrieve(request)
+    retrieved = shop.retrieve(request, reranking=True)  # as a reranking search retrieves
     pool = order_by_score(fuse("rrf", retrieved.ranked, FusionParams()).scores)
     old_columns = shop.ranking.features(retrieved, pool)[:, : len(old_names)]
     expected = dict(zip(pool, model.predict(old_columns), strict=True))

@@ -40,7 +40,7 @@ def test_interpolation_keeps_the_original_top_and_adds_new_items() -> None:
 
 
 def test_feedback_search_finds_a_synonym_document_and_keeps_the_filter(settings, tmp_path):
-    rows: list[dict[str, object]] = [
+    rows: list[dict[str, object] | str] = [
         {"id": "d1", "title": "propeller slipstream", "text": "slipstream nacelle", "shelf": "a"},
         {"id": "d2", "title": "slipstream study", "text": "nacelle wake", "shelf": "a"},
         {"id": "d3", "title": "nacelle wake", "text": "measured nacelle wake", "shelf": "a"},
@@ -66,3 +66,28 @@ def test_feedback_search_finds_a_synonym_document_and_keeps_the_filter(settings,
     )
     assert "d4" not in {m.id for m in filtered.ranked["keyword"]}
     assert "d3" in {m.id for m in filtered.ranked["keyword"]}
+
+
+def test_the_feedback_list_is_kept_apart_and_leaves_the_fused_lists_alone(settings, tmp_path):
+    rows: list[dict[str, object] | str] = [
+        {"id": "d1", "title": "propeller slipstream", "text": "slipstream nacelle"},
+        {"id": "d2", "title": "slipstream study", "text": "nacelle wake"},
+        {"id": "d3", "title": "nacelle wake", "text": "measured nacelle wake"},
+        {"id": "d5", "title": "boundary layer", "text": "laminar flow"},
+    ]
+    Ingestor(settings).run(IngestOptions(write_jsonl(tmp_path / "c.jsonl", rows), "wings"))
+    retriever = Searcher(settings, "wings").retriever
+    fb = FeedbackSettings(docs=2, terms=2, original_weight=0.6)
+    plain = retriever.retrieve(RetrievalQuery("slipstream", None, depth=10))
+    both = retriever.retrieve(RetrievalQuery("slipstream", None, depth=10, feedback_list=fb))
+    expanded = retriever.retrieve(RetrievalQuery("slipstream", None, depth=10, feedback=fb))
+    assert plain.feedback is None
+    assert [m.id for m in both.ranked["keyword"]] == [m.id for m in plain.ranked["keyword"]]
+    assert both.feedback is not None and both.feedback == expanded.ranked["keyword"]
+    assert "d3" in {m.id for m in both.feedback} - {m.id for m in plain.ranked["keyword"]}
+    kept = retriever.retrieve(
+        RetrievalQuery("slipstream", None, depth=10, feedback=fb, feedback_list=fb)
+    )
+    assert kept.feedback == kept.ranked["keyword"] == expanded.ranked["keyword"]
+    none = retriever.retrieve(RetrievalQuery("zeppelin", None, depth=10, feedback_list=fb))
+    assert none.feedback == []

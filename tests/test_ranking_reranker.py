@@ -256,3 +256,17 @@ def test_train_ranker_needs_judgments(settings, searcher):
         app, ["train-ranker", "-c", "kitchen", "--home", str(settings.home)], env=ENV
     )
     assert result.exit_code == 2 and "--qrels" in result.output
+
+
+def test_reranker_retrieval_keeps_the_keyword_feedback_list_for_its_features(searcher):
+    request = SearchRequest(text="teapot")
+    assert searcher.retrieve(request).feedback is None
+    retrieved = searcher.retrieve(request, reranking=True)
+    assert retrieved.feedback and retrieved.feedback[0].id in {
+        m.id for m in retrieved.ranked["keyword"]
+    }
+    ids = [m.id for m in retrieved.ranked["keyword"]]
+    names = searcher.ranking.space.names()
+    matrix = searcher.ranking.features(retrieved, ids)
+    found = matrix[:, names.index("keyword_feedback:found")]
+    assert found.sum() == len({m.id for m in retrieved.feedback} & set(ids)) > 0

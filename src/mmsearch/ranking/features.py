@@ -24,8 +24,10 @@ import pyarrow as pa
 from PIL import Image
 
 from mmsearch.errors import QueryError
+from mmsearch.index.base import Match
 from mmsearch.manifest import BuildManifest, EncoderDescription
 from mmsearch.ranking.lexical import LEXICAL_FEATURES, lexical_matrix
+from mmsearch.ranking.pool_feedback import pool_feedback_matrix, pool_feedback_names
 from mmsearch.retrieval.planner import plan_retrievers
 from mmsearch.retrieval.retrieve import Retrieved
 
@@ -46,6 +48,18 @@ GRAPH_FEATURES = (
     "graph:neighbour_pmi",
     "graph:proximity",
     "graph:cluster_top",
+)
+# The keyword search with feedback (RM3, ``Retrieved.feedback``) as evidence of its own:
+# its score, rank and presence, and the score min-max and z-scored within its list. The
+# expanded query finds what the query's own words miss (a field's other word for the
+# same thing), so its list knows what neither first-pass signal does. Absent as for a
+# signal (0, depth + 1, 0, 0, NaN) where retrieval did not run it.
+FEEDBACK_FEATURES = (
+    "keyword_feedback:score",
+    "keyword_feedback:rank",
+    "keyword_feedback:found",
+    "keyword_feedback:norm",
+    "keyword_feedback:zscore",
 )
 # Candidate ids in fused order → one row per id, columns in ``GRAPH_FEATURES`` order.
 GraphEvidence = Callable[[Sequence[str]], np.ndarray]
@@ -100,8 +114,12 @@ class FeatureSpace:
         names += ["query:terms", "query:has_image", "query:has_filter"]
         for signal in self.signals:
             names += [f"{signal}:norm", f"{signal}:zscore", f"{signal}:rank_ratio"]
-        names += ["fusion:rrf", *LEXICAL_FEATURES, *GRAPH_FEATURES]
+        names += ["fusion:rrf", *LEXICAL_FEATURES, *FEEDBACK_FEATURES]
+        names += [*self.pool_feedback_names(), *GRAPH_FEATURES]
         return names
+
+    def pool_feedback_names(self) -> list[str]:
+        return pool_feedback_names([signal for signal, _ in self.vector_columns])
 
     def columns(self) -> list[str]:
         """Columns to fetch for the candidates (one store query)."""
@@ -187,7 +205,8 @@ def feature_matrix(
     query = _terms(retrieved.text)
     text_lower = (retrieved.text or "").lower()
     qhash = query_phash(retrieved.image) if space.phash else None
-    added = 3 * len(space.signals) + 1 + len(LEXICAL_FEATURES) + len(GRAPH_FEATURES)
+    added = 3 * len(space.signals) + 1 + len(LEXICAL_FEATURES)
+    added += len(FEEDBACK_FEATURES) + len(space.pool_feedback_names()) + len(GRAPH_FEATURES)
     out = np.full((len(ids), len(space.names()) - added), np.nan, dtype=np.float64)
     for i, item_id in enumerate(ids):
         row = rows.get(item_id, {})
@@ -232,7 +251,27 @@ def feature_matrix(
         [str(rows.get(i, {}).get("title") or "") for i in ids],
         [str(rows.get(i, {}).get("search_text") or "") for i in ids],
     )
-    return np.hstack([out, per_query, lexical, graph_matrix(graph, ids)])
+    feedback = feedback_matrix(retrieved.feedback, ids, retrieved.depth)
+    pooled = pool_feedback_matrix(retrieved, ids, space.vector_columns, rows)
+    return np.hstack([out, per_query, lexical, feedback, pooled, graph_matrix(graph, ids)])
+
+
+def feedback_matrix(matches: Sequence[Match] | None, ids: list[str], depth: int) -> np.ndarray:
+    """The feedback columns (``FEEDBACK_FEATURES`` order) of ``ids`` from the keyword list
+    with feedback; every id absent where there is no list."""
+    out = np.tile([0.0, float(depth + 1), 0.0, 0.0, np.nan], (len(ids), 1))
+    if not matches:
+        return out
+    scores = np.asarray([m.score for m in matches], dtype=np.float64)
+    low, high = float(scores.min()), float(scores.max())
+    mean, sd = float(scores.mean()), float(scores.std())
+    found = {m.id: (rank, m.score) for rank, m in enumerate(matches, start=1)}
+    for i, item_id in enumerate(ids):
+        if item_id in found:
+            rank, score = found[item_id]
+            norm = (score - low) / (high - low) if high > low else 1.0
+            out[i] = [score, float(rank), 1.0, norm, (score - mean) / sd if sd > 0 else 0.0]
+    return out
 
 
 def graph_matrix(graph: GraphEvidence | None, ids: list[str]) -> np.ndarray:

@@ -45,11 +45,13 @@ def encoder_signature(manifest: BuildManifest) -> dict[str, str]:
     return {role: f"{e.spec}@{e.version}" for role, e in sorted(manifest.encoders.items())}
 
 
+# 7 leaves: on Cranfield's 225 queries (5-fold CV) 7 leaves beat 15 by about 0.015
+# nDCG@10 with the feedback features; a deeper tree learns the training queries.
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "n_estimators": 200,
     "learning_rate": 0.05,
-    "num_leaves": 15,
+    "num_leaves": 7,
     "min_child_samples": 5,
     "subsample": 1.0,
     "colsample_bytree": 1.0,

@@ -118,8 +118,13 @@ class RankingStage:
         self._rules[path] = (mtime, rules)
         return rules
 
+    def reranker_path(self, value: str | Path | None) -> Path | None:
+        """The model folder a request's reranker choice names (the settings' by default),
+        None when reranking is off: retrieval asks this before the model is loaded."""
+        return _choice(value, self.settings.ranker)
+
     def reranker_for(self, value: str | Path | None, warnings: list[str]) -> RankerModel | None:
-        path = _choice(value, self.settings.ranker)
+        path = self.reranker_path(value)
         if path is None:
             return None
         path = path.expanduser()

@@ -90,6 +90,10 @@ class Retrieved:
     timings: dict[str, float] = field(default_factory=dict)
     # Signals planned but dropped because their query encoder failed (keyword fallback).
     dropped: list[str] = field(default_factory=list)
+    # The keyword list with feedback (RM3), kept apart from ``ranked`` when the query
+    # asked for it (``RetrievalQuery.feedback_list``): the reranker's feedback features
+    # read it; None when not asked for or there is no keyword signal.
+    feedback: list[Match] | None = None
 
     def own_space_vectors(self) -> dict[str, np.ndarray]:
         """Encoder role → query vector, for the signals whose vector lies in the space of
@@ -116,6 +120,11 @@ class RetrievalQuery:
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     # Pseudo-relevance feedback for the keyword retriever (``retrieval/expansion.py``).
     feedback: FeedbackSettings | None = None
+    # Also run keyword feedback with these settings and keep its list apart
+    # (``Retrieved.feedback``), leaving the lists fusion sees as they are: the reranker
+    # reads the feedback search as evidence of its own. Where ``feedback`` is on, its
+    # list is the one kept.
+    feedback_list: FeedbackSettings | None = None
     # Keyword field boosts (``retrieval/field_boosts.py``): None = the collection's
     # (collection.json ``ranking.field_boosts``); {} = none.
     field_boosts: dict[str, float] | None = None
@@ -165,18 +174,21 @@ class Retriever:
         skipped: list[str] = []
         dropped: list[str] = []
         ranked: dict[str, list[Match]] = {}
-        keyword: tuple[str, Future[tuple[list[Match], float]]] | None = None
+        keyword: tuple[str, Future[tuple[list[Match], float, list[Match] | None]]] | None = None
+        feedback_list: list[Match] | None = None
         try:
             for plan in plans:
                 if plan.kind == "keyword":
                     boosts = (
                         query.field_boosts if query.field_boosts is not None else self.field_boosts
                     )
-                    search = self._keyword_call(text or "", depth, combined, query.feedback, boosts)
+                    search = self._keyword_call(
+                        text or "", depth, combined, query.feedback, boosts, query.feedback_list
+                    )
                     if len(plans) > 1:
                         keyword = (plan.name, _keyword_pool().submit(search))
                     else:
-                        ranked[plan.name], timings[plan.name] = search()
+                        ranked[plan.name], timings[plan.name], feedback_list = search()
                     continue
                 for key in plan.embeddings:
                     if key not in embeddings:
@@ -195,7 +207,7 @@ class Retriever:
                 )
                 timings[plan.name] = _ms(tick)
             if keyword is not None:
-                ranked[keyword[0]], timings[keyword[0]] = keyword[1].result()
+                ranked[keyword[0]], timings[keyword[0]], feedback_list = keyword[1].result()
         finally:
             if keyword is not None:
                 keyword[1].cancel()  # a vector path that failed leaves no queued search
@@ -223,6 +235,7 @@ class Retriever:
             warnings=warnings,
             timings=timings,
             dropped=dropped,
+            feedback=feedback_list,
         )
 
     def _keyword_call(
@@ -232,19 +245,29 @@ class Retriever:
         where: Filter | None,
         feedback: FeedbackSettings | None,
         boosts: dict[str, float] | None = None,
-    ) -> Callable[[], tuple[list[Match], float]]:
-        """The keyword search with its own timing, to run on this thread or the pool's."""
+        feedback_list: FeedbackSettings | None = None,
+    ) -> Callable[[], tuple[list[Match], float, list[Match] | None]]:
+        """The keyword search with its own timing, to run on this thread or the pool's;
+        third, the feedback list where ``feedback_list`` (or ``feedback``) asks for it."""
 
-        def search() -> tuple[list[Match], float]:
+        def search() -> tuple[list[Match], float, list[Match] | None]:
             tick = time.perf_counter()
             matches = self.index.keyword_search(text, depth, where)
+            kept: list[Match] | None = None
             if feedback is not None and matches:
                 matches = self._with_feedback(text, matches, depth, where, feedback)
+                kept = matches if feedback_list is not None else None
+            elif feedback_list is not None:
+                kept = (
+                    self._with_feedback(text, matches, depth, where, feedback_list)
+                    if matches
+                    else []
+                )
             if boosts and matches and any(b != 1.0 for b in boosts.values()):
                 # The rows of the filtered search's own matches, read by row handle.
                 found = self.index.get_found(matches, ["id", *FIELD_COLUMNS])
                 matches = boosted(text, matches, {r["id"]: r for r in found}, boosts)
-            return matches, _ms(tick)
+            return matches, _ms(tick), kept
 
         return search
 

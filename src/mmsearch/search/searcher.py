@@ -48,7 +48,10 @@ HIT_COLUMNS = ["id", "title", "images", "texts_json"]
 
 class Searcher:
     """Opens one build of a collection (live unless ``build_id`` names another: a canary,
-    a candidate under evaluation) once and answers many queries against it."""
+    a candidate under evaluation) once and answers many queries against it.
+
+    ``hot_in_background``: where the hot index is on, build it on a thread while the
+    store answers (a server), instead of before the first search (the CLI, evaluations)."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Searcher:
         collection: str,
         query_cache: QueryEmbeddingCache | None = None,
         build_id: str | None = None,
+        hot_in_background: bool = False,
     ):
         self.settings = settings
         # The service shares one cache across Searchers; alone, a Searcher keeps its own.
@@ -83,6 +87,7 @@ class Searcher:
                 self.index,
                 page_columns=[*HIT_COLUMNS, *self.attribute_columns],
                 hnsw_min_rows=settings.ann_min_rows,
+                background=hot_in_background,
             )
         # What a user's ``where`` may name: the attribute columns and their kinds, only.
         self.attribute_kinds: dict[str, str] = {a.column: a.kind for a in self.manifest.attributes}
@@ -172,7 +177,8 @@ class Searcher:
         evidence = self.router.evidence(request, visible, route)
         if route is not None:
             request = self.router.routed_request(request, route, self._planned(request))
-        retrieved = self.retrieve(request, ruleset)
+        reranking = self.ranking.reranker_path(request.reranker) is not None
+        retrieved = self.retrieve(request, ruleset, reranking=reranking)
         if route is not None:
             self.router.after_retrieval(retrieved, route)
         fusion, params = self._fusion(request, retrieved.planned)
@@ -231,7 +237,9 @@ class Searcher:
             routing=route.explanation if route is not None else None,
         )
 
-    def retrieve(self, request: SearchRequest, ruleset: RuleSet | None = None) -> Retrieved:
+    def retrieve(
+        self, request: SearchRequest, ruleset: RuleSet | None = None, *, reranking: bool = False
+    ) -> Retrieved:
         """Run every planned retriever to depth ``candidates``; no fusion, no cut.
 
         One tree for every retriever: the user's filter, the business rules' filters and
@@ -239,7 +247,9 @@ class Searcher:
         before any top-k cut.
         ``ruleset`` is the request's resolved rules (``search`` resolves them once);
         alone, this resolves ``request.rules`` itself. Retrieval knows nothing of rules,
-        which is why the combination happens here rather than in ``retrieval/``."""
+        which is why the combination happens here rather than in ``retrieval/``.
+        ``reranking``: a reranker will read these candidates, so the keyword search with
+        feedback runs too and its list is kept for the reranker's feedback features."""
         text = validate_request(request)
         if ruleset is None:
             ruleset = self.ranking.rules_for(request.rules)
@@ -255,6 +265,7 @@ class Searcher:
                 signals=request.signals,
                 image_weight=request.image_weight,
                 feedback=self._feedback(request),
+                feedback_list=self._feedback_settings() if reranking else None,
                 ann=ann_search(self.settings, self.collection_ann, request.ann),
             )
         )
@@ -350,6 +361,10 @@ class Searcher:
             normalisation=request.normalisation or tuned.normalisation,
         )
 
+    def _feedback_settings(self) -> FeedbackSettings:
+        """The build's tuned feedback settings, else the defaults."""
+        return self.tuned.feedback if self.tuned is not None else FeedbackSettings()
+
     def _feedback(self, request: SearchRequest) -> FeedbackSettings | None:
         """Keyword feedback: the request's choice, else the build's tuned one (off)."""
         choice = request.feedback
@@ -357,7 +372,7 @@ class Searcher:
             return choice
         tuned = self.tuned
         on = choice if choice is not None else tuned is not None and tuned.choice.feedback
-        return (tuned.feedback if tuned is not None else FeedbackSettings()) if on else None
+        return self._feedback_settings() if on else None
 
     def _group_column(self, name: str | None) -> str | None:
         """The attribute column ``group_by`` names, checked before any retrieval."""

@@ -62,7 +62,7 @@ def collect_pools(
             reranker="none",
         )
         try:
-            retrieved = searcher.retrieve(request)
+            retrieved = searcher.retrieve(request, reranking=True)
         except FilterError as exc:
             raise FilterError(f"Query {query.id!r}: {exc}") from None
         rrf = fuse("rrf", retrieved.ranked, params).scores
