@@ -145,16 +145,21 @@ def keep_feedback_lists(plain: dict[str, Retrieved], feedback: dict[str, Retriev
 
 
 def reranker_cv(
-    pools: list[QueryPool], judgments: Any, folds: list[list[str]], tune: bool
+    pools: list[QueryPool],
+    judgments: Any,
+    folds: list[list[str]],
+    tune: bool,
+    base: dict[str, Any] | None = None,
 ) -> tuple[Run, list[dict[str, Any]], float]:
-    """Held-out model scores for every query; the parameters each fold chose."""
+    """Held-out model scores for every query; the parameters each fold chose (``base``:
+    LightGBM parameters over ``ranking/model.py``'s defaults where none are chosen)."""
     run: Run = {}
     chosen: list[dict[str, Any]] = []
     predict_ms: list[float] = []
     by_id = {p.qid: p for p in pools}
     for held in folds:
         train = [p for p in pools if p.qid not in set(held)]
-        params, _ = search_params(train, judgments, folds=2) if tune else ({}, [])
+        params, _ = search_params(train, judgments, folds=2) if tune else (dict(base or {}), [])
         chosen.append(params)
         booster = fit_lambdamart(
             np.vstack([p.x for p in train]),
@@ -247,6 +252,12 @@ def main() -> int:
         "--no-feedback", action="store_true", help="skip the keyword-feedback retrieval"
     )
     parser.add_argument("--no-tune", action="store_true", help="skip the tuned-fusion CV")
+    parser.add_argument(
+        "--lgbm-params",
+        default=None,
+        help="JSON LightGBM parameters over the defaults for the unsearched reranker rows, "
+        "e.g. '{\"num_leaves\": 15}'",
+    )
     parser.add_argument(
         "--feedback-pools",
         action="store_true",
@@ -360,17 +371,24 @@ def main() -> int:
             pool_cache.write_bytes(pickle.dumps((pools, feature_ms, graph_ms)))
     print(f"features in {time.perf_counter() - tick:.0f} s", file=sys.stderr, flush=True)
     has_graph = any(p.x[:, -len(GRAPH_FEATURES) :].any() for p in pools)
+    base = json.loads(args.lgbm_params) if args.lgbm_params else None
     runs["reranker, default parameters"], _, predict_ms = reranker_cv(
-        pools, judgments, folds, tune=False
+        pools, judgments, folds, tune=False, base=base
     )
     if has_graph:
         runs["reranker without graph features, default parameters"], _, _ = reranker_cv(
-            without_graph(pools), judgments, folds, tune=False
+            without_graph(pools), judgments, folds, tune=False, base=base
         )
     if not args.no_feedback:
+        no_feedback = without_columns(pools, names, feedback_names(space))
         runs["reranker without feedback features, default parameters"], _, _ = reranker_cv(
-            without_columns(pools, names, feedback_names(space)), judgments, folds, tune=False
+            no_feedback, judgments, folds, tune=False, base=base
         )
+        if has_graph:  # the feature set before the feedback features, with and without graph
+            name = "reranker without feedback or graph features, default parameters"
+            runs[name], _, _ = reranker_cv(
+                without_graph(no_feedback), judgments, folds, tune=False, base=base
+            )
     if not args.no_param_search:
         runs["reranker, parameters by grouped CV"], chosen, predict_ms = reranker_cv(
             pools, judgments, folds, tune=True
@@ -440,6 +458,7 @@ def main() -> int:
         "rows": rows,
         "best_single_signal": best_single,
         "tuned_choices": tuned_labels,
+        "reranker_pairs": reranker_pairs(scores),
         "reranker_params_per_fold": chosen,
         "feature_importance": importance,
         "ms_per_query": {
@@ -459,6 +478,37 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
+
+
+def reranker_pairs(scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Paired t-tests between reranker rows that differ in one group of features: all
+    features against each ablation, and graph columns with vs without where the
+    feedback columns are left out."""
+    pairs = [
+        ("reranker, default parameters", "reranker without graph features, default parameters"),
+        ("reranker, default parameters", "reranker without feedback features, default parameters"),
+        (
+            "reranker without feedback features, default parameters",
+            "reranker without feedback or graph features, default parameters",
+        ),
+    ]
+    out = []
+    for a, b in pairs:
+        if a in scores and b in scores:
+            p = paired_p(scores[a], scores[b])
+            wins = sum(1 for q in scores[a] if scores[a][q] > scores[b].get(q, 0) + 1e-12)
+            losses = sum(1 for q in scores[a] if scores[a][q] < scores[b].get(q, 0) - 1e-12)
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "a_ndcg10": round(mean(scores[a]), 4),
+                    "b_ndcg10": round(mean(scores[b]), 4),
+                    "p": None if p is None else round(p, 4),
+                    "wins_losses": f"{wins}/{losses}",
+                }
+            )
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -483,6 +533,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"Tuned fusion per fold: {result['tuned_choices']}",
         f"Reranker parameters per fold: {result['reranker_params_per_fold']}",
         f"Feature importance (gain share): {result['feature_importance']}",
+        *[
+            f"paired: {pair['a']} {pair['a_ndcg10']:.4f} vs {pair['b']} {pair['b_ndcg10']:.4f}: "
+            f"p = {pair['p']}, wins/losses {pair['wins_losses']}"
+            for pair in result["reranker_pairs"]
+        ],
         f"ms per query: {result['ms_per_query']}; seconds: {result['seconds']}",
     ]
     return "\n".join(lines)
