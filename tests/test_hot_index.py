@@ -259,3 +259,21 @@ def test_the_ann_command_turns_the_hot_index_on_per_collection(shop):
     assert runner.invoke(app, ["ann", "-c", "shop", "--no-hot", *home]).exit_code == 0
     on = durable.model_copy(update={"hot_index": True})
     assert not isinstance(Searcher(on, "shop").index, HotReader)
+
+
+def test_a_background_build_leaves_the_store_answering_until_it_is_ready(tmp_path):
+    rows = make_rows()
+    durable = _table(tmp_path, rows)
+    reader = HotReader(durable, background=True)
+    query = np.asarray([0.5, 0.5, 0.5, 0.5], dtype=np.float32)
+    expected = [m.id for m in durable.vector_search("vector_text", query, 5)]
+    assert [m.id for m in reader.vector_search("vector_text", query, 5)] == expected
+    assert reader.wait_ready(60)
+    assert [m.id for m in reader.vector_search("vector_text", query, 5)] == expected
+    new = {**rows[0], "id": "fresh", KEYWORD_COLUMN: "a zebra crossing"}
+    durable.upsert(pa.Table.from_pylist([new], schema=SCHEMA))
+    # Stale memory never serves: the store answers while the new version is built.
+    assert [m.id for m in reader.keyword_search("zebra", 5)] == ["fresh"]
+    assert reader.wait_ready(60)
+    assert reader.current().version == durable.version()
+    assert [m.id for m in reader.keyword_search("zebra", 5)] == ["fresh"]

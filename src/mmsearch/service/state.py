@@ -123,8 +123,13 @@ class ServiceState:
                 and current.settings == settings
             ):
                 return current.searcher
+        # A hot index (index/hot) is built on a thread: the store answers meanwhile.
         searcher = Searcher(
-            self.settings, collection, query_cache=self.query_cache, build_id=build_id
+            self.settings,
+            collection,
+            query_cache=self.query_cache,
+            build_id=build_id,
+            hot_in_background=True,
         )
         with self._lock:
             self._searchers[(collection, build_id)] = _OpenSearcher(mtime, settings, searcher)
