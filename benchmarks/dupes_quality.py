@@ -14,16 +14,20 @@ is two items made from the same original. Reported per level:
   cluster): precision and recall against the true pairs;
 - clusters that mix originals, mix families, and the most originals in one cluster.
 
-Time: ``find_clusters`` run in full on synthetic fingerprints (random 256-bit PDQ
-hashes, eight independent random "variants" each, groups of eight copies with up to
-``--flips`` random bits flipped), since only the fingerprints matter to it; wall and CPU
-seconds (the CPU figure is the one to read on a shared host) and the process's peak
-resident memory so far (sizes run in the order given, the fingerprints included).
+Time: ``find_clusters`` run in full on synthetic fingerprints (``moderation.synthetic``:
+random 256-bit PDQ hashes with eight random "variants", groups of eight copies with up
+to the radius in random bits flipped, some turned, mixed with as many random codes),
+since only the fingerprints matter to it; wall and CPU seconds (the CPU figure is the
+one to read on a shared host) and the process's peak resident memory so far. With
+``--pairs-sizes``, the near-pair step alone on the same kind of codes: the exact
+multi-index self-join against the approximate IVF one (``moderation.neighbour_index``),
+its recall of the exact pairs and of the planted pairs (index-only: no image is read).
 
 Usage::
 
     python benchmarks/dupes_quality.py --sample 200 --seed 0 --sizes
     python benchmarks/dupes_quality.py --skip-quality --sizes 10000 30000 100000
+    python benchmarks/dupes_quality.py --skip-quality --sizes --pairs-sizes 100000 --radii 32
 """
 
 from __future__ import annotations
@@ -49,8 +53,13 @@ from mmsearch.moderation.fingerprints import (
     Fingerprint,
     fingerprint_image,
 )
-from mmsearch.moderation.hash_index import joins_by_tables
-from mmsearch.moderation.pdq import to_hex
+from mmsearch.moderation.hash_index import HashIndex, joins_by_tables
+from mmsearch.moderation.neighbour_index import (
+    NeighbourIndex,
+    choose_method,
+    exact_join_seconds,
+)
+from mmsearch.moderation.synthetic import PlantedCodes, planted_codes
 
 
 def _digest(image: Image.Image) -> str:
@@ -143,39 +152,32 @@ def quality(sample: int, seed: int) -> None:
             )
 
 
-def synthetic(count: int, flips: int, rng: np.random.Generator) -> list[Fingerprint]:
-    """``count`` fingerprints in groups of eight near copies (random hashes)."""
-    groups = -(-count // 8)
-    base = rng.integers(0, 2**63, size=(groups, 8, 4), dtype=np.int64).view(np.uint64)
-    base ^= rng.integers(0, 2, size=(groups, 8, 4)).astype(np.uint64) << np.uint64(63)
+def synthetic(codes: PlantedCodes) -> list[Fingerprint]:
+    """Fingerprints carrying the planted codes (no colour layout, no descriptor)."""
+    words = np.ascontiguousarray(codes.variants[:, :, ::-1]).astype(">u8")
+    text = words.tobytes().hex()
+    count, kinds = codes.variants.shape[:2]
     out: list[Fingerprint] = []
     for n in range(count):
-        variants = base[n // 8].copy()
-        if n % 8:
-            bits = rng.choice(256, size=int(rng.integers(1, flips + 1)), replace=False)
-            mask = np.zeros(4, dtype=np.uint64)
-            for bit in bits:
-                mask[bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
-            variants ^= mask
-        hexes = tuple(to_hex(v) for v in variants)
+        at = n * kinds * 64
+        hexes = tuple(text[at + 64 * k : at + 64 * (k + 1)] for k in range(kinds))
         digest = f"{n:064x}"
         out.append(Fingerprint(digest, digest, hexes[0], hexes, 100, 0, 0, 64, 64))
     return out
 
 
-def timing(sizes: list[int], flips: int, seed: int, levels: list[str]) -> None:
+def timing(sizes: list[int], seed: int, levels: list[str]) -> None:
     """``find_clusters`` run in full on synthetic fingerprints: wall and CPU time, memory."""
     print(
-        "\n| fingerprints | level | d ≤ | path | dupes time, wall (s) | CPU (s) | "
+        "\n| fingerprints | level | d ≤ | near pairs | dupes time, wall (s) | CPU (s) | "
         "process peak RSS so far (MiB) | clusters |"
     )
     print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
-    rng = np.random.default_rng(seed)
     for count in sizes:
-        prints = synthetic(count, flips, rng)
         for name in levels:
             level = STRICTNESS[name]
-            tables = joins_by_tables(count, level.max_distance)
+            prints = synthetic(planted_codes(count, level.max_distance, seed))
+            choice = choose_method(count, level.max_distance)
             wall, cpu = time.perf_counter(), time.process_time()
             clusters = find_clusters(
                 [str(n) for n in range(count)],
@@ -185,13 +187,94 @@ def timing(sizes: list[int], flips: int, seed: int, levels: list[str]) -> None:
                 max_distance=level.max_distance,
             )
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            del prints
             print(
-                f"| {count:,} | {level.name} | {level.max_distance} | "
-                f"{'multi-index self-join' if tables else 'scan per image'} | {wall:.1f} | "
-                f"{cpu:.1f} | {peak:,.0f} | {len(clusters):,} |",
+                f"| {count:,} | {level.name} | {level.max_distance} | {choice.method} | "
+                f"{wall:.1f} | {cpu:.1f} | {_peak_mib():,.0f} | {len(clusters):,} |",
                 flush=True,
             )
+
+
+def near_pairs(
+    sizes: list[int], seed: int, radii: list[int], exact_up_to: int, sample: int
+) -> None:
+    """The near-pair step alone on planted codes: the exact multi-index self-join against
+    the approximate IVF one (time, and recall of the exact pairs), index-only.
+
+    Beyond ``exact_up_to`` codes the exact join is only estimated, and where ``sample`` is
+    smaller than the count only the first ``sample`` codes are queried (against the whole
+    index): their time is scaled to all codes (marked "est.") and the planted pairs are
+    those with a sampled side."""
+    print(
+        "\n| codes | radius | exact pairs | exact: path, CPU (s) | approximate IVF: "
+        "build, pairs CPU (s) | IVF pairs | recall of exact pairs | planted pairs found "
+        "| peak RSS so far (MiB) |"
+    )
+    print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for count in sizes:
+        for radius in radii:
+            codes = planted_codes(count, radius, seed)
+            began = time.process_time()
+            index = NeighbourIndex(codes.variants[:, 0])
+            built = time.process_time() - began
+            queried = min(count, sample)
+            began = time.process_time()
+            approximate = _pair_set(index.pairs_within(codes.variants, radius, queried=queried))
+            searched = (time.process_time() - began) * count / queried
+            searched_text = f"{searched:.1f}" if queried == count else f"{searched:.0f} est."
+            del index
+            planted = _planted_pairs(codes, radius)
+            if queried < count:
+                planted = {(a, b) for a, b in planted if a < queried or b < queried}
+            found_planted = len(planted & approximate) / max(len(planted), 1)
+            if count <= exact_up_to:
+                path = "tables" if joins_by_tables(count, radius) else "scan"
+                began = time.process_time()
+                exact = _pair_set(
+                    HashIndex(codes.variants[:, 0]).pairs_within(codes.variants, radius)
+                )
+                exact_text = f"{path}, {time.process_time() - began:.1f}"
+                recall = f"{len(exact & approximate) / max(len(exact), 1):.4f}"
+                exact_count = f"{len(exact):,}"
+            else:
+                estimate = exact_join_seconds(count, radius)
+                exact_text = f"not run (estimated {estimate:,.0f})"
+                recall, exact_count = "n/a", "n/a"
+            print(
+                f"| {count:,} | {radius} | {exact_count} | {exact_text} | {built:.1f}, "
+                f"{searched_text} | {len(approximate):,} | {recall} | {found_planted:.4f} | "
+                f"{_peak_mib():,.0f} |",
+                flush=True,
+            )
+
+
+def _pair_set(found: tuple[np.ndarray, ...]) -> set[tuple[int, int]]:
+    first, second = found[0], found[1]
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    return set(zip(low.tolist(), high.tolist(), strict=True))
+
+
+def _planted_pairs(codes: PlantedCodes, radius: int) -> set[tuple[int, int]]:
+    """Pairs of one planted group within ``radius`` (by any variant of either side)."""
+    order = np.argsort(codes.group, kind="stable")
+    groups = codes.group[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    pairs: set[tuple[int, int]] = set()
+    for start, stop in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        if groups[start] < 0:
+            continue
+        rows = np.sort(order[start:stop])
+        words = codes.variants[rows]
+        distance = np.bitwise_count(words[:, None, :, :] ^ words[None, :, None, 0, :]).sum(-1)
+        best = distance.min(axis=2)
+        best = np.minimum(best, best.T)
+        for a, b in zip(*np.nonzero(np.triu(best <= radius, k=1)), strict=True):
+            pairs.add((int(rows[a]), int(rows[b])))
+    return pairs
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,7 +283,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--levels", nargs="*", default=["strict"], choices=list(STRICTNESS))
-    parser.add_argument("--flips", type=int, default=30)
+    parser.add_argument(
+        "--pairs-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="code counts for the near-pair step alone (exact vs approximate IVF)",
+    )
+    parser.add_argument("--radii", type=int, nargs="*", default=[STRICTNESS["strict"].max_distance])
+    parser.add_argument(
+        "--exact-up-to", type=int, default=100_000, help="run the exact join up to this count"
+    )
+    parser.add_argument(
+        "--query-sample",
+        type=int,
+        default=10**9,
+        help="query only this many codes of each size (time scaled to all)",
+    )
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -208,8 +307,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}\n")
     if not args.skip_quality:
         quality(args.sample, args.seed)
+    if args.pairs_sizes:
+        near_pairs(args.pairs_sizes, args.seed, args.radii, args.exact_up_to, args.query_sample)
     if args.sizes:
-        timing(args.sizes, args.flips, args.seed, args.levels)
+        timing(args.sizes, args.seed, args.levels)
     print(f"\ntotal time: {time.perf_counter() - started:.1f} s")
 
 

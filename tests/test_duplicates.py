@@ -232,6 +232,9 @@ def test_dupes_command_lists_clusters(settings: Settings, tmp_path: Path, monkey
     assert "exact = same bytes or same decoded pixels" in header
     assert f"PDQ distance ≤ {DEFAULT} of 256 bits" in header and "strictness strict" in header
     assert "match it directly" in header
+    # So few pictures are joined exactly, and the report says so (JSON and table alike).
+    assert report["near_pairs"].startswith("near pairs: exact (exact scan) over ")
+    assert report["near_pairs"] in header
 
     strict = runner.invoke(app, ["dupes", "-c", "d", "--max-distance", "0", "--json"])
     assert strict.exit_code == 0, strict.output

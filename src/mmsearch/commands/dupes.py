@@ -32,7 +32,12 @@ def find_duplicates(
 
     from mmsearch.config import load_settings
     from mmsearch.errors import ImageError
-    from mmsearch.evaluation.duplicates import DuplicateReport, featureless_images, find_clusters
+    from mmsearch.evaluation.duplicates import (
+        DuplicateReport,
+        featureless_images,
+        find_clusters,
+        near_pair_choice,
+    )
     from mmsearch.index.open import open_build_index
     from mmsearch.ingest.stored_images import StoredImages
     from mmsearch.media.images import ImageLimits
@@ -94,6 +99,7 @@ def find_duplicates(
     threshold = level.max_distance if max_distance is None else max_distance
     # A distance given by hand was not calibrated with a visual threshold: PDQ alone.
     min_cosine = level.min_visual_cosine if max_distance is None else None
+    choice = near_pair_choice(prints, threshold)
     clusters = find_clusters(
         ids,
         np.asarray(image_item, dtype=np.int64),
@@ -101,6 +107,7 @@ def find_duplicates(
         prints,
         max_distance=threshold,
         min_visual_cosine=min_cosine,
+        near_pairs=choice.method,
     )
     return DuplicateReport(
         images=len(prints),
@@ -112,6 +119,7 @@ def find_duplicates(
         featureless=featureless_images(prints),
         unreadable=unreadable,
         clusters=clusters,
+        near_pairs=choice.describe(),
     )
 
 
@@ -149,6 +157,7 @@ def print_report(report: DuplicateReport, limit: int) -> None:
             "they match only exactly",
             highlight=False,
         )
+    console.print(report.near_pairs, highlight=False)
     for message in report.unreadable[:limit]:
         console.print(f"not compared: {message}", highlight=False)
     if not report.clusters:

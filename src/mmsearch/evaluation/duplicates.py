@@ -16,12 +16,15 @@ Two images are duplicates in one of two senses, and the report says which:
 
 Pixel-identical images are one picture (each joined to the picture's first image as a
 star, never as all its pairs), and near pairs are found between one image per picture
-with the multi-index hash lookup (``moderation.hash_index``), so no step compares all
-pairs of images. Pictures are then grouped as stars: the picture with the most near
-neighbours leads and takes them all, then the next among those left. Every member of a
-cluster is one direct match from its leader, so a chain A≈B≈C≈D (skin-tone variants,
-one look-alike after another) no longer merges everything into one cluster, as
-connected components (``linkage="single"``, kept to measure against) did.
+with the multi-index hash lookup (``moderation.hash_index``), or, where that exact join
+would cost too much (wide radii over many pictures), each picture's nearest neighbours
+from an IVF index over the codes (``moderation.neighbour_index``, approximate, and the
+report says so), so no PDQ step compares all pairs of images. Pictures are then
+grouped as stars: the picture with the most near neighbours leads and takes them all,
+then the next among those left. Every member of a cluster is one direct match from
+its leader, so a chain A≈B≈C≈D (skin-tone variants, one look-alike after another) no
+longer merges everything into one cluster, as connected components
+(``linkage="single"``, kept to measure against) did.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from mmsearch.moderation.fingerprints import (
     colour_grid_difference,
 )
 from mmsearch.moderation.hash_index import HashIndex
-from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS, from_hex, hamming
+from mmsearch.moderation.neighbour_index import Choice, Method, NeighbourIndex, choose_method
+from mmsearch.moderation.pdq import MIN_QUALITY, VARIANTS, WORDS, from_hex, hamming
 
 
 class UnionFind:
@@ -108,6 +112,7 @@ class DuplicateReport:
     featureless: int  # images near matching skipped (PDQ quality < MIN_QUALITY)
     unreadable: list[str]  # one message per image that could not be read again
     clusters: list[DuplicateCluster]
+    near_pairs: str = ""  # how PDQ pairs were found: exact, or approximate and why
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,6 +146,7 @@ def find_clusters(
     min_visual_cosine: float | None = None,
     max_colour_difference: float | None = MAX_COLOUR_DIFFERENCE,
     linkage: Linkage = "star",
+    near_pairs: Method | None = None,
 ) -> list[DuplicateCluster]:
     """Clusters (two or more items) of duplicate images; one fingerprint per image.
 
@@ -153,12 +159,13 @@ def find_clusters(
     colours cell by cell (``colour_difference`` at most ``max_colour_difference``; None
     leaves colour out), so that recoloured variants of one drawing stay apart. With
     ``min_visual_cosine``, pairs of pictures whose visual descriptors are that close are
-    near too (fingerprints without a descriptor take part by PDQ only).
+    near too (fingerprints without a descriptor take part by PDQ only). ``near_pairs``
+    names how PDQ pairs are found; None chooses as ``near_pair_choice`` does.
     """
     if linkage not in LINKAGES:
         raise ValueError(f"unknown linkage {linkage!r}; choose one of {', '.join(LINKAGES)}")
     heads = _picture_heads(fingerprints)
-    near = _near_edges(fingerprints, heads, max_distance)
+    near = _near_edges(fingerprints, heads, max_distance, near_pairs)
     if min_visual_cosine is not None:
         near = _with_visual_edges(fingerprints, heads, near, min_visual_cosine)
     if max_colour_difference is not None:
@@ -269,19 +276,38 @@ def _components(edges: list[_Edge]) -> list[_Group]:
     return list(groups.values())
 
 
-def _near_edges(
-    fingerprints: Sequence[Fingerprint], heads: list[int], max_distance: int
-) -> list[_Edge]:
-    """Pairs of different pictures within ``max_distance``, between their head images."""
-    pictures = [
+def _near_pictures(fingerprints: Sequence[Fingerprint], heads: list[int]) -> list[int]:
+    """One image per picture, among those PDQ can judge (quality at least MIN_QUALITY)."""
+    return [
         index
         for index, head in enumerate(heads)
         if head == index and fingerprints[index].pdq_quality >= MIN_QUALITY
     ]
+
+
+def near_pair_choice(fingerprints: Sequence[Fingerprint], max_distance: int) -> Choice:
+    """How ``find_clusters`` finds PDQ pairs here: exact, or approximate beyond its cost."""
+    pictures = _near_pictures(fingerprints, _picture_heads(fingerprints))
+    return choose_method(len(pictures), max_distance)
+
+
+def _near_edges(
+    fingerprints: Sequence[Fingerprint],
+    heads: list[int],
+    max_distance: int,
+    method: Method | None = None,
+) -> list[_Edge]:
+    """Pairs of different pictures within ``max_distance``, between their head images."""
+    pictures = _near_pictures(fingerprints, heads)
     if len(pictures) < 2:
         return []
-    variants = np.stack([fingerprints[i].variant_words() for i in pictures])
-    index = HashIndex(variants[:, 0])
+    if method is None:
+        method = choose_method(len(pictures), max_distance).method
+    variants = _variant_words([fingerprints[i] for i in pictures])
+    if method == "approximate IVF":
+        index: HashIndex | NeighbourIndex = NeighbourIndex(variants[:, 0])
+    else:
+        index = HashIndex(variants[:, 0])
     first, second, distance, variant = index.pairs_within(variants, max_distance)
     # Each pair is searched from both sides (a turn one way may match a little better
     # than the other); the closer one is kept.
@@ -294,6 +320,17 @@ def _near_edges(
             continue
         found[key] = _Edge(pictures[row], pictures[other], "near", bits, VARIANTS[turn], "pdq")
     return [found[key] for key in sorted(found)]
+
+
+def _variant_words(fingerprints: Sequence[Fingerprint]) -> np.ndarray:
+    """Every fingerprint's eight variants as (n, 8, 4) uint64, decoded in one pass.
+
+    The same as stacking ``Fingerprint.variant_words``, whose parsing hash by hash costs
+    tens of seconds at a million images; the hex form is big-endian, word 3 first.
+    """
+    text = "".join(hex_ for print_ in fingerprints for hex_ in print_.pdq_variants)
+    words = np.frombuffer(bytes.fromhex(text), dtype=">u8").reshape(len(fingerprints), -1, WORDS)
+    return np.ascontiguousarray(words[:, :, ::-1]).astype(np.uint64)
 
 
 def _with_visual_edges(

@@ -34,6 +34,11 @@ from mmsearch.media.images import ImageLimits, read_image_bytes
 from mmsearch.moderation.descriptor import best_cosine, decode_vector, descriptor_tag, with_mirror
 from mmsearch.moderation.fingerprints import Fingerprint, MatchMethod, fingerprint_bytes
 from mmsearch.moderation.hash_index import HashIndex
+from mmsearch.moderation.neighbour_index import (
+    LOOKUP_PROBES,
+    NeighbourIndex,
+    lookup_is_approximate,
+)
 from mmsearch.moderation.pdq import MIN_QUALITY, from_hex, hamming
 from mmsearch.moderation.policy import BannedImages, PolicyError
 
@@ -67,12 +72,19 @@ class BannedList:
     visual: list[str] = field(default_factory=list)
     min_visual_cosine: float | None = None
     index: HashIndex | None = None
+    neighbours: NeighbourIndex | None = None  # instead of ``index`` for a long list, wide radius
     vectors: np.ndarray | None = None  # (rows, dim) unit vectors, zero where none
     has_vector: np.ndarray | None = None  # (rows,) bool
 
     def __post_init__(self) -> None:
         if self.pdq:
-            self.index = HashIndex(np.stack([from_hex(text) for text in self.pdq]))
+            hashes = np.stack([from_hex(text) for text in self.pdq])
+            # A long list at a wide radius would be scanned on every lookup: the IVF index
+            # answers with the nearest rows instead (approximate); short lists stay exact.
+            if lookup_is_approximate(len(hashes), self.max_distance):
+                self.neighbours = NeighbourIndex(hashes, probes=LOOKUP_PROBES)
+            else:
+                self.index = HashIndex(hashes)
         decoded = [decode_vector(text) if text else None for text in self.visual]
         present = [v for v in decoded if v is not None]
         if present:
@@ -110,8 +122,8 @@ class BannedList:
         found: dict[int, BannedHit] = {}
         for row in exact:
             found[row] = hit(row, pdq_distance(row), "exact", "exact")
-        if self.index is not None and query.pdq_quality >= MIN_QUALITY:
-            rows, distances = self.index.search(words, self.max_distance)
+        if query.pdq_quality >= MIN_QUALITY:
+            rows, distances = self._near_rows(words, MAX_HITS + len(exact))
             for row, distance in zip(rows.tolist(), distances.tolist(), strict=True):
                 if row not in found:
                     found[row] = hit(row, int(distance), "near", "pdq")
@@ -124,6 +136,15 @@ class BannedList:
             key=lambda h: (h.kind != "exact", h.method != "pdq", h.distance, -(h.cosine or 0)),
         )
         return ordered[:MAX_HITS]
+
+    def _near_rows(self, words: np.ndarray, enough: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows within the PDQ distance of the query's variants: all of them (exact), or
+        the ``enough`` nearest from the IVF index of a long list."""
+        if self.neighbours is not None:
+            return self.neighbours.within(words, self.max_distance, enough)
+        if self.index is not None:
+            return self.index.search(words, self.max_distance)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
     def _cosines(self, query: Fingerprint) -> np.ndarray | None:
         """Per row, the better cosine of the query or its mirror (NaN where a row has no
