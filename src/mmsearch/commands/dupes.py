@@ -196,8 +196,8 @@ def dupes(
             "--strictness",
             help="Near-match threshold, calibrated for a false-match rate: strict (0.01%), "
             "standard (0.1%) or loose (1%). strict is the default: the wider levels group "
-            "look-alikes of different pictures, and only strict is found by the hash "
-            "index without a scan of all images.",
+            "look-alikes of different pictures. Near pairs are exact where that is cheap "
+            "(few images, a narrow radius) and approximate beyond; the report says which.",
         ),
     ] = "strict",
     max_distance: Annotated[
