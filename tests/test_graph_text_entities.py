@@ -37,6 +37,7 @@ PLANTED = {
     "common flow everywhere": range(0, ITEMS),  # on every item: no name singles one out
     "made by acme": range(20, 24),  # a known maker named in text
     "the nature of it": range(24, 28),  # a maker's name that is a common word here
+    "as in e.g the": range(30, 33),  # a maker's "name" that is an abbreviation
 }
 
 
@@ -53,7 +54,7 @@ def descriptions() -> list[str]:
 
 
 def maker(item: int) -> str:
-    return "Acme" if item < 5 else "Nature" if item == 5 else "Globex"
+    return "Acme" if item < 5 else "Nature" if item == 5 else "E.g" if item == 6 else "Globex"
 
 
 @pytest.fixture
@@ -126,6 +127,7 @@ def test_text_entities_carry_the_items_whose_text_names_them(lab):
     for key in ("common flow", "blue whale", "of the"):
         assert f"text:phrase={key}" not in items
     assert "text:maker=nature" not in items and "maker=nature" in items
+    assert "text:maker=e.g" not in items and "maker=e.g" in items
     # Co-occurrence edges reach the text entities: boundary layer and the Acme maker
     # share items r0-r3.
     layer, acme = stored.by_key["text:phrase=boundary layer"], stored.by_key["maker=acme"]

@@ -86,12 +86,17 @@ def plural_twin(words: tuple[str, ...]) -> tuple[str, ...]:
 
 def known_names(graph: EntityGraph) -> TextNames:
     """The graph's value entities whose names may be looked for in text: whole words,
-    starting and ending with a content word (no stop word, number or single letter)."""
+    starting and ending with a content word (no stop word, number or single letter); a
+    one-word name must be a word of three letters or more (an initial or an abbreviation
+    such as "i.e", split off an author list, is not a name to find in prose)."""
     names = TextNames()
     for entity in graph.entities:
         words = tuple(query_words(entity.value))
-        if words and is_content_word(words[0]) and is_content_word(words[-1]):
-            names.add(words, entity.field, len(entity.items))
+        if not words or not (is_content_word(words[0]) and is_content_word(words[-1])):
+            continue
+        if len(words) == 1 and not (len(words[0]) >= 3 and words[0].replace("-", "").isalpha()):
+            continue
+        names.add(words, entity.field, len(entity.items))
     return names
 
 
