@@ -35,9 +35,9 @@ from mmsearch.moderation.descriptor import best_cosine, decode_vector, descripto
 from mmsearch.moderation.fingerprints import Fingerprint, MatchMethod, fingerprint_bytes
 from mmsearch.moderation.hash_index import HashIndex
 from mmsearch.moderation.neighbour_index import (
-    LOOKUP_PROBES,
     NeighbourIndex,
     lookup_is_approximate,
+    lookup_probes,
 )
 from mmsearch.moderation.pdq import MIN_QUALITY, from_hex, hamming
 from mmsearch.moderation.policy import BannedImages, PolicyError
@@ -82,7 +82,7 @@ class BannedList:
             # A long list at a wide radius would be scanned on every lookup: the IVF index
             # answers with the nearest rows instead (approximate); short lists stay exact.
             if lookup_is_approximate(len(hashes), self.max_distance):
-                self.neighbours = NeighbourIndex(hashes, probes=LOOKUP_PROBES)
+                self.neighbours = NeighbourIndex(hashes, probes=lookup_probes(len(hashes)))
             else:
                 self.index = HashIndex(hashes)
         decoded = [decode_vector(text) if text else None for text in self.visual]
