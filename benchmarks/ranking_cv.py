@@ -481,9 +481,9 @@ def main() -> int:
 
 
 def reranker_pairs(scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Paired t-tests between reranker rows that differ in one group of features: all
-    features against each ablation, and graph columns with vs without where the
-    feedback columns are left out."""
+    """Paired t-tests between reranker rows that differ in one group of features (all
+    features against each ablation; graph columns with vs without where the feedback
+    columns are left out), and of the reranker against the best non-learned fusion."""
     pairs = [
         ("reranker, default parameters", "reranker without graph features, default parameters"),
         ("reranker, default parameters", "reranker without feedback features, default parameters"),
@@ -491,6 +491,7 @@ def reranker_pairs(scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
             "reranker without feedback features, default parameters",
             "reranker without feedback or graph features, default parameters",
         ),
+        ("reranker, default parameters", "keyword feedback (RM3) + DBSF"),
     ]
     out = []
     for a, b in pairs:
