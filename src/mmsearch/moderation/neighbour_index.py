@@ -30,6 +30,10 @@ The lists' count is capped (``MAX_LISTS``): more lists make each probe cheaper b
 more near pairs, and recall fell to 0.73 with 4,096 lists at 1 M. A query therefore
 reads about ``probes / lists`` of the rows: the join still grows with the square of the
 count, but with a factor of 16/1,024 instead of 0.03 and every distance computed in C++.
+Measured through ``pairs_within``: 100,000 codes at 32 bits, 0.9925 of the exact pairs
+for 8.1x less CPU; 1 M codes (a 50,000-image sample), about 14 CPU-minutes against an
+estimated 3.6 hours, finding 0.95 of the planted pairs at 32 bits but only 0.63 at 80:
+at a third of the bits the approximate join is a sample of the pairs, and says so.
 
 faiss ships as a wheel (``faiss-cpu``), already the project's vector baseline; it is in
 the ``moderation`` extra.
