@@ -277,3 +277,30 @@ def test_a_background_build_leaves_the_store_answering_until_it_is_ready(tmp_pat
     assert reader.wait_ready(60)
     assert reader.current().version == durable.version()
     assert [m.id for m in reader.keyword_search("zebra", 5)] == ["fresh"]
+
+
+class _Unreadable:
+    """A durable reader whose full scan fails (a hot build cannot read it)."""
+
+    def __init__(self, durable: BuildIndex):
+        self._durable = durable
+        self.scans = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._durable, name)
+
+    def scan(self, columns: list[str], filter: Filter | None = None) -> pa.Table:
+        self.scans += 1
+        raise OSError("the table's files cannot be read")
+
+
+def test_a_failed_background_build_leaves_the_store_answering(tmp_path, caplog):
+    durable = _table(tmp_path, make_rows())
+    unreadable = _Unreadable(durable)
+    reader = HotReader(unreadable, background=True)  # type: ignore[arg-type]
+    assert not reader.wait_ready(60)
+    assert "could not be built" in caplog.text
+    expected = [m.id for m in durable.keyword_search("item", 5)]
+    assert [m.id for m in reader.keyword_search("item", 5)] == expected
+    assert reader.count() == ROWS
+    assert reader.wait_ready(60) is False and unreadable.scans == 1  # not retried per read
