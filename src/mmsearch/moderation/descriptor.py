@@ -105,22 +105,36 @@ def pairs_at_least(
     """Pairs (i < j) of unit vectors whose cosine, the better of i or its mirror against
     j, is at least ``min_cosine``: row i, row j and the cosine.
 
-    A dense self-join in blocks of rows, so memory stays at one block of cosines; its
-    time grows with the square of the rows (about a second for 10,000 on two cores).
+    A dense self-join in blocks of rows, each block compared only with the rows from it
+    on (each pair once), so memory stays at one block of cosines; its time grows with
+    the square of the rows (15 s of CPU for 30,000 on a loaded 2-core host, half of what
+    comparing every block with every row took). A faiss IVF range search over the same
+    vectors was measured slower still at 30,000 (25 s): the descriptors are all-positive
+    histograms crowded into a few lists, so each query reads a quarter of the rows.
     """
     count = len(vectors)
     mirrored = vectors[:, _mirror()]
     firsts, seconds, cosines = [], [], []
     for start in range(0, count, _JOIN_BLOCK):
         stop = min(start + _JOIN_BLOCK, count)
-        block = np.maximum(vectors[start:stop] @ vectors.T, mirrored[start:stop] @ vectors.T)
+        later = vectors[start:].T  # only rows from this block on: each pair once
+        block = np.maximum(vectors[start:stop] @ later, mirrored[start:stop] @ later)
         rows, columns = np.nonzero(block >= min_cosine)
-        rows = rows + start
         upper = columns > rows
-        firsts.append(rows[upper])
-        seconds.append(columns[upper])
-        cosines.append(block[rows[upper] - start, columns[upper]])
+        firsts.append(rows[upper] + start)
+        seconds.append(columns[upper] + start)
+        cosines.append(block[rows[upper], columns[upper]])
+    return _joined(firsts, seconds, cosines)
+
+
+def _joined(
+    firsts: list[np.ndarray], seconds: list[np.ndarray], cosines: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not firsts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float32)
-    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(cosines)
+    return (
+        np.concatenate(firsts).astype(np.int64),
+        np.concatenate(seconds).astype(np.int64),
+        np.concatenate(cosines).astype(np.float32),
+    )
