@@ -53,3 +53,14 @@ def test_prune_keeps_the_newest_finished_and_every_active_job(tmp_path: Path) ->
         store.save(job)
     store.prune(keep=3)
     assert [job.id for job in store.all()] == ["job-5", "job-4", "job-0"]
+
+
+def test_jobs_started_within_one_second_list_newest_first(tmp_path: Path) -> None:
+    """Ids sort by second then by chance; the start time to the microsecond decides."""
+    store = JobStore(tmp_path)
+    first = Job(id="job-20260101T000000-ffffff", collection="c", catalog="c")
+    second = Job(id="job-20260101T000000-000000", collection="c", catalog="c")
+    assert first.created_at < second.created_at
+    for job in (first, second):
+        store.save(job)
+    assert [job.id for job in store.all()] == [second.id, first.id]

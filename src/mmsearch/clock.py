@@ -14,6 +14,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def utc_now_us() -> str:
+    """Now to the microsecond: for records listed newest first that a second could hold
+    several of (ingest jobs started one after another)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 def utc_now_ms() -> str:
     """Now to the millisecond: for logs whose lines must keep their order on read."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")

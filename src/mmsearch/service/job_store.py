@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mmsearch.clock import utc_now
+from mmsearch.clock import utc_now_us
 from mmsearch.governance.storage import private_dir, write_private_atomic
 from mmsearch.processes import pid_alive
 
@@ -46,7 +46,7 @@ class Job(BaseModel):
     status: JobStatus = "queued"
     processed: int = 0
     total: int | None = None
-    created_at: str = Field(default_factory=utc_now)
+    created_at: str = Field(default_factory=utc_now_us)  # orders jobs of one second
     started_at: str | None = None
     finished_at: str | None = None
     report: dict[str, Any] | None = None
