@@ -15,7 +15,7 @@
       mm.el("td", {}, mm.el("span", { class: `badge ${job.status === "failed" ? "bad" : job.status === "succeeded" ? "good" : ""}`, text: job.waiting_for_writer ? "waiting for another writer" : job.status })),
       mm.el("td", {}, mm.el("progress", { max: 100, value: pct === null ? null : pct }),
         ` ${job.processed}${job.total ? " / " + job.total : ""} rows`),
-      mm.el("td", { text: job.created_at }),
+      mm.el("td", { text: job.created_at.replace(/\.\d+/, "") }),  // to the second
       mm.el("td", { text: job.error || (counts ? `${counts.added} added, ${counts.updated} updated, ${counts.failed} failed` : "") }));
   }
 
