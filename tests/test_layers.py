@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     {"manifest"},
     {"catalog"},
     {"media"},
-    {"table_files", "clock", "config", "processes"},
+    {"table_files", "clock", "config", "processes", "blas"},
     {"errors", "__init__"},
 ]
 
