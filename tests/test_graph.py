@@ -88,6 +88,39 @@ def test_an_upsert_remakes_the_graph(shop, tmp_path):
     assert [view.graph.items[i] for i in view.items_of(view.find("newco")[0])] == [rows[0]["id"]]
 
 
+def test_a_revert_and_an_item_delete_remake_the_graph(shop):
+    """In-place writes: no entity may still name an item the table no longer holds."""
+    from fastapi.testclient import TestClient
+
+    from mmsearch.ingest.revert import revert_run
+    from mmsearch.service.app import create_app
+
+    settings, folder, _, catalog = shop
+    rows = [json.loads(line) for line in catalog.read_text().splitlines()]
+    rows[0]["brand"] = "Newco"
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    run = (
+        Ingestor(settings)
+        .run(IngestOptions(catalog, "shop", FieldMapping.model_validate(MAPPING)))
+        .run_id
+    )
+    assert whole(folder, folder.live_manifest()).find("newco")
+    revert_run(settings, "shop", run, "tester")
+    reverted = folder.live_manifest()
+    view = whole(folder, reverted)
+    assert view.graph.table_version == reverted.table_version
+    assert view.find("newco") == []
+    assert view.embeddings is not None and view.embeddings.shape[0] == len(view.graph.entities)
+
+    gone = rows[1]["id"]
+    with TestClient(create_app(settings)) as client:
+        assert client.delete(f"/v1/collections/shop/items/{gone}").status_code == 200
+    deleted = folder.live_manifest()
+    view = whole(folder, deleted)
+    assert view.graph.table_version == deleted.table_version
+    assert gone not in view.graph.items and len(view.graph.items) == len(rows) - 1
+
+
 def test_a_caller_sees_only_entities_of_items_they_may_see(settings, tmp_path):
     folder_path = tmp_path / "acl"
     rows = [

@@ -22,6 +22,7 @@ from mmsearch.builds.run_records import RunDetail, RunEntry, RunSummary
 from mmsearch.clock import utc_now
 from mmsearch.config import Settings
 from mmsearch.errors import MMSearchError
+from mmsearch.graph.make import remake_after_item_write
 from mmsearch.index.open import open_build_index
 from mmsearch.ingest.builds import finish_pending_publish, writable_live_index
 from mmsearch.manifest import BUILDING, BuildManifest
@@ -174,6 +175,8 @@ def _revert(
     index.restore(plan.restore_version)
     after = index.version()
     items = index.row_count()
+    # The graph of the restored rows, before the manifest (the readers' commit point).
+    remake_after_item_write(collection.build_dir(plan.build_id), manifest, index)
     revert_id = new_id("run")
     restored = sorted(i for i in target if i not in current)
     removed = sorted(i for i in current if i not in target)

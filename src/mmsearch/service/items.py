@@ -34,6 +34,7 @@ from mmsearch.catalog.normalise import infer_attribute_specs
 from mmsearch.clock import utc_now
 from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.filters.expr import all_of
+from mmsearch.graph.make import remake_after_item_write
 from mmsearch.ingest import IngestOptions, Ingestor
 from mmsearch.ingest.builds import writable_live_index
 from mmsearch.ingest.write_access import WriteAccess
@@ -145,6 +146,8 @@ def delete_item(
             raise NotFound(f"No item '{item_id}' in collection '{collection}'.")
         started_at, before = utc_now(), index.version()
         index.delete([item_id])
+        # No entity, edge or cluster may name it: the graph again, before the manifest.
+        remake_after_item_write(folder.build_dir(manifest.build_id), manifest, index)
         counts = {"removed": 1, "items": index.row_count()}
         manifest.counts = manifest.counts.model_copy(update={"items": counts["items"]})
         record_item_write(
