@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -32,10 +33,18 @@ def test_help_rewraps_a_docstring_instead_of_keeping_its_source_line_breaks():
     text = at_80_columns("ingest", "--help")
     paragraph = " ".join(text.split("\n\n")[1].split())
     assert paragraph.startswith("Ingest a catalog into a collection (upsert by id; unchanged rows")
-    lines = [line.strip() for line in text.splitlines()]
-    # --stage's help is written over several source lines; its first output line is full
-    stage = next(line for line in lines if line.startswith("--stage"))
-    assert stage.endswith("Write a candidate build and leave live as it is;")
+    # --stage's help is written over several source lines; wrapped again, every output
+    # line but its last is full: the next line's first word would not have fitted on it.
+    lines = text.splitlines()
+    first = next(n for n, line in enumerate(lines) if line.strip().startswith("--stage"))
+    entry = [lines[first]]
+    for line in lines[first + 1 :]:
+        if not line.strip() or line.strip().startswith("-"):
+            break
+        entry.append(line)
+    assert len(entry) >= 3 and "Write a candidate build" in entry[0]
+    for line, following in itertools.pairwise(entry):
+        assert len(line) + 1 + len(following.split()[0]) > 80, (line, following)
 
 
 def test_tables_at_80_columns_show_whole_ids_and_statuses(tmp_path, make_catalog):

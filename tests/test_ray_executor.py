@@ -250,8 +250,9 @@ def test_actors_are_started_once_and_reused_by_every_chunk(settings, tmp_path, m
     pids = [int(line) for line in log.read_text().split()]
     in_actors = [pid for pid in pids if pid != os.getpid()]
     # A pool per chunk would build the model in (up to) two new actors for each of the
-    # five chunks; one pool for the run builds it once in each of its two actors.
-    assert len(in_actors) == len(set(in_actors)) == 2
+    # five chunks; one pool for the run builds it at most once in each of its two actors
+    # (on a busy host one actor may take every chunk before the other asks for work).
+    assert len(in_actors) == len(set(in_actors)) and 1 <= len(in_actors) <= 2
     [actors] = pools
     assert len(actors) == 2
     for actor in actors:  # close() killed the pool
