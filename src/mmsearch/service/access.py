@@ -47,7 +47,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.governance.keys import ApiKey, KeyStore
 from mmsearch.governance.roles import Permission, Role, allows
 from mmsearch.governance.storage import file_signature, locked, write_json_private
-from mmsearch.service.shared_buckets import SharedTokenBuckets
+from mmsearch.service.shared_buckets import Bucket, SharedTokenBuckets
 
 SESSION_COOKIE = "mmsearch_session"
 CSRF_HEADER = "x-csrf-token"
@@ -279,19 +279,12 @@ class SessionSigner:
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-    warned_at: float = 0.0
-
-
-@dataclass
 class RateLimiter:
     """Token buckets by key (or client address): ``per_minute`` refill, ``burst`` capacity."""
 
     per_minute: int
     burst: int
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _buckets: dict[str, Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, who: str, now: float | None = None) -> float:
@@ -299,19 +292,13 @@ class RateLimiter:
         if self.per_minute <= 0:
             return 0.0
         now = time.monotonic() if now is None else now
-        rate = self.per_minute / 60.0
         with self._lock:
             bucket = self._buckets.get(who)
             if bucket is None:
                 if len(self._buckets) > 10_000:  # forget idle callers rather than grow forever
                     self._buckets.clear()
-                bucket = self._buckets[who] = _Bucket(float(self.burst), now)
-            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return 0.0
-            return (1.0 - bucket.tokens) / rate
+                bucket = self._buckets[who] = Bucket(float(self.burst), now)
+            return bucket.take(now, self.per_minute, self.burst)
 
     def refund(self, who: str) -> None:
         """Give back a token taken for an attempt that turned out fine (a key that verified)."""

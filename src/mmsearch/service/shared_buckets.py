@@ -38,16 +38,29 @@ SWEEP_EVERY = 256  # new buckets created by this process between sweeps
 
 
 @dataclass
-class _Bucket:
+class Bucket:
+    """One token bucket: its tokens at ``updated``, and when a refusal was last warned of."""
+
     tokens: float
     updated: float
     warned_at: float = 0.0
+
+    def take(self, now: float, per_minute: int, burst: int) -> float:
+        """Refill to ``now``, then take a token: 0.0 when one was there, else the seconds
+        until one will be."""
+        rate = per_minute / 60.0
+        self.tokens = min(float(burst), self.tokens + (now - self.updated) * rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / rate
 
     def encode(self) -> bytes:
         return f"{self.tokens:.6f} {self.updated:.6f} {self.warned_at:.6f}".encode()
 
     @classmethod
-    def decode(cls, raw: bytes, burst: float, now: float) -> _Bucket:
+    def decode(cls, raw: bytes, burst: float, now: float) -> Bucket:
         try:
             tokens, updated, warned_at = (float(part) for part in raw.decode().split())
         except (UnicodeDecodeError, ValueError):
@@ -68,14 +81,14 @@ class SharedTokenBuckets:
         self._folder_ready = False
         # A bucket left alone this long is full again, so its file may go.
         self.idle_s = max(IDLE_S, 60.0 * burst / per_minute) if per_minute > 0 else IDLE_S
-        self._memory: dict[str, _Bucket] = {}  # used only when the folder cannot be
+        self._memory: dict[str, Bucket] = {}  # used only when the folder cannot be
         self._warned = False
 
     def _path(self, who: str) -> Path:
         return self.folder / hashlib.sha256(who.encode()).hexdigest()[:40]
 
     @contextlib.contextmanager
-    def _bucket(self, who: str, now: float) -> Iterator[_Bucket]:
+    def _bucket(self, who: str, now: float) -> Iterator[Bucket]:
         """The bucket, locked against every other process and thread, written back after;
         this process's own when the folder cannot be used (a read-only workspace): the
         checks go on, bounded per worker as they would be without sharing."""
@@ -86,7 +99,7 @@ class SharedTokenBuckets:
                 self._warned = True
                 log.error("failure budgets per worker: cannot use %s (%s)", self.folder, exc)
             with self._lock:
-                bucket = self._memory.setdefault(who, _Bucket(float(self.burst), now))
+                bucket = self._memory.setdefault(who, Bucket(float(self.burst), now))
                 if len(self._memory) > 10_000:  # forget idle callers rather than grow forever
                     self._memory = {who: bucket}
                 yield bucket
@@ -96,7 +109,7 @@ class SharedTokenBuckets:
             raw = os.pread(fd, 128, 0)
             if not raw:
                 self._note_created()
-            bucket = _Bucket.decode(raw, float(self.burst), now)
+            bucket = Bucket.decode(raw, float(self.burst), now)
             yield bucket
             data = bucket.encode()
             with contextlib.suppress(OSError):  # a full disk: the charge is lost, not the check
@@ -116,14 +129,8 @@ class SharedTokenBuckets:
         if self.per_minute <= 0:
             return 0.0
         now = time.time() if now is None else now
-        rate = self.per_minute / 60.0
         with self._bucket(who, now) as bucket:
-            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return 0.0
-            return (1.0 - bucket.tokens) / rate
+            return bucket.take(now, self.per_minute, self.burst)
 
     def refund(self, who: str) -> None:
         """Give back a token taken for an attempt that turned out fine (a key that verified)."""
